@@ -1,0 +1,201 @@
+"""bench.kernels: the kernel cache (list, resolve, kernel.json) and a real build of 7.2.
+
+The unmarked tests work on a throw-away cache with fake entries and run in a second. The `vm`
+tests build 7.2 for real (about 12 minutes on 2 cores when the cache is cold; a cache hit when it
+is warm) in the user's cache, which the boot tests then use.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from bench import kernels
+from bench.errors import UsageError
+
+
+def _fake_bzimage(path: Path, release: str) -> None:
+    """Just enough of a bzImage for the setup header: "HdrS" and the version string pointer."""
+    data = bytearray(0x4000)
+    data[0x202:0x206] = b"HdrS"
+    text = f"{release} (root@blkcmp) #1 SMP PREEMPT_DYNAMIC".encode() + b"\0"
+    struct.pack_into("<H", data, 0x20E, 0x1000 - 0x200)
+    data[0x1000:0x1000 + len(text)] = text
+    path.write_bytes(bytes(data))
+
+
+def _fake_entry(cache: Path, name: str, release: str, version: str, overflow: bool) -> Path:
+    entry = cache / "kernels" / name
+    entry.mkdir(parents=True)
+    _fake_bzimage(entry / "bzImage", release)
+    cfg = "CONFIG_RUST=y\nCONFIG_BLK_DEV_RUST_NULL=y\n"
+    cfg += "CONFIG_RUST_OVERFLOW_CHECKS=y\n" if overflow else "# CONFIG_RUST_OVERFLOW_CHECKS is not set\n"
+    (entry / ".config").write_text(cfg)
+    meta = {"name": name, "release": release, "version": version, "overflow_checks": overflow,
+            "source_package": f"linux-source-{version}", "source_version": f"{release}-1",
+            "toolchain": {"rustc": "1.97.1"}, "config": kernels.parse_config(cfg)}
+    (entry / "kernel.json").write_text(json.dumps(meta))
+    return entry
+
+
+@pytest.fixture
+def fake_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLKCMP_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    _fake_entry(cache, "7.2.13", "7.2.13", "7.2", True)
+    _fake_entry(cache, "7.2.13-nooverflow", "7.2.13", "7.2", False)
+    _fake_entry(cache, "6.12.117", "6.12.117", "6.12", True)
+    (cache / "kernels" / ".partial-7.2.14-123").mkdir()  # an interrupted build: not listed
+    return cache
+
+
+def test_cache_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLKCMP_CACHE", str(tmp_path))
+    assert kernels.cache_dir() == tmp_path
+    monkeypatch.delenv("BLKCMP_CACHE")
+    assert kernels.cache_dir() == Path.home() / ".cache" / "blkcmp"
+
+
+def test_parse_config():
+    text = ('CONFIG_RUST=y\n# CONFIG_RUST_OVERFLOW_CHECKS is not set\nCONFIG_HZ=250\n'
+            'CONFIG_LOCALVERSION=""\nCONFIG_FOO=m\n# a comment\n')
+    assert kernels.parse_config(text) == {
+        "CONFIG_RUST": "y", "CONFIG_RUST_OVERFLOW_CHECKS": "n", "CONFIG_HZ": "250",
+        "CONFIG_LOCALVERSION": "", "CONFIG_FOO": "m"}
+    assert kernels.parse_config(text, ("CONFIG_HZ",)) == {"CONFIG_HZ": "250"}
+
+
+def test_bzimage_release(tmp_path):
+    _fake_bzimage(tmp_path / "bz", "7.2.13")
+    assert kernels.bzimage_release(tmp_path / "bz") == "7.2.13"
+    (tmp_path / "notakernel").write_bytes(b"\0" * 1024)
+    with pytest.raises(UsageError, match="not a bzImage"):
+        kernels.bzimage_release(tmp_path / "notakernel")
+
+
+def test_list_cached(fake_cache):
+    names = [i.name for i in kernels.list_cached()]
+    assert names == ["6.12.117", "7.2.13", "7.2.13-nooverflow"]
+    by_name = {i.name: i for i in kernels.list_cached()}
+    assert by_name["7.2.13"].overflow_checks is True
+    assert by_name["7.2.13-nooverflow"].overflow_checks is False
+    assert by_name["7.2.13"].config["CONFIG_RUST_OVERFLOW_CHECKS"] == "y"
+    assert by_name["6.12.117"].bzimage_size == (fake_cache / "kernels/6.12.117/bzImage").stat().st_size
+    d = by_name["7.2.13"].to_dict()
+    assert json.loads(json.dumps(d))["path"] == str(fake_cache / "kernels" / "7.2.13")
+    assert d["overflow_checks"] is True and d["version"] == "7.2"
+
+
+def test_resolve_versions_and_names(fake_cache):
+    assert kernels.resolve("7.2").name == "7.2.13"  # the variant with overflow checks
+    assert kernels.resolve("7.2-nooverflow").name == "7.2.13-nooverflow"
+    assert kernels.resolve("7.2.13-nooverflow").overflow_checks is False
+    assert kernels.resolve("6.12").release == "6.12.117"
+    assert kernels.resolve("6.12.117").version == "6.12"
+
+
+def test_resolve_path(fake_cache, tmp_path):
+    # A cache entry's bzImage resolves to the full entry.
+    info = kernels.resolve(str(fake_cache / "kernels" / "7.2.13" / "bzImage"))
+    assert info.cached and info.version == "7.2"
+    # A foreign bzImage: release from its header, config from a .config beside it.
+    own = tmp_path / "own"
+    own.mkdir()
+    _fake_bzimage(own / "bzImage", "7.3.0-rc1")
+    (own / ".config").write_text("CONFIG_RUST=y\n# CONFIG_RUST_OVERFLOW_CHECKS is not set\n")
+    info = kernels.resolve(str(own / "bzImage"))
+    assert (info.release, info.version, info.cached) == ("7.3.0-rc1", None, False)
+    assert info.config["CONFIG_RUST"] == "y" and info.overflow_checks is False
+    assert kernels.resolve(str(own)).bzimage == (own / "bzImage").resolve()
+    # Without a .config nothing is known about the options.
+    (own / ".config").unlink()
+    assert kernels.resolve(str(own / "bzImage")).overflow_checks is None
+
+
+def test_resolve_unknown(fake_cache, tmp_path):
+    with pytest.raises(UsageError, match=r"blkcmp kernel build 6\.13"):
+        kernels.resolve("6.13")
+    with pytest.raises(UsageError, match=r"blkcmp kernel build 6\.12 --no-overflow-checks"):
+        kernels.resolve("6.12-nooverflow")
+    with pytest.raises(UsageError, match="does not exist"):
+        kernels.resolve(str(tmp_path / "missing" / "bzImage"))
+    with pytest.raises(UsageError):
+        kernels.resolve("latest")
+
+
+def test_build_rejects_bad_version(fake_cache):
+    with pytest.raises(UsageError, match="7.2 or 6.12"):
+        kernels.build("7", progress=lambda _: None)
+
+
+def test_build_cache_hit_in_fake_cache(fake_cache):
+    said = []
+    info = kernels.build("7.2", progress=said.append, overflow_checks=False)
+    assert info.name == "7.2.13-nooverflow"
+    assert any("cached" in line for line in said)
+
+
+# ----------------------------------------------------------------------------------------------
+# The real thing
+
+
+@pytest.fixture(scope="session")
+def kernel_7_2():
+    return kernels.build("7.2", progress=print)
+
+
+@pytest.mark.vm
+def test_build_7_2_entry(kernel_7_2):
+    info = kernel_7_2
+    assert info.version == "7.2" and info.release.startswith("7.2.")
+    assert info.name == info.release and info.cached
+    assert info.path == kernels.cache_dir() / "kernels" / info.name
+    for f in ("bzImage", ".config", "build.log", "kernel.json"):
+        assert (info.path / f).is_file(), f
+    assert kernels.bzimage_release(info.bzimage) == info.release
+    meta = json.loads((info.path / "kernel.json").read_text())
+    assert meta["version"] == "7.2" and meta["release"] == info.release
+    assert meta["source_package"] == "linux-source-7.2"
+    assert meta["source_version"].startswith(info.release)
+    assert {"gcc", "rustc", "bindgen"} <= set(meta["toolchain"])
+    assert meta["bzimage_size"] == info.bzimage.stat().st_size
+    for sym in kernels.REQUIRED_SYMBOLS + ("CONFIG_RUST_OVERFLOW_CHECKS",):
+        assert meta["config"][sym] == "y", sym
+    assert info.overflow_checks is True
+    # The recorded symbols are the .config's.
+    real = kernels.parse_config((info.path / ".config").read_text(), kernels.RECORDED_SYMBOLS)
+    assert real == meta["config"]
+    # No build tree or half entry left behind.
+    assert not list((kernels.chroot_dir() / "var" / "tmp").glob("blkcmp-build-*"))
+    assert not list(info.path.parent.glob(".partial-*"))
+
+
+@pytest.mark.vm
+def test_list_and_resolve_7_2(kernel_7_2):
+    assert kernel_7_2 in kernels.list_cached()
+    assert kernels.resolve("7.2") == kernel_7_2
+    assert kernels.resolve(kernel_7_2.release) == kernel_7_2
+    assert kernels.resolve(str(kernel_7_2.bzimage)) == kernel_7_2
+
+
+@pytest.mark.vm
+def test_second_build_is_a_cache_hit(kernel_7_2):
+    logs_before = set(kernels.logs_dir().glob("build-*"))
+    said = []
+    again = kernels.build("7.2", progress=said.append)
+    assert again == kernel_7_2
+    assert len(said) == 1 and "cached" in said[0] and "nothing to build" in said[0]
+    assert set(kernels.logs_dir().glob("build-*")) == logs_before  # no work was started
+
+
+@pytest.mark.vm
+def test_chroot_is_ready_and_clean(kernel_7_2):
+    root = kernels.ensure_chroot(progress=lambda line: pytest.fail(f"chroot redone: {line}"))
+    marker = json.loads((root / "etc" / "blkcmp-chroot.json").read_text())
+    assert marker["packages"] == sorted(kernels.CHROOT_PACKAGES)
+    for mp in kernels.GUEST_MOUNT_POINTS:
+        assert (root / mp.lstrip("/")).is_dir()
+    assert kernels._mounts_under(root) == []  # no host /proc, /sys, /dev left in the guest root
