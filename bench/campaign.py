@@ -1,0 +1,129 @@
+"""Starting, resuming and describing campaigns: the steps behind `blkcmp plan` and `blkcmp run`.
+
+Nothing is written under results/ until the workload is valid, every target has been probed, and
+fio has accepted every distinct job file (`fio --parse-only`): bad input never leaves a
+half-written campaign behind.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import env, fio, store, workload as workload_mod
+from bench.errors import RunError, UsageError
+from bench.executors import local
+from bench.plan import Plan, make_plan
+from bench.targets import Context, Target
+from bench.workload import Workload
+
+
+@dataclass
+class Prepared:
+    workload: Workload
+    path: Path
+    plan: Plan
+    unavailable: dict[str, str]
+
+
+def distinct_jobs(workload: Workload, plan: Plan, targets: dict[str, Target], campaign: str) -> dict[str, str]:
+    """file name -> fio job text, one per target × point (what --export-fio writes)."""
+    jobs = {}
+    for name in plan.targets:
+        target = targets[name]
+        imposed = _imposed_options(target)
+        for point in plan.points:
+            run = next(r for r in plan.runs if r.target == name and r.point_index == point.index)
+            spec = local.job_spec(workload, run, target, target.planned_filename(), imposed, campaign)
+            jobs[f"{name}--p{point.index:03d}.fio"] = fio.job_text(spec)
+    return jobs
+
+
+def _imposed_options(target: Target) -> dict:
+    # What setup() will impose, known without creating anything (fio-null's engine, a file's size).
+    if target.driver == "fio-null":
+        return {"ioengine": "null", "size": f"{int(target.options.get('size', 1024))}M"}
+    if target.driver == "file":
+        return {"size": f"{int(target.options.get('size', 256))}M"}
+    return {}
+
+
+def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
+            message=lambda text: None) -> Prepared:
+    workload = workload_mod.load(path)
+    name = workload.campaign_name(path)
+    targets = local.build_targets(workload, Context("plan"))
+    unavailable: dict[str, str] = {}
+    if probe:
+        for tname, target in targets.items():
+            avail = target.probe()
+            if not avail.ok:
+                unavailable[tname] = avail.reason
+                message(f"target {tname} ({target.driver}) is not available here: {avail.reason}; "
+                        "running the others")
+        if len(unavailable) == len(targets):
+            raise RunError("no target of this workload is available here: "
+                           + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+    plan = make_plan(workload, name, seed)
+    if unavailable:
+        plan.targets = [t for t in plan.targets if t not in unavailable]
+        plan.runs = [r for r in plan.runs if r.target not in unavailable]
+        plan.runs = [local.PlannedRun(**(r.__dict__ | {"position": i})) for i, r in enumerate(plan.runs)]
+    return Prepared(workload, path, plan, unavailable)
+
+
+def check_with_fio(prepared: Prepared) -> None:
+    """Let fio itself reject unknown or malformed options before anything runs."""
+    targets = local.build_targets(prepared.workload, Context("check"), prepared.plan.targets)
+    jobs = distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
+    with tempfile.TemporaryDirectory(prefix="blkcmp-check-") as tmp:
+        for fname, text in jobs.items():
+            job = Path(tmp) / fname
+            job.write_text(text.replace("${BLKCMP_FILENAME}", "/dev/null"))
+            verdict = fio.parse_only(job)
+            if verdict:
+                raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]}: {verdict}")
+
+
+def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
+    store.require_writable(results)
+    environment, config = env.snapshot()
+    return store.create(
+        results, prepared.plan.campaign, workload_text=prepared.path.read_text(),
+        resolved_yaml=workload_mod.dump(prepared.workload), source=str(prepared.path),
+        plan=prepared.plan, environment=environment, kernel_config=config,
+        extra={"unavailable_targets": prepared.unavailable})
+
+
+def load_campaign_workload(campaign: store.Campaign) -> Workload:
+    return workload_mod.load(campaign.path / "workload.yaml")
+
+
+def plan_summary(plan: Plan) -> str:
+    lines = [f"campaign {plan.campaign}: {len(plan.runs)} runs = {len(plan.targets)} targets × "
+             f"{len(plan.points)} points × {plan.rounds} rounds ({plan.order}, seed {plan.seed})"]
+    if plan.max_rounds > plan.rounds:
+        lines.append(f"adaptive: up to {plan.max_rounds} rounds "
+                     f"({len(plan.targets) * len(plan.points) * plan.max_rounds} runs at most)")
+    lines.append(f"each run: ramp_time {plan.ramp_time:g} s + runtime {plan.runtime:g} s")
+    est = plan.estimated_seconds()
+    lines.append(f"estimated duration: {_duration(est)}"
+                 + (f" (at most {_duration(plan.estimated_seconds(len(plan.targets) * len(plan.points) * plan.max_rounds))})"
+                    if plan.max_rounds > plan.rounds else ""))
+    lines.append("targets: " + ", ".join(plan.targets))
+    lines.append("points:")
+    for p in plan.points:
+        per_target = {t: sum(1 for r in plan.runs if r.point_index == p.index and r.target == t)
+                      for t in plan.targets}
+        lines.append(f"  p{p.index:03d} {p.label}: " + ", ".join(f"{t} ×{n}" for t, n in per_target.items()))
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"

@@ -1,0 +1,109 @@
+"""The `blkcmp` command line: arguments only; each command calls into the modules that do the work.
+
+Exit codes everywhere: 0 success, 2 bad input or usage, 1 a failure while running. Errors are
+one line on stderr (one per problem), never a traceback (BLKCMP_DEBUG=1 shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from bench import __version__
+from bench.errors import BlkcmpError, UsageError
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", nargs="?", type=Path, help="workload YAML file")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue an interrupted campaign")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where campaign directories go")
+    p.add_argument("--seed", type=int, help="seed of the run order (overrides the workload's)")
+    p.add_argument("--kernel", help="run inside a VM booted on this kernel (a cached version or a bzImage)")
+    p.add_argument("--auto", action="store_true",
+                   help="run on the host if it has every driver, otherwise in the VM on the cached 7.2 kernel")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--vm-timeout", type=float, default=None, metavar="S",
+                   help="kill the guest after S seconds (default: from the plan)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="blkcmp", description="Is the Rust block driver as fast as the C one?")
+    top.add_argument("--version", action="version", version=f"blkcmp {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("schema", help="print the workload JSON Schema")
+
+    p = sub.add_parser("plan", help="print the expanded plan of a workload")
+    p.add_argument("workload", type=Path)
+    p.add_argument("--export-fio", type=Path, metavar="DIR", help="write each distinct job as a .fio file")
+    p.add_argument("--seed", type=int)
+
+    _add_run_args(sub.add_parser("run", help="run a workload's campaign (or --resume one)"))
+
+    p = sub.add_parser("ingest", help="import fio JSON files into a campaign directory")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--into", type=Path, required=True, metavar="DIR")
+    p.add_argument("--target", help="target name for these runs (default: the fio job name)")
+
+    p = sub.add_parser("export", help="one row per run × fio job, as CSV or JSON")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+
+    p = sub.add_parser("ls", help="list campaigns and their status")
+    p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS)
+
+    p = sub.add_parser("cleanup", help="remove devices and files blkcmp created and left behind")
+    p.add_argument("--force", action="store_true", help="also those of blkcmp processes still running")
+
+    p = sub.add_parser("targets", help="drivers available here (or on a test kernel) and their options")
+    p.add_argument("--kernel", help="a cached kernel version or a bzImage path")
+
+    k = sub.add_parser("kernel", help="build and list test kernels")
+    ksub = k.add_subparsers(dest="kernel_command", required=True, metavar="ACTION")
+    kb = ksub.add_parser("build", help="build a test kernel with null_blk and rnull (cached)")
+    kb.add_argument("version", help="6.12 or 7.2")
+    kb.add_argument("--no-overflow-checks", action="store_true",
+                    help="build with CONFIG_RUST_OVERFLOW_CHECKS off")
+    ksub.add_parser("list", help="cached test kernels")
+
+    from bench import analysis_cli
+    analysis_cli.add_commands(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return dispatch(args) or 0
+    except BlkcmpError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"blkcmp: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("blkcmp: interrupted; finished runs are kept (resume with `blkcmp run --resume DIR`)",
+              file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("BLKCMP_DEBUG"):
+            traceback.print_exc()
+        print(f"blkcmp: internal error: {type(exc).__name__}: {exc} (BLKCMP_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return 1
+
+
+def dispatch(args: argparse.Namespace) -> int | None:
+    from bench import commands
+    handler = getattr(commands, f"cmd_{args.command}", None)
+    if handler is None:
+        from bench import analysis_cli
+        handler = getattr(analysis_cli, f"cmd_{args.command}")
+    return handler(args)

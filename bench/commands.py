@@ -1,0 +1,183 @@
+"""What each `blkcmp` command does, given its parsed arguments (the glue between cli and modules)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bench.errors import RunError, UsageError
+
+
+def _say(text: str) -> None:
+    print(f"blkcmp: {text}", file=sys.stderr, flush=True)
+
+
+def cmd_schema(args) -> int:
+    from bench.workload import json_schema
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from bench import campaign as camp
+    from bench.executors import local
+    from bench.targets import Context
+
+    prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
+    print(camp.plan_summary(prepared.plan))
+    if args.export_fio:
+        targets = local.build_targets(prepared.workload, Context("export"))
+        jobs = camp.distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
+        try:
+            args.export_fio.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{args.export_fio}: cannot create: {exc.strerror}") from None
+        for name, text in jobs.items():
+            (args.export_fio / name).write_text(text)
+        print(f"wrote {len(jobs)} fio job files to {args.export_fio}/")
+    return 0
+
+
+def _adaptive_rule(workload):
+    """The stopping rule for `repetitions: {min, max, target_ci}` (None for a fixed count)."""
+    from bench.workload import AdaptiveRepetitions
+    if not isinstance(workload.repetitions, AdaptiveRepetitions):
+        return None
+    from bench import analysis
+    reps = workload.repetitions
+
+    def decide(campaign, plan):
+        return analysis.adaptive_more_rounds(campaign, plan, target_ci=reps.target_ci,
+                                             min_rounds=reps.min, max_rounds=reps.max)
+    return decide
+
+
+def cmd_run(args) -> int:
+    from bench import campaign as camp, store, summary
+    from bench.executors import local
+    from bench.progress import reporter_for
+
+    if args.resume and args.workload:
+        raise UsageError("give either a workload file or --resume DIR, not both")
+    if not args.resume and not args.workload:
+        raise UsageError("give a workload file (or --resume DIR)")
+    kernel = args.kernel
+    if args.auto and not kernel:
+        kernel = _auto_kernel(args)
+    if args.resume:
+        campaign = store.open_campaign(args.resume)
+        info = campaign.info()
+        kernel = kernel or info.get("vm_kernel")
+        workload = camp.load_campaign_workload(campaign)
+    else:
+        prepared = camp.prepare(args.workload, seed=args.seed, probe=kernel is None, message=_say)
+        camp.check_with_fio(prepared)
+        workload = prepared.workload
+        if kernel:
+            from bench.executors import vm
+            campaign = vm.create_vm_campaign(prepared, args.results, kernel)
+        else:
+            campaign = camp.create_campaign(prepared, args.results)
+        _say(f"campaign directory: {campaign.path}")
+    plan = campaign.plan()
+    if kernel:
+        from bench.executors import vm
+        vm.execute_in_vm(campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout)
+    else:
+        reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
+        counts = local.execute(campaign, workload, reporter, adaptive_decision=_adaptive_rule(workload))
+        _say(f"{counts.get('done', 0)} runs finished in this session")
+    if not args.quiet:
+        summary.render(campaign)
+    print(f"results: {campaign.path}")
+    return 0
+
+
+def _auto_kernel(args) -> str | None:
+    """`--auto`: the host when it has both drivers, else the VM on the 7.2 test kernel."""
+    from bench.targets import nullblk, rnull
+    if nullblk.host_available().ok and rnull.host_available().ok:
+        _say("the host has null_blk and rnull: running on the host")
+        return None
+    from bench import kernels
+    cached = {k.version for k in kernels.list_cached()}
+    if "7.2" not in cached:
+        _say("the host lacks null_blk/rnull and no 7.2 test kernel is cached: building it (~15 min)")
+        kernels.build("7.2", progress=_say)
+    _say("the host lacks null_blk/rnull: running in a VM on the 7.2 test kernel")
+    return "7.2"
+
+
+def cmd_ingest(args) -> int:
+    from bench.ingest import ingest
+    added = ingest(args.files, args.into, args.target)
+    print(f"ingested {len(added)} run(s) into {args.into}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from bench import export, store
+    campaign = store.open_campaign(args.dir)
+    data = export.rows(campaign)
+    text = export.to_csv(data) if args.format == "csv" else export.to_json(data)
+    if args.output:
+        store.atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from bench import store
+    campaigns = store.list_campaigns(args.dir)
+    if not campaigns:
+        print(f"no campaigns under {args.dir}")
+        return 0
+    for c in campaigns:
+        state, counts = store.campaign_status(c)
+        total = sum(counts.values())
+        done = counts.get("done", 0)
+        label = c.environment().get("executor", {}).get("label", "")
+        print(f"{c.path.name:48s} {state:26s} {done}/{total} runs" + (f"  [{label}]" if label and label != "host" else ""))
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    from bench.targets import state
+    report = state.cleanup(force=args.force)
+    if not report:
+        print("nothing to clean up")
+    for kind, what, outcome in report:
+        print(f"{kind}: {what}: {outcome}")
+    return 1 if any(o.startswith("failed") for _, _, o in report) else 0
+
+
+def cmd_targets(args) -> int:
+    from bench import targets_info
+    if args.kernel:
+        from bench.executors import vm
+        print(vm.targets_in_vm(args.kernel))
+    else:
+        print(targets_info.render(targets_info.available_here()))
+    return 0
+
+
+def cmd_kernel(args) -> int:
+    from bench import kernels
+    if args.kernel_command == "build":
+        info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks)
+        print(f"{info.release}: {info.path}")
+        return 0
+    rows = kernels.list_cached()
+    if not rows:
+        print("no cached kernels (build one with `blkcmp kernel build 7.2`)")
+    for k in rows:
+        d = k.to_dict()
+        symbols = d.get("config_symbols") or d.get("symbols") or {}
+        overflow = symbols.get("CONFIG_RUST_OVERFLOW_CHECKS", "?")
+        size = d.get("bzimage_size") or d.get("size_bytes") or 0
+        print(f"{d.get('release')}  (asked {d.get('version')})  rust_overflow_checks={overflow}  "
+              f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}"
+              f"  {int(size) / 2**20:.1f} MiB  {d.get('path', '')}")
+    return 0

@@ -1,0 +1,66 @@
+"""Reading finished runs back as records for summaries, statistics and plots.
+
+The SQLite index gives the per-run metrics; the raw fio JSON gives the json+ latency bins
+(merged per run over its jobs and directions) when a pooled latency distribution is wanted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import fio, store
+
+
+@dataclass
+class RunRecord:
+    campaign: str
+    campaign_dir: Path
+    run_id: str
+    target: str
+    point_key: str
+    point: dict
+    round: int
+    repetition: int
+    position: int
+    host: str
+    kernel: str
+    metrics: dict
+    bins: dict[int, int] | None = None   # loaded on demand (load_bins)
+
+
+def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunRecord]:
+    records = []
+    for row in store.run_rows(campaign):
+        if row["status"] != "done":
+            continue
+        metrics = {k: row[k] for k in store.RUN_METRIC_COLUMNS}
+        metrics |= {"cpu_softirq_s": row["cpu_softirq_s"], "cpu_system_s": row["cpu_system_s"],
+                    "cpu_user_s": row["cpu_user_s"], "cpu_irq_s": row["cpu_irq_s"],
+                    "block_softirqs": row["block_softirqs"]}
+        rec = RunRecord(campaign.name, campaign.path, row["run_id"], row["target"], row["point_key"],
+                        json.loads(row["point_json"] or "{}"), row["round"], row["repetition"],
+                        row["position"], row["host"] or "", row["kernel"] or "", metrics)
+        if with_bins:
+            rec.bins = run_bins(campaign, rec.run_id)
+        records.append(rec)
+    return records
+
+
+def run_bins(campaign: store.Campaign, run_id: str) -> dict[int, int]:
+    path = campaign.run_dir(run_id) / "fio.json"
+    try:
+        output = fio.parse(path.read_text())
+    except (OSError, fio.FioParseError):
+        return {}
+    lats = [lat for job in output.jobs for d in job.directions.values()
+            if d.used and (lat := d.completion_latency())]
+    return fio.merged_bins(lats)
+
+
+def group(records: list[RunRecord], *keys: str) -> dict[tuple, list[RunRecord]]:
+    out: dict[tuple, list[RunRecord]] = {}
+    for rec in records:
+        out.setdefault(tuple(getattr(rec, k) for k in keys), []).append(rec)
+    return out

@@ -1,0 +1,81 @@
+"""The target lifecycle every driver family implements: probe → setup → describe → teardown.
+
+blktests-style: each step is explicit, teardown is the mirror of setup, and both are idempotent
+(teardown of a target that was never set up, or already torn down, does nothing). Every resource
+a target creates is first recorded in the state file (bench.targets.state) so `blkcmp cleanup`
+can remove it after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bench.targets import state
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.workload import QueueSettings
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+    interface: str = ""   # e.g. "configfs", "fixed /dev/rnullb0", "losetup"
+
+
+@dataclass(frozen=True)
+class Device:
+    """What fio needs to reach a target once it is set up."""
+
+    filename: str | None                     # None: no file at all (fio's null engine)
+    fio_options: dict[str, Any] = field(default_factory=dict)  # options the target imposes
+    block_device: str | None = None          # /dev/<name> when there is a sysfs queue
+
+
+@dataclass(frozen=True)
+class Context:
+    """Per-campaign facts a target needs to name its resources uniquely."""
+
+    campaign_id: str      # short, unique per campaign directory
+
+
+class Target(abc.ABC):
+    driver: ClassVar[str]
+
+    def __init__(self, name: str, options: dict[str, Any], queue: QueueSettings, context: Context):
+        self.name = name
+        self.options = dict(options)
+        self.queue = queue
+        self.context = context
+        self.device: Device | None = None
+
+    @abc.abstractmethod
+    def probe(self) -> Availability:
+        """Can this target run here? Reads the system, changes nothing."""
+
+    @abc.abstractmethod
+    def setup(self) -> Device:
+        """Create the device; record every resource in the state file before creating it."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The effective settings, read back from the system (not the requested ones)."""
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Remove what setup created. Idempotent; safe after a partial setup."""
+
+    def planned_filename(self) -> str:
+        """The filename the fio job will get (for exported job files, before setup)."""
+        return self.device.filename if self.device and self.device.filename else "${BLKCMP_FILENAME}"
+
+    def resource_name(self) -> str:
+        return f"blkcmp-{self.context.campaign_id}-{self.name}"
+
+
+def registered(kind: str, data: dict) -> str:
+    """Record a resource about to be created; returns its state-file id."""
+    return state.register(kind, data)

@@ -1,0 +1,192 @@
+"""Targets available on any Linux host: a regular file, a loop device, and fio's null engine.
+
+They make the whole pipeline testable without null_blk or rnull: `loop` is a real block device
+with a real blk-mq queue (queue settings and the fairness audit apply to it), `file` exercises a
+filesystem path, and `fio-null` measures fio's own overhead with no device at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.errors import RunError
+from bench.targets import blockdev, state
+from bench.targets.base import Availability, Device, Target
+
+DEFAULT_SIZE_MIB = 256
+DEFAULT_DIRECTORY = "/dev/shm"
+
+
+def _backing_path(target: Target) -> Path:
+    directory = Path(str(target.options.get("directory", DEFAULT_DIRECTORY)))
+    return directory / f"{target.resource_name()}.img"
+
+
+def _make_file(path: Path, size_mib: int) -> None:
+    with open(path, "wb") as fh:
+        fh.truncate(size_mib * 1024 * 1024)
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "?"
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        parts = line.split()
+        if str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype
+
+
+@state.cleaner("file")
+def _remove_file(data: dict) -> None:
+    Path(data["path"]).unlink(missing_ok=True)
+
+
+class FileTarget(Target):
+    driver = "file"
+
+    def probe(self) -> Availability:
+        directory = _backing_path(self).parent
+        if not directory.is_dir():
+            return Availability(False, f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK):
+            return Availability(False, f"directory {directory} is not writable")
+        need = int(self.options.get("size", DEFAULT_SIZE_MIB)) * 1024 * 1024
+        if shutil.disk_usage(directory).free < need:
+            return Availability(False, f"{directory} has less than {need >> 20} MiB free")
+        return Availability(True, interface="regular file")
+
+    def planned_filename(self) -> str:
+        return str(_backing_path(self))
+
+    def setup(self) -> Device:
+        path = _backing_path(self)
+        self._rid = state.register("file", {"path": str(path)})
+        _make_file(path, int(self.options.get("size", DEFAULT_SIZE_MIB)))
+        self.device = Device(str(path), {"size": f"{int(self.options.get('size', DEFAULT_SIZE_MIB))}M"})
+        return self.device
+
+    def describe(self) -> dict[str, Any]:
+        path = _backing_path(self)
+        return {"driver": self.driver, "path": str(path),
+                "size_bytes": path.stat().st_size if path.exists() else None,
+                "filesystem": _fs_type(path.parent)}
+
+    def teardown(self) -> None:
+        _backing_path(self).unlink(missing_ok=True)
+        if getattr(self, "_rid", None):
+            state.forget(self._rid)
+            self._rid = None
+        self.device = None
+
+
+def _loops_of(backing: Path) -> list[str]:
+    out = subprocess.run(["losetup", "-j", str(backing), "-O", "NAME", "-n"], capture_output=True,
+                         text=True)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def _detach(backing: Path) -> None:
+    for dev in _loops_of(backing):
+        subprocess.run(["losetup", "-d", dev], capture_output=True, text=True)
+    left = _loops_of(backing)
+    if left:
+        raise RunError(f"cannot detach loop device(s) {', '.join(left)} backed by {backing}")
+
+
+@state.cleaner("loop")
+def _remove_loop(data: dict) -> None:
+    backing = Path(data["backing"])
+    if backing.exists():
+        _detach(backing)
+    backing.unlink(missing_ok=True)
+
+
+class LoopTarget(Target):
+    driver = "loop"
+
+    def probe(self) -> Availability:
+        if shutil.which("losetup") is None:
+            return Availability(False, "losetup is not installed (util-linux)")
+        if os.geteuid() != 0:
+            return Availability(False, "loop devices need root")
+        if not Path("/dev/loop-control").exists():
+            return Availability(False, "/dev/loop-control missing: no loop driver in this kernel")
+        return FileTarget.probe(self)  # same backing-file checks
+
+    def setup(self) -> Device:
+        backing = _backing_path(self)
+        self._rid = state.register("loop", {"backing": str(backing)})
+        _make_file(backing, int(self.options.get("size", DEFAULT_SIZE_MIB)))
+        cmd = ["losetup", "--find", "--show"]
+        if "blocksize" in self.options:
+            cmd += ["--sector-size", str(self.options["blocksize"])]
+        if self.options.get("direct_io"):
+            cmd += ["--direct-io=on"]
+        out = subprocess.run(cmd + [str(backing)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RunError(f"target {self.name}: losetup failed: {out.stderr.strip()}")
+        dev = out.stdout.strip()
+        state.update(self._rid, {"device": dev})
+        settle()
+        blockdev.require_safe(dev)
+        self.applied_queue = blockdev.apply_queue(dev, self.queue)
+        self.device = Device(dev, {}, block_device=dev)
+        return self.device
+
+    def describe(self) -> dict[str, Any]:
+        if not self.device:
+            return {"driver": self.driver}
+        dev = self.device.block_device
+        name = blockdev.disk_name(dev)
+        loop = Path("/sys/block") / name / "loop"
+        return {"driver": self.driver, "device": dev, "backing_file": _read(loop / "backing_file"),
+                "direct_io": _read(loop / "dio"),
+                "audit": blockdev.audit(dev) | {"completion": "loop worker"}}
+
+    def teardown(self) -> None:
+        backing = _backing_path(self)
+        if backing.exists():
+            _detach(backing)
+        backing.unlink(missing_ok=True)
+        if getattr(self, "_rid", None):
+            state.forget(self._rid)
+            self._rid = None
+        self.device = None
+
+
+def settle() -> None:
+    """Wait for udev to create device nodes, where there is a udev."""
+    if shutil.which("udevadm"):
+        subprocess.run(["udevadm", "settle", "--timeout=10"], capture_output=True)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+class FioNullTarget(Target):
+    driver = "fio-null"
+
+    def probe(self) -> Availability:
+        return Availability(True, interface="fio ioengine=null")
+
+    def planned_filename(self) -> str | None:
+        return None
+
+    def setup(self) -> Device:
+        size = int(self.options.get("size", 1024))
+        self.device = Device(None, {"ioengine": "null", "size": f"{size}M"})
+        return self.device
+
+    def describe(self) -> dict[str, Any]:
+        return {"driver": self.driver, "ioengine": "null", "size_mib": int(self.options.get("size", 1024))}
+
+    def teardown(self) -> None:
+        self.device = None
