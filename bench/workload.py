@@ -184,7 +184,9 @@ class Workload(_Strict):
         points = []
         for values in itertools.product(*(axes[k] for k in keys)):
             point = dict(zip(keys, values))
-            if any(all(point[k] == v for k, v in combo.items()) for combo in self.matrix.exclude):
+            # A combination naming a non-axis matches nothing (load() reports it as an error).
+            if any(all(k in point and point[k] == v for k, v in combo.items())
+                   for combo in self.matrix.exclude):
                 continue
             points.append(point)
         return points
