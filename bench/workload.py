@@ -280,7 +280,7 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = _key_of(key_node)
             out[path + (key,)] = key_node.start_mark.line + 1
             _line_map(value_node, path + (key,), out)
     elif isinstance(node, yaml.SequenceNode):
@@ -289,11 +289,39 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     return out
 
 
-def _format_path(path: tuple) -> str:
+def _key_of(node: yaml.Node) -> Any:
+    """A mapping key as the loader builds it: None for `null:`, True for `true:`, 1 for `1:`."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            return yaml.constructor.SafeConstructor().construct_object(node)
+        except yaml.YAMLError:
+            pass
+    return node.value
+
+
+def _yaml_key(key: Any) -> str:
+    """A non-string key as it is spelled in YAML."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def _format_path(path: tuple, index_parts: int | None = None) -> str:
     text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    for i, part in enumerate(path):
+        if isinstance(part, int) and not isinstance(part, bool) and _is_index(path, i):
+            text += f"[{part}]"
+        else:
+            text += f".{_yaml_key(part)}" if text else _yaml_key(part)
     return text or "(top level)"
+
+
+def _is_index(path: tuple, i: int) -> bool:
+    # List positions are ints in paths; so are YAML integer keys, which are rare: a key of an int
+    # is shown as [n] only where workloads have lists (matrix.exclude, matrix axes).
+    return i > 0 and path[i - 1] in ("exclude",) or (len(path) > i - 1 >= 1 and path[0] == "matrix")
 
 
 def _real_path(loc: tuple, data: Any) -> tuple:

@@ -171,3 +171,23 @@ def require_safe(dev: str) -> None:
     problems = safety_problems(dev)
     if problems:
         raise RunError(f"refusing to write to {dev}: {'; '.join(problems)}")
+
+
+def save_queue(dev: str, settings: "QueueSettings") -> dict[str, str]:
+    """The current values of the queue attributes `settings` will change (for restore_queue)."""
+    qdir = SYS_BLOCK / disk_name(dev) / "queue"
+    saved = {}
+    for key in settings.model_dump(exclude_none=True):
+        value = _read(qdir / key)
+        if value is not None:
+            saved[key] = current_scheduler(value) if key == "scheduler" else value
+    return saved
+
+
+def restore_queue(dev: str, saved: dict[str, str]) -> None:
+    qdir = SYS_BLOCK / disk_name(dev) / "queue"
+    for key, value in reversed(list(saved.items())):
+        try:
+            (qdir / key).write_text(value)
+        except OSError:
+            pass  # the device may be going away; nothing else to restore to

@@ -115,7 +115,8 @@ class LoopTarget(Target):
             return Availability(False, "loop devices need root")
         if not Path("/dev/loop-control").exists():
             return Availability(False, "/dev/loop-control missing: no loop driver in this kernel")
-        return FileTarget.probe(self)  # same backing-file checks
+        backing = FileTarget.probe(self)  # same backing-file checks
+        return Availability(True, interface="losetup") if backing.ok else backing
 
     def setup(self) -> Device:
         backing = _backing_path(self)

@@ -1,0 +1,44 @@
+"""`blkcmp targets`: which driver families work here, through which interface, with which options."""
+
+from __future__ import annotations
+
+import platform
+
+from bench.targets import configfs, nullblk, rnull
+from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
+from bench.targets.base import Context
+from bench.targets.options import DRIVER_OPTIONS
+from bench.workload import QueueSettings
+
+
+def available_here() -> list[dict]:
+    rows = []
+    ctx = Context("probe")
+    for cls in (FileTarget, LoopTarget, FioNullTarget):
+        avail = cls("probe", {}, QueueSettings(), ctx).probe()
+        rows.append({"driver": cls.driver, "available": avail.ok, "reason": avail.reason,
+                     "interface": avail.interface, "options": sorted(DRIVER_OPTIONS[cls.driver])})
+    avail = nullblk.host_available()
+    features = sorted(configfs.read_features(nullblk.subsystem()))
+    rows.append({"driver": "null_blk", "available": avail.ok, "reason": avail.reason,
+                 "interface": avail.interface,
+                 "options": features or sorted(DRIVER_OPTIONS["null_blk"])})
+    avail = rnull.host_available()
+    kind = "configfs" if rnull.subsystem().is_dir() else ("fixed" if avail.ok and "fixed" in avail.interface else None)
+    options = []
+    if kind:
+        for key, fixed in sorted(rnull.honoured(kind, configfs.read_features(rnull.subsystem())).items()):
+            options.append(key if fixed is None else f"{key} (fixed {fixed})")
+    rows.append({"driver": "rnull", "available": avail.ok, "reason": avail.reason,
+                 "interface": avail.interface, "options": options})
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    lines = [f"kernel {platform.release()}"]
+    for row in rows:
+        state = f"available ({row['interface']})" if row["available"] else f"unavailable: {row['reason']}"
+        lines.append(f"{row['driver']:9s} {state}")
+        if row["available"] and row["options"]:
+            lines.append(f"          options: {', '.join(row['options'])}")
+    return "\n".join(lines)
