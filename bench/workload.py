@@ -308,20 +308,14 @@ def _yaml_key(key: Any) -> str:
     return str(key)
 
 
-def _format_path(path: tuple, index_parts: int | None = None) -> str:
+def _format_path(path: tuple) -> str:
     text = ""
-    for i, part in enumerate(path):
-        if isinstance(part, int) and not isinstance(part, bool) and _is_index(path, i):
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
             text += f".{_yaml_key(part)}" if text else _yaml_key(part)
     return text or "(top level)"
-
-
-def _is_index(path: tuple, i: int) -> bool:
-    # List positions are ints in paths; so are YAML integer keys, which are rare: a key of an int
-    # is shown as [n] only where workloads have lists (matrix.exclude, matrix axes).
-    return i > 0 and path[i - 1] in ("exclude",) or (len(path) > i - 1 >= 1 and path[0] == "matrix")
 
 
 def _real_path(loc: tuple, data: Any) -> tuple:
@@ -329,13 +323,22 @@ def _real_path(loc: tuple, data: Any) -> tuple:
     path: list = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
+        if isinstance(node, dict) and (part in node or _odd_key(node, part) is not _NO_KEY):
+            key = part if part in node else _odd_key(node, part)
+            path.append(key)
+            node = node[key]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             path.append(part)
             node = node[part]
     return tuple(path)
+
+
+_NO_KEY = object()
+
+
+def _odd_key(node: dict, part: Any) -> Any:
+    """The non-string key (None, True, 1) that pydantic names by its str() in error locations."""
+    return next((k for k in node if not isinstance(k, str) and str(k) == part), _NO_KEY)
 
 
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
@@ -382,8 +385,12 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
         else:
             msg = err["msg"].removeprefix("Value error, ")
             text = msg if "found" in msg else f"{msg[0].lower() + msg[1:]}, found {_describe_found(err.get('input'))}"
-            if "keys should be strings" in msg:
-                text = "expected a string key, found a YAML null/boolean/number key (quote it, e.g. 'null')"
+            if kind == "invalid_key" or loc[-1] == "[key]":  # `null:`, `true:`, `1:` as a key
+                found = err.get("input")
+                path = (path[:-1] if path and path[-1] == found else path) + (found,)
+                spelled = _yaml_key(found)
+                what = "null" if found is None else "a boolean" if isinstance(found, bool) else "a number"
+                text = f"expected a string key, found {what} (quote it: '{spelled}')"
         key = (path, text)
         if key in seen:
             continue
