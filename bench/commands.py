@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,8 +69,14 @@ def cmd_run(args) -> int:
     if args.resume:
         campaign = store.open_campaign(args.resume)
         info = campaign.info()
-        kernel = kernel or info.get("vm_kernel")
         workload = camp.load_campaign_workload(campaign)
+        if os.environ.get("BLKCMP_VM_ACCEL"):  # inside the guest of a VM campaign
+            from bench.executors import vm
+            vm.record_guest_environment(campaign)
+        else:
+            kernel = kernel or info.get("vm_kernel")
+            if not kernel:
+                _same_kernel(campaign)
     else:
         prepared = camp.prepare(args.workload, seed=args.seed, probe=kernel is None, message=_say)
         camp.check_with_fio(prepared)
@@ -92,6 +99,14 @@ def cmd_run(args) -> int:
         summary.render(campaign)
     print(f"results: {campaign.path}")
     return 0
+
+
+def _same_kernel(campaign) -> None:
+    import platform
+    recorded = campaign.environment().get("kernel", {}).get("release")
+    if recorded and recorded != platform.release():
+        raise UsageError(f"{campaign.path}: campaign started on kernel {recorded}, this is "
+                         f"{platform.release()}; a campaign is resumed on the kernel it started on")
 
 
 def _auto_kernel(args) -> str | None:
