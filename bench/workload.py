@@ -365,10 +365,36 @@ def _describe_found(value: Any) -> str:
     return repr(value)
 
 
+def _is_shape_error(err: dict) -> bool:
+    """The input has the wrong type for this (union member) schema, e.g. a mapping for an int."""
+    return err["type"].endswith(("_type", "_parsing"))
+
+
+def _relevant(errors: list[dict], data: Any) -> list[dict]:
+    """Drop the complaints of union members the input was not meant for.
+
+    `repetitions: {min: 5, max: 3}` fails both as an int (wrong shape) and as the mapping (max <
+    min); only the second says what is wrong. A shape error is dropped when another error at or
+    under the same place is not a shape error.
+    """
+    paths = [_real_path(tuple(e["loc"]), data) for e in errors]
+    keep = []
+    for err, path in zip(errors, paths):
+        if _is_shape_error(err) and any(
+                other is not err and not _is_shape_error(other) and p[:len(path)] == path
+                for other, p in zip(errors, paths)):
+            continue
+        keep.append(err)
+    return keep
+
+
+_SCALAR_MEMBERS = {"bool", "int", "float", "str"}
+
+
 def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: str) -> list[str]:
     out: list[str] = []
     seen: set[tuple] = set()
-    for err in error.errors():
+    for err in _relevant(error.errors(), data):
         loc = tuple(err["loc"])
         path = _real_path(loc, data)
         kind = err["type"]
@@ -385,6 +411,9 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
         else:
             msg = err["msg"].removeprefix("Value error, ")
             text = msg if "found" in msg else f"{msg[0].lower() + msg[1:]}, found {_describe_found(err.get('input'))}"
+            if (_is_shape_error(err) and loc and loc[-1] in _SCALAR_MEMBERS
+                    and isinstance(err.get("input"), (list, dict))):  # fio options, matrix values
+                text = f"expected a single value (string, number or boolean), found {_describe_found(err['input'])}"
             if kind == "invalid_key" or loc[-1] == "[key]":  # `null:`, `true:`, `1:` as a key
                 found = err.get("input")
                 path = (path[:-1] if path and path[-1] == found else path) + (found,)
