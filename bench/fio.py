@@ -124,6 +124,8 @@ def command(job_path: Path, output_path: Path, fio: str = FIO) -> list[str]:
 def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
         extra_args: list[str] | None = None) -> Invocation:
     """Run fio on one job file; fio's JSON goes to output_path. Ctrl-C stops fio too."""
+    # fio runs in the job's directory: relative paths (the default results/) would miss.
+    job_path, output_path = Path(job_path).absolute(), Path(output_path).absolute()
     cmd = command(job_path, output_path, fio)
     if extra_args:
         cmd[1:1] = extra_args
