@@ -1,7 +1,41 @@
-"""Arguments of the analysis commands (compare, plot, report), kept beside the core CLI."""
+"""Arguments and handlers of the analysis commands: compare (and plot, report when present)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from bench.errors import RunError
+
 
 def add_commands(sub) -> None:
-    """Registered by bench.cli; filled in as the analysis commands land."""
+    p = sub.add_parser("compare", help="candidate vs baseline per point, with CIs and verdicts")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="campaign directories")
+    p.add_argument("--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)")
+    p.add_argument("--by", default="target", help="target | kernel | host | a matrix key (default: target)")
+    p.add_argument("--metric", default="iops",
+                   help="iops | bw | read_iops | write_iops | clat_mean | clat_p50 | clat_p99 | clat_p999")
+    p.add_argument("--margin", type=float, default=0.02, help="equivalence margin as a fraction (0.02 = ±2 %%)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--correction", choices=("holm", "bh"), default="holm",
+                   help="multiple-comparison correction across points")
+    p.add_argument("--format", choices=("table", "markdown", "text", "csv", "json"), default="table")
+    p.add_argument("--fail-on", choices=("slower",), help="exit 1 when any point is slower (a CI gate)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def cmd_compare(args) -> int:
+    from bench import analysis, compare_format as fmt
+    a = analysis.analyse(args.dirs, by=args.by, metric=args.metric, baseline=args.baseline,
+                         margin=args.margin, alpha=args.alpha, correction=args.correction, seed=args.seed)
+    if args.format == "table":
+        fmt.table(a)
+    else:
+        sys.stdout.write({"markdown": fmt.markdown, "text": fmt.text, "csv": fmt.to_csv,
+                          "json": fmt.to_json}[args.format](a))
+    if args.fail_on == "slower":
+        slower = [p.point for s in a.comparisons for p in s.points if p.verdict and p.verdict.verdict == "slower"]
+        if slower:
+            print(f"blkcmp: {len(slower)} point(s) slower: {', '.join(slower)} (--fail-on slower)", file=sys.stderr)
+            return 1
+    return 0

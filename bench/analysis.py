@@ -1,0 +1,220 @@
+"""From campaign directories to comparisons: the glue between the store and bench.stats.
+
+Runs are grouped into *sides* by `by` (target, kernel, host, or any matrix key) and into
+*points* by what remains (the matrix point, and the target when sides are not targets). Each
+non-baseline side is compared with the baseline side point by point; p-values are corrected
+across the points of one side's comparison. Rounds pair runs only when both sides come from the
+same campaign (interleaved in the same rounds); across campaigns the comparison is unpaired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import stats, store
+from bench.errors import UsageError
+from bench.results import RunRecord, load_runs
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    column: str
+    higher_is_better: bool
+    label: str
+    unit: str
+
+
+METRICS = {m.name: m for m in (
+    Metric("iops", "iops", True, "IOPS", "IOPS"),
+    Metric("bw", "bw_bytes", True, "bandwidth", "B/s"),
+    Metric("read_iops", "read_iops", True, "read IOPS", "IOPS"),
+    Metric("write_iops", "write_iops", True, "write IOPS", "IOPS"),
+    Metric("clat_mean", "clat_mean_ns", False, "mean completion latency", "ns"),
+    Metric("clat_p50", "clat_p50_ns", False, "p50 completion latency", "ns"),
+    Metric("clat_p99", "clat_p99_ns", False, "p99 completion latency", "ns"),
+    Metric("clat_p999", "clat_p999_ns", False, "p99.9 completion latency", "ns"),
+)}
+
+
+@dataclass
+class PointResult:
+    point: str                  # point label (matrix point, plus target when sides are not targets)
+    baseline_values: list[float]
+    candidate_values: list[float]
+    comparison: stats.Comparison
+    verdict: stats.Verdict | None = None
+    quality_baseline: stats.Quality | None = None
+    quality_candidate: stats.Quality | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SideComparison:
+    baseline: str
+    candidate: str
+    metric: Metric
+    points: list[PointResult]
+    across: stats.AcrossPoints | None
+
+
+@dataclass
+class Analysis:
+    by: str
+    metric: Metric
+    margin: float
+    alpha: float
+    correction: str
+    campaigns: list[store.Campaign]
+    sides: list[str]
+    baseline: str
+    comparisons: list[SideComparison]
+    labels: list[str]           # e.g. "emulated (TCG)" labels of the campaigns' executors
+    kernels: list[str]
+
+
+def _kernel_of(campaign: store.Campaign) -> str:
+    env = campaign.environment()
+    return env.get("kernel", {}).get("release") or campaign.info().get("vm_kernel_release") or "unknown"
+
+
+def side_of(rec: RunRecord, by: str, kernel: str) -> str | None:
+    if by == "target":
+        return rec.target
+    if by == "kernel":
+        return kernel
+    if by == "host":
+        return rec.host or "unknown"
+    value = rec.point.get(by)
+    return None if value is None else str(value)
+
+
+def point_of(rec: RunRecord, by: str) -> str:
+    if by == "target":
+        return rec.point_key
+    rest = ",".join(f"{k}={v}" for k, v in rec.point.items() if k != by) or "default"
+    return f"{rest} [{rec.target}]"
+
+
+def _parse_baseline(spec: str | None, by: str) -> str | None:
+    if spec is None:
+        return None
+    key, sep, value = spec.partition("=")
+    if not sep:
+        return spec
+    if key != by:
+        raise UsageError(f"--baseline {spec}: names {key!r} but the comparison is --by {by}")
+    return value
+
+
+def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", baseline: str | None = None,
+            margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
+            correction: str = "holm", seed: int = 0, n_boot: int = stats.DEFAULT_N_BOOT) -> Analysis:
+    if metric not in METRICS:
+        raise UsageError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
+    if not 0 < margin < 1:
+        raise UsageError(f"--margin {margin}: expected a fraction between 0 and 1 (0.02 = 2 %)")
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha {alpha}: expected a probability between 0 and 1")
+    m = METRICS[metric]
+    campaigns = [store.open_campaign(d) for d in dirs]
+    records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
+    sides: list[str] = []
+    kernels = []
+    for ci, campaign in enumerate(campaigns):
+        kernel = _kernel_of(campaign)
+        kernels.append(kernel)
+        for rec in load_runs(campaign):
+            side = side_of(rec, by, kernel)
+            if side is None:
+                raise UsageError(f"--by {by}: campaign {campaign.path} has no matrix key {by!r}")
+            records.append((rec, side, ci))
+            if side not in sides:
+                sides.append(side)
+    if not records:
+        raise UsageError("no finished runs in " + ", ".join(str(d) for d in dirs))
+    wanted = _parse_baseline(baseline, by)
+    if wanted is None:
+        wanted = sides[0]
+        if by == "target":
+            first = campaigns[0].plan().targets
+            try:
+                from bench import workload as workload_mod
+                wl = workload_mod.load(campaigns[0].path / "workload.yaml")
+                wanted = wl.baseline_name() if wl.baseline_name() in sides else (first[0] if first else sides[0])
+            except Exception:
+                wanted = first[0] if first and first[0] in sides else sides[0]
+    if wanted not in sides:
+        raise UsageError(f"--baseline {wanted}: no such {by} (found: {', '.join(sides)})")
+    if len(sides) < 2:
+        raise UsageError(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
+    comparisons = []
+    for candidate in [s for s in sides if s != wanted]:
+        points: dict[str, dict[str, list]] = {}
+        for rec, side, ci in records:
+            if side not in (wanted, candidate):
+                continue
+            value = rec.metrics.get(m.column)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
+            slot[side].append((value, rec.round, rec.position, ci))
+        results: dict[str, PointResult] = {}
+        for key, slot in points.items():
+            b, c = slot[wanted], slot[candidate]
+            if not b or not c:
+                continue
+            same_campaign = {x[3] for x in b} == {x[3] for x in c} and len({x[3] for x in b}) == 1
+            comp = stats.compare([x[0] for x in b], [x[0] for x in c],
+                                 baseline_rounds=[x[1] for x in b] if same_campaign else None,
+                                 candidate_rounds=[x[1] for x in c] if same_campaign else None,
+                                 higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
+                                 n_boot=n_boot, seed=seed)
+            qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], mde=comp.mde, margin=margin)
+            qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], mde=comp.mde, margin=margin)
+            flags = sorted(set(qb.flags) | set(qc.flags))
+            results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, flags)
+        if results:
+            verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
+                                    margin=margin, alpha=alpha, baseline_name=wanted, candidate_name=candidate)
+            for v in verdicts:
+                results[v.key].verdict = v
+            across = stats.summarize_points(verdicts, seed=seed)
+        else:
+            across = None
+        comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))
+    labels = sorted({c.environment().get("executor", {}).get("label", "") for c in campaigns} - {"", "host"})
+    return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels)
+
+
+def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
+                         max_rounds: int) -> tuple[bool, str]:
+    """The adaptive stopping rule on the campaign so far: (add another round?, why)."""
+    records = load_runs(campaign)
+    done_rounds = plan.rounds
+    baseline = plan.targets[0]
+    try:
+        from bench import workload as workload_mod
+        baseline = workload_mod.load(campaign.path / "workload.yaml").baseline_name()
+    except Exception:
+        pass
+    comparisons = {}
+    for candidate in [t for t in plan.targets if t != baseline]:
+        for point in plan.points:
+            b = [(r.metrics["iops"], r.round) for r in records if r.target == baseline and r.point_key == point.key]
+            c = [(r.metrics["iops"], r.round) for r in records if r.target == candidate and r.point_key == point.key]
+            if not b or not c:
+                continue
+            comparisons[(candidate, point.key)] = stats.compare(
+                [x[0] for x in b], [x[0] for x in c], baseline_rounds=[x[1] for x in b],
+                candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=1000)
+    if not comparisons:  # a single target: precision of the mean instead of a ratio
+        return False, "adaptive: one target only, nothing to compare; stopping at the minimum"
+    decision = stats.adaptive_decision(comparisons, target_ci=target_ci, rounds_done=done_rounds,
+                                       min_rounds=min_rounds, max_rounds=max_rounds)
+    store.atomic_write_json(campaign.path / "adaptive.json", decision.to_dict()
+                            | {"points_at_cap": [list(k) for k in decision.points_at_cap],
+                               "points_above_target": [list(k) for k in decision.points_above_target]})
+    return (not decision.stop), decision.reason
