@@ -136,6 +136,10 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
                                 preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+    # fio's per-job processes outlive a SIGKILLed blkcmp (the death signal reaches fio, not its
+    # children): record the process group so `blkcmp cleanup` and the next session can end it.
+    from bench.targets import state
+    rid = state.register("process-group", {"pgid": proc.pid, "marker": str(job_path), "what": "fio"})
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -144,6 +148,8 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     except BaseException:
         _stop(proc)
         raise
+    finally:
+        state.forget(rid)
     return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
 
 

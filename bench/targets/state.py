@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +91,43 @@ def cleaner(kind: str):
         CLEANERS[kind] = fn
         return fn
     return wrap
+
+
+def _group_members(pgid: int, marker: str) -> list[int]:
+    """Live processes of process group `pgid` whose command line contains `marker`."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] in ("Z", "X"):
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if marker in cmdline:
+            members.append(int(proc.name))
+    return members
+
+
+@cleaner("process-group")
+def kill_process_group(data: dict) -> None:
+    """SIGKILL what is left of a process group and wait until it is gone.
+
+    fio forks a process per job; PR_SET_PDEATHSIG on fio itself does not reach them, so after a
+    SIGKILLed blkcmp they run on for the rest of `runtime`, holding the device open. The command
+    line marker (the job file's path) keeps a reused process group id from being hit.
+    """
+    pgid, marker = int(data["pgid"]), str(data.get("marker", ""))
+    deadline = time.monotonic() + 15
+    while members := _group_members(pgid, marker):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process group {pgid} survives SIGKILL: pids {members}")
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
