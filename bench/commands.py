@@ -189,9 +189,9 @@ def cmd_kernel(args) -> int:
         print("no cached kernels (build one with `blkcmp kernel build 7.2`)")
     for k in rows:
         d = k.to_dict()
-        symbols = d.get("config_symbols") or d.get("symbols") or {}
+        symbols = d.get("config") or {}
         overflow = symbols.get("CONFIG_RUST_OVERFLOW_CHECKS", "?")
-        size = d.get("bzimage_size") or d.get("size_bytes") or 0
+        size = d.get("bzimage_size") or 0
         print(f"{d.get('release')}  (asked {d.get('version')})  rust_overflow_checks={overflow}  "
               f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}"
               f"  {int(size) / 2**20:.1f} MiB  {d.get('path', '')}")

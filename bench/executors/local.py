@@ -231,7 +231,7 @@ def setup_targets(targets: dict[str, Target], workload: Workload, reporter: Repo
     if len(audits) > 1:
         refused, tolerated = audit_differences(audits, workload.allow_differences)
         if refused:
-            raise RunError("targets differ in settings that shape the I/O path: " + "; ".join(refused)
+            raise UsageError("targets differ in settings that shape the I/O path: " + "; ".join(refused)
                            + " (match them, or list the keys under allow_differences:)")
         for line in tolerated:
             reporter.message(f"allowed difference: {line}")

@@ -1,0 +1,221 @@
+"""The VM tier: real campaigns on the guest kernel's null_blk and rnull (7.2, and 6.12).
+
+Each kernel is built (or taken from the cache) by the fixtures, then booted under QEMU; TCG
+numbers prove the machinery only, so nothing here looks at how fast anything was — only at what
+ran, on which devices, with which settings, and what is left afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import kernels, vm
+from bench.executors import vm as vm_executor
+
+pytestmark = pytest.mark.vm
+
+REPO = Path(__file__).resolve().parent.parent
+VERSIONS = ["7.2", "6.12"]
+
+MATCHED = """
+name: {name}
+targets:
+  common:
+    options: {{blocksize: 4096, size: 4096, irqmode: 0, hw_queue_depth: 256, submit_queues: 1, poll_queues: 0}}
+    queue: {{scheduler: none, nomerges: 0, rq_affinity: 1}}
+  c:
+    driver: null_blk
+    options: {c_options}
+  rust:
+    driver: rnull
+    options: {rust_options}
+fio: {{ioengine: io_uring, direct: 1, norandommap: 1, random_generator: lfsr}}
+matrix:
+  rw: [randread]
+  bs: [4k]
+  iodepth: {iodepths}
+repetitions: {reps}
+runtime: {runtime}
+ramp_time: 0
+seed: 3
+"""
+
+
+def workload(tmp: Path, name: str = "vmtest", *, c_options: str = "{}", rust_options: str = "{}",
+             iodepths: str = "[1, 8]", reps: int = 2, runtime: int = 1) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(MATCHED.format(name=name, c_options=c_options, rust_options=rust_options,
+                                   iodepths=iodepths, reps=reps, runtime=runtime))
+    return path
+
+
+def blkcmp(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="session", params=VERSIONS)
+def kernel(request) -> kernels.KernelInfo:
+    return kernels.build(request.param, progress=print)
+
+
+def only_campaign(results: Path) -> Path:
+    dirs = [d for d in results.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_campaign_on_both_drivers(kernel, tmp_path):
+    w = workload(tmp_path)
+    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    camp = only_campaign(tmp_path / "res")
+    db = sqlite3.connect(camp / "index.sqlite")
+    rows = db.execute("SELECT run_id, target, status, iops, total_ios FROM runs").fetchall()
+    assert len(rows) == 2 * 2 * 2
+    assert all(r[2] == "done" and r[3] > 0 and r[4] > 0 for r in rows), rows
+    assert {r[1] for r in rows} == {"c", "rust"}
+    # Every run was parsed from the guest's raw fio output, and ran on the device it names.
+    for run_id, target, *_ in rows:
+        run = json.loads((camp / "runs" / run_id / "run.json").read_text())
+        job = (camp / "runs" / run_id / "job.fio").read_text()
+        assert f"filename={run['target']['device']}" in job
+        assert run["target"]["driver"] == {"c": "null_blk", "rust": "rnull"}[target]
+    # Both devices existed, with equal audited settings.
+    session = json.loads((camp / "targets.json").read_text())[-1]["targets"]
+    assert session["c"]["driver"] == "null_blk" and session["rust"]["driver"] == "rnull"
+    assert session["c"]["audit"] == session["rust"]["audit"]
+    audit = session["c"]["audit"]
+    assert audit["logical_block_size"] == "4096" and audit["nr_hw_queues"] == "1"
+    assert audit["scheduler"] == "none" and audit["nr_tags"] == "256"
+    assert audit["capacity_bytes"] == str(4096 * 2**20) and audit["completion"] == "inline"
+    expected_interface = "configfs" if kernel.version == "7.2" else "fixed /dev/rnullb0"
+    assert session["rust"]["interface"] == expected_interface
+    # The environment is the guest's, labelled as what it is.
+    environment = json.loads((camp / "environment.json").read_text())
+    assert environment["kernel"]["release"].startswith(kernel.version + ".")
+    assert environment["kernel"]["config_symbols"]["CONFIG_BLK_DEV_RUST_NULL"] == "y"
+    assert environment["executor"]["kind"] == "vm"
+    if environment["executor"]["accel"] == "tcg":
+        assert environment["executor"]["emulated"] is True
+        assert "emulated (TCG)" in environment["executor"]["label"]
+    assert (camp / "host-environment.json").exists()
+    assert (camp / "logs" / "console-01.log").stat().st_size > 0
+    # A finished VM campaign resumes to a no-op (nothing re-run).
+    again = blkcmp("run", "--resume", str(camp), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert len(list((camp / "runs").iterdir())) == 8
+
+
+def test_mismatched_pair_is_refused_before_any_run(kernel, tmp_path):
+    w = workload(tmp_path, c_options="{blocksize: 512}", rust_options="{}")
+    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
+    assert out.returncode == 2
+    assert "logical_block_size: c=512, rust=4096" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    camp = only_campaign(tmp_path / "res")
+    assert list((camp / "runs").iterdir()) == []
+
+
+def test_unsupported_rnull_option_is_refused(kernel, tmp_path):
+    w = workload(tmp_path, rust_options="{memory_backed: 1}")
+    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
+    assert out.returncode == 2, out.stderr
+    assert "rnull cannot honour memory_backed=1" in out.stderr
+    camp = only_campaign(tmp_path / "res")
+    assert list((camp / "runs").iterdir()) == []
+
+
+GUEST_LIFECYCLE = r"""
+set -u
+w=/work
+ls_all() {  # configfs entries and block devices of both drivers
+  { ls /sys/kernel/config/nullb/ 2>/dev/null | grep -v features; ls /sys/kernel/config/rnull/ 2>/dev/null | grep -v features; ls /sys/block | grep -E '^(nullb|rnullb)'; } | sort | tr '\n' ' '
+}
+sched() { cat /sys/block/rnullb0/queue/scheduler 2>/dev/null | tr -d '\n'; }
+sched > $w/sched_before
+ls_all > $w/before
+python3 -m bench run $w/short.yaml --results $w/res1 --quiet > $w/run1.log 2>&1; echo $? > $w/rc1
+ls_all > $w/after_run
+sched > $w/sched_after_run
+python3 -m bench run $w/long.yaml --results $w/res2 --quiet > $w/run2.log 2>&1 &
+pid=$!
+for i in $(seq 1 600); do ls $w/res2/*/runs/r0* >/dev/null 2>&1 && break; sleep 0.2; done
+ls_all > $w/during
+kill -9 $pid; wait $pid 2>/dev/null; sleep 1
+ls_all > $w/after_kill
+python3 -m bench cleanup > $w/cleanup.txt 2>&1; echo $? > $w/rc_cleanup
+ls_all > $w/after_cleanup
+sched > $w/sched_after_cleanup
+python3 -m bench cleanup > $w/cleanup2.txt 2>&1; echo $? > $w/rc_cleanup2
+"""
+
+
+def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    workload(work, "short")
+    workload(work, "long", reps=3, runtime=3)
+    command = vm_executor.guest_command(GUEST_LIFECYCLE, accel=vm.detect_accel(), kernel_release=kernel.release)
+    result = vm.run_in_guest(kernel, command, rw_dirs={"/work": work},
+                             ro_dirs={"/blkcmp": REPO, "/kconfig": kernel.path}, timeout_s=900,
+                             console_log=tmp_path / "console.log")
+    assert result.exit_code == 0
+
+    def read(name: str) -> str:
+        return (work / name).read_text().strip()
+
+    assert read("rc1") == "0", read("run1.log")
+    fixed = kernel.version == "6.12"   # 6.12's rnullb0 is built in: it stays, blkcmp only tunes it
+    baseline = "rnullb0" if fixed else ""
+    assert read("before") == baseline
+    assert read("after_run") == baseline, "devices left behind after a finished campaign"
+    during = read("during").split()
+    assert any(d.startswith("nullb") for d in during), during
+    assert read("after_kill") == read("during"), "SIGKILL should leave the devices for cleanup"
+    assert read("rc_cleanup") == "0", read("cleanup.txt")
+    assert "removed" in read("cleanup.txt")
+    assert read("after_cleanup") == baseline, "cleanup left devices or configfs entries"
+    assert read("cleanup2.txt") == "nothing to clean up"
+    if fixed:  # the fixed device's queue settings are restored on teardown and by cleanup
+        assert read("sched_after_run") == read("sched_before")
+        assert read("sched_after_cleanup") == read("sched_before")
+
+
+AA = """
+name: aa
+targets:
+  common:
+    options: {blocksize: 4096, size: 4096, irqmode: 0, hw_queue_depth: 256, submit_queues: 1, poll_queues: 0}
+  c1: {driver: null_blk}
+  c2: {driver: null_blk}
+fio: {ioengine: io_uring, direct: 1, norandommap: 1, random_generator: lfsr}
+matrix: {rw: [randread], bs: [4k], iodepth: [8]}
+repetitions: 6
+runtime: 1
+ramp_time: 0
+seed: 11
+"""
+
+
+def test_aa_campaign_has_no_faster_or_slower_verdict(tmp_path):
+    kernel = kernels.build("7.2", progress=print)
+    (tmp_path / "aa.yaml").write_text(AA)
+    out = blkcmp("run", str(tmp_path / "aa.yaml"), "--kernel", kernel.version, "--results",
+                 str(tmp_path / "res"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    camp = only_campaign(tmp_path / "res")
+    # alpha 0.01 keeps this test's own false-failure rate at 1 % (an A/A test at alpha 0.05
+    # fails one time in twenty by design); the verdict rule is the same.
+    res = blkcmp("compare", str(camp), "--format", "json", "--alpha", "0.01")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    verdicts = [p["verdict"]["verdict"] for c in doc["comparisons"] for p in c["points"]]
+    assert verdicts and all(v in ("equivalent", "inconclusive") for v in verdicts), verdicts
