@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,22 @@ def _loops_of(backing: Path) -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+DETACH_WAIT_S = 10
+
+
 def _detach(backing: Path) -> None:
-    for dev in _loops_of(backing):
-        subprocess.run(["losetup", "-d", dev], capture_output=True, text=True)
-    left = _loops_of(backing)
-    if left:
-        raise RunError(f"cannot detach loop device(s) {', '.join(left)} backed by {backing}")
+    # `losetup -d` of a device someone still has open (udev probing it after fio closed it, a
+    # fio process still exiting) only marks it autoclear: it goes when the last user closes it.
+    deadline = time.monotonic() + DETACH_WAIT_S
+    while True:
+        for dev in _loops_of(backing):
+            subprocess.run(["losetup", "-d", dev], capture_output=True, text=True)
+        left = _loops_of(backing)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RunError(f"cannot detach loop device(s) {', '.join(left)} backed by {backing}")
+        time.sleep(0.1)
 
 
 @state.cleaner("loop")
