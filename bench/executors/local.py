@@ -1,9 +1,10 @@
 """The local executor: runs a campaign's pending runs on this machine, one fio process per run.
 
-Order of a session: lock the campaign → drop scraps of runs cut off mid-way → re-index runs that
-finished but were not indexed → probe and set up every target → fairness audit (refuse before
-any fio run) → each pending run in plan order → (adaptive: add rounds while the stopping rule
-says so) → teardown of every target, on every exit path (Ctrl-C and SIGTERM included).
+Order of a session: lock the campaign → remove what SIGKILLed sessions left behind → drop scraps
+of runs cut off mid-way → re-index runs that finished but were not indexed → probe and set up
+every target → fairness audit (refuse before any fio run) → each pending run in plan order →
+(adaptive: add rounds while the stopping rule says so) → teardown of every target, on every exit
+path (Ctrl-C and SIGTERM included).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable, Iterator
 from bench import env, fio, store
 from bench.errors import RunError, UsageError
 from bench.plan import Plan, PlannedRun, add_rounds
-from bench.targets import Context, Target, make_target
+from bench.targets import Context, Target, make_target, state
 from bench.targets.blockdev import audit_differences, require_safe
 from bench.targets.options import BLOCK_DRIVERS
 from bench.workload import Workload
@@ -204,6 +205,18 @@ def pending_runs(campaign: store.Campaign, plan: Plan) -> list[PlannedRun]:
     return [r for r in plan.runs if r.run_id not in done]
 
 
+def reclaim_leftovers(reporter: Reporter) -> None:
+    """Remove what SIGKILLed sessions left behind (their devices, files and fio processes).
+
+    A resumed campaign sets its targets up again under the same names; the dead session's state
+    entries would otherwise stay forever (and its device could hold the same backing file).
+    Only entries whose creating process is gone are touched, exactly as `blkcmp cleanup` does.
+    """
+    for kind, what, outcome in state.cleanup(force=False):
+        if not outcome.startswith("kept"):
+            reporter.message(f"left behind by an earlier session: {kind} {what}: {outcome}")
+
+
 def recover(campaign: store.Campaign, reporter: Reporter) -> None:
     """Make the index agree with the run directories after an interruption."""
     for run_id in store.remove_partial_runs(campaign):
@@ -242,6 +255,7 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
             adaptive_decision: Callable[[store.Campaign, Plan], tuple[bool, str]] | None = None) -> dict:
     """Run every pending run of the campaign. Returns counts; raises RunError on failure."""
     with store.lock(campaign), signals_as_interrupts():
+        reclaim_leftovers(reporter)
         recover(campaign, reporter)
         plan = campaign.plan()
         names = plan.targets
