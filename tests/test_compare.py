@@ -1,0 +1,132 @@
+"""`blkcmp compare` end to end on campaigns whose truth is set by the test.
+
+A real fio json+ output (fio's null engine, made in the test) is the template; copies of it
+with IOPS drawn around chosen means are ingested as runs of two targets, so the verdicts have a
+known right answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def blkcmp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> dict:
+    out = subprocess.run(["fio", "--name=t", "--ioengine=null", "--size=16M", "--rw=randread", "--bs=4k",
+                          "--time_based=1", "--runtime=1", "--output-format=json+"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def fake_run(template: dict, target: str, iops: float, rw: str = "randread", iodepth: int = 1) -> dict:
+    doc = copy.deepcopy(template)
+    job = doc["jobs"][0]
+    job["jobname"] = target
+    job["job options"].update({"rw": rw, "iodepth": str(iodepth), "bs": "4k"})
+    job["read"]["iops"] = iops
+    job["read"]["bw_bytes"] = iops * 4096
+    return doc
+
+
+def make_campaign(tmp: Path, template: dict, means: dict[str, dict[int, float]], *, n: int = 10,
+                  cv: float = 0.01, seed: int = 1, name: str = "camp") -> Path:
+    """Runs of each target at each iodepth with IOPS ~ N(mean, cv*mean), ingested round by round."""
+    rng = np.random.default_rng(seed)
+    files = []
+    for rep in range(n):
+        for target, per_point in means.items():
+            for iodepth, mean in per_point.items():
+                path = tmp / f"{name}-{target}-qd{iodepth}-{rep}.json"
+                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(mean, cv * mean)),
+                                                    iodepth=iodepth)))
+                files.append(str(path))
+    into = tmp / name
+    out = blkcmp("ingest", *files, "--into", str(into))
+    assert out.returncode == 0, out.stderr
+    return into
+
+
+def test_known_shift_equivalence_and_formats(tmp_path, template):
+    # qd1: rnull 5 % faster; qd8: identical means (equivalent within 2 % at CV 1 %, n 10).
+    camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000, 8: 200_000},
+                                              "rnull": {1: 105_000, 8: 200_000}})
+    res = blkcmp("compare", str(camp), "--baseline", "target=null_blk", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    points = {p["point"]: p for p in doc["comparisons"][0]["points"]}
+    qd1 = points["rw=randread,bs=4k,iodepth=1"]
+    assert qd1["verdict"]["verdict"] == "faster"
+    assert abs(qd1["comparison"]["ratio"] - 1.05) < 0.01
+    assert qd1["comparison"]["ratio_ci_low"] < 1.05 < qd1["comparison"]["ratio_ci_high"]
+    assert points["rw=randread,bs=4k,iodepth=8"]["verdict"]["verdict"] == "equivalent"
+    assert doc["comparisons"][0]["candidate"] == "rnull" and doc["baseline"] == "null_blk"
+
+    text = blkcmp("compare", str(camp), "--baseline", "target=null_blk", "--format", "text").stdout
+    assert all(len(line) <= 72 for line in text.splitlines())
+    assert "faster" in text and "equivalent" in text and "null_blk" in text
+
+    rows = list(csv.DictReader(io.StringIO(blkcmp("compare", str(camp), "--format", "csv").stdout)))
+    assert {r["verdict"] for r in rows} == {"faster", "equivalent"}
+    assert all(float(r["baseline_mean"]) > 0 and float(r["candidate_mean"]) > 0 for r in rows)
+
+    md = blkcmp("compare", str(camp), "--format", "markdown").stdout
+    assert "| point |" in md and "**faster**" in md
+
+    assert blkcmp("compare", str(camp), "--fail-on", "slower").returncode == 0
+    swapped = blkcmp("compare", str(camp), "--baseline", "target=rnull", "--fail-on", "slower", "--format", "text")
+    assert swapped.returncode == 1 and "slower" in swapped.stderr
+
+
+def test_latency_direction_wording(tmp_path, template):
+    camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000}, "rnull": {1: 105_000}})
+    # clat in the template is the same for every run: a latency comparison of identical values
+    # must not claim a difference.
+    res = blkcmp("compare", str(camp), "--metric", "clat_mean", "--format", "json")
+    doc = json.loads(res.stdout)
+    assert doc["higher_is_better"] is False
+    assert all(p["verdict"]["verdict"] != "slower" and p["verdict"]["verdict"] != "faster"
+               for p in doc["comparisons"][0]["points"])
+
+
+def test_compare_by_kernel_across_campaigns(tmp_path, template):
+    old = make_campaign(tmp_path, template, {"null_blk": {1: 100_000}}, name="old", seed=2)
+    new = make_campaign(tmp_path, template, {"null_blk": {1: 90_000}}, name="new", seed=3)
+    for camp, release in ((old, "6.12.117"), (new, "7.2.13")):
+        (camp / "environment.json").write_text(json.dumps({"kernel": {"release": release}}))
+    res = blkcmp("compare", str(old), str(new), "--by", "kernel", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    side = doc["comparisons"][0]
+    assert (side["baseline"], side["candidate"]) == ("6.12.117", "7.2.13")
+    point = side["points"][0]
+    assert point["verdict"]["verdict"] == "slower"
+    assert point["comparison"]["paired"] is False
+
+
+def test_bad_compare_arguments(tmp_path, template):
+    camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000}, "rnull": {1: 100_000}}, n=3)
+    for args, needle in ((["--metric", "nope"], "--metric nope"),
+                         (["--baseline", "target=nosuch"], "no such target"),
+                         (["--margin", "5"], "--margin 5"),
+                         (["--by", "iodepth"], "only one iodepth")):
+        out = blkcmp("compare", str(camp), *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert needle in out.stderr and "Traceback" not in out.stderr
+    out = blkcmp("compare", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "not a blkcmp campaign directory" in out.stderr
