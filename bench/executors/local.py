@@ -281,10 +281,11 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
                         raise RunError(f"run {run.run_id} failed: {row['error']} "
                                        f"(raw output kept; fix and `blkcmp run --resume {campaign.path}`)")
                 reporter.stop()
-                if adaptive_decision is None or plan.rounds >= plan.max_rounds:
+                if adaptive_decision is None:
                     break
+                # Asked after every round, the cap included, so the record says which points hit it.
                 more, reason = adaptive_decision(campaign, plan)
-                if not more:
+                if not more or plan.rounds >= plan.max_rounds:
                     reporter.message(reason)
                     break
                 plan = add_rounds(plan, 1)
