@@ -73,6 +73,22 @@ class Analysis:
     comparisons: list[SideComparison]
     labels: list[str]           # e.g. "emulated (TCG)" labels of the campaigns' executors
     kernels: list[str]
+    allowed_differences: list[str] = field(default_factory=list)  # audited, allowed by the workload
+
+
+def allowed_differences(campaign: store.Campaign) -> list[str]:
+    """Audited settings that differed between targets and that the workload allowed."""
+    from bench.targets.blockdev import AUDIT_KEYS, audit_differences
+    path = campaign.path / "targets.json"
+    if not path.exists():
+        return []
+    sessions = store.read_json(path)
+    audits = {n: t["audit"] for n, t in (sessions[-1]["targets"] if sessions else {}).items() if "audit" in t}
+    if len(audits) < 2:
+        return []
+    # The runner refuses any difference the workload did not allow, so every one found was allowed.
+    _, tolerated = audit_differences(audits, allowed=list(AUDIT_KEYS))
+    return tolerated
 
 
 def _kernel_of(campaign: store.Campaign) -> str:
@@ -186,7 +202,9 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             across = None
         comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))
     labels = sorted({c.environment().get("executor", {}).get("label", "") for c in campaigns} - {"", "host"})
-    return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels)
+    allowed = [f"{c.name}: {line}" for c in campaigns for line in allowed_differences(c)]
+    return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels,
+                    allowed)
 
 
 def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,

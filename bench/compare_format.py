@@ -59,6 +59,7 @@ def header_lines(a: Analysis, side: SideComparison) -> list[str]:
              f"{'Holm' if a.correction == 'holm' else 'Benjamini-Hochberg'} across {len(side.points)} points"]
     kernels = sorted(set(a.kernels))
     lines.append("kernel " + ", ".join(kernels) + ("; " + "; ".join(a.labels) if a.labels else ""))
+    lines += [f"allowed difference {d}" for d in a.allowed_differences]
     return lines
 
 
