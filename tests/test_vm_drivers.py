@@ -219,3 +219,18 @@ def test_aa_campaign_has_no_faster_or_slower_verdict(tmp_path):
     doc = json.loads(res.stdout)
     verdicts = [p["verdict"]["verdict"] for c in doc["comparisons"] for p in c["points"]]
     assert verdicts and all(v in ("equivalent", "inconclusive") for v in verdicts), verdicts
+
+
+def test_targets_on_a_test_kernel(kernel):
+    out = blkcmp("targets", "--kernel", kernel.version, timeout=900)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"kernel {kernel.release}"
+    text = out.stdout
+    assert "null_blk  available (configfs" in text
+    if kernel.version == "7.2":
+        assert "rnull     available (configfs)" in text
+        assert "irqmode" in text and "hw_queue_depth (fixed 256)" in text
+    else:
+        assert "rnull     available (fixed /dev/rnullb0)" in text
+        assert "blocksize (fixed 4096)" in text
