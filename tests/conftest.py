@@ -1,0 +1,187 @@
+"""Shared fixtures: workload files, the CLI in a subprocess, real fio runs, loop devices.
+
+Every test that runs blkcmp gets its own state file (BLKCMP_STATE_DIR in a tmp dir, passed to
+subprocesses through `env`), and whatever a test's blkcmp left in it is removed afterwards, so a
+failing test never leaves loop devices or backing files behind for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIO = "fio"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
+
+
+# ------------------------------------------------------------------------------------------
+# Files and the command line
+
+
+def write_workload(directory: Path, text: str, name: str = "w.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict[str, str]:
+    """The environment for blkcmp subprocesses: an isolated state dir; cleaned up afterwards."""
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv("BLKCMP_STATE_DIR", str(state_dir))
+    environment = dict(os.environ, BLKCMP_STATE_DIR=str(state_dir))
+    environment.pop("BLKCMP_DEBUG", None)
+    yield environment
+    from bench.targets import state
+    if state.resources():
+        state.cleanup(force=True)
+
+
+def cli_command(*args) -> list[str]:
+    return [sys.executable, "-m", "bench", *map(str, args)]
+
+
+def run_cli(*args, env: dict[str, str], cwd: Path | None = None, timeout: float = 300,
+            input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), env=env, cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=timeout, input=input)
+
+
+def start_cli(*args, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cli_command(*args), env=env, cwd=cwd or REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def no_traceback(proc: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# Campaign directories
+
+
+def campaign_dir(results: Path) -> Path:
+    """The one campaign directory under results/."""
+    dirs = [p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def index_rows(campaign: Path, table: str = "runs") -> list[dict]:
+    db = sqlite3.connect(campaign / "index.sqlite", timeout=30)
+    db.row_factory = sqlite3.Row
+    try:
+        order = "position" if table == "runs" else "run_id, job_index"
+        return [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+    finally:
+        db.close()
+
+
+def done_count(campaign: Path) -> int:
+    try:
+        return sum(1 for r in index_rows(campaign) if r["status"] == "done")
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for(predicate, what: str, timeout: float = 180, interval: float = 0.1):
+    """Poll until predicate() is truthy (a generous bound: the 2 CPUs are shared)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def planned_ids(campaign: Path) -> list[str]:
+    return [r["run_id"] for r in json.loads((campaign / "plan.json").read_text())["runs"]]
+
+
+# ------------------------------------------------------------------------------------------
+# Loop devices
+
+
+def loop_devices() -> dict[str, str]:
+    """/dev/loopN -> backing file, for every attached loop device."""
+    out = subprocess.run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], capture_output=True,
+                         text=True, check=True)
+    if not out.stdout.strip():
+        return {}
+    return {d["name"]: (d.get("back-file") or "").removesuffix(" (deleted)")
+            for d in json.loads(out.stdout).get("loopdevices", [])}
+
+
+@contextlib.contextmanager
+def scratch_loop(directory: Path, size_mib: int = 8):
+    """A loop device of the test's own, not made by blkcmp; detached on the way out."""
+    backing = directory / "scratch-loop.img"
+    with open(backing, "wb") as fh:
+        fh.truncate(size_mib << 20)
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        yield dev, backing
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+# ------------------------------------------------------------------------------------------
+# fio
+
+
+def run_fio(directory: Path, job_text: str, *args: str, name: str = "job.fio") -> str:
+    """Run fio on a job file with --output-format=json+ to stdout; return stdout as fio wrote it."""
+    job = directory / name
+    job.write_text(job_text)
+    proc = subprocess.run([FIO, "--output-format=json+", *args, str(job)], cwd=directory,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout[:2000]
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def fio_servers(count: int, directory: Path):
+    """`count` fio servers on free local ports; each killed on the way out (and bounded by
+    `timeout` should the test process itself die)."""
+    procs, ports = [], []
+    try:
+        for _ in range(count):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                ["timeout", "120", FIO, f"--server=ip:127.0.0.1,{port}"], cwd=directory,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            ports.append(port)
+        for port in ports:
+            wait_for(lambda: _listening(port), f"fio server on port {port}", timeout=30)
+        yield ports
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
