@@ -123,7 +123,7 @@ def _round_means(values: np.ndarray, rounds: list[int]) -> dict[int, float]:
     grouped: dict[int, list[float]] = {}
     for value, r in zip(values, rounds):
         grouped.setdefault(r, []).append(float(value))
-    return {r: float(np.mean(grouped[r])) for r in sorted(grouped)}
+    return {r: sum(grouped[r]) / len(grouped[r]) for r in sorted(grouped)}
 
 
 def _ratio_replicates(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from .bootstrap import check_confidence
 
@@ -82,5 +82,5 @@ def fieller_from_samples(
         df = (part_a + part_b) ** 2 / denominator if denominator > 0 else math.nan
     if not math.isfinite(df):
         return math.nan, math.nan
-    t_crit = float(stats.t.ppf(0.5 + confidence / 2.0, df))
+    t_crit = float(special.stdtrit(df, 0.5 + confidence / 2.0))  # t quantile, any real df
     return fieller_interval(a_mean, b_mean, var_a, var_b, cov, t_crit=t_crit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
+from scipy import special
 
 
 def minimum_detectable_effect(
@@ -22,4 +22,4 @@ def minimum_detectable_effect(
         raise ValueError("alpha and power must be in (0, 1)")
     if not math.isfinite(relative_se) or relative_se < 0:
         return math.nan
-    return float((stats.norm.ppf(1.0 - alpha / 2.0) + stats.norm.ppf(power)) * relative_se)
+    return float((special.ndtri(1.0 - alpha / 2.0) + special.ndtri(power)) * relative_se)

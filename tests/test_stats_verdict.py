@@ -1,0 +1,175 @@
+"""decide(): the four verdict words, their rules, and the sentences; summarize_points()."""
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from bench.stats import (
+    EQUIVALENT,
+    FASTER,
+    INCONCLUSIVE,
+    SLOWER,
+    compare,
+    decide,
+    summarize_points,
+)
+
+
+def point(ratio, *, cv=0.01, n=10, higher_is_better=True, seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    base = 100 * (1 + cv * rng.normal(size=n))
+    cand = 100 * ratio * (1 + cv * rng.normal(size=n))
+    rounds = list(range(n))
+    return compare(base, cand, baseline_rounds=rounds, candidate_rounds=rounds,
+                   higher_is_better=higher_is_better, **kwargs)
+
+
+def one(comparison, **kwargs):
+    return decide([comparison], **kwargs)[0]
+
+
+def factor_in(sentence):
+    return float(re.search(r"is (\d+\.\d+) ±", sentence).group(1))
+
+
+def test_higher_iops_is_faster():
+    v = one(point(1.05))
+    assert v.verdict == FASTER and v.significant
+    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\)", v.sentence)
+    assert factor_in(v.sentence) == pytest.approx(1.05, abs=0.015)
+
+
+def test_lower_iops_is_slower():
+    v = one(point(0.95))
+    assert v.verdict == SLOWER
+    assert "× slower than null_blk" in v.sentence
+    assert factor_in(v.sentence) == pytest.approx(1 / 0.95, abs=0.015)
+
+
+def test_lower_latency_is_faster():
+    # clat ratio 0.95: the candidate takes 95 % of the time, i.e. it is ~1.05 x faster
+    v = one(point(0.95, higher_is_better=False))
+    assert v.verdict == FASTER
+    assert v.improvement == pytest.approx(0.05, abs=0.01)
+    assert "× faster than null_blk" in v.sentence
+    assert factor_in(v.sentence) == pytest.approx(1 / 0.95, abs=0.015)
+
+
+def test_higher_latency_is_slower():
+    v = one(point(1.05, higher_is_better=False))
+    assert v.verdict == SLOWER
+    assert "× slower than null_blk" in v.sentence
+    assert factor_in(v.sentence) == pytest.approx(1.05, abs=0.015)
+
+
+def test_names_are_the_callers():
+    v = one(point(1.05), baseline_name="C", candidate_name="Rust")
+    assert v.sentence.startswith("Rust is") and "than C " in v.sentence
+
+
+def test_tight_ci_inside_the_margin_is_equivalent():
+    v = one(point(1.0, cv=0.005, n=20))
+    assert v.verdict == EQUIVALENT
+    assert "equivalent within ±2 %" in v.sentence
+    assert 0.98 <= v.ci_low and v.ci_high <= 1.02
+
+
+def test_wide_ci_is_inconclusive_never_equal():
+    c = point(1.0, cv=0.05, n=5)
+    v = one(c)
+    assert v.verdict == INCONCLUSIVE and not v.significant
+    assert "not evidence of equality" in v.reason
+    assert v.sentence.startswith("inconclusive: rnull/null_blk = ")
+
+
+def test_significant_but_smaller_than_the_margin_is_equivalent_and_says_so():
+    v = one(point(1.008, cv=0.002, n=20))
+    assert v.verdict == EQUIVALENT and v.significant
+    assert "smaller than the margin" in v.reason
+
+
+def test_significant_but_overlapping_the_margin_is_inconclusive():
+    v = one(point(1.02, cv=0.01, n=10))
+    assert v.ci_low < 1.02 < v.ci_high
+    assert v.verdict == INCONCLUSIVE
+
+
+def test_beyond_the_margin_but_not_significant_after_correction_is_inconclusive():
+    strong = point(1.05)
+    weak = dataclasses.replace(strong, p_value=0.01)  # survives alone, not among 10 tests
+    assert one(weak).verdict == FASTER
+    verdicts = decide([weak] + [point(1.0, seed=s) for s in range(1, 10)])
+    assert verdicts[0].p_adjusted == pytest.approx(0.1)
+    assert verdicts[0].verdict == INCONCLUSIVE and "not significant" in verdicts[0].reason
+
+
+def test_bh_and_margin_override():
+    c = point(1.03, cv=0.005, n=20)
+    assert one(c).verdict == FASTER
+    v = one(c, margin=0.05, method="bh")
+    assert v.verdict == EQUIVALENT and v.correction == "Benjamini-Hochberg" and v.margin == 0.05
+
+
+@pytest.mark.parametrize("base, cand", [([], []), ([1.0], [1.1]), ([5.0] * 10, [5.0] * 10),
+                                        ([5.0] * 10, [7.0] * 10)])
+def test_no_data_one_value_or_constant_data_are_inconclusive(base, cand):
+    v = one(compare(base, cand, higher_is_better=True))
+    assert v.verdict == INCONCLUSIVE
+    assert "no confidence interval" in v.reason
+    json.dumps(v.to_dict(), allow_nan=False)
+
+
+def test_mapping_keys_name_the_points_and_to_dict_is_json():
+    verdicts = decide({"randread-4k-qd1": point(1.05), "randread-4k-qd8": point(1.0, cv=0.005, n=20)})
+    assert [v.key for v in verdicts] == ["randread-4k-qd1", "randread-4k-qd8"]
+    d = json.loads(json.dumps(verdicts[0].to_dict(), allow_nan=False))
+    assert d["verdict"] == FASTER and d["key"] == "randread-4k-qd1"
+
+
+# --- across points ---------------------------------------------------------------------------
+
+def _with_ratio(verdict, ratio, word=None):
+    return dataclasses.replace(verdict, ratio=ratio, verdict=word or verdict.verdict)
+
+
+def test_geometric_mean_and_log_t_interval_by_hand():
+    template = one(point(1.05))
+    verdicts = [_with_ratio(template, 1.1, FASTER), _with_ratio(template, 1 / 1.1, SLOWER),
+                _with_ratio(template, 1.0, EQUIVALENT)]
+    across = summarize_points(verdicts)
+    assert across.geomean_ratio == pytest.approx(1.0)
+    # logs +-0.09531 and 0: sd 0.09531, t(0.975, 2) = 4.3027
+    half = 4.302653 * math.log(1.1) / math.sqrt(3)
+    assert (across.ci_low, across.ci_high) == pytest.approx((math.exp(-half), math.exp(half)), rel=1e-5)
+    assert across.counts == {FASTER: 1, SLOWER: 1, EQUIVALENT: 1, INCONCLUSIVE: 0}
+    assert across.k == 3 and across.method == "log-t"
+
+
+def test_bootstrap_over_points_is_reproducible_and_close_to_log_t():
+    verdicts = decide([point(r, seed=i) for i, r in enumerate(np.linspace(0.97, 1.06, 12))])
+    a = summarize_points(verdicts, method="bootstrap", seed=1)
+    b = summarize_points(verdicts, method="bootstrap", seed=1)
+    t = summarize_points(verdicts)
+    assert a == b
+    assert a.geomean_ratio == t.geomean_ratio
+    assert (a.ci_low, a.ci_high) == pytest.approx((t.ci_low, t.ci_high), rel=0.01)
+
+
+def test_points_without_ratio_are_counted_not_averaged():
+    verdicts = decide([point(1.05), compare([], [], higher_is_better=True)])
+    across = summarize_points(verdicts)
+    assert across.k == 1 and across.points_without_ratio == 1
+    assert math.isnan(across.ci_low)
+    json.dumps(across.to_dict(), allow_nan=False)
+    empty = summarize_points([])
+    assert empty.k == 0 and math.isnan(empty.geomean_ratio)
+
+
+def test_mixing_metric_directions_is_refused():
+    verdicts = decide([point(1.05), point(1.05, higher_is_better=False)])
+    with pytest.raises(ValueError):
+        summarize_points(verdicts)
