@@ -1,0 +1,290 @@
+"""What figures are drawn from: the runs of a group of campaigns, their targets, and their facts.
+
+A `Dataset` holds finished runs (with their merged json+ latency bins), each target's driver
+and colour, the points of the matrix in reading order, and the facts every figure prints: the
+kernel releases, the executor label (emulated or not), fio's version, the runtime per run.
+Campaigns of different kernels are split into one Dataset per kernel (`by_kernel`): pooling two
+kernels' runs under one mean would hide exactly what a kernel comparison asks about.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench import store
+from bench.plots import style
+from bench.results import RunRecord, load_runs
+
+# The matrix keys the figures lay out by; any other key is folded into the panel label.
+LAYOUT_KEYS = ("rw", "bs", "iodepth", "numjobs")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def block_size_bytes(text) -> float:
+    """fio's block size spelling ('4k', '128K', '1m', '4096', '4kib') in bytes; NaN if unreadable."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?\s*", str(text).lower())
+    if not match:
+        return math.nan
+    return float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def release_key(release: str) -> tuple:
+    """Sort kernel releases as versions: 6.9 before 6.12, 7.2-rc1 before 7.2."""
+    parts = re.split(r"[.\-+~_]", release)
+    key = []
+    for part in parts:
+        if part.isdigit():
+            key.append((1, int(part), ""))
+        elif part.startswith("rc") and part[2:].isdigit():
+            key.append((0, int(part[2:]), ""))  # a release candidate sorts before the release
+        else:
+            key.append((1, -1, part))
+    return tuple(key)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One matrix point, as the figures lay it out."""
+
+    key: str
+    options: tuple[tuple[str, object], ...]
+
+    @property
+    def values(self) -> dict:
+        return dict(self.options)
+
+    def get(self, name: str, default=None):
+        return self.values.get(name, default)
+
+    @property
+    def rw(self) -> str:
+        return str(self.get("rw", "-"))
+
+    @property
+    def bs(self) -> str:
+        return str(self.get("bs", "-"))
+
+    @property
+    def bs_bytes(self) -> float:
+        return block_size_bytes(self.get("bs", ""))
+
+    @property
+    def iodepth(self) -> int | None:
+        value = self.get("iodepth")
+        return int(value) if value is not None and str(value).isdigit() else None
+
+    @property
+    def numjobs(self) -> int:
+        value = self.get("numjobs", 1)
+        return int(value) if str(value).isdigit() else 1
+
+    def label(self, without: Iterable[str] = ()) -> str:
+        """'4k qd8 j2' style: short enough for a tick label; keys in `without` left out."""
+        short = {"iodepth": "qd{}", "numjobs": "j{}"}
+        skip = set(without)
+        parts = [short.get(k, "{}").format(v) if k in (*LAYOUT_KEYS,) else f"{k}={v}"
+                 for k, v in self.options if k not in skip]
+        return " ".join(parts) or "default"
+
+
+@dataclass(frozen=True)
+class CampaignFacts:
+    path: Path
+    name: str
+    kernel: str
+    executor_label: str
+    emulated: bool
+    runtime_s: float
+    fio_version: str
+    rounds: int
+    point_keys: tuple[str, ...] = ()   # the plan's points, in matrix order
+
+
+@dataclass
+class Dataset:
+    records: list[RunRecord]
+    campaigns: list[CampaignFacts]
+    targets: list[str]                 # baseline first, then in plan order
+    drivers: dict[str, str]
+    colours: dict[str, str]
+    baseline: str
+    points: list[Point] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            self.points = sorted_points(self.records, self.campaigns)
+
+    # -- facts ------------------------------------------------------------------------------
+    @property
+    def kernels(self) -> list[str]:
+        return sorted({c.kernel for c in self.campaigns}, key=release_key)
+
+    @property
+    def emulated_label(self) -> str | None:
+        labels = sorted({c.executor_label for c in self.campaigns if c.emulated})
+        return "; ".join(labels) or None
+
+    def facts(self) -> str:
+        """'kernel 6.12.8 · host · fio-3.33 · 1 s runs' for the figure footer."""
+        executors = sorted({c.executor_label.split(":")[0] for c in self.campaigns}) or ["unknown executor"]
+        fio_versions = sorted({c.fio_version for c in self.campaigns if c.fio_version})
+        runtimes = sorted({c.runtime_s for c in self.campaigns})
+        parts = ["kernel " + ", ".join(self.kernels), ", ".join(executors)]
+        parts += fio_versions[:2]
+        if runtimes:
+            parts.append(", ".join(f"{r:g}" for r in runtimes) + " s per run")
+        if len(self.campaigns) > 1:
+            parts.append(f"{len(self.campaigns)} campaigns")
+        return " \u00b7 ".join(parts)
+
+    def runtime_of(self, rec: RunRecord) -> float:
+        for c in self.campaigns:
+            if c.path == rec.campaign_dir:
+                return c.runtime_s
+        return math.nan
+
+    # -- runs -------------------------------------------------------------------------------
+    def runs(self, target: str, point: Point) -> list[RunRecord]:
+        return [r for r in self.records if r.target == target and r.point_key == point.key]
+
+    def values(self, target: str, point: Point, column: str) -> list[float]:
+        out = []
+        for rec in self.runs(target, point):
+            value = rec.metrics.get(column)
+            if value is not None and math.isfinite(float(value)):
+                out.append(float(value))
+        return out
+
+    def distinct(self, key: str) -> list:
+        """The values a layout key takes, in sort order (ints numerically, sizes by bytes)."""
+        seen = {p.get(key) for p in self.points if p.get(key) is not None}
+        return sorted(seen, key=lambda v: _layout_sort(key, v))
+
+
+def _layout_sort(key: str, value) -> tuple:
+    if key == "bs":
+        return (0, block_size_bytes(value), str(value))
+    text = str(value)
+    return (0, int(text), text) if text.isdigit() else (1, 0, text)
+
+
+def sorted_points(records: list[RunRecord], campaigns: list[CampaignFacts] | None = None) -> list[Point]:
+    """Points in reading order: rw in matrix order, then bs, iodepth, numjobs numerically."""
+    matrix_order = {k: i for c in (campaigns or []) for i, k in enumerate(c.point_keys)}
+    points: dict[str, Point] = {}
+    for rec in sorted(records, key=lambda r: (matrix_order.get(r.point_key, len(matrix_order)), r.position)):
+        points.setdefault(rec.point_key, Point(rec.point_key, tuple(rec.point.items())))
+    first_rw: dict[str, int] = {}
+    for point in points.values():
+        first_rw.setdefault(point.rw, len(first_rw))
+
+    def key(p: Point):
+        return (first_rw.get(p.rw, 0), *(_layout_sort(k, p.get(k, "")) for k in LAYOUT_KEYS[1:]),
+                tuple(str(v) for k, v in p.options if k not in LAYOUT_KEYS))
+    return sorted(points.values(), key=key)
+
+
+# ------------------------------------------------------------------------------------------
+# Loading
+
+
+def kernel_release(campaign: store.Campaign) -> str:
+    env = campaign.environment()
+    return (env.get("kernel", {}).get("release") or campaign.info().get("vm_kernel_release")
+            or "unknown")
+
+
+def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
+    env = campaign.environment()
+    executor = env.get("executor") or {}
+    plan = campaign.plan()
+    return CampaignFacts(
+        path=campaign.path, name=campaign.name, kernel=kernel_release(campaign),
+        executor_label=str(executor.get("label") or env.get("source") or "unknown executor"),
+        emulated=bool(executor.get("emulated")), runtime_s=float(plan.runtime or math.nan),
+        fio_version=str(env.get("fio_version") or ""), rounds=int(plan.rounds),
+        point_keys=tuple(p.key for p in plan.points))
+
+
+def target_drivers(campaign: store.Campaign) -> dict[str, str]:
+    """{target: driver} from what was set up (targets.json), else from the workload."""
+    drivers: dict[str, str] = {}
+    sessions = campaign.path / "targets.json"
+    if sessions.exists():
+        for session in store.read_json(sessions):
+            for name, described in (session.get("targets") or {}).items():
+                if described.get("driver"):
+                    drivers[name] = str(described["driver"])
+    if not drivers:
+        workload = workload_document(campaign)
+        for name, spec in (workload.get("targets") or {}).items():
+            if name != "common" and isinstance(spec, dict) and spec.get("driver"):
+                drivers[name] = str(spec["driver"])
+    return drivers
+
+
+def workload_document(campaign: store.Campaign) -> dict:
+    """The resolved workload as plain data ({} when there is none, e.g. ingested runs)."""
+    path = campaign.path / "workload.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _baseline_of(campaign: store.Campaign, targets: list[str]) -> str:
+    wanted = workload_document(campaign).get("baseline")
+    return wanted if wanted in targets else targets[0]
+
+
+def load(dirs: Iterable[Path], *, baseline: str | None = None, with_bins: bool = True) -> Dataset:
+    """All finished runs of these campaign directories as one Dataset."""
+    campaigns = [store.open_campaign(d) for d in dirs]
+    records: list[RunRecord] = []
+    targets: list[str] = []
+    drivers: dict[str, str] = {}
+    for campaign in campaigns:
+        campaign_records = load_runs(campaign, with_bins=with_bins)
+        records += campaign_records
+        for name in campaign.plan().targets + [r.target for r in campaign_records]:
+            if name not in targets:
+                targets.append(name)
+        for name, driver in target_drivers(campaign).items():
+            drivers.setdefault(name, driver)
+    for name in targets:
+        drivers.setdefault(name, name if name in style.DRIVER_COLOURS else "unknown")
+    wanted = baseline.partition("=")[2] or baseline if baseline else None
+    base = wanted if wanted in targets else (_baseline_of(campaigns[0], targets) if targets else "")
+    ordered = ([base] if base else []) + [t for t in targets if t != base]
+    colours = style.target_colours((t, drivers[t]) for t in ordered)
+    facts = [campaign_facts(c) for c in campaigns]
+    return Dataset(records, facts, ordered, drivers, colours, base)
+
+
+def by_kernel(dataset: Dataset) -> list[tuple[str, Dataset]]:
+    """One Dataset per kernel release, in version order; colours and baseline kept."""
+    groups = []
+    for kernel in dataset.kernels:
+        facts = [c for c in dataset.campaigns if c.kernel == kernel]
+        paths = {c.path for c in facts}
+        records = [r for r in dataset.records if r.campaign_dir in paths]
+        present = {r.target for r in records}
+        targets = [t for t in dataset.targets if t in present]
+        groups.append((kernel, Dataset(records, facts, targets, dataset.drivers, dataset.colours,
+                                       dataset.baseline)))
+    return groups
+
+
+def summary(dataset: Dataset, target: str, point: Point, column: str):
+    """bench.stats' description (mean with its CI) of one target's runs at one point, or None."""
+    from bench import stats
+
+    values = dataset.values(target, point, column)
+    return stats.describe(values) if values else None

@@ -1,0 +1,152 @@
+"""Completion latency: the CDF of every point's pooled json+ histogram, and its percentiles.
+
+Repetitions are pooled bucket by bucket (bench.stats.merge_bins) before anything is read off:
+the p99 of the pooled I/Os, not a mean of per-run p99s.  The CDF's y axis is a logit scale, so
+the tail (99 %, 99.9 %) gets as much room as the median; the x axis is logarithmic (µs).  The
+percentile chart shows the pooled p50/p99/p99.9 as bars and each run's own value as a dot, so
+run-to-run spread stays visible next to the pooled number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from bench import stats
+from bench.plots import layout, style
+from bench.plots.data import Dataset, Point
+from bench.plots.result import Plotted, Skipped
+
+PERCENTILES = (50.0, 99.0, 99.9)
+PERCENTILE_COLUMNS = {50.0: "clat_p50_ns", 99.0: "clat_p99_ns", 99.9: "clat_p999_ns"}
+PERCENTILE_MARKERS = {50.0: "o", 99.0: "s", 99.9: "^"}
+CDF_PANELS_PER_PAGE = 12
+CDF_COLUMNS = 3
+BAR_POINTS_PER_PAGE = 16
+LOGIT_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+def pooled_bins(dataset: Dataset, target: str, point: Point) -> dict[int, int]:
+    return stats.merge_bins(r.bins or {} for r in dataset.runs(target, point))
+
+
+def _percent(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _has_bins(dataset: Dataset) -> bool:
+    return any(r.bins for r in dataset.records)
+
+
+def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
+                ) -> Plotted | Skipped:
+    points = dataset.points if points is None else points
+    if not _has_bins(dataset):
+        return Skipped("latency-cdf", "latency CDF: no json+ latency histograms in these runs")
+    ncols = layout.columns_for(len(points), CDF_COLUMNS)
+    nrows = layout.rows_for(len(points), ncols)
+    data = []
+    with style.rc_context():
+        fig = style.new_figure(0.9 + 2.25 * nrows, footer_lines=2, banner=dataset.emulated_label is not None)
+        axes = layout.grid(fig, len(points), ncols, sharex=True, sharey=True)
+        largest_n = 0
+        for i, (ax, point) in enumerate(zip(axes, points)):
+            for target in dataset.targets:
+                bins = pooled_bins(dataset, target, point)
+                if not bins:
+                    continue
+                x_ns, fraction = stats.cdf_from_bins(bins)
+                total = sum(bins.values())
+                largest_n = max(largest_n, total)
+                colour = dataset.colours[target]
+                # the logit scale cannot show 0 or 1: stop the curve just short of the last I/O
+                shown = fraction < 1.0
+                ax.step(x_ns[shown] / 1e3, fraction[shown], where="post", color=colour, linewidth=1.4)
+                marks = stats.percentiles_from_bins(bins, PERCENTILES)
+                for p, value in marks.items():
+                    if math.isfinite(value) and total * (1 - p / 100) >= 1:
+                        ax.plot([value / 1e3], [p / 100], marker=PERCENTILE_MARKERS[p], color=colour,
+                                markersize=5, markerfacecolor="white", markeredgewidth=1.2)
+                data.append({"target": target, "point": point.key, "ios": total,
+                             "runs": len(dataset.runs(target, point)),
+                             "latency_ns": x_ns.tolist(), "fraction": fraction.tolist(),
+                             **{_percent(p) + "_ns": v for p, v in marks.items()}})
+            ax.set_xscale("log")
+            ax.set_yscale("logit", nonpositive="clip")
+            top = 0.9999 if largest_n >= 10**5 else 0.999
+            ax.set_ylim(0.01, top)
+            ticks = [t for t in LOGIT_TICKS if t <= top]
+            ax.yaxis.set_major_locator(FixedLocator(ticks))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v * 100:g} %"))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+            ax.set_title(point.label(), fontsize=9)
+            if i % ncols == 0:
+                ax.set_ylabel("I/Os completed within")
+            if i >= len(points) - ncols:
+                ax.set_xlabel("completion latency (µs, log)")
+        handles = [Line2D([], [], color=dataset.colours[t], label=t) for t in dataset.targets]
+        handles += [Line2D([], [], marker=m, color="#555555", markerfacecolor="white", linestyle="none",
+                           label=_percent(p)) for p, m in PERCENTILE_MARKERS.items()]
+        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        runs = style.n_text(d["runs"] for d in data)
+        style.stamp(fig, [f"json+ histograms pooled over all runs ({runs} per target and point), "
+                          "y on a logit scale \u00b7 markers: pooled p50, p99, p99.9",
+                          dataset.facts()], dataset.emulated_label)
+    index, count = page
+    return Plotted(layout.page_name("latency-cdf", index, count),
+                   layout.page_title("Completion latency CDF", index, count),
+                   "Distribution of completion latency per point, pooled over all runs of each target "
+                   "(log latency axis, logit probability axis so the tail is visible), with p50, p99 and "
+                   "p99.9 marked.", fig, data)
+
+
+def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
+                        ) -> Plotted | Skipped:
+    points = dataset.points if points is None else points
+    if not _has_bins(dataset):
+        return Skipped("latency-percentiles", "latency percentiles: no json+ latency histograms in these runs")
+    targets = dataset.targets
+    height = 0.8 / len(targets)
+    data = []
+    with style.rc_context():
+        fig = style.new_figure(1.3 + 0.2 * len(points) * len(targets), footer_lines=2,
+                               banner=dataset.emulated_label is not None)
+        axes = fig.subplots(1, len(PERCENTILES), sharey=True, squeeze=False)[0]
+        y = np.arange(len(points))
+        for ax, p in zip(axes, PERCENTILES):
+            for t, target in enumerate(targets):
+                offset = (t - (len(targets) - 1) / 2) * height
+                for i, point in enumerate(points):
+                    bins = pooled_bins(dataset, target, point)
+                    if not bins:
+                        continue
+                    pooled = stats.percentiles_from_bins(bins, [p])[p]
+                    per_run = dataset.values(target, point, PERCENTILE_COLUMNS[p])
+                    ax.barh(y[i] + offset, pooled / 1e3, height, color=dataset.colours[target], alpha=0.85)
+                    ax.plot([v / 1e3 for v in per_run], [y[i] + offset] * len(per_run), linestyle="none",
+                            marker="o", markersize=2.6, color="#222222", alpha=0.7)
+                    data.append({"target": target, "point": point.key, "percentile": p,
+                                 "pooled_ns": pooled, "per_run_ns": per_run})
+            ax.set_xlim(left=0)
+            ax.set_title(f"{_percent(p)}", fontsize=9.5)
+            ax.set_xlabel("completion latency (µs)")
+            ax.xaxis.set_major_formatter(style.microseconds_formatter())
+            ax.grid(axis="y", visible=False)
+        axes[0].set_yticks(y, [pt.label() for pt in points])
+        axes[0].set_ylim(len(points) - 0.5, -0.5)
+        axes[0].tick_params(axis="y", length=0)
+        handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
+        handles.append(Line2D([], [], marker="o", color="#222222", linestyle="none", markersize=3,
+                              label="one run"))
+        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.stamp(fig, ["bars: percentile of the json+ histogram pooled over all runs \u00b7 dots: each run's own",
+                          dataset.facts()], dataset.emulated_label)
+    index, count = page
+    return Plotted(layout.page_name("latency-percentiles", index, count),
+                   layout.page_title("Completion latency percentiles", index, count),
+                   "p50, p99 and p99.9 completion latency per point: bars from the pooled histogram, "
+                   "dots from each run.", fig, data)
