@@ -129,42 +129,48 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     cmd = command(job_path, output_path, fio)
     if extra_args:
         cmd[1:1] = extra_args
+    # fio's per-job processes outlive a SIGKILLed blkcmp (the death signal reaches fio, not the
+    # job processes it forks, which leave its session): they are recorded, before they exist, by
+    # the job file on their command line, so `blkcmp cleanup` and the next session can end them.
+    from bench.targets import state
+    rid = state.register("processes", {"marker": str(job_path), "what": "fio"})
     started, t0 = utc_now(), time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=job_path.parent, start_new_session=True,
-                                preexec_fn=_die_with_parent)
-    except FileNotFoundError:
-        raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
-    # fio's per-job processes outlive a SIGKILLed blkcmp (the death signal reaches fio, not its
-    # children): record the process group so `blkcmp cleanup` and the next session can end it.
-    from bench.targets import state
-    rid = state.register("process-group", {"pgid": proc.pid, "marker": str(job_path), "what": "fio"})
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}") from None
-    except BaseException:
-        _stop(proc)
-        raise
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    cwd=job_path.parent, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+        except FileNotFoundError:
+            raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop(proc, job_path)
+            raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}") from None
+        except BaseException:
+            _stop(proc, job_path)
+            raise
     finally:
         state.forget(rid)
     return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, job_path: Path) -> None:
+    """SIGINT fio (it stops its jobs and exits), SIGKILL if it will not; then end any job process
+    left over (they leave fio's session, so signals to its process group miss them)."""
+    from bench.targets import state
     for sig, wait in ((signal.SIGINT, 5), (signal.SIGKILL, 5)):
         if proc.poll() is not None:
-            return
+            break
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
+    state.kill_processes({"marker": str(job_path)})
 
 
 def version(fio: str = FIO) -> str:

@@ -93,38 +93,40 @@ def cleaner(kind: str):
     return wrap
 
 
-def _group_members(pgid: int, marker: str) -> list[int]:
-    """Live processes of process group `pgid` whose command line contains `marker`."""
-    members = []
+def _processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker`."""
+    found = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid or fields[0] in ("Z", "X"):
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
                 continue
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
+        except (OSError, IndexError):
             continue
         if marker in cmdline:
-            members.append(int(proc.name))
-    return members
+            found.append(int(proc.name))
+    return found
 
 
-@cleaner("process-group")
-def kill_process_group(data: dict) -> None:
-    """SIGKILL what is left of a process group and wait until it is gone.
+@cleaner("processes")
+def kill_processes(data: dict) -> None:
+    """SIGKILL every process still running with `marker` on its command line; wait until gone.
 
-    fio forks a process per job; PR_SET_PDEATHSIG on fio itself does not reach them, so after a
-    SIGKILLed blkcmp they run on for the rest of `runtime`, holding the device open. The command
-    line marker (the job file's path) keeps a reused process group id from being hit.
+    fio forks a process per job, which calls setsid(): neither PR_SET_PDEATHSIG on fio nor its
+    process group reaches it, so after a SIGKILLed blkcmp it runs on for the rest of `runtime`,
+    holding the device open. The marker is the run's job file path, which only that run's fio
+    processes have on their command line.
     """
-    pgid, marker = int(data["pgid"]), str(data.get("marker", ""))
+    marker = str(data["marker"])
+    if not marker:
+        return
     deadline = time.monotonic() + 15
-    while members := _group_members(pgid, marker):
+    while pids := _processes_with(marker):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"process group {pgid} survives SIGKILL: pids {members}")
-        for pid in members:
+            raise RuntimeError(f"processes survive SIGKILL: pids {pids}")
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
