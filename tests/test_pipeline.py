@@ -5,14 +5,11 @@ and the write-safety check."""
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import signal
 import subprocess
 from pathlib import Path
-
-import pytest
 
 import bench
 from bench import fio, store
