@@ -219,8 +219,6 @@ def compare(
         b_mean = float(b_analysis.mean()) if b_analysis.size else math.nan
         c_mean = float(c_analysis.mean()) if c_analysis.size else math.nan
         ratio = c_mean / b_mean if b_mean > 0 else math.nan
-    if b_analysis.size and not b_mean > 0:
-        notes.append("baseline mean is not positive: no ratio")
 
     boot_low = boot_high = math.nan
     fieller_low = fieller_high = math.nan

@@ -2,7 +2,9 @@
 
 The values are one number per fio run (IOPS, bandwidth, mean latency, ...).  The CI is a
 seeded expanded-percentile bootstrap of the mean (see `bootstrap`), so the same values and seed
-always give the same interval.
+always give the same interval.  Like any bootstrap it cannot reach beyond the range of the
+data, so below ~6 values it covers less than it claims (the ratio CI in `compare`, which the
+verdicts use, is protected against this; this one is descriptive).
 """
 
 from __future__ import annotations
