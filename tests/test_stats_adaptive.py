@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from bench.stats import (
-    EQUIVALENT,
     FASTER,
     SLOWER,
     adaptive_decision,
