@@ -115,6 +115,7 @@ class Dataset:
     colours: dict[str, str]
     baseline: str
     points: list[Point] = field(default_factory=list)
+    _pooled: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -160,6 +161,15 @@ class Dataset:
             if value is not None and math.isfinite(float(value)):
                 out.append(float(value))
         return out
+
+    def pooled_bins(self, target: str, point: Point) -> dict[int, int]:
+        """The json+ completion-latency histogram of all this target's runs at this point."""
+        from bench import stats
+
+        key = (target, point.key)
+        if key not in self._pooled:  # several figures read the same pooled histogram
+            self._pooled[key] = stats.merge_bins(r.bins or {} for r in self.runs(target, point))
+        return self._pooled[key]
 
     def distinct(self, key: str) -> list:
         """The values a layout key takes, in sort order (ints numerically, sizes by bytes)."""

@@ -50,9 +50,9 @@ def _right_label(row: dict) -> str:
         return ""
     if not math.isfinite(row["ratio"]):
         return "no ratio"
-    ci = (f" ({row['ci_low']:.3g}\u2013{row['ci_high']:.3g})"
+    ci = (f" ({style.ratio_text(row['ci_low'])}\u2013{style.ratio_text(row['ci_high'])})"
           if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]) else " (no CI)")
-    return f"{row['ratio']:.3g}{ci} {row['verdict']}"
+    return f"{style.ratio_text(row['ratio'])}{ci} {row['verdict']}"
 
 
 def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:

@@ -29,8 +29,8 @@ BAR_POINTS_PER_PAGE = 16
 LOGIT_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
-def pooled_bins(dataset: Dataset, target: str, point: Point) -> dict[int, int]:
-    return stats.merge_bins(r.bins or {} for r in dataset.runs(target, point))
+def pooled_percentiles(dataset: Dataset, target: str, point: Point) -> dict[float, float]:
+    return stats.percentiles_from_bins(dataset.pooled_bins(target, point), PERCENTILES)
 
 
 def _percent(p: float) -> str:
@@ -55,7 +55,7 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
         largest_n = 0
         for i, (ax, point) in enumerate(zip(axes, points)):
             for target in dataset.targets:
-                bins = pooled_bins(dataset, target, point)
+                bins = dataset.pooled_bins(target, point)
                 if not bins:
                     continue
                 x_ns, fraction = stats.cdf_from_bins(bins)
@@ -65,7 +65,7 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                 # the logit scale cannot show 0 or 1: stop the curve just short of the last I/O
                 shown = fraction < 1.0
                 ax.step(x_ns[shown] / 1e3, fraction[shown], where="post", color=colour, linewidth=1.4)
-                marks = stats.percentiles_from_bins(bins, PERCENTILES)
+                marks = pooled_percentiles(dataset, target, point)
                 for p, value in marks.items():
                     if math.isfinite(value) and total * (1 - p / 100) >= 1:
                         ax.plot([value / 1e3], [p / 100], marker=PERCENTILE_MARKERS[p], color=colour,
@@ -76,9 +76,10 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                              **{_percent(p) + "_ns": v for p, v in marks.items()}})
             ax.set_xscale("log")
             ax.set_yscale("logit", nonpositive="clip")
-            top = 0.9999 if largest_n >= 10**5 else 0.999
-            ax.set_ylim(0.01, top)
-            ticks = [t for t in LOGIT_TICKS if t <= top]
+            # the highest tick with at least 10 I/Os above it, and a little room above that tick
+            shown_ticks = [t for t in LOGIT_TICKS if largest_n * (1 - t) >= 10] or [0.9]
+            ax.set_ylim(0.01, 1 - (1 - shown_ticks[-1]) / 3)
+            ticks = shown_ticks
             ax.yaxis.set_major_locator(FixedLocator(ticks))
             ax.yaxis.set_minor_locator(NullLocator())
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v * 100:g} %"))
@@ -117,14 +118,14 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
                                banner=dataset.emulated_label is not None)
         axes = fig.subplots(1, len(PERCENTILES), sharey=True, squeeze=False)[0]
         y = np.arange(len(points))
+        percentiles = {(t, pt.key): pooled_percentiles(dataset, t, pt) for t in targets for pt in points}
         for ax, p in zip(axes, PERCENTILES):
             for t, target in enumerate(targets):
                 offset = (t - (len(targets) - 1) / 2) * height
                 for i, point in enumerate(points):
-                    bins = pooled_bins(dataset, target, point)
-                    if not bins:
+                    if not dataset.pooled_bins(target, point):
                         continue
-                    pooled = stats.percentiles_from_bins(bins, [p])[p]
+                    pooled = percentiles[(target, point.key)][p]
                     per_run = dataset.values(target, point, PERCENTILE_COLUMNS[p])
                     ax.barh(y[i] + offset, pooled / 1e3, height, color=dataset.colours[target], alpha=0.85)
                     ax.plot([v / 1e3 for v in per_run], [y[i] + offset] * len(per_run), linestyle="none",

@@ -215,6 +215,13 @@ def equivalence_band(ax, margin: float, *, axis: str = "x", label: str | None = 
     span(1.0 - margin, 1.0 + margin, color=BAND_COLOUR, alpha=0.45, linewidth=0, zorder=0, label=label)
 
 
+def ratio_text(value: float) -> str:
+    """Ratios near 1 need three decimals (1.048, not 1.05); far from 1, three digits do."""
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:.3f}" if 0.1 <= value < 10 else f"{value:.3g}"
+
+
 def n_text(counts: Iterable[int], unit: str = "runs") -> str:
     """'n = 5 runs' or 'n = 3-5 runs' per target and point."""
     values = sorted({int(c) for c in counts})

@@ -1,0 +1,481 @@
+"""`blkcmp report`: everything a reader needs to judge a comparison, in three forms.
+
+* report.html: one self-contained page (figures as inline SVG, styles inline, no script, no
+  font or file fetched from anywhere) with the verdicts, data-quality flags, the fairness audit,
+  the environment, the plan and the exact fio job of every point;
+* report.md with the figures as SVG files in figures/ beside it, for a repository or a wiki;
+* report.txt, at most 72 columns, for a mailing-list post (the verdict table is
+  `blkcmp compare --format text`).
+An emulated executor's label is shown first and loudly in all three: such numbers prove the
+machinery, not the drivers.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import compare_format, store
+from bench.analysis import Analysis
+from bench.plots import catalogue as catalogue_mod
+from bench.plots import data as plot_data
+from bench.plots.result import Plotted
+
+TEXT_WIDTH = 72
+
+
+@dataclass
+class CampaignReport:
+    """What the report says about one campaign directory besides its numbers."""
+
+    path: Path
+    name: str
+    environment: dict
+    plan: dict
+    status: dict[str, int]
+    audit_sessions: list[dict]
+    allow_differences: list[str]
+    jobs: list[tuple[str, str, str]]     # (point key, target, job.fio text), in matrix order
+
+
+@dataclass
+class Report:
+    title: str
+    catalogue: catalogue_mod.Catalogue
+    campaigns: list[CampaignReport]
+    _svgs: dict = field(default_factory=dict, repr=False)
+
+    def svg(self, fig: Plotted) -> str:
+        """The figure as SVG, rendered once for both the HTML page and the Markdown's files."""
+        if fig.name not in self._svgs:
+            self._svgs[fig.name] = catalogue_mod.svg_text(fig)
+        return self._svgs[fig.name]
+
+    @property
+    def emulated_labels(self) -> list[str]:
+        return sorted({c.environment.get("executor", {}).get("label", "") for c in self.campaigns
+                       if c.environment.get("executor", {}).get("emulated")})
+
+    @property
+    def analyses(self) -> list[tuple[str, Analysis]]:
+        return [(g.kernel, g.analysis) for g in self.catalogue.groups if g.analysis is not None]
+
+
+# ------------------------------------------------------------------------------------------
+# Gathering
+
+
+def _jobs(campaign: store.Campaign, plan) -> list[tuple[str, str, str]]:
+    """The job file of each point and target, from its first finished run."""
+    done = {r["run_id"] for r in store.run_rows(campaign) if r["status"] == "done"}
+    seen, jobs = set(), []
+    for point in plan.points:
+        for target in plan.targets:
+            run = next((r for r in plan.runs if r.point_key == point.key and r.target == target
+                        and r.run_id in done), None)
+            path = campaign.run_dir(run.run_id) / "job.fio" if run else None
+            if path and path.exists() and (point.key, target) not in seen:
+                seen.add((point.key, target))
+                jobs.append((point.key, target, path.read_text()))
+    return jobs
+
+
+def campaign_report(path: Path) -> CampaignReport:
+    campaign = store.open_campaign(path)
+    plan = campaign.plan()
+    sessions = campaign.path / "targets.json"
+    workload = plot_data.workload_document(campaign)
+    plan_doc = {k: v for k, v in plan.to_dict().items() if k != "runs"} | {"planned_runs": len(plan.runs)}
+    return CampaignReport(
+        path=campaign.path, name=campaign.name, environment=campaign.environment(), plan=plan_doc,
+        status=store.status_counts(campaign),
+        audit_sessions=store.read_json(sessions) if sessions.exists() else [],
+        allow_differences=list(workload.get("allow_differences") or []), jobs=_jobs(campaign, plan))
+
+
+def collect(dirs: list[Path], **analysis_args) -> Report:
+    cat = catalogue_mod.build(dirs, **analysis_args)
+    campaigns = [campaign_report(Path(d)) for d in dirs]
+    names = list(dict.fromkeys(c.name for c in campaigns))
+    title = "blkcmp report: " + ", ".join(names)
+    return Report(title, cat, campaigns)
+
+
+# ------------------------------------------------------------------------------------------
+# Facts shared by the three forms
+
+
+def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, list[str], str]]]:
+    """(targets, rows of (setting, value per target, state)) from the last set-up session.
+
+    state is "same", "differs" (refused unless allowed) or "allowed" (listed in allow_differences).
+    """
+    if not campaign.audit_sessions:
+        return [], []
+    described = campaign.audit_sessions[-1].get("targets") or {}
+    targets = list(described)
+    rows = []
+    for key in ("driver", "device", "interface"):
+        values = [str(described[t].get(key, "")) for t in targets]
+        if any(values):
+            rows.append((key, values, "info"))
+    keys = list(dict.fromkeys(k for t in targets for k in (described[t].get("audit") or {})))
+    for key in keys:
+        values = [str((described[t].get("audit") or {}).get(key, "-")) for t in targets]
+        audited = [v for t, v in zip(targets, values) if "audit" in described[t]]
+        state = "same" if len(set(audited)) <= 1 else ("allowed" if key in campaign.allow_differences else "differs")
+        rows.append((key, values, state))
+    return targets, rows
+
+
+def environment_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
+    env = campaign.environment
+    kernel, cpu = env.get("kernel") or {}, env.get("cpu") or {}
+    blkcmp = env.get("blkcmp") or {}
+    executor = env.get("executor") or {}
+    rows = [("executor", executor.get("label") or env.get("source") or "unknown"),
+            ("kernel", kernel.get("release") or "unknown"),
+            ("kernel build", kernel.get("version") or ""),
+            ("CPU", f"{cpu.get('model', 'unknown')} \u00d7 {cpu.get('count', '?')}"),
+            ("governors", ", ".join(sorted(set((cpu.get("governors") or {}).values()))) or ""),
+            ("boost, SMT", f"boost {cpu.get('boost') or '-'}, SMT {cpu.get('smt') or '-'}" if cpu else ""),
+            ("clocksource", env.get("clocksource") or ""),
+            ("virtualization", env.get("virtualization") or ""),
+            ("fio", env.get("fio_version") or ""),
+            ("python", env.get("python") or ""),
+            ("blkcmp", f"{blkcmp.get('version', '?')} (commit {blkcmp.get('git_commit') or 'unknown'})"),
+            ("host", env.get("hostname") or "")]
+    return [(k, str(v)) for k, v in rows if v not in ("", None)]
+
+
+def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
+    p = campaign.plan
+    done = campaign.status.get("done", 0)
+    return [("runs", f"{p['planned_runs']} planned = {len(p['targets'])} targets \u00d7 {len(p['points'])} points"
+                     f" \u00d7 {p['rounds']} rounds; {done} done"
+                     + "".join(f", {n} {s}" for s, n in campaign.status.items() if s != "done")),
+            ("rounds", f"{p['rounds']} (at most {p['max_rounds']})"),
+            ("order", str(p["order"])),
+            ("seed", str(p["seed"])),
+            ("targets", ", ".join(p["targets"])),
+            ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp")]
+
+
+def quality_rows(a: Analysis) -> list[dict]:
+    rows = []
+    for side in a.comparisons:
+        for p in side.points:
+            for target, q in ((side.baseline, p.quality_baseline), (side.candidate, p.quality_candidate)):
+                if q is None:
+                    continue
+                rows.append({"point": p.point, "target": target, "n": q.n, "flags": list(q.flags),
+                             "bimodality": q.bimodality_coefficient, "outliers": len(q.outlier_indices),
+                             "drift_rho": q.drift_rho, "drift_p": q.drift_p, "mde": q.mde})
+    return rows
+
+
+def _num(value: float, fmt: str = ".2f") -> str:
+    return "-" if value is None or value != value else format(value, fmt)
+
+
+def _in_reading_order(points: list[plot_data.Point], side) -> list:
+    order = {p.key: i for i, p in enumerate(points)}
+    return sorted(side.points, key=lambda p: order.get(p.point, len(order)))
+
+
+# ------------------------------------------------------------------------------------------
+# HTML
+
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.differs td{background:#fde0dc}tr.allowed td{background:#fff3c4}
+.emulated{background:#b00020;color:#fff;font-weight:bold;padding:.8em 1em;font-size:1.2em;border-radius:4px}
+.faster{color:#006d2c;font-weight:bold}.slower{color:#b00020;font-weight:bold}
+.equivalent{color:#00507a;font-weight:bold}.inconclusive{color:#7a5a00}
+figure{margin:1.5em 0;border:1px solid #eee;padding:.5em}
+figure svg{max-width:100%;height:auto;display:block}
+figcaption{font-size:.92em;color:#444}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+.note{color:#555;font-size:.92em}.tag{font-size:.8em;padding:0 .4em;border-radius:3px;background:#eee}
+"""
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None = None,
+           numeric: set[int] = frozenset()) -> str:
+    """An HTML table; cells are already-escaped HTML."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f'<td class="num">{c}</td>' if j in numeric else f"<td>{c}</td>"
+                                          for j, c in enumerate(row)) + "</tr>")
+    return "\n".join(out) + "</tbody></table>"
+
+
+_SVG_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def inline_svg(svg: str, prefix: str) -> str:
+    """An SVG document as an element to embed: no XML prolog, ids unique within the page."""
+    svg = svg[svg.index("<svg"):]
+    for old in set(_SVG_ID.findall(svg)):
+        new = f"{prefix}-{old}"
+        svg = svg.replace(f'id="{old}"', f'id="{new}"').replace(f"#{old})", f"#{new})") \
+                 .replace(f'href="#{old}"', f'href="#{new}"')
+    return svg
+
+
+def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
+    a, reading_order = group.analysis, group.dataset.points
+    labels = {p.key: p.label() for p in reading_order}
+    unit = a.metric.unit
+    parts = []
+    for side in a.comparisons:
+        head = compare_format.header_lines(a, side)
+        parts.append(f"<h4>{_e(head[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in head[1:])}</p>")
+        rows = []
+        for p in _in_reading_order(reading_order, side):
+            c, v = p.comparison, p.verdict
+            word = v.verdict if v else "inconclusive"
+            rows.append([f'<span title="{_e(p.point)}">{_e(labels.get(p.point, p.point))}</span>',
+                         _e(f"{compare_format.si(c.baseline.mean, unit)} \u00b1 {compare_format.si(c.baseline.stdev, unit)}"),
+                         _e(f"{compare_format.si(c.candidate.mean, unit)} \u00b1 {compare_format.si(c.candidate.stdev, unit)}"),
+                         _e(f"{c.ratio:.3f}"), _e(f"{c.ratio_ci_low:.3f}\u2013{c.ratio_ci_high:.3f}"),
+                         _e(_num(v.p_adjusted, ".3g") if v else "-"), f'<span class="{word}">{_e(word)}</span>',
+                         _e(", ".join(p.flags))])
+        parts.append(_table(["point", f"{side.baseline} (mean \u00b1 sd)", f"{side.candidate} (mean \u00b1 sd)",
+                             "ratio", "95 % CI", "p (adj.)", "verdict", "flags"], rows, numeric={1, 2, 3, 4, 5}))
+        foot = compare_format.footer_lines(side)
+        if foot:
+            parts.append("<p class='note'>" + "<br>".join(_e(x) for x in foot) + "</p>")
+        sentences = [p.verdict.sentence for p in _in_reading_order(reading_order, side) if p.verdict]
+        parts.append("<details><summary>Each verdict in words</summary><ul>"
+                     + "".join(f"<li>{_e(s)}</li>" for s in sentences) + "</ul></details>")
+    return "\n".join(parts)
+
+
+def _quality_html(a: Analysis) -> str:
+    rows = quality_rows(a)
+    body = [[_e(r["point"]), _e(r["target"]), _e(r["n"]), _e(", ".join(r["flags"]) or "none"),
+             _e(_num(r["bimodality"])), _e(r["outliers"]), _e(_num(r["drift_rho"])), _e(_num(r["drift_p"], ".3g")),
+             _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-")] for r in rows]
+    classes = ["differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows]
+    return ("<p class='note'>multimodal: bimodality coefficient &gt; 5/9 (from 10 runs); outliers: modified "
+            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: the "
+            "minimum detectable effect (MDE) exceeds the margin.</p>"
+            + _table(["point", "target", "n", "flags", "bimodality", "outliers", "drift \u03c1", "drift p", "MDE"],
+                     body, classes, numeric={2, 4, 5, 6, 7, 8}))
+
+
+def _fairness_html(campaign: CampaignReport) -> str:
+    targets, rows = audit_table(campaign)
+    if not targets:
+        return "<p class='note'>No fairness audit recorded (targets.json is missing: ingested runs?).</p>"
+    body, classes = [], []
+    for key, values, state in rows:
+        tag = {"differs": " <span class='tag'>differs</span>",
+               "allowed": " <span class='tag'>allowed difference</span>"}.get(state, "")
+        body.append([_e(key) + tag] + [_e(v) for v in values])
+        classes.append(state if state in ("differs", "allowed") else "")
+    allowed = ", ".join(campaign.allow_differences) or "none"
+    return (_table(["setting"] + targets, body, classes)
+            + f"<p class='note'>allow_differences: {_e(allowed)}. Highlighted rows differ between targets "
+              "(red: not allowed; yellow: listed in allow_differences).</p>")
+
+
+def _figure_html(report: Report, fig: Plotted, index: int) -> str:
+    svg = inline_svg(report.svg(fig), f"f{index}")
+    return (f'<figure id="{_e(fig.name)}" class="plot"><figcaption><b>{_e(fig.title)}</b>. '
+            f"{_e(fig.caption)}</figcaption>{svg}</figure>")
+
+
+def _kv_html(rows: list[tuple[str, str]]) -> str:
+    return _table(["", ""], [[_e(k), _e(v)] for k, v in rows])
+
+
+def to_html(report: Report) -> str:
+    cat = report.catalogue
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           # the page may load nothing from anywhere: a report must open offline, years later
+           f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{_e(report.title)}</title><style>{CSS}</style></head><body>",
+           f"<h1>{_e(report.title)}</h1>"]
+    for label in report.emulated_labels:
+        out.append(f'<p class="emulated">{_e(label)}</p>')
+    out.append("<p class='note'>" + _e(cat.dataset.facts()) + "</p>")
+    out.append("<nav><a href='#verdicts'>Verdicts</a> \u00b7 <a href='#quality'>Data quality</a> \u00b7 "
+               "<a href='#figures'>Figures</a> \u00b7 <a href='#fairness'>Fairness audit</a> \u00b7 "
+               "<a href='#environment'>Environment</a> \u00b7 <a href='#plan'>Plan</a> \u00b7 "
+               "<a href='#jobs'>fio jobs</a></nav>")
+    out.append("<h2 id='verdicts'>Verdicts</h2>")
+    for group in cat.groups:
+        if len(cat.groups) > 1:
+            out.append(f"<h3>kernel {_e(group.kernel)}</h3>")
+        if group.analysis is None:
+            out.append(f"<p class='note'>kernel {_e(group.kernel)}: {_e(group.why_no_analysis)}</p>")
+        else:
+            out.append(_verdicts_html(group))
+    out.append("<h2 id='quality'>Data quality</h2>")
+    for kernel, a in report.analyses:
+        if len(report.analyses) > 1:
+            out.append(f"<h3>kernel {_e(kernel)}</h3>")
+        out.append(_quality_html(a))
+    out.append("<h2 id='figures'>Figures</h2>")
+    if cat.skipped:
+        out.append("<p class='note'>Not drawn: " + "; ".join(_e(s.reason) for s in cat.skipped) + ".</p>")
+    out += [_figure_html(report, f, i) for i, f in enumerate(cat.figures)]
+    for title, anchor, render in (("Fairness audit", "fairness", _fairness_html),
+                                  ("Environment", "environment", lambda c: _kv_html(environment_rows(c))),
+                                  ("Plan", "plan", lambda c: _kv_html(plan_rows(c)))):
+        out.append(f"<h2 id='{anchor}'>{title}</h2>")
+        for c in report.campaigns:
+            out.append(f"<h3>{_e(c.name)} <span class='note'>({_e(c.path)})</span></h3>" + render(c))
+    out.append("<h2 id='jobs'>fio jobs</h2><p class='note'>The exact job file fio ran for each point and "
+               "target (from the point's first finished run; run it by hand with "
+               "<code>fio --output-format=json+ FILE</code>).</p>")
+    for c in report.campaigns:
+        out.append(f"<h3>{_e(c.name)}</h3>")
+        for point, target, text in c.jobs:
+            out.append(f"<details><summary>{_e(point)} \u2014 {_e(target)}</summary><pre>{_e(text)}</pre></details>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows] + [""])
+
+
+def to_markdown(report: Report, figure_dir: str = "figures") -> str:
+    cat = report.catalogue
+    out = [f"# {report.title}", ""]
+    for label in report.emulated_labels:
+        out += [f"> **\u26a0 {label.upper()}**", ""]
+    out += [cat.dataset.facts(), "", "## Verdicts", ""]
+    for group in cat.groups:
+        out += [compare_format.markdown(group.analysis)] if group.analysis else [f"kernel {group.kernel}: "
+                                                                                  f"{group.why_no_analysis}", ""]
+    out += ["## Data quality", ""]
+    for _kernel, a in report.analyses:
+        out += _md_table(["point", "target", "n", "flags", "bimodality", "outliers", "drift ρ", "drift p", "MDE"],
+                         [[r["point"], r["target"], r["n"], ", ".join(r["flags"]) or "none", _num(r["bimodality"]),
+                           r["outliers"], _num(r["drift_rho"]), _num(r["drift_p"], ".3g"),
+                           _num(r["mde"] * 100) + " %"] for r in quality_rows(a)])
+    out += ["## Figures", ""]
+    if cat.skipped:
+        out += ["Not drawn: " + "; ".join(s.reason for s in cat.skipped) + ".", ""]
+    for fig in cat.figures:
+        out += [f"### {fig.title}", "", f"![{fig.title}]({figure_dir}/{fig.name}.svg)", "", fig.caption, ""]
+    out += ["## Fairness audit", ""]
+    for c in report.campaigns:
+        targets, rows = audit_table(c)
+        out += [f"### {c.name}", ""]
+        if not targets:
+            out += ["No fairness audit recorded.", ""]
+            continue
+        marks = {"differs": " **(differs)**", "allowed": " *(allowed difference)*"}
+        out += _md_table(["setting"] + targets, [[k + marks.get(state, "")] + v for k, v, state in rows])
+        out += [f"allow_differences: {', '.join(c.allow_differences) or 'none'}", ""]
+    for title, rows_of in (("Environment", environment_rows), ("Plan", plan_rows)):
+        out += [f"## {title}", ""]
+        for c in report.campaigns:
+            out += [f"### {c.name}", ""] + _md_table(["", ""], [[k, v] for k, v in rows_of(c)])
+    out += ["## fio jobs", ""]
+    for c in report.campaigns:
+        for point, target, text in c.jobs:
+            out += [f"**{c.name}: {point} — {target}**", "", "```ini", text.rstrip(), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Plain text for mailing lists
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, TEXT_WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def _fit_columns(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A fixed-width table squeezed to 72 columns by shortening the widest cells."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    while sum(widths) + 2 * (len(widths) - 1) > TEXT_WIDTH and max(widths) > 6:
+        widths[widths.index(max(widths))] -= 1
+
+    def cut(value: str, width: int) -> str:
+        value = str(value)
+        return value if len(value) <= width else value[: width - 1] + "\u2026"
+    return ["  ".join(cut(c, w).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [headers] + rows]
+
+
+def to_text(report: Report) -> str:
+    cat = report.catalogue
+    out = _wrap(report.title)
+    for label in report.emulated_labels:
+        out += ["", *_wrap(f"*** {label.upper()} ***")]
+    out += ["", *_wrap(cat.dataset.facts()), ""]
+    for group in cat.groups:
+        if group.analysis:
+            out += compare_format.text(group.analysis).rstrip("\n").splitlines() + [""]
+        else:
+            out += _wrap(f"kernel {group.kernel}: {group.why_no_analysis}") + [""]
+    for c in report.campaigns:
+        out += [f"Campaign {c.name}", "-" * min(TEXT_WIDTH, len(c.name) + 9)]
+        out += [line for k, v in environment_rows(c) + plan_rows(c) for line in _wrap(f"{k}: {v}")]
+        targets, rows = audit_table(c)
+        if targets:
+            out += ["", "Fairness audit (* differs, + allowed difference):"]
+            out += _fit_columns(["setting"] + targets,
+                                [[{"differs": "*", "allowed": "+"}.get(s, " ") + k] + v for k, v, s in rows])
+            out += _wrap(f"allow_differences: {', '.join(c.allow_differences) or 'none'}")
+        if c.jobs:
+            point, target, text = c.jobs[0]
+            out += ["", *_wrap(f"fio job of {point} on {target} (every point's job is in report.html):")]
+            out += [line for raw in text.rstrip().splitlines() for line in _wrap(raw, "  ")]
+        out.append("")
+    if cat.skipped:
+        out += _wrap("Figures not drawn: " + "; ".join(s.reason for s in cat.skipped) + ".")
+    return "\n".join(line[:TEXT_WIDTH].rstrip() for line in out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Files
+
+
+def _write_readable(path: Path, text: str) -> None:
+    store.atomic_write_text(path, text)
+    path.chmod(0o644)  # a report is for sharing; the temp file it was renamed from was 0600
+
+
+def write(report: Report, out: Path) -> dict[str, Path]:
+    """report.html, report.md (+ figures/*.svg) and report.txt under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    for fig in report.catalogue.figures:
+        _write_readable(figures / f"{fig.name}.svg", report.svg(fig))
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "text": out / "report.txt"}
+    _write_readable(paths["html"], to_html(report))
+    _write_readable(paths["markdown"], to_markdown(report, figures.name))
+    _write_readable(paths["text"], to_text(report))
+    return paths
