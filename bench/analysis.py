@@ -74,6 +74,7 @@ class Analysis:
     labels: list[str]           # e.g. "emulated (TCG)" labels of the campaigns' executors
     kernels: list[str]
     allowed_differences: list[str] = field(default_factory=list)  # audited, allowed by the workload
+    confidence: float = 0.95    # 0.975 for adaptive campaigns (still a 95 % claim; see README)
 
 
 def allowed_differences(campaign: store.Campaign) -> list[str]:
@@ -89,6 +90,12 @@ def allowed_differences(campaign: store.Campaign) -> list[str]:
     # The runner refuses any difference the workload did not allow, so every one found was allowed.
     _, tolerated = audit_differences(audits, allowed=list(AUDIT_KEYS))
     return tolerated
+
+
+def _is_adaptive(campaign: store.Campaign) -> bool:
+    """Campaigns that stopped on precision need wider CIs to keep their coverage."""
+    plan = campaign.plan()
+    return plan.max_rounds > plan.rounds or (campaign.path / "adaptive.json").exists()
 
 
 def _kernel_of(campaign: store.Campaign) -> str:
@@ -136,6 +143,9 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
         raise UsageError(f"--alpha {alpha}: expected a probability between 0 and 1")
     m = METRICS[metric]
     campaigns = [store.open_campaign(d) for d in dirs]
+    confidence = 0.95
+    if any(_is_adaptive(c) for c in campaigns):
+        confidence = stats.sequential_confidence(0.95)
     records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
     sides: list[str] = []
     kernels = []
@@ -187,7 +197,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                                  baseline_rounds=[x[1] for x in b] if same_campaign else None,
                                  candidate_rounds=[x[1] for x in c] if same_campaign else None,
                                  higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
-                                 n_boot=n_boot, seed=seed)
+                                 confidence=confidence, n_boot=n_boot, seed=seed)
             qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], mde=comp.mde, margin=margin)
             qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], mde=comp.mde, margin=margin)
             flags = sorted(set(qb.flags) | set(qc.flags))
@@ -204,7 +214,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
     labels = sorted({c.environment().get("executor", {}).get("label", "") for c in campaigns} - {"", "host"})
     allowed = [f"{c.name}: {line}" for c in campaigns for line in allowed_differences(c)]
     return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels,
-                    allowed)
+                    allowed, confidence)
 
 
 def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
@@ -225,9 +235,12 @@ def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, mi
             c = [(r.metrics["iops"], r.round) for r in records if r.target == candidate and r.point_key == point.key]
             if not b or not c:
                 continue
+            # Stopping on precision narrows the final intervals; CIs at the sequential level
+            # keep the stated 95 % coverage (see stats.sequential_confidence).
             comparisons[(candidate, point.key)] = stats.compare(
                 [x[0] for x in b], [x[0] for x in c], baseline_rounds=[x[1] for x in b],
-                candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=1000)
+                candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=2000,
+                confidence=stats.sequential_confidence(0.95))
     if not comparisons:  # a single target: precision of the mean instead of a ratio
         return False, "adaptive: one target only, nothing to compare; stopping at the minimum"
     decision = stats.adaptive_decision(comparisons, target_ci=target_ci, rounds_done=done_rounds,

@@ -56,8 +56,6 @@ def _adaptive_rule(workload):
 
 def cmd_run(args) -> int:
     from bench import campaign as camp, store, summary
-    from bench.executors import local
-    from bench.progress import reporter_for
 
     if args.resume and args.workload:
         raise UsageError("give either a workload file or --resume DIR, not both")
@@ -88,6 +86,19 @@ def cmd_run(args) -> int:
             campaign = camp.create_campaign(prepared, args.results)
         _say(f"campaign directory: {campaign.path}")
     plan = campaign.plan()
+    try:
+        _execute(campaign, workload, plan, kernel, args)
+    except KeyboardInterrupt:
+        raise RunError(f"interrupted; finished runs are kept: blkcmp run --resume {campaign.path}") from None
+    if not args.quiet:
+        summary.render(campaign)
+    print(f"results: {campaign.path}")
+    return 0
+
+
+def _execute(campaign, workload, plan, kernel, args) -> None:
+    from bench.executors import local
+    from bench.progress import reporter_for
     if kernel:
         from bench.executors import vm
         vm.execute_in_vm(campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout)
@@ -95,10 +106,6 @@ def cmd_run(args) -> int:
         reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
         counts = local.execute(campaign, workload, reporter, adaptive_decision=_adaptive_rule(workload))
         _say(f"{counts.get('done', 0)} runs finished in this session")
-    if not args.quiet:
-        summary.render(campaign)
-    print(f"results: {campaign.path}")
-    return 0
 
 
 def _same_kernel(campaign) -> None:

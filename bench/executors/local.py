@@ -154,7 +154,7 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
     store.atomic_write_json(tmp / "cpu.json", cpu)
     store.atomic_write_json(tmp / "run.json", {
         "run": run.__dict__, "status": status, "error": error, "started": invocation.started,
-        "ended": invocation.ended, "elapsed_s": invocation.elapsed_s, "command": invocation.command,
+        "ended": invocation.ended, "elapsed_s": invocation.elapsed_s, "command": [a.replace(str(tmp), str(campaign.run_dir(run.run_id))) for a in invocation.command],
         "returncode": invocation.returncode, "host": socket.gethostname(), "kernel": platform.release(),
         "fio_version": version, "target": described,
         "executor": env.executor_info(),
