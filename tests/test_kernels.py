@@ -169,7 +169,7 @@ def test_build_7_2_entry(kernel_7_2):
     real = kernels.parse_config((info.path / ".config").read_text(), kernels.RECORDED_SYMBOLS)
     assert real == meta["config"]
     # No build tree or half entry left behind.
-    assert not list((kernels.chroot_dir() / "var" / "tmp").glob("blkcmp-build-*"))
+    assert not list((kernels.chroot_dir() / "var" / "tmp").glob(f"blkcmp-build-{info.version}-*"))
     assert not list(info.path.parent.glob(".partial-*"))
 
 
