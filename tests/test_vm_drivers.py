@@ -119,7 +119,8 @@ def test_mismatched_pair_is_refused_before_any_run(kernel, tmp_path):
     out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
     assert out.returncode == 2
     assert "logical_block_size: c=512, rust=4096" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    errors = [l for l in out.stderr.splitlines() if "error:" in l]
+    assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
     camp = only_campaign(tmp_path / "res")
     assert list((camp / "runs").iterdir()) == []
 
