@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import analysis as analysis_mod
 from bench.errors import UsageError
-from bench.plots import cpu, data, forest, latency, layout, samples, scaling, throughput, trend
+from bench.plots import cpu, data, forest, latency, layout, samples, scaling, style, throughput, trend
 from bench.plots.result import Plotted, Skipped
 
 FORMATS = ("png", "svg", "pdf")
@@ -120,14 +120,16 @@ def write(figures: list[Plotted], out: Path, formats: list[str]) -> list[Path]:
     for fig in figures:
         for fmt in formats:
             path = out / f"{fig.name}.{fmt}"
-            # no creation date in the file: the same campaign gives the same bytes
+            # no creation date in the file (it would make every re-plot look changed)
             metadata = {"Date": None} if fmt in ("svg", "pdf") else None
-            fig.figure.savefig(path, format=fmt, metadata=metadata)
+            with style.rc_context():  # saving reads rcParams too (dpi, SVG ids and text)
+                fig.figure.savefig(path, format=fmt, metadata=metadata)
             written.append(path)
     return written
 
 
 def svg_text(fig: Plotted) -> str:
     buffer = io.StringIO()
-    fig.figure.savefig(buffer, format="svg", metadata={"Date": None})
+    with style.rc_context():
+        fig.figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()

@@ -94,7 +94,7 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
         axes[0].set_ylim(len(points) - 0.5, -0.5)
         axes[0].tick_params(axis="y", length=0)
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.legend(fig, handles)
         style.stamp(fig, ["fio: (usr+sys)% x runtime x numjobs / I/Os \u00b7 softirq: /proc/stat softirq time"
                           " over the run / I/Os \u00b7 error bars: 95 % CI of the mean",
                           dataset.facts()], dataset.emulated_label)

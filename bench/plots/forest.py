@@ -19,6 +19,7 @@ from bench.plots.data import Dataset, Point
 from bench.plots.result import Plotted, Skipped
 
 ROW_IN = 0.24
+TALL_ROWS = 30
 
 
 def _rows(side: SideComparison, points: list[Point]) -> list[dict]:
@@ -105,6 +106,8 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
             right.set_yticks(ys, [_right_label(r) for r in rows])
             right.tick_params(axis="y", length=0, labelsize=8)
             right.spines["right"].set_visible(False)
+            if len(rows) > TALL_ROWS:  # a reader far down a tall forest still sees the scale
+                ax.tick_params(axis="x", labeltop=True, top=True)
             ax.set_xlabel(f"{analysis.metric.label} ratio {side.candidate} / {side.baseline} (log scale)")
             ax.set_title(f"{side.candidate} vs {side.baseline}", loc="left")
         handles = [Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"\u00b1{analysis.margin:.0%} equivalence margin"),
@@ -112,7 +115,7 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
         handles += [Line2D([], [], marker=m, color="#555555", linestyle="none",
                            markerfacecolor="white" if word == "inconclusive" else "#555555", label=word)
                     for word, m in style.VERDICT_MARKERS.items()]
-        fig.legend(handles=handles, loc="outside upper center", ncol=6, frameon=False, fontsize=7.5,
+        style.legend(fig, handles, fontsize=7.5,
                    handlelength=1.4, columnspacing=1.0)
         better = "higher" if analysis.metric.higher_is_better else "lower"
         correction = "Holm" if analysis.correction == "holm" else "Benjamini-Hochberg"

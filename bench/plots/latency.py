@@ -54,7 +54,7 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
         axes = layout.grid(fig, len(points), ncols, sharex=True, sharey=True)
         largest_n = 0
         for i, (ax, point) in enumerate(zip(axes, points)):
-            for target in dataset.targets:
+            for t, target in enumerate(dataset.targets):
                 bins = dataset.pooled_bins(target, point)
                 if not bins:
                     continue
@@ -64,12 +64,13 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                 colour = dataset.colours[target]
                 # the logit scale cannot show 0 or 1: stop the curve just short of the last I/O
                 shown = fraction < 1.0
-                ax.step(x_ns[shown] / 1e3, fraction[shown], where="post", color=colour, linewidth=1.4)
+                ax.step(x_ns[shown] / 1e3, fraction[shown], where="post", color=colour,
+                        linewidth=style.line_width(t))
                 marks = pooled_percentiles(dataset, target, point)
                 for p, value in marks.items():
                     if math.isfinite(value) and total * (1 - p / 100) >= 1:
                         ax.plot([value / 1e3], [p / 100], marker=PERCENTILE_MARKERS[p], color=colour,
-                                markersize=5, markerfacecolor="white", markeredgewidth=1.2)
+                                markersize=6.5 if t == 0 else 4.5, markerfacecolor="white", markeredgewidth=1.2)
                 data.append({"target": target, "point": point.key, "ios": total,
                              "runs": len(dataset.runs(target, point)),
                              "latency_ns": x_ns.tolist(), "fraction": fraction.tolist(),
@@ -89,10 +90,11 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                 ax.set_ylabel("I/Os completed within")
             if i >= len(points) - ncols:
                 ax.set_xlabel("completion latency (µs, log)")
-        handles = [Line2D([], [], color=dataset.colours[t], label=t) for t in dataset.targets]
+        handles = [Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
+                   for i, t in enumerate(dataset.targets)]
         handles += [Line2D([], [], marker=m, color="#555555", markerfacecolor="white", linestyle="none",
                            label=_percent(p)) for p, m in PERCENTILE_MARKERS.items()]
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.legend(fig, handles)
         runs = style.n_text(d["runs"] for d in data)
         style.stamp(fig, [f"json+ histograms pooled over all runs ({runs} per target and point), "
                           "y on a logit scale \u00b7 markers: pooled p50, p99, p99.9",
@@ -130,8 +132,13 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
                     ax.barh(y[i] + offset, pooled / 1e3, height, color=dataset.colours[target], alpha=0.85)
                     ax.plot([v / 1e3 for v in per_run], [y[i] + offset] * len(per_run), linestyle="none",
                             marker="o", markersize=2.6, color="#222222", alpha=0.7)
+                    # rows differ by orders of magnitude: the number keeps a short bar readable
+                    ax.annotate(f"{pooled / 1e3:.3g}", (max([pooled, *per_run]) / 1e3, y[i] + offset),
+                                xytext=(3, 0), textcoords="offset points", va="center", fontsize=6.5,
+                                color="#333333")
                     data.append({"target": target, "point": point.key, "percentile": p,
                                  "pooled_ns": pooled, "per_run_ns": per_run})
+            ax.margins(x=0.14)   # room for the number after the longest bar
             ax.set_xlim(left=0)
             ax.set_title(f"{_percent(p)}", fontsize=9.5)
             ax.set_xlabel("completion latency (µs)")
@@ -143,8 +150,9 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
         handles.append(Line2D([], [], marker="o", color="#222222", linestyle="none", markersize=3,
                               label="one run"))
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
-        style.stamp(fig, ["bars: percentile of the json+ histogram pooled over all runs \u00b7 dots: each run's own",
+        style.legend(fig, handles)
+        style.stamp(fig, ["bars and numbers (µs): percentile of the json+ histogram pooled over all runs"
+                          " \u00b7 dots: each run's own",
                           dataset.facts()], dataset.emulated_label)
     index, count = page
     return Plotted(layout.page_name("latency-percentiles", index, count),

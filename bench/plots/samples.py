@@ -36,7 +36,8 @@ def every_sample(dataset: Dataset, column: str = "iops", label: str = "IOPS",
     targets = dataset.targets
     data = []
     with style.rc_context():
-        fig = style.new_figure(0.9 + 1.9 * nrows, footer_lines=2, banner=dataset.emulated_label is not None)
+        fig = style.new_figure(0.6 + 1.9 * nrows, footer_lines=2, banner=dataset.emulated_label is not None,
+                               legend=False)
         axes = layout.grid(fig, len(points), ncols)
         for i, (ax, point) in enumerate(zip(axes, points)):
             for t, target in enumerate(targets):
@@ -128,7 +129,7 @@ def run_order(dataset: Dataset, column: str = "iops", label: str = "IOPS") -> Pl
         handles = [Line2D([], [], color=dataset.colours[t], marker="o", markersize=3, label=t)
                    for t in dataset.targets]
         handles.append(Line2D([], [], color="#555555", linewidth=1.6, label="rolling median"))
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.legend(fig, handles)
         style.stamp(fig, ["each run relative to the mean of its target and point (log scale, 1 = the mean)"
                           + (" \u00b7 dashed lines: campaign boundaries" if len(dataset.campaigns) > 1 else ""),
                           dataset.facts()], dataset.emulated_label)

@@ -51,7 +51,7 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
         fig = style.new_figure(1.0 + 2.3 * nrows, footer_lines=2, banner=dataset.emulated_label is not None)
         axes = layout.grid(fig, len(panel_keys), ncols, sharex=True)
         for i, (ax, (rw, bs)) in enumerate(zip(axes, panel_keys)):
-            for target in dataset.targets:
+            for t, target in enumerate(dataset.targets):
                 colour = dataset.colours[target]
                 for j, other_value in enumerate(others):
                     line = []
@@ -65,7 +65,8 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
                         continue
                     lx = [r[0] for r in line]
                     ax.plot(lx, [r[1] for r in line], color=colour, linestyle=LINESTYLES[j % len(LINESTYLES)],
-                            marker=MARKERS[j % len(MARKERS)], markersize=4, linewidth=1.4)
+                            marker=MARKERS[j % len(MARKERS)], markersize=5 if t == 0 else 3.5,
+                            linewidth=style.line_width(t))
                     if all(math.isfinite(r[2]) for r in line):
                         ax.fill_between(lx, [r[2] for r in line], [r[3] for r in line], color=colour,
                                         alpha=0.18, linewidth=0)
@@ -82,13 +83,14 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
                 ax.set_ylabel("IOPS")
             if i >= len(panel_keys) - ncols:
                 ax.set_xlabel(AXIS_NAMES[key])
-        handles = [Line2D([], [], color=dataset.colours[t], linewidth=2, label=t) for t in dataset.targets]
+        handles = [Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
+                   for i, t in enumerate(dataset.targets)]
         if len(others) > 1:
             short = "j" if other == "numjobs" else "qd"
             handles += [Line2D([], [], color="#555555", linestyle=LINESTYLES[j % len(LINESTYLES)],
                                marker=MARKERS[j % len(MARKERS)], markersize=4, label=f"{short}{v}")
                         for j, v in enumerate(others)]
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.legend(fig, handles)
         n = style.n_text(d["n"] for d in data)
         style.stamp(fig, [f"mean IOPS over runs; bands: 95 % CI of the mean \u00b7 {n} per target and point",
                           dataset.facts()], dataset.emulated_label)

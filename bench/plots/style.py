@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: never a display, never a GUI toolkit
 
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -39,6 +39,7 @@ VERDICT_MARKERS = {"faster": "^", "slower": "v", "equivalent": "o", "inconclusiv
 WIDTH_IN = 7.5          # fits a paper column pair, a slide, or a mail attachment preview
 FOOTER_LINE_IN = 0.17   # vertical room per footer line
 BANNER_IN = 0.3
+LEGEND_IN = 0.32
 
 RC = {
     "font.family": "DejaVu Sans",  # ships with matplotlib: identical glyphs on every machine
@@ -55,7 +56,7 @@ RC = {
     "grid.linewidth": 0.6,
     "axes.axisbelow": True,
     "svg.fonttype": "path",   # text as outlines: an inline SVG needs no font from anywhere
-    "svg.hashsalt": "blkcmp",  # stable element ids: the same data gives the same file
+    "svg.hashsalt": "blkcmp",  # no random salt in element ids (clip-path ids still vary per run)
     "savefig.dpi": 150,
 }
 
@@ -89,13 +90,32 @@ def target_colours(targets: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def new_figure(height_in: float, *, footer_lines: int = 1, banner: bool = False,
-               width_in: float = WIDTH_IN) -> Figure:
-    """A constrained-layout figure that leaves room for the facts footer (and the banner)."""
+               width_in: float = WIDTH_IN, legend: bool = True) -> Figure:
+    """A constrained-layout figure with fixed bands for the banner, the legend and the footer.
+
+    The bands are placed by hand (`legend`, `stamp`): matplotlib's "outside" legends ignore a
+    banner and would sit on top of it.
+    """
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    top_in = (BANNER_IN if banner else 0.0)
     bottom = (footer_lines * FOOTER_LINE_IN + 0.08) / height_in
-    top = 1.0 - (BANNER_IN / height_in if banner else 0.0)
+    top = 1.0 - (top_in + (LEGEND_IN if legend else 0.0)) / height_in
     fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, top - bottom))
+    fig.blkcmp_legend_y = 1.0 - top_in / height_in   # where the legend band starts
     return fig
+
+
+def line_width(target_index: int) -> float:
+    """The baseline's line is drawn wide and first, the others narrow on top: where two
+    targets coincide both stay visible (a wide line with a narrow one inside it)."""
+    return 2.6 if target_index == 0 else 1.3
+
+
+def legend(fig: Figure, handles: list, **kwargs) -> None:
+    """The figure's legend, centred in its band under the banner."""
+    kwargs = {"ncol": len(handles), "frameon": False, "handlelength": 1.6, "columnspacing": 1.2} | kwargs
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, getattr(fig, "blkcmp_legend_y", 1.0)),
+               **kwargs)
 
 
 def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) -> None:
@@ -128,8 +148,31 @@ def si_text(value: float, unit: str = "") -> str:
     return f"{value:.3g}"
 
 
-def si_formatter(unit: str = "") -> FuncFormatter:
-    return FuncFormatter(lambda v, _pos: "0" if v == 0 else si_text(v, unit).replace(" ", "\u2009"))
+class SIFormatter(Formatter):
+    """Tick labels like 250K, 1.5M: one prefix per axis and as many decimals as the tick step
+    needs, so neighbouring ticks never read the same (1.04M, 1.045M, 1.05M)."""
+
+    def __init__(self) -> None:
+        self.scale, self.prefix, self.decimals = 1.0, "", 0
+
+    def set_locs(self, locs) -> None:
+        super().set_locs(locs)
+        finite = [abs(v) for v in locs if math.isfinite(v)]
+        largest = max(finite, default=0.0)
+        self.scale, self.prefix = next(((s, p) for p, s in (("G", 1e9), ("M", 1e6), ("K", 1e3)) if largest >= s),
+                                       (1.0, ""))
+        steps = [b - a for a, b in zip(locs, locs[1:]) if b > a]
+        step = min(steps, default=largest or 1.0) / self.scale
+        self.decimals = max(0, min(4, -math.floor(math.log10(step) + 1e-9))) if step > 0 else 0
+
+    def __call__(self, value, pos=None) -> str:
+        if value == 0:
+            return "0"
+        return f"{value / self.scale:.{self.decimals}f}{self.prefix}"
+
+
+def si_formatter() -> Formatter:
+    return SIFormatter()
 
 
 def bandwidth_unit(largest: float) -> tuple[float, str]:

@@ -35,6 +35,23 @@ def _panel_groups(points: list[Point]) -> list[tuple[str, object, list[Point]]]:
     return out
 
 
+def _positions(members: list[Point]) -> tuple[dict[str, float], list[float], list[str], bool]:
+    """x of each point: numjobs side by side inside a block-size group, a gap between groups.
+
+    Returns (x per point key, centre of each block-size group, the block sizes, numjobs vary?).
+    """
+    sizes = list(dict.fromkeys(p.bs for p in members))
+    jobs_vary = len({p.numjobs for p in members}) > 1
+    x, centres, cursor = {}, [], 0.0
+    for size in sizes:
+        group = [p for p in members if p.bs == size]
+        for k, point in enumerate(group):
+            x[point.key] = cursor + k
+        centres.append(cursor + (len(group) - 1) / 2)
+        cursor += len(group) + (0.6 if jobs_vary else 0.0)
+    return x, centres, sizes, jobs_vary
+
+
 def _bars(dataset: Dataset, points: list[Point], column: str, unit: str, name: str, title: str,
           what: str) -> Plotted:
     groups = _panel_groups(points)
@@ -61,11 +78,11 @@ def _bars(dataset: Dataset, points: list[Point], column: str, unit: str, name: s
                 if not members:
                     ax.set_visible(False)
                     continue
-                x = np.arange(len(members))
+                x, centres, sizes, jobs_vary = _positions(members)
                 n_bars = len(members) * len(targets)
                 for t, target in enumerate(targets):
                     offset = (t - (len(targets) - 1) / 2) * width
-                    for i, point in enumerate(members):
+                    for point in members:
                         s = summaries.get((target, point.key))
                         if s is None:
                             continue
@@ -73,33 +90,40 @@ def _bars(dataset: Dataset, points: list[Point], column: str, unit: str, name: s
                         mean = s.mean / divisor
                         lo = (s.mean - s.ci_low) / divisor if has_ci else 0.0
                         hi = (s.ci_high - s.mean) / divisor if has_ci else 0.0
-                        ax.bar(x[i] + offset, mean, width, color=dataset.colours[target],
+                        ax.bar(x[point.key] + offset, mean, width, color=dataset.colours[target],
                                yerr=[[lo], [hi]] if has_ci else None,
                                error_kw={"elinewidth": 1.0, "capsize": 2, "ecolor": "#222222"})
                         if n_bars <= LABEL_BARS_MAX:
-                            ax.annotate(style.si_text(s.mean, unit), (x[i] + offset, mean + hi),
+                            ax.annotate(style.si_text(s.mean, unit), (x[point.key] + offset, mean + hi),
                                         xytext=(0, 2), textcoords="offset points", ha="center",
                                         va="bottom", fontsize=7)
                         data.append({"target": target, "point": point.key, "rw": rw, "iodepth": depth,
                                      "bs": point.bs, "numjobs": point.numjobs, "mean": s.mean,
                                      "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n})
-                ax.set_xticks(x, [f"{p.bs}\nj{p.numjobs}" if len({m.numjobs for m in members}) > 1
-                                  or p.numjobs != 1 else p.bs for p in members])
+                if jobs_vary:  # numjobs under each bar, the block size under its group
+                    ax.set_xticks([x[p.key] for p in members], [f"j{p.numjobs}" for p in members], fontsize=7.5)
+                    sizes_axis = ax.secondary_xaxis("bottom")
+                    sizes_axis.set_xticks(centres, sizes)
+                    sizes_axis.tick_params(axis="x", length=0, pad=13)
+                    sizes_axis.spines["bottom"].set_visible(False)
+                else:
+                    ax.set_xticks(centres, sizes)
                 ax.set_ylim(bottom=0)
-                ax.margins(y=0.14 if n_bars <= LABEL_BARS_MAX else 0.05)
+                ax.margins(y=0.2 if n_bars <= LABEL_BARS_MAX else 0.05)
                 if unit == "B/s":
                     ax.set_ylabel(f"{what} ({shown})")
                 else:
-                    ax.yaxis.set_major_formatter(style.si_formatter(unit))
+                    ax.yaxis.set_major_formatter(style.si_formatter())
                     if c == 0:
                         ax.set_ylabel(what)
                 ax.grid(axis="x", visible=False)
                 ax.set_title(f"{rw}, iodepth {depth}", fontsize=9)
-        fig.legend(handles=[Patch(color=dataset.colours[t], label=f"{t} ({dataset.drivers[t]})")
-                            for t in targets], loc="outside upper center", ncol=len(targets), frameon=False)
+        style.legend(fig, [Patch(color=dataset.colours[t], label=f"{t} ({dataset.drivers[t]})") for t in targets])
         n = style.n_text(d["n"] for d in data)
-        style.stamp(fig, [f"mean over runs; error bars: 95 % CI of the mean (bootstrap) \u00b7 x: block size"
-                          f" and jobs (j) \u00b7 {n} per target and point",
+        x_text = "block size, numjobs (j) above it" if any(len({p.numjobs for p in g[2]}) > 1 for g in groups) \
+            else "block size"
+        style.stamp(fig, [f"mean over runs; error bars: 95 % CI of the mean (bootstrap) \u00b7 x: {x_text}"
+                          f" \u00b7 {n} per target and point",
                           dataset.facts()], dataset.emulated_label)
     return Plotted(name, title,
                    f"{what} of every target per point (mean over runs, error bars the 95 % CI of the mean), "

@@ -83,7 +83,7 @@ def kernel_trend(per_kernel: list[tuple[str, Analysis]], dataset: Dataset) -> Pl
         handles += [Line2D([], [], color="#777777", marker="o", alpha=0.5, linestyle="none", markersize=3.5,
                            label="single points"),
                     Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"\u00b1{first.margin:.0%} margin")]
-        fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+        style.legend(fig, handles)
         style.stamp(fig, ["each kernel analysed on its own; geomean over points with a log-t 95 % CI "
                           "(spread between points included) \u00b7 faint: each point's ratio and CI",
                           dataset.facts()], dataset.emulated_label)
