@@ -13,6 +13,7 @@ machinery, not the drivers.
 from __future__ import annotations
 
 import html
+import math
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from bench import compare_format, store
 from bench.analysis import Analysis
 from bench.plots import catalogue as catalogue_mod
 from bench.plots import data as plot_data
+from bench.plots import style
 from bench.plots.result import Plotted
 
 TEXT_WIDTH = 72
@@ -59,9 +61,6 @@ class Report:
         return sorted({c.environment.get("executor", {}).get("label", "") for c in self.campaigns
                        if c.environment.get("executor", {}).get("emulated")})
 
-    @property
-    def analyses(self) -> list[tuple[str, Analysis]]:
-        return [(g.kernel, g.analysis) for g in self.catalogue.groups if g.analysis is not None]
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,17 +163,25 @@ def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
             ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp")]
 
 
-def quality_rows(a: Analysis) -> list[dict]:
+def quality_rows(a: Analysis, reading_order: list[plot_data.Point] = ()) -> list[dict]:
+    """Each target's data-quality checks per point, points in reading order."""
+    labels = {p.key: p.label() for p in reading_order}
     rows = []
     for side in a.comparisons:
-        for p in side.points:
+        for p in _in_reading_order(list(reading_order), side):
             for target, q in ((side.baseline, p.quality_baseline), (side.candidate, p.quality_candidate)):
                 if q is None:
                     continue
-                rows.append({"point": p.point, "target": target, "n": q.n, "flags": list(q.flags),
+                rows.append({"point": p.point, "label": labels.get(p.point, p.point), "target": target, "n": q.n, "flags": list(q.flags),
                              "bimodality": q.bimodality_coefficient, "outliers": len(q.outlier_indices),
                              "drift_rho": q.drift_rho, "drift_p": q.drift_p, "mde": q.mde})
     return rows
+
+
+def _ci_text(c) -> str:
+    if not (math.isfinite(c.ratio_ci_low) and math.isfinite(c.ratio_ci_high)):
+        return "no CI"
+    return f"{style.ratio_text(c.ratio_ci_low, c.ratio)}\u2013{style.ratio_text(c.ratio_ci_high, c.ratio)}"
 
 
 def _num(value: float, fmt: str = ".2f") -> str:
@@ -251,7 +258,7 @@ def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
             rows.append([f'<span title="{_e(p.point)}">{_e(labels.get(p.point, p.point))}</span>',
                          _e(f"{compare_format.si(c.baseline.mean, unit)} \u00b1 {compare_format.si(c.baseline.stdev, unit)}"),
                          _e(f"{compare_format.si(c.candidate.mean, unit)} \u00b1 {compare_format.si(c.candidate.stdev, unit)}"),
-                         _e(f"{c.ratio:.3f}"), _e(f"{c.ratio_ci_low:.3f}\u2013{c.ratio_ci_high:.3f}"),
+                         _e(style.ratio_text(c.ratio)), _e(_ci_text(c)),
                          _e(_num(v.p_adjusted, ".3g") if v else "-"), f'<span class="{word}">{_e(word)}</span>',
                          _e(", ".join(p.flags))])
         parts.append(_table(["point", f"{side.baseline} (mean \u00b1 sd)", f"{side.candidate} (mean \u00b1 sd)",
@@ -265,9 +272,9 @@ def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
     return "\n".join(parts)
 
 
-def _quality_html(a: Analysis) -> str:
-    rows = quality_rows(a)
-    body = [[_e(r["point"]), _e(r["target"]), _e(r["n"]), _e(", ".join(r["flags"]) or "none"),
+def _quality_html(group: catalogue_mod.KernelGroup) -> str:
+    rows = quality_rows(group.analysis, group.dataset.points)
+    body = [[f'<span title="{_e(r["point"])}">{_e(r["label"])}</span>', _e(r["target"]), _e(r["n"]), _e(", ".join(r["flags"]) or "none"),
              _e(_num(r["bimodality"])), _e(r["outliers"]), _e(_num(r["drift_rho"])), _e(_num(r["drift_p"], ".3g")),
              _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-")] for r in rows]
     classes = ["differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows]
@@ -328,10 +335,11 @@ def to_html(report: Report) -> str:
         else:
             out.append(_verdicts_html(group))
     out.append("<h2 id='quality'>Data quality</h2>")
-    for kernel, a in report.analyses:
-        if len(report.analyses) > 1:
-            out.append(f"<h3>kernel {_e(kernel)}</h3>")
-        out.append(_quality_html(a))
+    analysed = [g for g in cat.groups if g.analysis is not None]
+    for group in analysed:
+        if len(analysed) > 1:
+            out.append(f"<h3>kernel {_e(group.kernel)}</h3>")
+        out.append(_quality_html(group))
     out.append("<h2 id='figures'>Figures</h2>")
     if cat.skipped:
         out.append("<p class='note'>Not drawn: " + "; ".join(_e(s.reason) for s in cat.skipped) + ".</p>")
@@ -376,11 +384,13 @@ def to_markdown(report: Report, figure_dir: str = "figures") -> str:
         out += [compare_format.markdown(group.analysis)] if group.analysis else [f"kernel {group.kernel}: "
                                                                                   f"{group.why_no_analysis}", ""]
     out += ["## Data quality", ""]
-    for _kernel, a in report.analyses:
+    for group in (g for g in cat.groups if g.analysis is not None):
+        out += [f"kernel {group.kernel}:", ""] if len(cat.groups) > 1 else []
         out += _md_table(["point", "target", "n", "flags", "bimodality", "outliers", "drift ρ", "drift p", "MDE"],
-                         [[r["point"], r["target"], r["n"], ", ".join(r["flags"]) or "none", _num(r["bimodality"]),
+                         [[r["label"], r["target"], r["n"], ", ".join(r["flags"]) or "none", _num(r["bimodality"]),
                            r["outliers"], _num(r["drift_rho"]), _num(r["drift_p"], ".3g"),
-                           _num(r["mde"] * 100) + " %"] for r in quality_rows(a)])
+                           _num(r["mde"] * 100) + " %"]
+                          for r in quality_rows(group.analysis, group.dataset.points)])
     out += ["## Figures", ""]
     if cat.skipped:
         out += ["Not drawn: " + "; ".join(s.reason for s in cat.skipped) + ".", ""]

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, campaign_dir, cli_command, no_traceback, write_workload
 
 from bench import stats
-from bench.plots import catalogue, data, forest, latency, scaling, specimen, style, throughput
+from bench.plots import catalogue, data, latency, scaling, specimen, style, throughput
 
 HOST_WORKLOAD = """\
 name: plots-host

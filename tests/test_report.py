@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, cli_command, no_traceback
-from test_plots import host_campaign, real_campaign  # noqa: F401  (the session's real campaign)
+from test_plots import host_campaign  # noqa: F401  (the session's real campaign, made once)
 
 from bench import report
 from bench.plots import specimen

@@ -88,7 +88,7 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
             ax.set_xlim(left=0)
             ax.set_title(title, fontsize=9.5)
             ax.set_xlabel(f"CPU time per I/O ({unit})")
-            ax.xaxis.set_major_formatter(style.microseconds_formatter())
+            ax.xaxis.set_major_formatter(style.number_formatter())
             ax.grid(axis="y", visible=False)
         axes[0].set_yticks(y, [p.label() for p in points])
         axes[0].set_ylim(len(points) - 0.5, -0.5)

@@ -51,7 +51,7 @@ def _right_label(row: dict) -> str:
         return ""
     if not math.isfinite(row["ratio"]):
         return "no ratio"
-    ci = (f" ({style.ratio_text(row['ci_low'])}\u2013{style.ratio_text(row['ci_high'])})"
+    ci = (f" ({style.ratio_text(row['ci_low'], row['ratio'])}\u2013{style.ratio_text(row['ci_high'], row['ratio'])})"
           if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]) else " (no CI)")
     return f"{style.ratio_text(row['ratio'])}{ci} {row['verdict']}"
 

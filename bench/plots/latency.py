@@ -142,7 +142,7 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
             ax.set_xlim(left=0)
             ax.set_title(f"{_percent(p)}", fontsize=9.5)
             ax.set_xlabel("completion latency (µs)")
-            ax.xaxis.set_major_formatter(style.microseconds_formatter())
+            ax.xaxis.set_major_formatter(style.number_formatter())
             ax.grid(axis="y", visible=False)
         axes[0].set_yticks(y, [pt.label() for pt in points])
         axes[0].set_ylim(len(points) - 0.5, -0.5)

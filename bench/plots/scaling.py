@@ -75,7 +75,7 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_locator(FixedLocator(xs))
             ax.xaxis.set_minor_locator(NullLocator())
-            ax.xaxis.set_major_formatter(style.microseconds_formatter())
+            ax.xaxis.set_major_formatter(style.number_formatter())
             ax.set_ylim(bottom=0)
             ax.yaxis.set_major_formatter(style.si_formatter())
             ax.set_title(f"{rw} {bs}", fontsize=9)

@@ -183,12 +183,8 @@ def bandwidth_unit(largest: float) -> tuple[float, str]:
     return 1.0, "B/s"
 
 
-def scaled_formatter(divisor: float) -> FuncFormatter:
-    return FuncFormatter(lambda v, _pos: f"{v / divisor:,.0f}" if abs(v / divisor) >= 1000 else f"{v / divisor:g}")
-
-
-def microseconds_formatter() -> FuncFormatter:
-    """Tick labels for an axis in µs: 0.5, 10, 1,000."""
+def number_formatter() -> FuncFormatter:
+    """Plain tick labels: 0.5, 10, 1,000 (µs, depths, job counts)."""
     return FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}")
 
 
@@ -258,11 +254,15 @@ def equivalence_band(ax, margin: float, *, axis: str = "x", label: str | None = 
     span(1.0 - margin, 1.0 + margin, color=BAND_COLOUR, alpha=0.45, linewidth=0, zorder=0, label=label)
 
 
-def ratio_text(value: float) -> str:
-    """Ratios near 1 need three decimals (1.048, not 1.05); far from 1, three digits do."""
-    if not math.isfinite(value):
+def ratio_text(value: float, like: float | None = None) -> str:
+    """Ratios near 1 need three decimals (1.048, not 1.05); far from 1, three digits do.
+
+    `like` picks the format from another number (a CI bound formatted like its ratio).
+    """
+    if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:.3f}" if 0.1 <= value < 10 else f"{value:.3g}"
+    ref = value if like is None or not math.isfinite(like) else like
+    return f"{value:.3f}" if 0.1 <= ref < 10 else f"{value:.3g}"
 
 
 def n_text(counts: Iterable[int], unit: str = "runs") -> str:

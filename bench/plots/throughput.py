@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from matplotlib.patches import Patch
 
 from bench.plots import style
@@ -126,7 +125,7 @@ def _bars(dataset: Dataset, points: list[Point], column: str, unit: str, name: s
                           f" \u00b7 {n} per target and point",
                           dataset.facts()], dataset.emulated_label)
     return Plotted(name, title,
-                   f"{what} of every target per point (mean over runs, error bars the 95 % CI of the mean), "
+                   f"{what[0].upper() + what[1:]} of every target per point (mean over runs, error bars the 95 % CI of the mean), "
                    "rows by rw, columns by iodepth, bars by block size and job count.", fig, data)
 
 
