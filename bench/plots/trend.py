@@ -24,9 +24,10 @@ SPREAD = 0.32   # half-width of a kernel's slot used by the per-point ratios
 
 def kernel_trend(per_kernel: list[tuple[str, Analysis]], dataset: Dataset) -> Plotted | Skipped:
     kernels = [k for k, _ in per_kernel]
+    if not kernels:
+        return Skipped("kernel-trend", "kernel trend: no kernel's campaigns have two targets to compare")
     if len(kernels) < 2:
-        return Skipped("kernel-trend", "kernel trend: all campaigns ran on one kernel "
-                       f"({kernels[0] if kernels else 'none'})")
+        return Skipped("kernel-trend", f"kernel trend: all campaigns ran on one kernel ({kernels[0]})")
     first = per_kernel[0][1]
     candidates = list(dict.fromkeys(s.candidate for _, a in per_kernel for s in a.comparisons))
     data = []
