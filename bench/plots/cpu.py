@@ -95,7 +95,7 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
         axes[0].tick_params(axis="y", length=0)
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
         style.legend(fig, handles)
-        style.stamp(fig, ["fio: (usr+sys)% x runtime x numjobs / I/Os \u00b7 softirq: /proc/stat softirq time"
+        style.stamp(fig, ["fio: (usr+sys)% \u00d7 runtime \u00d7 numjobs / I/Os \u00b7 softirq: /proc/stat softirq time"
                           " over the run / I/Os \u00b7 error bars: 95 % CI of the mean",
                           dataset.facts()], dataset.emulated_label)
     index, count = page

@@ -11,6 +11,7 @@ printed on the figure itself, because figures travel without their captions.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import matplotlib
@@ -38,6 +39,7 @@ VERDICT_MARKERS = {"faster": "^", "slower": "v", "equivalent": "o", "inconclusiv
 
 WIDTH_IN = 7.5          # fits a paper column pair, a slide, or a mail attachment preview
 FOOTER_LINE_IN = 0.17   # vertical room per footer line
+FOOTER_CHARS_PER_IN = 16  # 7.5 pt DejaVu Sans: a safe count of characters per inch
 BANNER_IN = 0.3
 LEGEND_IN = 0.32
 
@@ -102,6 +104,7 @@ def new_figure(height_in: float, *, footer_lines: int = 1, banner: bool = False,
     top = 1.0 - (top_in + (LEGEND_IN if legend else 0.0)) / height_in
     fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, top - bottom))
     fig.blkcmp_legend_y = 1.0 - top_in / height_in   # where the legend band starts
+    fig.blkcmp_layout_top = top
     return fig
 
 
@@ -119,11 +122,20 @@ def legend(fig: Figure, handles: list, **kwargs) -> None:
 
 
 def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) -> None:
-    """The facts footer (bottom left) and, for emulated executors, a red banner on top."""
+    """The facts footer (bottom left) and, for emulated executors, a red banner on top.
+
+    Footer lines are wrapped to the figure's width and the plots moved up to make room, so a
+    long line is never cut off at the edge.
+    """
     height = fig.get_figheight()
-    for i, line in enumerate(reversed(lines)):
+    chars = max(40, int(fig.get_figwidth() * FOOTER_CHARS_PER_IN))
+    wrapped = [part for line in lines for part in textwrap.wrap(line, chars, break_on_hyphens=False)]
+    for i, line in enumerate(reversed(wrapped)):
         fig.text(0.01, (0.05 + i * FOOTER_LINE_IN) / height, line, fontsize=7.5, color=FOOTER_COLOUR,
                  ha="left", va="bottom")
+    top = getattr(fig, "blkcmp_layout_top", 1.0)
+    bottom = (len(wrapped) * FOOTER_LINE_IN + 0.08) / height
+    fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, top - bottom))
     if emulated_label:
         fig.text(0.5, 1.0 - 0.06 / height, emulated_label.upper(), fontsize=9.5, fontweight="bold",
                  color=EMULATED_COLOUR, ha="center", va="top")
