@@ -174,6 +174,14 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                 wanted = first[0] if first and first[0] in sides else sides[0]
     if wanted not in sides:
         raise UsageError(f"--baseline {wanted}: no such {by} (found: {', '.join(sides)})")
+    # Points in matrix order (the first campaign's plan), not in the order the runs happened.
+    point_order: dict[str, tuple] = {}
+    for campaign in campaigns:
+        for p in campaign.plan().points:
+            point_order.setdefault(p.key, (len(point_order), p.key))
+    if by != "target":
+        point_order = {point_of(rec, by): point_order.get(rec.point_key, (len(point_order), rec.point_key))
+                       + (rec.target,) for rec, _, _ in records}
     if len(sides) < 2:
         raise UsageError(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
     comparisons = []
@@ -188,7 +196,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
             slot[side].append((value, rec.round, rec.position, ci))
         results: dict[str, PointResult] = {}
-        for key, slot in points.items():
+        for key, slot in sorted(points.items(), key=lambda kv: point_order.get(kv[0], (len(point_order), kv[0]))):
             b, c = slot[wanted], slot[candidate]
             if not b or not c:
                 continue

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 
 from bench.analysis import Analysis, PointResult, SideComparison
 
@@ -91,7 +92,10 @@ def text(a: Analysis) -> str:
                        f"{_ci(p):>11s} {p.verdict.verdict if p.verdict else '-'}".rstrip())
         out += footer_lines(side)
         out.append("")
-    return "\n".join(line[:72] for line in out).rstrip() + "\n"
+    wrapped = []
+    for line in out:  # never cut a word: wrap what does not fit, indented
+        wrapped += textwrap.wrap(line, 72, subsequent_indent="  ", break_long_words=False) or [""]
+    return "\n".join(wrapped).rstrip() + "\n"
 
 
 def markdown(a: Analysis) -> str:
