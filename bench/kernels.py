@@ -635,15 +635,16 @@ def _candidate(step: _Step, root: Path, package: str) -> str | None:
     return m.group(1) if m and m.group(1) != "(none)" else None
 
 
-def _install_source(step: _Step, root: Path, version: str, progress: Progress) -> str:
+def _install_source(step: _Step, root: Path, version: str, label: str,
+                    progress: Progress) -> str:
     """Install linux-source-<version>, from sid or else Debian stable; its Debian version."""
     package = f"linux-source-{version}"
-    progress(f"kernel {version}: apt-get install {package}")
+    progress(f"kernel {label}: apt-get install {package}")
     step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
     cand = _candidate(step, root, package)
     extra = root / "etc" / "apt" / "sources.list.d" / "blkcmp-stable.list"
     if cand is None and not extra.exists():
-        progress(f"kernel {version}: sid has no {package}; adding trixie (pinned low) to look")
+        progress(f"kernel {label}: sid has no {package}; adding trixie (pinned low) to look")
         extra.write_text(_STABLE_SOURCES)
         (root / "etc" / "apt" / "preferences.d" / "blkcmp-stable").write_text(_STABLE_PIN)
         step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
@@ -653,7 +654,7 @@ def _install_source(step: _Step, root: Path, version: str, progress: Progress) -
                          f"cannot build kernel {version}")
     step.run(f"apt-get install {package}", _in_chroot(
         root, ["apt-get", "install", "-y", "--no-install-recommends", package]),
-        ticker=lambda s: f"kernel {version}: downloading {package} ({s:.0f} s)")
+        ticker=lambda s: f"kernel {label}: downloading {package} ({s:.0f} s)")
     step.run("apt-get clean", _in_chroot(root, ["apt-get", "clean"]))
     out = step.run("dpkg-query", _in_chroot(
         root, ["dpkg-query", "-W", "-f=${Version}", package]), capture=True)
@@ -726,7 +727,7 @@ def _build_locked(version: str, label: str, root: Path, progress: Progress,
     started = time.monotonic()
     try:
         t = time.monotonic()
-        source_version = _install_source(step, root, version, progress)
+        source_version = _install_source(step, root, version, label, progress)
         stages["source"] = time.monotonic() - t
         package = f"linux-source-{version}"
         tarball = f"/usr/src/{package}.tar.xz"

@@ -355,7 +355,10 @@ def run_in_guest(
         script = ctl / f"run-{token}.sh"
         script.write_text(_guest_script(token, command, rw, ro))
         for f in nonce_files:
-            f.write_text(token)
+            try:
+                f.write_text(token)
+            except OSError as e:
+                raise RunError(f"cannot write the share check file {f}: {e.strerror}") from None
         # The bootstrap finds the script only through the control folder: if that is not
         # mounted, it says so instead of running anything.
         bootstrap = (f"[ -r {GUEST_CTL}/run-{token}.sh ] && exec bash {GUEST_CTL}/run-{token}.sh; "
