@@ -324,6 +324,28 @@ def _locked(path: Path, what: str, progress: Progress) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into SystemExit for the duration, so `finally` blocks run.
+
+    Builds and guests run in sessions of their own (so that they can be killed as a group);
+    without this, `kill <blkcmp>` would leave make or QEMU running as orphans.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _mounts_under(path: Path) -> list[str]:
     prefix = str(path.resolve()).rstrip("/") + "/"
     found = []
@@ -520,7 +542,8 @@ def ensure_chroot(progress: Progress = print) -> Path:
         _ensure_mount_points(root)
         return root
     _require_root("making the build chroot")
-    with _locked(root.parent / f".{CHROOT_SUITE}.lock", "chroot", progress):
+    with _locked(root.parent / f".{CHROOT_SUITE}.lock", "chroot", progress), \
+            terminate_cleanly():
         marker = _read_marker(root) if root.is_dir() else {}
         if marker.get("packages") == wanted:  # another process made it while we waited
             _ensure_mount_points(root)
@@ -707,7 +730,8 @@ def build(version: str, *, progress: Progress = print, overflow_checks: bool = T
             progress(f"kernel {label}: cached ({hit.name}, {hit.path}); nothing to build")
             return hit
         root = ensure_chroot(progress)
-        with _locked(root.parent / f".{CHROOT_SUITE}.lock", "chroot", progress):
+        with _locked(root.parent / f".{CHROOT_SUITE}.lock", "chroot", progress), \
+                terminate_cleanly():
             return _build_locked(version, label, root, progress, overflow_checks,
                                  jobs or len(os.sched_getaffinity(0)))
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import RunError, UsageError
-from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve
+from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, terminate_cleanly
 
 # Where the per-run control folder is mounted in the guest (created in the chroot if missing).
 GUEST_CTL = "/var/lib/blkcmp/ctl"
@@ -376,7 +376,8 @@ def run_in_guest(
             *(["--disable-kvm"] if accel == "tcg" else []),
             "--exec", bootstrap,
         ]
-        outcome = _run_vng(argv, token, timeout_s, console_log)
+        with terminate_cleanly():
+            outcome = _run_vng(argv, token, timeout_s, console_log)
         return _judge(outcome, ctl, rw, rw_marks, token, accel, timeout_s, console_log)
     finally:
         for f in [*nonce_files, *rw_marks]:
