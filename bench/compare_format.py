@@ -13,6 +13,7 @@ import math
 import textwrap
 
 from bench.analysis import Analysis, PointResult, SideComparison
+from bench.units import si
 
 SHORT = {"rw": "{}", "bs": "{}", "iodepth": "qd{}", "numjobs": "j{}", "ioengine": "{}"}
 
@@ -28,20 +29,6 @@ def short_point(key: str, width: int = 22) -> str:
         parts.append(SHORT.get(k, f"{k}={{}}").format(v) if v else item)
     text = " ".join(parts) + target
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def si(value: float | None, unit: str = "") -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if unit == "ns":
-        for u, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g}{u}"
-        return f"{value:.0f}ns"
-    for u, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{u}"
-    return f"{value:.3g}"
 
 
 def _ratio(x: float) -> str:

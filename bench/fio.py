@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunError
+from bench.stats.histogram import merge_bins, percentiles_from_bins
 
 DIRECTIONS = ("read", "write", "trim", "mixed")
 FIO = os.environ.get("BLKCMP_FIO", "fio")
@@ -368,26 +370,13 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def percentile_from_bins(bins: dict[int, int], percent: float) -> float | None:
-    """fio's rule (stat.c calc_clat_percentiles): the first bucket whose cumulative count
-    reaches percent/100 of all samples; so one run's value equals the one fio reported."""
-    total = sum(bins.values())
-    if not total:
-        return None
-    threshold = percent / 100.0 * total
-    running = 0
-    for value in sorted(bins):
-        running += bins[value]
-        if running >= threshold:
-            return float(value)
-    return float(max(bins))
+    """fio's own percentile rule on a json+ histogram (None when it is empty)."""
+    value = percentiles_from_bins(bins, [percent])[float(percent)] if bins else math.nan
+    return None if math.isnan(value) else float(value)
 
 
 def merged_bins(latencies: list[Latency]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for lat in latencies:
-        for k, v in lat.bins.items():
-            out[k] = out.get(k, 0) + v
-    return out
+    return merge_bins(lat.bins for lat in latencies)
 
 
 @dataclass

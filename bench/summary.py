@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import statistics
 
-from bench import fio, store
+from bench import store
+from bench.stats.histogram import merge_bins, percentiles_from_bins
+from bench.units import si
 from bench.results import group, load_runs
-
-
-def _si(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:.0f}"
-
-
-def _ns(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1e6:
-        return f"{value / 1e6:.2f} ms"
-    if value >= 1e3:
-        return f"{value / 1e3:.1f} µs"
-    return f"{value:.0f} ns"
 
 
 def summary_rows(campaign: store.Campaign) -> list[dict]:
@@ -36,9 +19,8 @@ def summary_rows(campaign: store.Campaign) -> list[dict]:
                                             key=lambda kv: (order.get(kv[0][0], 0), plan.targets.index(kv[0][1])
                                                             if kv[0][1] in plan.targets else 0)):
         iops = [r.metrics["iops"] for r in recs if r.metrics["iops"] is not None]
-        bins = fio.merged_bins([fio.Latency(None, None, None, None, 0, {}, r.bins or {}) for r in recs])
-        p99 = fio.percentile_from_bins(bins, 99.0) if bins else statistics.median(
-            [r.metrics["clat_p99_ns"] for r in recs if r.metrics["clat_p99_ns"] is not None] or [0]) or None
+        bins = merge_bins(r.bins or {} for r in recs)
+        p99 = percentiles_from_bins(bins, [99.0])[99.0] if bins else None
         rows.append({"point": point_key, "target": target, "n": len(recs),
                      "iops_mean": statistics.fmean(iops) if iops else None,
                      "iops_stdev": statistics.stdev(iops) if len(iops) > 1 else None,
@@ -56,8 +38,8 @@ def render(campaign: store.Campaign, console=None) -> None:
                          ("n", "right")):
         table.add_column(col, justify=justify)
     for row in summary_rows(campaign):
-        iops = _si(row["iops_mean"]) + (f" ± {_si(row['iops_stdev'])}" if row["iops_stdev"] is not None else "")
-        table.add_row(row["point"], row["target"], iops, _ns(row["clat_p99_ns"]), str(row["n"]))
+        iops = si(row["iops_mean"]) + (f" ± {si(row['iops_stdev'])}" if row["iops_stdev"] is not None else "")
+        table.add_row(row["point"], row["target"], iops, si(row["clat_p99_ns"], "ns"), str(row["n"]))
     label = campaign.environment().get("executor", {}).get("label")
     if label and label != "host":
         table.caption = label

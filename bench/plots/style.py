@@ -11,6 +11,8 @@ printed on the figure itself, because figures travel without their captions.
 from __future__ import annotations
 
 import math
+
+from bench.units import si
 import textwrap
 from collections.abc import Iterable, Sequence
 
@@ -147,17 +149,7 @@ def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) 
 
 def si_text(value: float, unit: str = "") -> str:
     """1234567 -> '1.23M'; with unit 'B/s' -> '1.18 GiB/s' (bytes in binary prefixes)."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if unit == "B/s":
-        for prefix, scale in (("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10)):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g} {prefix}"
-        return f"{value:.3g} B/s"
-    for prefix, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{prefix}"
-    return f"{value:.3g}"
+    return si(value, unit)
 
 
 class SIFormatter(Formatter):
