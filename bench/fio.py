@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunError
-from bench.stats.histogram import merge_bins, percentiles_from_bins
 
 DIRECTIONS = ("read", "write", "trim", "mixed")
 FIO = os.environ.get("BLKCMP_FIO", "fio")
@@ -371,11 +370,14 @@ def _int_or_none(value: Any) -> int | None:
 
 def percentile_from_bins(bins: dict[int, int], percent: float) -> float | None:
     """fio's own percentile rule on a json+ histogram (None when it is empty)."""
+    # Imported here: bench.stats pulls in scipy, which every CLI start would otherwise pay for.
+    from bench.stats.histogram import percentiles_from_bins
     value = percentiles_from_bins(bins, [percent])[float(percent)] if bins else math.nan
     return None if math.isnan(value) else float(value)
 
 
 def merged_bins(latencies: list[Latency]) -> dict[int, int]:
+    from bench.stats.histogram import merge_bins
     return merge_bins(lat.bins for lat in latencies)
 
 

@@ -108,10 +108,12 @@ def test_campaign_on_both_drivers(kernel, tmp_path):
         assert "emulated (TCG)" in environment["executor"]["label"]
     assert (camp / "host-environment.json").exists()
     assert (camp / "logs" / "console-01.log").stat().st_size > 0
-    # A finished VM campaign resumes to a no-op (nothing re-run).
-    again = blkcmp("run", "--resume", str(camp), "--quiet")
+    # A finished VM campaign resumes to a no-op: nothing re-run, no guest booted.
+    again = blkcmp("run", "--resume", str(camp))
     assert again.returncode == 0, again.stderr
+    assert "nothing to boot" in again.stdout
     assert len(list((camp / "runs").iterdir())) == 8
+    assert not (camp / "logs" / "console-02.log").exists()
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +122,8 @@ def kernel_7_2() -> kernels.KernelInfo:
 
 
 def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):
-    # Through the VM executor (the guest's refusal reaches the host as exit 2); 6.12 checks the
-    # same refusal inside its lifecycle boot below, to save boots.
+    # Through the VM executor (the guest's refusal reaches the host as exit 2); the other
+    # refusals are checked inside each kernel's lifecycle boot below, to save boots.
     kernel = kernel_7_2
     w = workload(tmp_path, c_options="{blocksize: 512}", rust_options="{}")
     out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
@@ -129,16 +131,6 @@ def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):
     assert "logical_block_size: c=512, rust=4096" in out.stderr
     errors = [l for l in out.stderr.splitlines() if "error:" in l]
     assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
-    camp = only_campaign(tmp_path / "res")
-    assert list((camp / "runs").iterdir()) == []
-
-
-def test_unsupported_rnull_option_is_refused(kernel_7_2, tmp_path):
-    kernel = kernel_7_2
-    w = workload(tmp_path, rust_options="{memory_backed: 1}")
-    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
-    assert out.returncode == 2, out.stderr
-    assert "rnull cannot honour memory_backed=1" in out.stderr
     camp = only_campaign(tmp_path / "res")
     assert list((camp / "runs").iterdir()) == []
 
@@ -179,7 +171,7 @@ def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
     workload(work, "short")
     workload(work, "long", reps=3, runtime=3)
     workload(work, "mismatch", c_options="{blocksize: 512}")
-    workload(work, "unsupported", rust_options="{irqmode: 2}")
+    workload(work, "unsupported", rust_options="{irqmode: 2}" if kernel.version == "6.12" else "{memory_backed: 1}")
     command = vm_executor.guest_command(GUEST_LIFECYCLE, accel=vm.detect_accel(), kernel_release=kernel.release)
     result = vm.run_in_guest(kernel, command, rw_dirs={"/work": work},
                              ro_dirs={"/blkcmp": REPO, "/kconfig": kernel.path}, timeout_s=900,
@@ -207,7 +199,8 @@ def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
     # Refusals inside the guest: before any fio run, leaving nothing behind.
     assert read("rc_mismatch") == "2" and "logical_block_size: c=512, rust=4096" in read("mismatch.txt")
     assert read("rc_unsupported") == "2"
-    assert ("rnull cannot honour irqmode=2" in read("unsupported.txt")), read("unsupported.txt")
+    expected = "rnull cannot honour irqmode=2" if fixed else "rnull cannot honour memory_backed=1"
+    assert expected in read("unsupported.txt"), read("unsupported.txt")
     assert "r001" not in read("refused_runs")
     assert read("after_refusals") == baseline
     targets = read("targets.txt")

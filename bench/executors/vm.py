@@ -95,6 +95,11 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
         raise UsageError(f"{campaign.path}: campaign runs on kernel {recorded}, not {kernel.release}")
     plan = campaign.plan()
     done = sum(1 for r in store.run_rows(campaign) if r["status"] == "done")
+    adaptive_open = plan.max_rounds > plan.rounds and not (campaign.path / "adaptive.json").exists()
+    if done == len(plan.runs) and not adaptive_open:
+        if not quiet:
+            print(f"blkcmp: every planned run is done; nothing to boot {kernel.release} for", flush=True)
+        return
     max_runs = len(plan.targets) * len(plan.points) * max(plan.max_rounds, plan.rounds)
     per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
     timeout = timeout_s or BOOT_ALLOWANCE_S + max(max_runs - done, 1) * per_run
