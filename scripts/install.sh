@@ -35,7 +35,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "install.sh: installing blkcmp[$extras] into .venv"
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e ".[$extras]"
+    # pip's chatter (setuptools' editable-install banner) goes to a log, shown only on failure.
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[$extras]"; } \
+            > .venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "install.sh: pip install failed (log above, also in .venv/pip.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
