@@ -199,7 +199,7 @@ def cmd_kernel(args) -> int:
         symbols = d.get("config") or {}
         overflow = symbols.get("CONFIG_RUST_OVERFLOW_CHECKS", "?")
         size = d.get("bzimage_size") or 0
-        print(f"{d.get('release')}  (asked {d.get('version')})  rust_overflow_checks={overflow}  "
+        print(f"{d.get('name')}  (release {d.get('release')}, asked {d.get('version')})  rust_overflow_checks={overflow}  "
               f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}"
               f"  {int(size) / 2**20:.1f} MiB  {d.get('path', '')}")
     return 0
