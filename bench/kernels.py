@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.procs import signals_raise
 from bench.errors import RunError, UsageError
 
 Progress = Callable[[str], None]
@@ -324,26 +325,13 @@ def _locked(path: Path, what: str, progress: Progress) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def terminate_cleanly() -> Iterator[None]:
+def terminate_cleanly():
     """Turn SIGTERM/SIGHUP into SystemExit for the duration, so `finally` blocks run.
 
     Builds and guests run in sessions of their own (so that they can be killed as a group);
     without this, `kill <blkcmp>` would leave make or QEMU running as orphans.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return signals_raise(lambda signum: SystemExit(128 + signum))
 
 
 def _mounts_under(path: Path) -> list[str]:

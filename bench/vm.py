@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import RunError, UsageError
+from bench.procs import kill_all_with
 from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, terminate_cleanly
 
 # Where the per-run control folder is mounted in the guest (created in the chroot if missing).
@@ -183,21 +184,6 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _pids_with(token: str) -> list[int]:
-    """Processes whose command line mentions this run's token (QEMU's -append carries it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if token.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def _stop(proc: subprocess.Popen, token: str) -> None:
     """Take down vng and everything it started; leave no QEMU behind."""
     try:
@@ -213,16 +199,7 @@ def _stop(proc: subprocess.Popen, token: str) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
-    for _ in range(20):  # QEMU in a session of its own, if any, still carries the token
-        pids = _pids_with(token)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.25)
+    kill_all_with(token, timeout_s=5)  # QEMU in a session of its own still carries the token
 
 
 def _guest_script(token: str, command: str, rw: Mapping[str, Path], ro: Mapping[str, Path]) -> str:

@@ -9,19 +9,17 @@ path (Ctrl-C and SIGTERM included).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
-import signal
 import socket
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from bench import env, fio, store
 from bench.errors import RunError, UsageError
+from bench.procs import signals_raise
 from bench.plan import Plan, PlannedRun, add_rounds
 from bench.targets import Context, Target, make_target, state
 from bench.targets.blockdev import audit_differences, require_safe
@@ -44,17 +42,9 @@ def build_targets(workload: Workload, context: Context, names: list[str] | None 
             for name in (names or list(named))}
 
 
-@contextmanager
-def signals_as_interrupts() -> Iterator[None]:
+def signals_as_interrupts():
     """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` (teardown) runs."""
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    previous = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return signals_raise(lambda signum: KeyboardInterrupt(f"signal {signum}"))
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
+
+from bench.procs import kill_all_with
 
 
 def state_dir() -> Path:
@@ -93,23 +93,6 @@ def cleaner(kind: str):
     return wrap
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        if marker in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 @cleaner("processes")
 def kill_processes(data: dict) -> None:
     """SIGKILL every process still running with `marker` on its command line; wait until gone.
@@ -122,14 +105,9 @@ def kill_processes(data: dict) -> None:
     marker = str(data["marker"])
     if not marker:
         return
-    deadline = time.monotonic() + 15
-    while pids := _processes_with(marker):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"processes survive SIGKILL: pids {pids}")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
+    survivors = kill_all_with(marker, timeout_s=15)
+    if survivors:
+        raise RuntimeError(f"processes survive SIGKILL: pids {survivors}")
 
 
 def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
