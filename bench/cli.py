@@ -7,14 +7,13 @@ one line on stderr (one per problem), never a traceback (BLKCMP_DEBUG=1 shows on
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
 from pathlib import Path
 
 from bench import __version__
-from bench.errors import BlkcmpError, UsageError
+from bench.errors import BlkcmpError
 
 DEFAULT_RESULTS = Path("results")
 

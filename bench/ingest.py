@@ -7,7 +7,6 @@ options (rw, bs, iodepth, numjobs), and each (target, point) gets the next repet
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from datetime import datetime, timezone

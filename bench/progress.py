@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from bench.executors.local import Reporter
 from bench.plan import PlannedRun

@@ -7,7 +7,7 @@ The SQLite index gives the per-run metrics; the raw fio JSON gives the json+ lat
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import fio, store

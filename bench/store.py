@@ -232,7 +232,7 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
     seconds = (cpu or {}).get("seconds", {})
     values = {c: metrics.get(c) for c in RUN_METRIC_COLUMNS}
     db.execute(
-        f"UPDATE runs SET status=?, started=?, ended=?, host=?, kernel=?, error=?, "
+        "UPDATE runs SET status=?, started=?, ended=?, host=?, kernel=?, error=?, "
         + ", ".join(f"{c}=?" for c in values)
         + ", cpu_softirq_s=?, cpu_system_s=?, cpu_user_s=?, cpu_irq_s=?, block_softirqs=?, fio_version=?"
         " WHERE run_id=?",

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from test_compare import make_campaign, template  # noqa: F401  (fio json+ template fixture)
 
 REPO = Path(__file__).resolve().parent.parent

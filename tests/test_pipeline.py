@@ -11,6 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 import bench
 from bench import fio, store
 from bench.executors.local import campaign_id
@@ -233,9 +235,10 @@ def test_sigkill_then_resume_runs_every_planned_run_exactly_once(tmp_path, env):
     assert_nothing_left(campaign)
 
 
-def test_ctrl_c_tears_down_and_resume_completes(tmp_path, env):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_tears_down_and_resume_completes(tmp_path, env, signum):
     proc, campaign = _start_and_wait(tmp_path, env, done=2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert "interrupted" in stderr and "Traceback" not in stderr

@@ -8,7 +8,6 @@ ran, on which devices, with which settings, and what is left afterwards.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys

@@ -10,7 +10,6 @@ guest's console log of every boot is kept under logs/.
 
 from __future__ import annotations
 
-import os
 import shlex
 import tempfile
 from pathlib import Path
