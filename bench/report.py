@@ -147,7 +147,27 @@ def environment_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
             ("python", env.get("python") or ""),
             ("blkcmp", f"{blkcmp.get('version', '?')} (commit {blkcmp.get('git_commit') or 'unknown'})"),
             ("host", env.get("hostname") or "")]
+    rows.insert(1, ("VM boots", vm_boots_text(env.get("vm_boots") or [])))
     return [(k, str(v)) for k, v in rows if v not in ("", None)]
+
+
+def vm_boots_text(boots: list[dict]) -> str:
+    """The guest boots a VM campaign took: early-boot failures retried, guest crashes in runs."""
+    if not boots:
+        return ""
+    failed = [f for b in boots for f in (b.get("failed_boots") or [])]
+    parts = [f"{len(boots)} boot{'s' if len(boots) != 1 else ''}"]
+    if failed:
+        parts.append(f"{len(failed)} early-boot failure{'s' if len(failed) != 1 else ''} retried "
+                     f"(first: {failed[0].get('reason')}; {failed[0].get('console_log')})")
+    for b in boots:
+        if b.get("outcome") == "crashed during a run":
+            runs = ", ".join(b.get("runs") or []) or "no run in flight"
+            parts.append(f"guest kernel crashed during run {runs}: {b.get('oops') or 'no oops line'}"
+                         f" ({b.get('console_log')})")
+        elif b.get("outcome") == "no boot":
+            parts.append(f"a boot failed every attempt ({b.get('console_log')})")
+    return "; ".join(parts)
 
 
 def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:

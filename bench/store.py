@@ -279,6 +279,15 @@ def list_campaigns(root: Path) -> list[Campaign]:
             if p.is_dir() and not p.name.startswith(".") and (p / "campaign.json").is_file()]
 
 
+def add_vm_boot(campaign: Campaign, boot: dict) -> None:
+    """Append one guest boot (attempts, early-boot failures retried, outcome) to the environment
+    record's `vm_boots`, so every result says which boots it came from and what they survived."""
+    path = campaign.path / "environment.json"
+    environment = read_json(path) if path.exists() else {}
+    environment.setdefault("vm_boots", []).append(boot)
+    atomic_write_json(path, environment)
+
+
 def require_writable(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
