@@ -313,3 +313,40 @@ def test_chroot_is_ready_and_clean(kernel_7_2):
     for mp in kernels.GUEST_MOUNT_POINTS:
         assert (root / mp.lstrip("/")).is_dir()
     assert kernels._mounts_under(root) == []  # no host /proc, /sys, /dev left in the guest root
+
+
+@pytest.mark.vm
+def test_a_kernel_that_never_boots_is_not_cached(kernel_7_2, monkeypatch):
+    # The real 7.2 image, staged as a fresh build would be, with every smoke-boot attempt made
+    # to crash before the command starts (test hook): it is moved aside with its console logs,
+    # never listed, and the error names the panic line and the toolchain.
+    from bench import vm
+    from bench.errors import RunError
+    kdir = kernels.kernels_dir()
+    staging = kdir / ".partial-neverboots-test"
+    staging.mkdir()
+    import shutil
+    shutil.copy2(kernel_7_2.bzimage, staging / "bzImage")
+    counter = staging.parent / ".neverboots-counter"
+    counter.write_text("3")
+    monkeypatch.setenv(vm.TEST_CRASH_BOOTS_ENV, str(counter))
+    log = staging.parent / ".neverboots-build.log"
+    log.write_text("build log\n")
+    before = kernels.list_cached()
+    try:
+        with pytest.raises(RunError) as err:
+            kernels._smoke_boot(staging, "7.2", "7.2", kernel_7_2.toolchain, lambda _: None, log)
+        msg = str(err.value)
+        assert "\n" not in msg and "never booted" in msg and "sysrq" in msg.lower()
+        assert f"rustc {kernel_7_2.toolchain['rustc']}" in msg
+        assert not staging.exists()
+        [aside] = list((kdir / ".failed").glob("neverboots-test-*"))
+        assert (aside / "bzImage").is_file() and (aside / "build.log").is_file()
+        assert len(list(aside.glob("smoke-console.boot-failed-*.log"))) == 3
+        assert kernels.list_cached() == before
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for aside in (kdir / ".failed").glob("neverboots-test-*"):
+            shutil.rmtree(aside)
+        counter.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
