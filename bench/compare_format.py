@@ -50,6 +50,8 @@ def header_lines(a: Analysis, side: SideComparison) -> list[str]:
     lines += [f"allowed difference {d}" for d in a.allowed_differences]
     if a.confidence != 0.95:
         lines.append(f"adaptive campaign: CIs computed at {a.confidence:.1%} to keep 95 % coverage")
+    if a.comparisons and side is a.comparisons[0]:  # said once, not per candidate
+        lines += a.notes
     return lines
 
 
