@@ -9,13 +9,17 @@ run, kept and indexed with its error.  What the files say about how they were ru
 ramp time, fio versions, hostnames, start times — goes into the plan and environment.json.
 
 Every file is parsed once, before anything is written (a bad file leaves the campaign as it
-was); the whole batch then costs one plan write and one index transaction, so ingesting N
-files is O(N), not O(N²).
+was); the whole batch then costs one flush to disk (syncfs, instead of an fsync per file), one
+plan write and one index transaction, so ingesting N files is O(N), not O(N²).  Run
+directories are assembled under runs/.tmp-<run_id> and renamed only after the flush: an
+interrupted ingest leaves complete run directories or scraps, never a half-written run.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -182,7 +186,10 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
             run = PlannedRun(run_id, item.target, point.index, key, item.point, rep, rep, len(plan.runs))
             plan.runs.append(run)
             plan.rounds = max(plan.rounds, rep)
-            added.append((run, item, _write_run_dir(campaign, run, item)))
+            added.append((run, item, _assemble_run_dir(campaign, run, item)))
+        store.sync_filesystem(campaign.runs_dir)  # the batch's files are on disk before they appear
+        for run, _, _ in added:
+            store.finalize_run_dir(_tmp_dir(campaign, run), campaign.run_dir(run.run_id))
         environment = ingested_environment(campaign.environment(), parsed)
         plan.runtime = _most_common(environment["ingested"]["runtime_s"])
         plan.ramp_time = _most_common(environment["ingested"]["ramp_time_s"])
@@ -208,18 +215,22 @@ def _free_run_id(campaign: store.Campaign, number: int, target: str) -> str:
     return run_id
 
 
-def _write_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedFile) -> str | None:
-    """runs/<run_id>/ with the raw output, run.json and job.fio, appearing complete; returns the
-    run's error (None when every fio job succeeded)."""
+def _tmp_dir(campaign: store.Campaign, run: PlannedRun) -> Path:
+    return campaign.runs_dir / f".tmp-{run.run_id}"
+
+
+def _assemble_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedFile) -> str | None:
+    """runs/.tmp-<run_id>/ with the raw output, run.json and job.fio (flushed and renamed by the
+    caller for the whole batch); returns the run's error (None when every fio job succeeded)."""
     error = item.output.error
-    tmp = campaign.runs_dir / f".tmp-{run.run_id}"
+    tmp = _tmp_dir(campaign, run)
+    shutil.rmtree(tmp, ignore_errors=True)  # scraps of an ingest cut off before its renames
     tmp.mkdir(parents=True)
     (tmp / "fio.json").write_text(item.text)
     (tmp / "job.fio").write_text(job_file_text(item.output, item.path))
-    store.atomic_write_json(tmp / "run.json", {
+    (tmp / "run.json").write_text(json.dumps({
         "run": run.__dict__, "status": "failed" if error else "done", "error": error,
         "ingested_from": str(item.path.resolve()), "started": item.started, "ended": None,
         "host": ",".join(item.hosts), "kernel": "", "fio_version": item.output.fio_version,
-        "runtime_s": item.runtime_s, "ramp_time_s": item.ramp_time_s})
-    store.finalize_run_dir(tmp, campaign.run_dir(run.run_id))
+        "runtime_s": item.runtime_s, "ramp_time_s": item.ramp_time_s}, indent=2) + "\n")
     return error

@@ -312,12 +312,15 @@ def test_ingest_writes_the_plan_once_and_the_index_in_one_transaction(tmp_path, 
     ingest.ingest(files[:1], tmp_path / "c", target="t")   # creating the campaign: a constant cost
     monkeypatch.setattr(store, "atomic_write_json", counting_write)
     monkeypatch.setattr(store.Campaign, "index", counting_index)
+    total = 1
     for batch in (files[1:10], files[10:]):   # 9 files, then 30: the same number of plan/index writes
         writes.clear(), transactions.clear()
         added = ingest.ingest(batch, tmp_path / "c", target="t")
+        total += len(added)
         assert len(added) == len(batch)
         assert writes.count("plan.json") == 1 and len(transactions) == 1, (writes.count("plan.json"), transactions)
-        assert writes.count("run.json") == len(batch)
+        run_dirs = sorted(p.name for p in (tmp_path / "c" / "runs").iterdir())
+        assert len(run_dirs) == total and not [d for d in run_dirs if d.startswith(".tmp-")]
     assert len(json.loads((tmp_path / "c" / "plan.json").read_text())["runs"]) == 40
 
 
