@@ -336,3 +336,14 @@ def test_point_values_have_one_spelling_and_sort_as_numbers():
                               + [{"rw": "randread", "bs": "4k"}])
     assert keys == ["rw=randwrite,bs=4k", "rw=randwrite,bs=8k", "rw=randwrite,bs=128k", "rw=randwrite,bs=1m",
                     "rw=randread,bs=4k"]   # rw in the order first seen, sizes by bytes
+
+
+def test_percentiles_written_only_for_total_latency_are_used():
+    # lat_percentiles=1 with clat_percentiles=0 (as in fio 3.16 runs that ask for it): fio writes
+    # `percentile` under lat_ns only; the mean still comes from clat_ns
+    doc = raw("fio-3.1-randread.json")
+    read = doc["jobs"][0]["read"]
+    read["lat_ns"]["percentile"] = read["clat_ns"].pop("percentile")
+    m = fio.run_metrics(fio.parse(doc))
+    assert m.clat_mean_ns == read["clat_ns"]["mean"]
+    assert m.clat_p99_ns == read["lat_ns"]["percentile"]["99.000000"]
