@@ -103,6 +103,8 @@ def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path) -> str:
         metrics = fio.run_metrics(output).to_dict()
         rows = job_rows(output)
         version = output.fio_version
+    elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
+        rows = job_rows(fio.parse((run_dir / "fio.json").read_text()))
     with campaign.index() as db:
         store.record_run(db, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
                          host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
