@@ -361,3 +361,31 @@ def test_reindexing_an_ingested_failed_run_keeps_its_jobs_and_error(tmp_path, en
     after = export.rows(campaign)
     assert after == before and after[0]["error"] == "fio job 'raid' failed: error 22 (Invalid argument)"
     assert after[0]["job"] == "raid"
+
+
+GOLDEN_COMPARE_TEXT = """\
+new vs old (baseline), mean completion latency (lower is better)
+ratio = new/old; margin ±2%, alpha 0.05, Holm across 1 points
+kernel unknown
+one run per target at every point: ingest or run repetitions to get
+  confidence intervals
+1 failed run(s) excluded from every statistic (blkcmp export shows their
+  errors)
+point                     old      new  ratio      95% CI verdict
+randread 4k qd1 j1     67.1µs   98.8µs  1.473         --- inconclusive
+geomean ratio 1.473 (95% CI ---)
+points: 0 faster, 0 slower, 0 equivalent, 1 inconclusive
+"""
+
+
+def test_compare_text_of_an_ingested_mixed_version_campaign_is_golden(tmp_path, env):
+    # fio 2.18 (67.12 µs) against fio 3.1 (98842.714118 ns) at one point spelled differently
+    # (iodepth=01, bs=4k vs iodepth=1, bs=4096), plus a failed fio 3.16 job
+    camp = tmp_path / "c"
+    assert run_cli("ingest", DATA / "fio-2.18-randread.json", "--target", "old", "--into", camp,
+                   env=env).returncode == 0
+    assert run_cli("ingest", DATA / "fio-3.1-randread.json", DATA / "fio-3.16-error22.json", "--target", "new",
+                   "--into", camp, env=env).returncode == 0
+    out = run_cli("compare", camp, "--metric", "clat_mean", "--format", "text", env=env)
+    assert out.returncode == 0 and out.stderr == ""
+    assert out.stdout == GOLDEN_COMPARE_TEXT
