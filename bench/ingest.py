@@ -190,12 +190,15 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
         store.sync_filesystem(campaign.runs_dir)  # the batch's files are on disk before they appear
         for run, _, _ in added:
             store.finalize_run_dir(_tmp_dir(campaign, run), campaign.run_dir(run.run_id))
-        environment = ingested_environment(campaign.environment(), parsed)
-        plan.runtime = _most_common(environment["ingested"]["runtime_s"])
-        plan.ramp_time = _most_common(environment["ingested"]["ramp_time_s"])
-        plan.max_rounds = plan.rounds  # ingested: nothing more will be run
+        plan.max_rounds = max(plan.max_rounds, plan.rounds)
+        # a campaign blkcmp ran keeps its own environment and plan settings; files ingested into
+        # it are runs like the others
+        if campaign.info().get("source") == "ingest":
+            environment = ingested_environment(campaign.environment(), parsed)
+            plan.runtime = _most_common(environment["ingested"]["runtime_s"])
+            plan.ramp_time = _most_common(environment["ingested"]["ramp_time_s"])
+            store.atomic_write_json(campaign.path / "environment.json", environment)
         store.atomic_write_json(campaign.path / "plan.json", plan.to_dict())
-        store.atomic_write_json(campaign.path / "environment.json", environment)
         with campaign.index() as db:  # one transaction for the whole batch
             store.add_planned(db, plan, campaign.name)
             for run, item, error in added:

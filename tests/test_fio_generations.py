@@ -389,3 +389,17 @@ def test_compare_text_of_an_ingested_mixed_version_campaign_is_golden(tmp_path, 
     out = run_cli("compare", camp, "--metric", "clat_mean", "--format", "text", env=env)
     assert out.returncode == 0 and out.stderr == ""
     assert out.stdout == GOLDEN_COMPARE_TEXT
+
+
+def test_files_ingested_into_a_campaign_blkcmp_ran_leave_its_environment_alone(tmp_path):
+    from bench import ingest, store
+    from bench.plots import specimen
+    camp = specimen.create(tmp_path, specimen.Specimen(matrix={"rw": ["randread"], "bs": ["4k"]}, rounds=2))
+    before_env = (camp / "environment.json").read_text()
+    before_plan = json.loads((camp / "plan.json").read_text())
+    ingest.ingest([DATA / "fio-3.1-randread.json"], camp, target="extra")
+    assert (camp / "environment.json").read_text() == before_env
+    plan = json.loads((camp / "plan.json").read_text())
+    assert (plan["runtime"], plan["ramp_time"]) == (before_plan["runtime"], before_plan["ramp_time"])
+    assert len(plan["runs"]) == len(before_plan["runs"]) + 1
+    assert store.status_counts(store.open_campaign(camp))["done"] == len(plan["runs"])
