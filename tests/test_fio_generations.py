@@ -246,6 +246,13 @@ def test_a_metric_empty_for_every_run_warns_or_exits_2_with_the_reason(tmp_path,
         "numjobs=2): 2 job entries/directions with plain-JSON percentiles only: percentiles cannot be "
         "pooled without json+ bins (use --output-format=json+ or group_reporting)"]
     assert len(out.stdout.splitlines()) == 2   # header + the one comparable point
+    # the report says it too: on stderr and in each of its forms
+    out = run_cli("report", camp, "--metric", "clat_p99", "--out", tmp_path / "r", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("blkcmp: warning: clat_p99 is empty for every run of 1 point(s)")
+    for name in ("report.txt", "report.md", "report.html"):
+        text = " ".join((tmp_path / "r" / name).read_text().split())
+        assert "clat_p99 is empty for every run of 1 point(s) (rw=randread,bs=8k,iodepth=32,numjobs=2)" in text
 
 
 def test_an_ingested_report_knows_what_the_files_say(tmp_path, env):
