@@ -260,10 +260,11 @@ def _bins(data: dict, scale: float) -> dict[int, int]:
     if not isinstance(raw, dict):
         return {}
     if "FIO_IO_U_PLAT_BITS" in raw:  # fio 2.x json+: keyed by bucket index, values in µs
-        bits, val = int(raw["FIO_IO_U_PLAT_BITS"]), int(raw.get("FIO_IO_U_PLAT_VAL", 1 << int(raw["FIO_IO_U_PLAT_BITS"])))
+        bits = int(raw["FIO_IO_U_PLAT_BITS"])
+        val = int(raw.get("FIO_IO_U_PLAT_VAL", 1 << bits))
         return {_legacy_bin_value(int(k), bits, val) * int(US): int(v) for k, v in raw.items()
                 if k.isdigit() and int(v)}
-    return {int(float(k)) * (1 if scale == 1.0 else int(scale)): int(v) for k, v in raw.items()}
+    return {int(float(k)) * int(scale): int(v) for k, v in raw.items()}
 
 
 @dataclass
