@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import struct
@@ -88,7 +89,17 @@ RECORDED_SYMBOLS: tuple[str, ...] = REQUIRED_SYMBOLS + (
 # (serial console, virtio-pci, 9p root, devtmpfs, the syscalls udev, fio and Python use), then
 # virtme-ng's own fragment, then CONFIG_FRAGMENT. Measured on 2 cores: about half the build time of
 # x86_64_defconfig (see the README), with the same drivers and block layer.
+CONFIG_BASES: tuple[str, ...] = ("tinyconfig", "x86_64_defconfig")
 CONFIG_BASE_TARGET = "tinyconfig"
+
+
+def config_base() -> str:
+    """tinyconfig, or x86_64_defconfig with $BLKCMP_KERNEL_CONFIG_BASE (to compare the two)."""
+    base = os.environ.get("BLKCMP_KERNEL_CONFIG_BASE", "").strip() or CONFIG_BASE_TARGET
+    if base not in CONFIG_BASES:
+        raise UsageError(f"BLKCMP_KERNEL_CONFIG_BASE must be one of {', '.join(CONFIG_BASES)}, "
+                         f"not {base!r}")
+    return base
 GUEST_FRAGMENT = """\
 CONFIG_64BIT=y
 CONFIG_SMP=y
@@ -933,7 +944,7 @@ def build_key(suite: str, toolchain: Mapping[str, str], virtme_fragment: str,
     """Eight hex digits over everything that makes two builds of one source differ."""
     import hashlib
     blob = json.dumps({
-        "recipe": RECIPE_VERSION, "base": CONFIG_BASE_TARGET, "suite": suite,
+        "recipe": RECIPE_VERSION, "base": config_base(), "suite": suite,
         "toolchain": dict(sorted(toolchain.items())), "guest": GUEST_FRAGMENT,
         "virtme": virtme_fragment, "fragment": CONFIG_FRAGMENT, "overflow": overflow_checks,
         "extra": extra,
@@ -1031,10 +1042,11 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         stages["unpack"] = time.monotonic() - t
 
         t = time.monotonic()
-        progress(f"kernel {label}: configuring ({CONFIG_BASE_TARGET} + guest needs + virtme-ng "
+        base = config_base()
+        progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng "
                  f"+ blkcmp fragment)")
         in_tree = lambda cmd: _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])  # noqa: E731
-        step.run(f"make {CONFIG_BASE_TARGET}", in_tree(f"make ARCH=x86_64 {CONFIG_BASE_TARGET}"))
+        step.run(f"make {base}", in_tree(f"make ARCH=x86_64 {base}"))
         fragment = GUEST_FRAGMENT + _virtme_fragment() + CONFIG_FRAGMENT
         if not overflow_checks:
             fragment += "# CONFIG_RUST_OVERFLOW_CHECKS is not set\n"
@@ -1085,11 +1097,16 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
                 counter["n"] += 1
                 counter["last"] = m.group(2)
 
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         progress(f"kernel {label}: make -j{jobs} bzImage (~6 min on 2 cores; log {log})")
         step.run(f"make -j{jobs} bzImage", in_tree(f"make ARCH=x86_64 -j{jobs} bzImage"), tick=tick,
                  ticker=lambda s: (f"kernel {label}: make {s / 60:.1f} min, "
                                    f"{counter['n']} files compiled, last {counter['last']}"))
         stages["make"] = time.monotonic() - t
+        # CPU seconds of make and the compilers: comparable between a quiet and a busy machine,
+        # where wall time is not.
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        make_cpu = (after.ru_utime + after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         bz = tree / "arch" / "x86" / "boot" / "bzImage"
         if not bz.is_file():
             raise RunError(f"kernel build {label}: make succeeded but produced no bzImage "
@@ -1110,7 +1127,9 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
             "toolchain_suite": suite,
             "toolchain": toolchain,
             "key": key,
-            "config_base": CONFIG_BASE_TARGET,
+            "config_base": base,
+            "make_cpu_seconds": round(make_cpu, 1),
+            "files_compiled": counter["n"],
             "recipe": RECIPE_VERSION,
             "config": config,
             "chroot": suite,
