@@ -784,6 +784,9 @@ def _create_chroot(step: _Step, root: Path, suite: str, wanted: list[str],
             suite, str(tmp), *([mirror] if mirror else [])]),
             ticker=lambda s: f"chroot {suite}: debootstrap still running ({s:.0f} s)")
         _configure_apt(tmp)
+        if suite != "sid":  # a stable suite: its point releases and security fixes too
+            (tmp / "etc" / "apt" / "sources.list.d" / "blkcmp-updates.list").write_text(
+                _updates_sources(suite))
         _install_packages(step, tmp, suite, wanted, progress)
         _ensure_mount_points(tmp)
         tmp.rename(root)
@@ -852,6 +855,15 @@ def security_mirror(mirror: str | None) -> str | None:
     return base[: -len("/debian")] + "/debian-security" if base.endswith("/debian") else None
 
 
+def _updates_sources(suite: str) -> str:
+    mirror = debian_mirror() or DEBOOTSTRAP_DEFAULT_MIRROR
+    lines = [f"deb {mirror} {suite}-updates main"]
+    sec = security_mirror(mirror)
+    if sec:
+        lines.append(f"deb {sec} {suite}-security main")
+    return "\n".join(lines) + "\n"
+
+
 def _stable_sources() -> str:
     mirror = debian_mirror() or DEBOOTSTRAP_DEFAULT_MIRROR
     lines = [f"deb {mirror} trixie main", f"deb {mirror} trixie-updates main"]
@@ -876,6 +888,13 @@ Pin-Priority: 100
 """
 
 
+_SID_PIN = """\
+Package: *
+Pin: release n=sid
+Pin-Priority: 100
+"""
+
+
 def _candidate(step: _Step, root: Path, package: str) -> str | None:
     out = step.run(f"apt-cache policy {package}",
                    _in_chroot(root, ["apt-cache", "policy", package]), capture=True)
@@ -890,15 +909,21 @@ def _install_source(step: _Step, root: Path, version: str, label: str,
     progress(f"kernel {label}: apt-get install {package}")
     step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
     cand = _candidate(step, root, package)
-    extra = root / "etc" / "apt" / "sources.list.d" / "blkcmp-stable.list"
+    suite = _read_marker(root).get("suite", GUEST_SUITE)
+    # Only what is asked by name comes from the other suite (pinned low): a linux-source-X.Y that
+    # sid no longer carries comes from trixie, one trixie never had (7.2) from sid.
+    other = "trixie" if suite == "sid" else "sid"
+    extra = root / "etc" / "apt" / "sources.list.d" / f"blkcmp-{other}.list"
     if cand is None and not extra.exists():
-        progress(f"kernel {label}: sid has no {package}; adding trixie (pinned low) to look")
-        extra.write_text(_stable_sources())
-        (root / "etc" / "apt" / "preferences.d" / "blkcmp-stable").write_text(_STABLE_PIN)
+        progress(f"kernel {label}: {suite} has no {package}; adding {other} (pinned low) to look")
+        extra.write_text(_stable_sources() if other == "trixie" else
+                         f"deb {debian_mirror() or DEBOOTSTRAP_DEFAULT_MIRROR} sid main\n")
+        (root / "etc" / "apt" / "preferences.d" / f"blkcmp-{other}").write_text(
+            _STABLE_PIN if other == "trixie" else _SID_PIN)
         step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
         cand = _candidate(step, root, package)
     if cand is None:
-        raise UsageError(f"Debian has no {package} (looked in sid, trixie, trixie-security); "
+        raise UsageError(f"Debian has no {package} (looked in {suite} and {other}); "
                          f"cannot build kernel {version}")
     step.run(f"apt-get install {package}", _in_chroot(
         root, ["apt-get", "install", "-y", "--no-install-recommends", package]),
