@@ -245,3 +245,60 @@ def test_bad_arguments_are_refused():
         compare(BASE, CAND, higher_is_better=True, margin=0)
     with pytest.raises(ValueError):
         compare(BASE, CAND, higher_is_better=True, n_boot=10)
+
+
+# --- the ratio TOST (equivalence) --------------------------------------------------------
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("margin", [0.02, 0.05])
+def test_ratio_tost_matches_scipys_one_sided_t_tests(paired, margin):
+    from bench.stats.significance import ratio_tost
+    p_equiv, p_upper, p_lower = ratio_tost(BASE, CAND, margin, paired=paired)
+    if paired:
+        upper = stats.ttest_rel(CAND, (1 + margin) * BASE, alternative="less").pvalue
+        lower = stats.ttest_rel(CAND, (1 - margin) * BASE, alternative="greater").pvalue
+    else:
+        upper = stats.ttest_ind(CAND, (1 + margin) * BASE, equal_var=False, alternative="less").pvalue
+        lower = stats.ttest_ind(CAND, (1 - margin) * BASE, equal_var=False, alternative="greater").pvalue
+    assert (p_upper, p_lower) == pytest.approx((upper, lower), rel=1e-10)
+    assert p_equiv == pytest.approx(min(1.0, 2 * max(upper, lower)), rel=1e-10)
+
+
+def test_ratio_tost_matches_statsmodels_ttost_on_the_shifted_values():
+    # statsmodels' TOST is on differences; with the baseline scaled by each end of the band,
+    # each of its one-sided tests is one of ours.
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+    from bench.stats.significance import ratio_tost
+    m = 0.02
+    _, upper, _ = ratio_tost(BASE, CAND, m, paired=True)
+    _, _, (_, p_sm_upper, _) = ttost_paired(CAND, (1 + m) * BASE, -np.inf, 0.0)
+    assert upper == pytest.approx(p_sm_upper, rel=1e-10)
+    _, upper_ind, lower_ind = ratio_tost(BASE, CAND, m, paired=False)
+    _, (_, p_low, _), (_, p_high, _) = ttost_ind(CAND, (1 - m) * BASE, 0.0, np.inf, usevar="unequal")
+    assert lower_ind == pytest.approx(p_low, rel=1e-10)
+    _, _, (_, p_high, _) = ttost_ind(CAND, (1 + m) * BASE, -np.inf, 0.0, usevar="unequal")
+    assert upper_ind == pytest.approx(p_high, rel=1e-10)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_tost_p_below_alpha_exactly_when_fiellers_ci_is_inside_the_band(paired):
+    # the duality that makes the verdict's word and its picture agree
+    from bench.stats.significance import ratio_tost
+    rng = np.random.default_rng(11)
+    agree = 0
+    for _ in range(200):
+        b = 100 * (1 + 0.01 * rng.normal(size=6))
+        c = 100 * rng.uniform(0.985, 1.015) * (1 + 0.01 * rng.normal(size=6))
+        low, high = fieller_from_samples(b, c, paired=paired, confidence=0.95)
+        inside = 0.98 <= low and high <= 1.02
+        assert (ratio_tost(b, c, 0.02, paired=paired)[0] < 0.05) == inside
+        agree += inside
+    assert 20 < agree < 180  # both outcomes were exercised
+
+
+def test_compare_reports_p_equiv_and_its_moments():
+    c = compare(BASE, CAND, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True)
+    from bench.stats.significance import ratio_tost
+    assert c.p_equiv == ratio_tost(BASE, CAND, 0.02, paired=True)[0]
+    assert c.moments.paired and c.moments.n_baseline == 10
+    json.dumps(c.to_dict(), allow_nan=False)

@@ -39,7 +39,8 @@ def factor_in(sentence):
 def test_higher_iops_is_faster():
     v = one(point(1.05))
     assert v.verdict == FASTER and v.significant
-    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\)", v.sentence)
+    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\), "
+                        r"beyond the ±2 % margin", v.sentence)
     assert factor_in(v.sentence) == pytest.approx(1.05, abs=0.015)
 
 
@@ -88,14 +89,61 @@ def test_wide_ci_is_inconclusive_never_equal():
 
 def test_significant_but_smaller_than_the_margin_is_equivalent_and_says_so():
     v = one(point(1.008, cv=0.002, n=20))
-    assert v.verdict == EQUIVALENT and v.significant
-    assert "smaller than the margin" in v.reason
+    assert v.verdict == EQUIVALENT and v.significant and v.equivalence_shown
+    assert "significant but negligible" in v.reason
+    assert "significant but negligible" in v.sentence
+    assert not v.beyond_margin
 
 
-def test_significant_but_overlapping_the_margin_is_inconclusive():
+def test_significant_but_overlapping_the_margin_is_faster_not_beyond_it():
+    # Old rule: "inconclusive" (the CI had to clear 1.02).  A significant +2 % is faster.
     v = one(point(1.02, cv=0.01, n=10))
-    assert v.ci_low < 1.02 < v.ci_high
-    assert v.verdict == INCONCLUSIVE
+    assert v.ci_low < 1.02 < v.ci_high and v.significant
+    assert v.verdict == FASTER and not v.beyond_margin
+    assert v.sentence.endswith(", possibly by less than the ±2 % margin")
+    assert "reaches into the ±2 % margin" in v.reason
+
+
+def test_a_real_two_and_a_half_percent_with_a_tiny_p_is_faster():
+    # the case: rnull 2.5 % faster with a tiny p used to be "inconclusive"
+    v = one(point(1.025, cv=0.005, n=10, seed=3))
+    assert v.p_value < 1e-4 and v.verdict == FASTER and v.ci_low < 1.02
+
+
+def test_beyond_margin_is_said_in_the_sentence():
+    v = one(point(1.05))
+    assert v.verdict == FASTER and v.beyond_margin
+    assert v.sentence.endswith("), beyond the ±2 % margin")
+    s = one(point(0.95))
+    assert s.verdict == SLOWER and s.beyond_margin and s.sentence.endswith("beyond the ±2 % margin")
+
+
+def test_equivalence_is_corrected_across_points():
+    # A CI inside the band shows equivalence alone; among many points its TOST p is corrected.
+    c = point(1.0, cv=0.01, n=10, seed=4)
+    alone = one(c)
+    assert alone.verdict == EQUIVALENT and alone.p_equiv_adjusted == alone.p_equiv
+    weak = dataclasses.replace(c, p_equiv=0.02)  # inside the band, but only just significant
+    assert one(weak).verdict == EQUIVALENT
+    family = decide([weak] * 10)
+    assert [v.p_equiv_adjusted for v in family] == pytest.approx([0.2] * 10)
+    assert all(v.verdict == INCONCLUSIVE and not v.equivalence_shown for v in family)
+    assert "equivalence is not shown after correction" in family[0].reason
+    strong = decide([weak] + [point(1.0, cv=0.002, n=20, seed=s) for s in range(1, 10)])
+    assert all(v.verdict == EQUIVALENT for v in strong)  # Holm: the largest p is not inflated
+
+
+def test_equivalence_needs_the_shown_ci_inside_the_band_too():
+    c = point(1.0, cv=0.01, n=10, seed=4)
+    wide = dataclasses.replace(c, ratio_ci_high=1.03)  # e.g. a skewed bootstrap reaching further
+    assert c.p_equiv < 0.05 and one(wide).verdict != EQUIVALENT
+
+
+def test_a_margin_override_recomputes_the_tost():
+    c = point(1.03, cv=0.005, n=20)
+    v = one(c, margin=0.05)
+    from bench.stats.significance import ratio_tost_from_moments
+    assert v.p_equiv == ratio_tost_from_moments(c.moments, 0.05)[0] != c.p_equiv
 
 
 def test_beyond_the_margin_but_not_significant_after_correction_is_inconclusive():
@@ -105,6 +153,7 @@ def test_beyond_the_margin_but_not_significant_after_correction_is_inconclusive(
     verdicts = decide([weak] + [point(1.0, seed=s) for s in range(1, 10)])
     assert verdicts[0].p_adjusted == pytest.approx(0.1)
     assert verdicts[0].verdict == INCONCLUSIVE and "not significant" in verdicts[0].reason
+    assert not verdicts[0].beyond_margin
 
 
 def test_bh_and_margin_override():

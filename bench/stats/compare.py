@@ -14,7 +14,8 @@ covers less than it claims (simulated, normal noise, nominal 95 %: 74 % at n = 3
 bootstrap sees once there are enough rounds.  The hull keeps the coverage of the better of the
 two, at the cost of being slightly wide when they agree.
 
-The verdict rests on that CI and on `p_value`; Welch, Mann-Whitney, Hodges-Lehmann and Cliff's
+The verdict rests on that CI, on `p_value` (is there a difference?) and on `p_equiv` (the
+ratio TOST: is it inside the margin?); Welch, Mann-Whitney, Hodges-Lehmann and Cliff's
 delta are reported beside it as cross-checks.
 """
 
@@ -41,7 +42,7 @@ from .describe import Summary, as_values, describe
 from .fieller import fieller_from_samples
 from .power import minimum_detectable_effect
 from .rank import cliffs_delta, hodges_lehmann
-from .significance import mann_whitney_u, paired_t_test, welch_t_test
+from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
 
 DEFAULT_MARGIN = 0.02
 DEFAULT_ALPHA = 0.05
@@ -74,6 +75,8 @@ class Comparison(JsonDataclass):
     fieller_ci_high: float
     p_value: float  # the test the verdict uses: paired t when paired, else Welch
     p_value_test: str
+    p_equiv: float  # TOST of the ratio against 1 -+ margin, alpha/2 per side (NaN if untestable)
+    moments: RatioMoments  # of the analysis units: the TOST at another margin, power
     welch_p: float
     mannwhitney_p: float
     paired_t_p: float  # NaN when not paired
@@ -252,6 +255,8 @@ def compare(
     paired_t_p = paired_t_test(b_analysis, c_analysis) if paired else math.nan
     p_value = paired_t_p if paired else welch_p
     p_value_test = "paired t-test on round means" if paired else "Welch t-test"
+    moments = ratio_moments(b_analysis, c_analysis, paired=paired)
+    p_equiv = ratio_tost_from_moments(moments, margin)[0]
 
     hl_shift = hl_low = hl_high = math.nan
     if b_units.size and c_units.size:
@@ -292,6 +297,8 @@ def compare(
         fieller_ci_high=fieller_high,
         p_value=p_value,
         p_value_test=p_value_test,
+        p_equiv=p_equiv,
+        moments=moments,
         welch_p=welch_p,
         mannwhitney_p=mannwhitney_p,
         paired_t_p=paired_t_p,
