@@ -279,10 +279,12 @@ def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
                          _e(f"{compare_format.si(c.baseline.mean, unit)} \u00b1 {compare_format.si(c.baseline.stdev, unit)}"),
                          _e(f"{compare_format.si(c.candidate.mean, unit)} \u00b1 {compare_format.si(c.candidate.stdev, unit)}"),
                          _e(style.ratio_text(c.ratio)), _e(_ci_text(c)),
-                         _e(_num(v.p_adjusted, ".3g") if v else "-"), f'<span class="{word}">{_e(word)}</span>',
+                         _e(_num(v.p_adjusted, ".3g") if v else "-"), _e(_num(v.p_equiv_adjusted, ".3g") if v else "-"),
+                         f'<span class="{word}">{_e(compare_format.verdict_word(p))}</span>',
                          _e(", ".join(p.flags))])
         parts.append(_table(["point", f"{side.baseline} (mean \u00b1 sd)", f"{side.candidate} (mean \u00b1 sd)",
-                             "ratio", "95 % CI", "p (adj.)", "verdict", "flags"], rows, numeric={1, 2, 3, 4, 5}))
+                             "ratio", "95 % CI", "p (adj.)", "p equiv (adj.)", "verdict", "flags"], rows,
+                            numeric={1, 2, 3, 4, 5, 6}))
         foot = compare_format.footer_lines(side)
         if foot:
             parts.append("<p class='note'>" + "<br>".join(_e(x) for x in foot) + "</p>")

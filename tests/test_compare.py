@@ -71,10 +71,13 @@ def test_known_shift_equivalence_and_formats(tmp_path, template):
     doc = json.loads(res.stdout)
     points = {p["point"]: p for p in doc["comparisons"][0]["points"]}
     qd1 = points["rw=randread,bs=4k,iodepth=1"]
-    assert qd1["verdict"]["verdict"] == "faster"
+    assert qd1["verdict"]["verdict"] == "faster" and qd1["verdict"]["beyond_margin"] is True
+    assert qd1["verdict"]["sentence"].endswith("beyond the ±2 % margin")
     assert abs(qd1["comparison"]["ratio"] - 1.05) < 0.01
     assert qd1["comparison"]["ratio_ci_low"] < 1.05 < qd1["comparison"]["ratio_ci_high"]
-    assert points["rw=randread,bs=4k,iodepth=8"]["verdict"]["verdict"] == "equivalent"
+    qd8 = points["rw=randread,bs=4k,iodepth=8"]
+    assert qd8["verdict"]["verdict"] == "equivalent" and qd8["verdict"]["p_equiv_adjusted"] < 0.05
+    assert qd8["comparison"]["p_equiv"] <= qd8["verdict"]["p_equiv_adjusted"]
     assert doc["comparisons"][0]["candidate"] == "rnull" and doc["baseline"] == "null_blk"
 
     text = blkcmp("compare", str(camp), "--baseline", "target=null_blk", "--format", "text").stdout
@@ -83,6 +86,8 @@ def test_known_shift_equivalence_and_formats(tmp_path, template):
 
     rows = list(csv.DictReader(io.StringIO(blkcmp("compare", str(camp), "--format", "csv").stdout)))
     assert {r["verdict"] for r in rows} == {"faster", "equivalent"}
+    assert {(r["verdict"], r["beyond_margin"]) for r in rows} == {("faster", "1"), ("equivalent", "0")}
+    assert all(r["p_equiv"] and r["p_equiv_adjusted"] for r in rows)
     assert all(float(r["baseline_mean"]) > 0 and float(r["candidate_mean"]) > 0 for r in rows)
 
     md = blkcmp("compare", str(camp), "--format", "markdown").stdout
