@@ -206,8 +206,9 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                                  candidate_rounds=[x[1] for x in c] if same_campaign else None,
                                  higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
                                  confidence=confidence, n_boot=n_boot, seed=seed)
-            qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], mde=comp.mde, margin=margin)
-            qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], mde=comp.mde, margin=margin)
+            power = {"mde": comp.mde, "margin": margin, "equivalence_power": comp.power_equivalence}
+            qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], **power)
+            qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], **power)
             flags = sorted(set(qb.flags) | set(qc.flags))
             results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, flags)
         if results:

@@ -301,8 +301,9 @@ def _quality_html(group: catalogue_mod.KernelGroup) -> str:
              _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-")] for r in rows]
     classes = ["differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows]
     return ("<p class='note'>multimodal: bimodality coefficient &gt; 5/9 (from 10 runs); outliers: modified "
-            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: the "
-            "minimum detectable effect (MDE) exceeds the margin.</p>"
+            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: below "
+            "80 % power to call a shift of one margin faster/slower (the minimum detectable effect, MDE, "
+            "exceeds the margin) or to show equivalence of identical drivers.</p>"
             + _table(["point", "target", "n", "flags", "bimodality", "outliers", "drift \u03c1", "drift p", "MDE"],
                      body, classes, numeric={2, 4, 5, 6, 7, 8}))
 

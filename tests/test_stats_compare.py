@@ -206,16 +206,16 @@ def test_improvement_follows_the_metric_direction():
     assert iops.improvement == pytest.approx(-0.05)
 
 
-def test_mde_matches_the_methodology_example():
-    # CV 1 %, n = 40 per target, alpha 0.05, power 0.8: (1.96 + 0.84) * 0.01 * sqrt(2 / 40)
-    assert minimum_detectable_effect(0.01 * math.sqrt(2 / 40)) == pytest.approx(0.00626, abs=2e-5)
+def test_unpaired_mde_uses_welchs_test_at_its_degrees_of_freedom():
+    # (the z formula the MDE used before issue 12 is the df -> infinity limit; see test_stats_power.py)
     rng = np.random.default_rng(9)
     base = 100 * (1 + 0.01 * rng.normal(size=40))
     cand = 100 * (1 + 0.01 * rng.normal(size=40))
     c = compare(base, cand, higher_is_better=True)
-    expected = 2.8016 * math.sqrt((base.std(ddof=1) / base.mean()) ** 2 / 40
-                                  + (cand.std(ddof=1) / cand.mean()) ** 2 / 40)
-    assert c.mde == pytest.approx(expected, rel=1e-3)
+    welch = stats.ttest_ind(cand, base, equal_var=False)
+    se = math.sqrt(base.var(ddof=1) / 40 + cand.var(ddof=1) / 40) / base.mean()
+    assert c.mde == pytest.approx(minimum_detectable_effect(se, df=welch.df), rel=1e-9)
+    assert c.mde == pytest.approx(2.8016 * se, rel=0.02)  # close to the z value at this n
 
 
 @pytest.mark.parametrize("base, cand", [([], []), ([1.0], [2.0]), ([], [1.0, 2.0]),

@@ -40,7 +40,7 @@ from .bootstrap import (
 )
 from .describe import Summary, as_values, describe
 from .fieller import fieller_from_samples
-from .power import minimum_detectable_effect
+from .power import minimum_detectable_effect, power_difference, power_equivalence
 from .rank import cliffs_delta, hodges_lehmann
 from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
 
@@ -88,8 +88,10 @@ class Comparison(JsonDataclass):
     hl_ratio_ci_high: float
     cliffs_delta: float  # > 0: candidate values tend to be larger
     relative_se: float  # standard error of the ratio, relative to it
-    mde: float  # minimum detectable effect (relative) at `power`, alpha two-sided
-    power: float
+    mde: float  # smallest relative shift called faster/slower with probability `power` (noncentral t)
+    power: float  # the power the MDE is for (0.8)
+    power_at_margin: float  # probability of "faster"/"slower" if the true shift were one margin
+    power_equivalence: float  # probability of "equivalent" (TOST) if the true ratio were 1
     improvement: float  # in the metric's good direction: > 0 means the candidate is better
     improvement_ci_low: float
     improvement_ci_high: float
@@ -268,7 +270,11 @@ def compare(
             notes.append("values not all positive: no log-scale Hodges-Lehmann shift")
 
     relative_se = _relative_se(b_analysis, c_analysis, paired, ratio)
-    mde = minimum_detectable_effect(relative_se, alpha=alpha, power=power)
+    # Power of the verdict's own tests at the observed spread and the real n (see power.py).
+    difference_se, df = moments.difference_se()
+    mde = minimum_detectable_effect(difference_se, df=df, alpha=alpha, power=power)
+    power_at_margin = power_difference(margin, difference_se, df, alpha=alpha)
+    power_equiv = power_equivalence(margin, difference_se, df, alpha=alpha)
 
     if higher_is_better:
         improvement, imp_low, imp_high = ratio - 1.0, ci_low - 1.0, ci_high - 1.0
@@ -312,6 +318,8 @@ def compare(
         relative_se=relative_se,
         mde=mde,
         power=float(power),
+        power_at_margin=power_at_margin,
+        power_equivalence=power_equiv,
         improvement=improvement,
         improvement_ci_low=imp_low,
         improvement_ci_high=imp_high,

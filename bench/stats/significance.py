@@ -92,6 +92,28 @@ class RatioMoments(JsonDataclass):
         return float((self.mean_candidate - factor * self.mean_baseline) / math.sqrt(se2)), float(df)
 
 
+    def difference_se(self) -> tuple[float, float]:
+        """(SE, df) of the relative difference mean(c) / mean(b) - 1 as the t-test sees it:
+        SE of mean(c) - mean(b), relative to mean(b).  NaN when undefined."""
+        t, df = self.shifted_t(1.0)
+        if not (math.isfinite(t) and self.mean_baseline > 0):
+            return math.nan, math.nan
+        se2 = self.var_mean_candidate + self.var_mean_baseline - 2.0 * self.cov_means
+        return math.sqrt(se2) / self.mean_baseline, df
+
+    def unit_sd(self) -> float:
+        """SD of one round's relative difference (paired), or sqrt(CV_b^2 + CV_c^2) (unpaired):
+        what `power.rounds_for_power` needs from a pilot."""
+        se, _ = self.difference_se()
+        if not math.isfinite(se):
+            return math.nan
+        if self.paired:
+            return se * math.sqrt(self.n_baseline)
+        scale = self.mean_baseline * self.mean_baseline
+        return math.sqrt(self.var_mean_baseline * self.n_baseline / scale
+                         + self.var_mean_candidate * self.n_candidate / scale)
+
+
 def ratio_moments(baseline: np.ndarray, candidate: np.ndarray, *, paired: bool) -> RatioMoments:
     b = np.asarray(baseline, dtype=float)
     c = np.asarray(candidate, dtype=float)
