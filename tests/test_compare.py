@@ -135,3 +135,46 @@ def test_bad_compare_arguments(tmp_path, template):
         assert needle in out.stderr and "Traceback" not in out.stderr
     out = blkcmp("compare", str(tmp_path / "missing"))
     assert out.returncode == 2 and "not a blkcmp campaign directory" in out.stderr
+
+
+def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
+    # pilot: qd1 at CV 1 %, qd8 at CV 3 % (noisier, needs more rounds); 6 rounds each
+    from bench import stats
+    rng_cv = {1: 0.01, 8: 0.03}
+    files = []
+    rng = np.random.default_rng(4)
+    for rep in range(6):
+        for target in ("null_blk", "rnull"):
+            for qd, cv in rng_cv.items():
+                path = tmp_path / f"p-{target}-{qd}-{rep}.json"
+                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
+                files.append(str(path))
+    pilot = tmp_path / "pilot"
+    assert blkcmp("ingest", *files, "--into", str(pilot)).returncode == 0
+
+    res = blkcmp("compare", "--pilot", str(pilot), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    sizes = {s["point"]: s for s in json.loads(res.stdout)}
+    qd1, qd8 = sizes["rw=randread,bs=4k,iodepth=1"], sizes["rw=randread,bs=4k,iodepth=8"]
+    assert qd1["paired"] and qd1["pilot_rounds"] == 6
+    assert 0.007 < qd1["unit_sd"] < 0.03 and qd8["unit_sd"] > qd1["unit_sd"]
+    for s in (qd1, qd8):  # Bonferroni over the 2 points: alpha 0.025 each
+        assert (s["rounds_detect"], s["rounds_equivalence"]) == stats.rounds_for_power(
+            s["unit_sd"], 0.02, alpha=0.025)
+        assert s["rounds"] == max(s["rounds_detect"], s["rounds_equivalence"])
+    assert qd8["rounds"] > qd1["rounds"] > 6 - 4
+
+    text = blkcmp("compare", str(pilot), "--pilot", str(pilot), "--format", "text")
+    assert text.returncode == 0 and "rounds needed for 80% power" in text.stdout
+    assert all(len(line) <= 72 for line in text.stdout.splitlines() if "pilot " not in line)
+    assert blkcmp("compare", str(pilot), "--pilot", str(pilot), "--format", "csv").returncode == 2
+    missing = blkcmp("compare", "--pilot", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "--pilot" in missing.stderr
+
+    workload = tmp_path / "w.yaml"
+    workload.write_text("targets:\n  null_blk: {driver: null_blk}\n  rnull: {driver: rnull}\n"
+                        "matrix:\n  rw: [randread]\n  bs: [4k]\n  iodepth: [1, 8, 32]\nrepetitions: 3\n")
+    plan = blkcmp("plan", str(workload), "--pilot", str(pilot))
+    assert plan.returncode == 0, plan.stderr
+    assert f"{qd8['rounds']:>6d} (plan: 3)" in plan.stdout
+    assert "no pilot data for 1 planned point(s): rw=randread,bs=4k,iodepth=32" in plan.stdout

@@ -24,7 +24,7 @@ from .correction import adjust_pvalues
 from .describe import Summary, describe
 from .fieller import fieller_from_samples, fieller_interval
 from .histogram import cdf_from_bins, merge_bins, percentiles_from_bins
-from .power import minimum_detectable_effect
+from .power import minimum_detectable_effect, power_difference, power_equivalence, rounds_for_power
 from .quality import Quality, quality_flags, quality_report
 from .rank import cliffs_delta, hodges_lehmann
 from .verdict import EQUIVALENT, FASTER, INCONCLUSIVE, SLOWER, VERDICTS, Verdict, decide
@@ -60,8 +60,11 @@ __all__ = [
     "merge_bins",
     "minimum_detectable_effect",
     "percentiles_from_bins",
+    "power_difference",
+    "power_equivalence",
     "quality_flags",
     "quality_report",
+    "rounds_for_power",
     "sequential_confidence",
     "summarize_points",
 ]
