@@ -196,6 +196,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
             slot[side].append((value, rec.round, rec.position, ci))
         results: dict[str, PointResult] = {}
+        runs: dict[str, stats.PointRuns] = {}
         for key, slot in sorted(points.items(), key=lambda kv: point_order.get(kv[0], (len(point_order), kv[0]))):
             b, c = slot[wanted], slot[candidate]
             if not b or not c:
@@ -211,12 +212,17 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], **power)
             flags = sorted(set(qb.flags) | set(qc.flags))
             results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, flags)
+            # rounds of different campaigns are different rounds: number them apart
+            runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],
+                                        [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
+                                        paired=same_campaign)
         if results:
             verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
                                     margin=margin, alpha=alpha, baseline_name=wanted, candidate_name=candidate)
             for v in verdicts:
                 results[v.key].verdict = v
-            across = stats.summarize_points(verdicts, seed=seed)
+            across = stats.summarize_points(verdicts, [runs[v.key] for v in verdicts], confidence=confidence,
+                                            n_boot=n_boot, seed=seed)
         else:
             across = None
         comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))

@@ -69,7 +69,11 @@ def footer_lines(side: SideComparison) -> list[str]:
     if side.across:
         x = side.across
         counts = ", ".join(f"{n} {w}" for w, n in x.counts.items())
-        lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (95% CI {_ratio(x.ci_low)}-{_ratio(x.ci_high)})")
+        if x.ci_problem:
+            lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (no CI: {x.ci_problem})")
+        else:
+            lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (95% CI {_ratio(x.ci_low)}-{_ratio(x.ci_high)}, "
+                         f"bootstrap over {x.rounds} rounds)")
         beyond = sum(1 for p in side.points if p.verdict and p.verdict.beyond_margin)
         lines.append(f"points: {counts} ({beyond} beyond the margin)")
     flagged = [(p.point, p.flags) for p in side.points if p.flags]

@@ -1,4 +1,4 @@
-"""decide(): the four verdict words, their rules, and the sentences; summarize_points()."""
+"""decide(): the four verdict words, their rules, and the sentences (across points: test_stats_aggregate.py)."""
 
 import dataclasses
 import json
@@ -15,7 +15,6 @@ from bench.stats import (
     SLOWER,
     compare,
     decide,
-    summarize_points,
 )
 
 
@@ -177,48 +176,3 @@ def test_mapping_keys_name_the_points_and_to_dict_is_json():
     assert [v.key for v in verdicts] == ["randread-4k-qd1", "randread-4k-qd8"]
     d = json.loads(json.dumps(verdicts[0].to_dict(), allow_nan=False))
     assert d["verdict"] == FASTER and d["key"] == "randread-4k-qd1"
-
-
-# --- across points ---------------------------------------------------------------------------
-
-def _with_ratio(verdict, ratio, word=None):
-    return dataclasses.replace(verdict, ratio=ratio, verdict=word or verdict.verdict)
-
-
-def test_geometric_mean_and_log_t_interval_by_hand():
-    template = one(point(1.05))
-    verdicts = [_with_ratio(template, 1.1, FASTER), _with_ratio(template, 1 / 1.1, SLOWER),
-                _with_ratio(template, 1.0, EQUIVALENT)]
-    across = summarize_points(verdicts)
-    assert across.geomean_ratio == pytest.approx(1.0)
-    # logs +-0.09531 and 0: sd 0.09531, t(0.975, 2) = 4.3027
-    half = 4.302653 * math.log(1.1) / math.sqrt(3)
-    assert (across.ci_low, across.ci_high) == pytest.approx((math.exp(-half), math.exp(half)), rel=1e-5)
-    assert across.counts == {FASTER: 1, SLOWER: 1, EQUIVALENT: 1, INCONCLUSIVE: 0}
-    assert across.k == 3 and across.method == "log-t"
-
-
-def test_bootstrap_over_points_is_reproducible_and_close_to_log_t():
-    verdicts = decide([point(r, seed=i) for i, r in enumerate(np.linspace(0.97, 1.06, 12))])
-    a = summarize_points(verdicts, method="bootstrap", seed=1)
-    b = summarize_points(verdicts, method="bootstrap", seed=1)
-    t = summarize_points(verdicts)
-    assert a == b
-    assert a.geomean_ratio == t.geomean_ratio
-    assert (a.ci_low, a.ci_high) == pytest.approx((t.ci_low, t.ci_high), rel=0.01)
-
-
-def test_points_without_ratio_are_counted_not_averaged():
-    verdicts = decide([point(1.05), compare([], [], higher_is_better=True)])
-    across = summarize_points(verdicts)
-    assert across.k == 1 and across.points_without_ratio == 1
-    assert math.isnan(across.ci_low)
-    json.dumps(across.to_dict(), allow_nan=False)
-    empty = summarize_points([])
-    assert empty.k == 0 and math.isnan(empty.geomean_ratio)
-
-
-def test_mixing_metric_directions_is_refused():
-    verdicts = decide([point(1.05), point(1.05, higher_is_better=False)])
-    with pytest.raises(ValueError):
-        summarize_points(verdicts)

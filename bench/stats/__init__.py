@@ -3,7 +3,8 @@
 Per target and point: `describe` (Summary), `quality_report` / `quality_flags`.
 Latency histograms from fio json+: `merge_bins`, `percentiles_from_bins`, `cdf_from_bins`.
 Candidate vs baseline per point: `compare` (Comparison).
-Across points: `adjust_pvalues`, `decide` (Verdict per point), `summarize_points` (AcrossPoints).
+Across points: `adjust_pvalues`, `decide` (Verdict per point), `summarize_points` (AcrossPoints, from the
+verdicts and each point's runs, `PointRuns`).
 Repetitions: `adaptive_decision` (Decision), `sequential_confidence` for adaptive campaigns.
 
 No file or process I/O here; every result is a frozen dataclass with a JSON-safe `to_dict()`.
@@ -17,7 +18,7 @@ from .adaptive import (
     adaptive_decision,
     sequential_confidence,
 )
-from .aggregate import AcrossPoints, summarize_points
+from .aggregate import AcrossPoints, PointRuns, summarize_points
 from .bootstrap import DEFAULT_N_BOOT
 from .compare import DEFAULT_ALPHA, DEFAULT_MARGIN, Comparison, compare
 from .correction import adjust_pvalues
@@ -42,6 +43,7 @@ __all__ = [
     "EQUIVALENT",
     "FASTER",
     "INCONCLUSIVE",
+    "PointRuns",
     "Quality",
     "SLOWER",
     "Summary",
