@@ -136,7 +136,8 @@ class Workload(_Strict):
     fio: dict[str, FioValue] = Field(default_factory=dict,
                                      description="fio options for every job, spelled as fio spells them")
     matrix: Matrix = Field(default_factory=Matrix)
-    repetitions: int | AdaptiveRepetitions = Field(3, description="rounds, or {min, max, target_ci}")
+    # 12 rounds: enough, at CV 1 % per run, for the verdict to reach a decision (README, Statistics)
+    repetitions: int | AdaptiveRepetitions = Field(12, description="rounds, or {min, max, target_ci}")
     runtime: float = Field(10, gt=0, description="seconds of measured I/O per run")
     ramp_time: float = Field(2, ge=0, description="seconds of warm-up per run, not measured")
     order: Literal["interleaved", "sequential"] = "interleaved"

@@ -1,6 +1,7 @@
 """Error rates of the whole per-point pipeline, compare() then decide(), by seeded simulation.
 
-Defaults throughout: n = 10 paired rounds, CV 1 % per run, margin 2 %, alpha 0.05, 95 % CIs.
+Setup throughout: n = 10 paired rounds, CV 1 % per run, margin 2 %, alpha 0.05, 95 % CIs (not the
+shipped defaults: tests/test_stats_defaults.py simulates those).
 Each point is decided on its own (a family of one), the least forgiving case for false alarms.
 A rate estimated from N trials has a standard error sqrt(p (1 - p) / N); bounds allow 3 of them.
 """
