@@ -217,8 +217,10 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                                         [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
                                         paired=same_campaign)
         if results:
+            # adaptive campaigns test at the sequential level too (alpha/2, as their CIs)
+            test_alpha = alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - alpha)
             verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
-                                    margin=margin, alpha=alpha, baseline_name=wanted, candidate_name=candidate)
+                                    margin=margin, alpha=test_alpha, baseline_name=wanted, candidate_name=candidate)
             for v in verdicts:
                 results[v.key].verdict = v
             across = stats.summarize_points(verdicts, [runs[v.key] for v in verdicts], confidence=confidence,
@@ -233,8 +235,12 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
 
 
 def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
-                         max_rounds: int) -> tuple[bool, str]:
-    """The adaptive stopping rule on the campaign so far: (add another round?, why)."""
+                         max_rounds: int, margin: float = stats.DEFAULT_MARGIN) -> tuple[bool, str, set[str]]:
+    """The adaptive stopping rule on the campaign so far: (add another round?, why, for which points).
+
+    A point stops once its verdict is settled at the sequential level (at `margin`) or its CI
+    is narrow enough; only the undecided points get another round.
+    """
     records = load_runs(campaign)
     done_rounds = plan.rounds
     baseline = plan.targets[0]
@@ -257,10 +263,11 @@ def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, mi
                 candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=2000,
                 confidence=stats.sequential_confidence(0.95))
     if not comparisons:  # a single target: precision of the mean instead of a ratio
-        return False, "adaptive: one target only, nothing to compare; stopping at the minimum"
+        return False, "adaptive: one target only, nothing to compare; stopping at the minimum", set()
     decision = stats.adaptive_decision(comparisons, target_ci=target_ci, rounds_done=done_rounds,
-                                       min_rounds=min_rounds, max_rounds=max_rounds)
+                                       min_rounds=min_rounds, max_rounds=max_rounds, margin=margin)
     store.atomic_write_json(campaign.path / "adaptive.json", decision.to_dict()
                             | {"points_at_cap": [list(k) for k in decision.points_at_cap],
-                               "points_above_target": [list(k) for k in decision.points_above_target]})
-    return (not decision.stop), decision.reason
+                               "points_above_target": [list(k) for k in decision.points_above_target],
+                               "points_settled": [list(k) for k in decision.points_settled]})
+    return (not decision.stop), decision.reason, {point for _, point in decision.points_above_target}

@@ -59,7 +59,7 @@ def _adaptive_rule(workload):
 
     def decide(campaign, plan):
         return analysis.adaptive_more_rounds(campaign, plan, target_ci=reps.target_ci,
-                                             min_rounds=reps.min, max_rounds=reps.max)
+                                             min_rounds=reps.min, max_rounds=reps.max, margin=reps.margin)
     return decide
 
 

@@ -60,7 +60,8 @@ def header_lines(a: Analysis, side: SideComparison) -> list[str]:
     lines.append("kernel " + ", ".join(kernels) + ("; " + "; ".join(a.labels) if a.labels else ""))
     lines += [f"allowed difference {d}" for d in a.allowed_differences]
     if a.confidence != 0.95:
-        lines.append(f"adaptive campaign: CIs computed at {a.confidence:.1%} to keep 95 % coverage")
+        lines.append(f"adaptive campaign: CIs at {a.confidence:.1%} and tests at alpha {1 - a.confidence:.3g} "
+                     "to keep 95 % claims")
     return lines
 
 

@@ -100,11 +100,13 @@ class Targets(BaseModel):
 
 
 class AdaptiveRepetitions(_Strict):
-    """Add interleaved rounds until every point's ratio CI half-width is at most target_ci."""
+    """Add interleaved rounds for every point whose verdict is not settled at `margin` and whose
+    ratio CI half-width is above target_ci, up to max."""
 
     min: int = Field(5, ge=2)
     max: int = Field(40, ge=2)
     target_ci: float = Field(0.01, gt=0, lt=1, description="relative half-width of the ratio CI")
+    margin: float = Field(0.02, gt=0, lt=1, description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")
     def _order(self) -> "AdaptiveRepetitions":
