@@ -39,6 +39,10 @@ METRICS = {m.name: m for m in (
 )}
 
 
+# Flag of a point whose ratio varies mostly between sessions (boots, resumed runs), not within.
+SESSION_EFFECT = "session effect"
+
+
 @dataclass
 class PointResult:
     point: str                  # point label (matrix point, plus target when sides are not targets)
@@ -147,6 +151,8 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
     if any(_is_adaptive(c) for c in campaigns):
         confidence = stats.sequential_confidence(0.95)
     records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
+    from bench.sessions import run_sessions
+    sessions = [run_sessions(c) for c in campaigns]  # run_id -> session, per campaign
     sides: list[str] = []
     kernels = []
     for ci, campaign in enumerate(campaigns):
@@ -194,7 +200,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
-            slot[side].append((value, rec.round, rec.position, ci))
+            slot[side].append((value, rec.round, rec.position, ci, rec.run_id))
         results: dict[str, PointResult] = {}
         runs: dict[str, stats.PointRuns] = {}
         for key, slot in sorted(points.items(), key=lambda kv: point_order.get(kv[0], (len(point_order), kv[0]))):
@@ -202,7 +208,13 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             if not b or not c:
                 continue
             same_campaign = {x[3] for x in b} == {x[3] for x in c} and len({x[3] for x in b}) == 1
-            comp = stats.compare([x[0] for x in b], [x[0] for x in c],
+            round_sessions = None
+            if same_campaign and sessions[b[0][3]]:  # runs from several sessions: a level of the design
+                of_run = sessions[b[0][3]]
+                round_sessions = {}
+                for x in b + c:
+                    round_sessions.setdefault(x[1], of_run.get(x[4], 0))
+            comp = stats.compare([x[0] for x in b], [x[0] for x in c], round_sessions=round_sessions,
                                  baseline_rounds=[x[1] for x in b] if same_campaign else None,
                                  candidate_rounds=[x[1] for x in c] if same_campaign else None,
                                  higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
@@ -210,7 +222,8 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             power = {"mde": comp.mde, "margin": margin, "equivalence_power": comp.power_equivalence}
             qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], **power)
             qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], **power)
-            flags = sorted(set(qb.flags) | set(qc.flags))
+            flags = sorted(set(qb.flags) | set(qc.flags)
+                           | ({SESSION_EFFECT} if comp.sessions is not None and comp.sessions.dominated else set()))
             results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, flags)
             # rounds of different campaigns are different rounds: number them apart
             runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],

@@ -178,3 +178,34 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
     assert plan.returncode == 0, plan.stderr
     assert f"{qd8['rounds']:>6d} (plan: 3)" in plan.stdout
     assert "no pilot data for 1 planned point(s): rw=randread,bs=4k,iodepth=32" in plan.stdout
+
+
+def test_runs_from_two_sessions_are_analysed_at_the_session_level(tmp_path, template):
+    # 10 rounds; the campaign was resumed (a second session) before round 5, and in that session
+    # rnull ran 4 % faster than in the first: a session effect, not a driver effect.
+    rng = np.random.default_rng(21)
+    files, start = [], 1_800_000_000
+    for rep in range(10):
+        for target in ("null_blk", "rnull"):
+            factor = 1.04 if target == "rnull" and rep >= 5 else 1.0
+            doc = fake_run(template, target, float(rng.normal(1e5 * factor, 1e3)))
+            doc["timestamp"] = start + 10 * rep + (target == "rnull")
+            path = tmp_path / f"s-{target}-{rep}.json"
+            path.write_text(json.dumps(doc))
+            files.append(str(path))
+    camp = tmp_path / "sessions"
+    assert blkcmp("ingest", *files, "--into", str(camp)).returncode == 0
+    one_session = json.loads(blkcmp("compare", str(camp), "--format", "json").stdout)
+    (camp / "targets.json").write_text(json.dumps([{"started": "2027-01-15T08:00:00Z", "targets": {}},
+                                                   {"started": "2027-01-15T08:00:45Z", "targets": {}}]))
+    res = blkcmp("compare", str(camp), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    point = json.loads(res.stdout)["comparisons"][0]["points"][0]
+    level = point["comparison"]["sessions"]
+    assert level["n_sessions"] == 2 and level["n_rounds"] == 10 and level["between_share"] > 0.5
+    assert "session effect" in point["flags"]
+    before = one_session["comparisons"][0]["points"][0]
+    assert before["comparison"]["sessions"] is None and before["verdict"]["verdict"] == "faster"
+    # two sessions cannot establish a driver difference that only one of them showed
+    assert point["verdict"]["verdict"] == "inconclusive"
+    assert point["comparison"]["ratio_ci_high"] - point["comparison"]["ratio_ci_low"] > 0.1

@@ -22,7 +22,7 @@ delta are reported beside it as cross-checks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,7 @@ from .describe import Summary, as_values, describe
 from .fieller import fieller_from_samples
 from .power import minimum_detectable_effect, power_difference, power_equivalence
 from .rank import cliffs_delta, hodges_lehmann
+from .sessions import SessionLevel, session_level
 from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
 
 DEFAULT_MARGIN = 0.02
@@ -77,6 +78,7 @@ class Comparison(JsonDataclass):
     p_value_test: str
     p_equiv: float  # TOST of the ratio against 1 -+ margin, alpha/2 per side (NaN if untestable)
     moments: RatioMoments  # of the analysis units: the TOST at another margin, power
+    sessions: SessionLevel | None  # the session-level analysis, when paired rounds span >= 2 sessions
     welch_p: float
     mannwhitney_p: float
     paired_t_p: float  # NaN when not paired
@@ -175,12 +177,16 @@ def compare(
     power: float = DEFAULT_POWER,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    round_sessions: Mapping[int, Hashable] | None = None,
 ) -> Comparison:
     """Compare candidate with baseline at one point (one metric of one fio job).
 
     `baseline`/`candidate` are per-run values; `*_rounds` the interleaving round of each run.
     With rounds for both and at least 2 rounds in common the analysis is paired over the common
-    rounds; otherwise the two samples are resampled independently.
+    rounds; otherwise the two samples are resampled independently.  `round_sessions` maps each
+    round to the session (boot, run invocation) it ran in: when the paired rounds span two or
+    more sessions, the p-values and the CI are also computed at the session level (sessions.py)
+    and the more cautious of the two is kept, so a session effect cannot pass as a driver effect.
     """
     check_confidence(confidence)
     if not 0.0 < margin < 1.0:
@@ -260,6 +266,20 @@ def compare(
     moments = ratio_moments(b_analysis, c_analysis, paired=paired)
     p_equiv = ratio_tost_from_moments(moments, margin)[0]
 
+    level = None
+    if paired and round_sessions is not None and np.all(b_analysis > 0) and np.all(c_analysis > 0):
+        common_sessions = [round_sessions[r] for r in common]
+        level = session_level(np.log(c_analysis / b_analysis), common_sessions, margin=margin, confidence=confidence)
+    if level is not None and math.isfinite(level.p_value):
+        p_value = max(p_value, level.p_value)
+        p_equiv = max(p_equiv, level.p_equiv)
+        if not ci_problem:
+            ci_low, ci_high = min(ci_low, level.ci_low), max(ci_high, level.ci_high)
+        p_value_test += f"; the larger of it and the session-level t ({level.n_sessions} sessions)"
+        ci_method += f"; widened to the session-level interval ({level.n_sessions} sessions)"
+        notes.append(f"{level.n_sessions} sessions: {level.between_share:.0%} of the ratio's variance is between "
+                     f"sessions (p = {level.p_between:.2g})")
+
     hl_shift = hl_low = hl_high = math.nan
     if b_units.size and c_units.size:
         if np.all(b_units > 0) and np.all(c_units > 0):
@@ -305,6 +325,7 @@ def compare(
         p_value_test=p_value_test,
         p_equiv=p_equiv,
         moments=moments,
+        sessions=level,
         welch_p=welch_p,
         mannwhitney_p=mannwhitney_p,
         paired_t_p=paired_t_p,
