@@ -152,6 +152,14 @@ def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant
     return f"inconclusive: {ratio}"
 
 
+def _tost_at(c: Comparison, margin: float) -> float:
+    """The comparison's TOST p-value at another margin (the session level's too, when it has one)."""
+    p = ratio_tost_from_moments(c.moments, margin)[0]
+    if c.sessions is not None and math.isfinite(c.sessions.tost(margin)):
+        p = max(p, c.sessions.tost(margin))
+    return p
+
+
 def decide(
     comparisons: Mapping[Hashable, Comparison] | Sequence[Comparison],
     *,
@@ -175,8 +183,7 @@ def decide(
     margins = [c.margin if margin is None else float(margin) for _, c in items]
     if not all(0.0 < m < 1.0 for m in margins):
         raise ValueError("margin must be in (0, 1)")
-    p_equiv = [c.p_equiv if m == c.margin else ratio_tost_from_moments(c.moments, m)[0]
-               for (_, c), m in zip(items, margins)]
+    p_equiv = [c.p_equiv if m == c.margin else _tost_at(c, m) for (_, c), m in zip(items, margins)]
     adjusted_equiv = adjust_pvalues(p_equiv, method=method)
     correction = _METHOD_NAMES[method]
     verdicts = []
