@@ -43,6 +43,10 @@ METRICS = {m.name: m for m in (
 )}
 
 
+# Flag of a point whose ratio varies mostly between sessions (boots, resumed runs), not within.
+SESSION_EFFECT = "session effect"
+
+
 @dataclass
 class PointResult:
     point: str                  # point label (matrix point, plus target when sides are not targets)
@@ -154,6 +158,8 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
     if any(_is_adaptive(c) for c in campaigns):
         confidence = stats.sequential_confidence(0.95)
     records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
+    from bench.sessions import run_sessions
+    sessions = [run_sessions(c) for c in campaigns]  # run_id -> session, per campaign
     sides: list[str] = []
     kernels = []
     for ci, campaign in enumerate(campaigns):
@@ -205,31 +211,47 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 empty.setdefault((point_of(rec, by), side), {})[rec.run_id] = rec
                 continue
-            slot[side].append((value, rec.round, rec.position, ci))
+            slot[side].append((value, rec.round, rec.position, ci, rec.run_id))
         results: dict[str, PointResult] = {}
+        runs: dict[str, stats.PointRuns] = {}
         for key, slot in sorted(points.items(), key=lambda kv: point_order[kv[0]]):
             b, c = slot[wanted], slot[candidate]
             if not b or not c:
                 continue
             same_campaign = {x[3] for x in b} == {x[3] for x in c} and len({x[3] for x in b}) == 1
-            comp = stats.compare([x[0] for x in b], [x[0] for x in c],
+            round_sessions = None
+            if same_campaign and sessions[b[0][3]]:  # runs from several sessions: a level of the design
+                of_run = sessions[b[0][3]]
+                round_sessions = {}
+                for x in b + c:
+                    round_sessions.setdefault(x[1], of_run.get(x[4], 0))
+            comp = stats.compare([x[0] for x in b], [x[0] for x in c], round_sessions=round_sessions,
                                  baseline_rounds=[x[1] for x in b] if same_campaign else None,
                                  candidate_rounds=[x[1] for x in c] if same_campaign else None,
                                  higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
                                  confidence=confidence, n_boot=n_boot, seed=seed)
-            qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], mde=comp.mde, margin=margin)
-            qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], mde=comp.mde, margin=margin)
-            flags = set(qb.flags) | set(qc.flags)
+            power = {"mde": comp.mde, "margin": margin, "equivalence_power": comp.power_equivalence}
+            qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], **power)
+            qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], **power)
+            flags = (set(qb.flags) | set(qc.flags)
+                     | ({SESSION_EFFECT} if comp.sessions is not None and comp.sessions.dominated else set()))
             if min(len(b), len(c)) < 2:  # no spread to measure: said once (UNDER_REPLICATED), not per point
                 flags.discard(UNDERPOWERED)
             results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc,
                                        sorted(flags))
+            # rounds of different campaigns are different rounds: number them apart
+            runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],
+                                        [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
+                                        paired=same_campaign)
         if results:
+            # adaptive campaigns test at the sequential level too (alpha/2, as their CIs)
+            test_alpha = alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - alpha)
             verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
-                                    margin=margin, alpha=alpha, baseline_name=wanted, candidate_name=candidate)
+                                    margin=margin, alpha=test_alpha, baseline_name=wanted, candidate_name=candidate)
             for v in verdicts:
                 results[v.key].verdict = v
-            across = stats.summarize_points(verdicts, seed=seed)
+            across = stats.summarize_points(verdicts, [runs[v.key] for v in verdicts], confidence=confidence,
+                                            n_boot=n_boot, seed=seed)
         else:
             across = None
         comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))
@@ -277,8 +299,12 @@ def _empty_metric_reasons(m: Metric, records: list[tuple[RunRecord, str, int]], 
 
 
 def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
-                         max_rounds: int) -> tuple[bool, str]:
-    """The adaptive stopping rule on the campaign so far: (add another round?, why)."""
+                         max_rounds: int, margin: float = stats.DEFAULT_MARGIN) -> tuple[bool, str, set[str]]:
+    """The adaptive stopping rule on the campaign so far: (add another round?, why, for which points).
+
+    A point stops once its verdict is settled at the sequential level (at `margin`) or its CI
+    is narrow enough; only the undecided points get another round.
+    """
     records = load_runs(campaign)
     done_rounds = plan.rounds
     baseline = plan.targets[0]
@@ -302,10 +328,11 @@ def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, mi
                 candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=2000,
                 confidence=stats.sequential_confidence(0.95))
     if not comparisons:  # a single target: precision of the mean instead of a ratio
-        return False, "adaptive: one target only, nothing to compare; stopping at the minimum"
+        return False, "adaptive: one target only, nothing to compare; stopping at the minimum", set()
     decision = stats.adaptive_decision(comparisons, target_ci=target_ci, rounds_done=done_rounds,
-                                       min_rounds=min_rounds, max_rounds=max_rounds)
+                                       min_rounds=min_rounds, max_rounds=max_rounds, margin=margin)
     store.atomic_write_json(campaign.path / "adaptive.json", decision.to_dict()
                             | {"points_at_cap": [list(k) for k in decision.points_at_cap],
-                               "points_above_target": [list(k) for k in decision.points_above_target]})
-    return (not decision.stop), decision.reason
+                               "points_above_target": [list(k) for k in decision.points_above_target],
+                               "points_settled": [list(k) for k in decision.points_settled]})
+    return (not decision.stop), decision.reason, {point for _, point in decision.points_above_target}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def add_commands(sub) -> None:
     p = sub.add_parser("compare", help="candidate vs baseline per point, with CIs and verdicts")
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="campaign directories")
+    p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="campaign directories")
     p.add_argument("--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)")
     p.add_argument("--by", default="target", help="target | kernel | host | a matrix key (default: target)")
     p.add_argument("--metric", default="iops",
@@ -21,21 +21,59 @@ def add_commands(sub) -> None:
     p.add_argument("--format", choices=("table", "markdown", "text", "csv", "json"), default="table")
     p.add_argument("--fail-on", choices=("slower",), help="exit 1 when any point is slower (a CI gate)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--pilot", type=Path, metavar="DIR",
+                   help="also say how many rounds each point needs for 80 %% power, from this pilot campaign")
     add_plot(sub)
     add_report(sub)
 
 
+def _pilot_output(pilot, fmt_name: str) -> str:
+    import csv
+    import io
+    import json
+
+    from bench import sizing
+    if fmt_name == "json":
+        return json.dumps([s.to_dict() for s in pilot.sizes], indent=1) + "\n"
+    if fmt_name == "csv":
+        rows = [s.to_dict() for s in pilot.sizes]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(sizing.Sizing.to_dict(pilot.sizes[0])) if rows else ["point"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        return buf.getvalue()
+    return "\n".join(sizing.lines(pilot)) + "\n"
+
+
 def cmd_compare(args) -> int:
-    from bench import analysis, compare_format as fmt
+    from bench import analysis, compare_format as fmt, sizing
+    from bench.errors import UsageError
+    if not args.dirs and not args.pilot:
+        raise UsageError("compare: give campaign directories (or --pilot DIR)")
+    if args.dirs and args.pilot and args.format == "csv":
+        raise UsageError("--pilot with campaign directories: use --format table, text, markdown or json "
+                         "(csv holds one table)")
+    pilot = sizing.load(args.pilot, margin=args.margin, alpha=args.alpha, metric=args.metric,
+                        seed=args.seed) if args.pilot else None
+    if not args.dirs:
+        sys.stdout.write(_pilot_output(pilot, args.format))
+        return 0
     a = analysis.analyse(args.dirs, by=args.by, metric=args.metric, baseline=args.baseline,
                          margin=args.margin, alpha=args.alpha, correction=args.correction, seed=args.seed)
     for line in a.warnings:
         print(f"blkcmp: warning: {line}", file=sys.stderr)
     if args.format == "table":
         fmt.table(a)
+    elif args.format == "json" and pilot:
+        import json
+        doc = json.loads(fmt.to_json(a)) | {"sizing": json.loads(_pilot_output(pilot, "json"))}
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
     else:
         sys.stdout.write({"markdown": fmt.markdown, "text": fmt.text, "csv": fmt.to_csv,
                           "json": fmt.to_json}[args.format](a))
+    if pilot and args.format in ("table", "text", "markdown"):
+        sys.stdout.write("\n" + _pilot_output(pilot, "text"))
     if args.fail_on == "slower":
         slower = [p.point for s in a.comparisons for p in s.points if p.verdict and p.verdict.verdict == "slower"]
         if slower:

@@ -45,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("workload", type=Path)
     p.add_argument("--export-fio", type=Path, metavar="DIR", help="write each distinct job as a .fio file")
     p.add_argument("--seed", type=int)
+    p.add_argument("--pilot", type=Path, metavar="DIR",
+                   help="say how many rounds each point needs for 80 %% power, from this pilot campaign")
+    p.add_argument("--margin", type=float, default=0.02, help="with --pilot: equivalence margin (0.02 = ±2 %%)")
+    p.add_argument("--alpha", type=float, default=0.05, help="with --pilot: significance level of the family")
 
     _add_run_args(sub.add_parser("run", help="run a workload's campaign (or --resume one)"))
 

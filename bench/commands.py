@@ -36,6 +36,16 @@ def cmd_plan(args) -> int:
         for name, text in jobs.items():
             (args.export_fio / name).write_text(text)
         print(f"wrote {len(jobs)} fio job files to {args.export_fio}/")
+    if args.pilot:
+        from bench import sizing
+        pilot = sizing.load(args.pilot, margin=args.margin, alpha=args.alpha)
+        plan = prepared.plan
+        planned = {p.key: max(plan.rounds, plan.max_rounds) for p in plan.points}
+        print()
+        print("\n".join(sizing.lines(pilot, planned)))
+        unknown = sorted(set(planned) - {s.point for s in pilot.sizes})
+        if unknown:
+            print(f"no pilot data for {len(unknown)} planned point(s): {', '.join(unknown)}")
     return 0
 
 
@@ -49,7 +59,7 @@ def _adaptive_rule(workload):
 
     def decide(campaign, plan):
         return analysis.adaptive_more_rounds(campaign, plan, target_ci=reps.target_ci,
-                                             min_rounds=reps.min, max_rounds=reps.max)
+                                             min_rounds=reps.min, max_rounds=reps.max, margin=reps.margin)
     return decide
 
 

@@ -44,6 +44,17 @@ def _ci(p: PointResult) -> str:
     return f"{_ratio(c.ratio_ci_low)}-{_ratio(c.ratio_ci_high)}"
 
 
+def _p(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else "-"
+
+
+def verdict_word(p: PointResult, beyond: str = ", beyond margin") -> str:
+    """The verdict, with the stricter statement when it holds (the whole CI outside the band)."""
+    if not p.verdict:
+        return "-"
+    return p.verdict.verdict + (beyond if p.verdict.beyond_margin else "")
+
+
 def header_lines(a: Analysis, side: SideComparison) -> list[str]:
     direction = "higher is better" if a.metric.higher_is_better else "lower is better"
     lines = [f"{side.candidate} vs {side.baseline} (baseline), {a.metric.label} ({direction})",
@@ -53,7 +64,8 @@ def header_lines(a: Analysis, side: SideComparison) -> list[str]:
     lines.append("kernel " + ", ".join(kernels) + ("; " + "; ".join(a.labels) if a.labels else ""))
     lines += [f"allowed difference {d}" for d in a.allowed_differences]
     if a.confidence != 0.95:
-        lines.append(f"adaptive campaign: CIs computed at {a.confidence:.1%} to keep 95 % coverage")
+        lines.append(f"adaptive campaign: CIs at {a.confidence:.1%} and tests at alpha {1 - a.confidence:.3g} "
+                     "to keep 95 % claims")
     if a.comparisons and side is a.comparisons[0]:  # said once, not per candidate
         lines += a.notes
     return lines
@@ -64,8 +76,13 @@ def footer_lines(side: SideComparison) -> list[str]:
     if side.across:
         x = side.across
         counts = ", ".join(f"{n} {w}" for w, n in x.counts.items())
-        lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (95% CI {_ratio(x.ci_low)}-{_ratio(x.ci_high)})")
-        lines.append(f"points: {counts}")
+        if x.ci_problem:
+            lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (no CI: {x.ci_problem})")
+        else:
+            lines.append(f"geomean ratio {_ratio(x.geomean_ratio)} (95% CI {_ratio(x.ci_low)}-{_ratio(x.ci_high)}, "
+                         f"bootstrap over {x.rounds} rounds)")
+        beyond = sum(1 for p in side.points if p.verdict and p.verdict.beyond_margin)
+        lines.append(f"points: {counts} ({beyond} beyond the margin)")
     flagged = [(p.point, p.flags) for p in side.points if p.flags]
     for point, flags in flagged:
         lines.append(f"flags {short_point(point, 30)}: {', '.join(flags)}")
@@ -82,7 +99,9 @@ def text(a: Analysis) -> str:
         for p in side.points:
             out.append(f"{short_point(p.point, 20):20s} {si(p.comparison.baseline.mean, a.metric.unit):>8s} "
                        f"{si(p.comparison.candidate.mean, a.metric.unit):>8s} {_ratio(p.comparison.ratio):>6s} "
-                       f"{_ci(p):>11s} {p.verdict.verdict if p.verdict else '-'}".rstrip())
+                       f"{_ci(p):>11s} {verdict_word(p, '*')}".rstrip())
+        if any(p.verdict and p.verdict.beyond_margin for p in side.points):
+            out.append(f"* beyond the margin: the whole CI lies outside ±{a.margin:.0%}")
         out += footer_lines(side)
         out.append("")
     wrapped = []
@@ -95,14 +114,15 @@ def markdown(a: Analysis) -> str:
     out = []
     for side in a.comparisons:
         out += [f"**{line}**  " if i == 0 else f"{line}  " for i, line in enumerate(header_lines(a, side))]
-        out += ["", f"| point | {side.baseline} | {side.candidate} | ratio | 95 % CI | p (adj.) | verdict | flags |",
-                "|---|---:|---:|---:|---|---:|---|---|"]
+        out += ["", f"| point | {side.baseline} | {side.candidate} | ratio | 95 % CI | p (adj.) | p equiv (adj.) | verdict | flags |",
+                "|---|---:|---:|---:|---|---:|---:|---|---|"]
         for p in side.points:
             v = p.verdict
             out.append(f"| {p.point} | {si(p.comparison.baseline.mean, a.metric.unit)} ± "
                        f"{si(p.comparison.baseline.stdev, a.metric.unit)} | {si(p.comparison.candidate.mean, a.metric.unit)} ± "
                        f"{si(p.comparison.candidate.stdev, a.metric.unit)} | {_ratio(p.comparison.ratio)} | {_ci(p)} | "
-                       f"{_p(v.p_adjusted)} | **{v.verdict}** | {', '.join(p.flags)} |")
+                       f"{_p(v.p_adjusted)} | {_p(v.p_equiv_adjusted)} | **{v.verdict}**"
+                       f"{', beyond margin' if v.beyond_margin else ''} | {', '.join(p.flags)} |")
         out += [""] + [f"{line}  " for line in footer_lines(side)] + [""]
     return "\n".join(out)
 
@@ -115,14 +135,15 @@ def table(a: Analysis, console=None) -> None:
     colours = {"faster": "green", "slower": "red", "equivalent": "cyan", "inconclusive": "yellow"}
     for side in a.comparisons:
         t = Table(title="\n".join(header_lines(a, side)), title_justify="left")
-        for col in ("point", side.baseline, side.candidate, "ratio", "95% CI", "p adj.", "verdict", "flags"):
+        for col in ("point", side.baseline, side.candidate, "ratio", "95% CI", "p adj.", "p equiv adj.", "verdict",
+                    "flags"):
             t.add_column(col, justify="right" if col not in ("point", "verdict", "flags") else "left")
         for p in side.points:
             v = p.verdict
             t.add_row(p.point, f"{si(p.comparison.baseline.mean, a.metric.unit)} ± {si(p.comparison.baseline.stdev, a.metric.unit)}",
                       f"{si(p.comparison.candidate.mean, a.metric.unit)} ± {si(p.comparison.candidate.stdev, a.metric.unit)}",
-                      _ratio(p.comparison.ratio), _ci(p), _p(v.p_adjusted),
-                      f"[{colours.get(v.verdict, 'white')}]{v.verdict}[/]", ", ".join(p.flags))
+                      _ratio(p.comparison.ratio), _ci(p), _p(v.p_adjusted), _p(v.p_equiv_adjusted),
+                      f"[{colours.get(v.verdict, 'white')}]{verdict_word(p)}[/]", ", ".join(p.flags))
         t.caption = "\n".join(footer_lines(side))
         console.print(t)
         for p in side.points:
@@ -131,8 +152,8 @@ def table(a: Analysis, console=None) -> None:
 
 CSV_COLUMNS = ("baseline", "candidate", "metric", "point", "baseline_n", "baseline_mean", "baseline_stdev",
                "candidate_n", "candidate_mean", "candidate_stdev", "ratio", "ci_low", "ci_high",
-               "fieller_low", "fieller_high", "p_value", "p_adjusted", "welch_p", "mannwhitney_p",
-               "hl_ratio", "cliffs_delta", "mde", "verdict", "flags")
+               "fieller_low", "fieller_high", "p_value", "p_adjusted", "p_equiv", "p_equiv_adjusted", "welch_p", "mannwhitney_p",
+               "hl_ratio", "cliffs_delta", "mde", "verdict", "beyond_margin", "flags")
 
 
 def _rows(a: Analysis) -> list[dict]:
@@ -146,9 +167,11 @@ def _rows(a: Analysis) -> list[dict]:
                          "candidate_mean": c.candidate.mean, "candidate_stdev": c.candidate.stdev,
                          "ratio": c.ratio, "ci_low": c.ratio_ci_low, "ci_high": c.ratio_ci_high,
                          "fieller_low": c.fieller_ci_low, "fieller_high": c.fieller_ci_high,
-                         "p_value": c.p_value, "p_adjusted": v.p_adjusted, "welch_p": c.welch_p,
+                         "p_value": c.p_value, "p_adjusted": v.p_adjusted, "p_equiv": v.p_equiv,
+                         "p_equiv_adjusted": v.p_equiv_adjusted, "welch_p": c.welch_p,
                          "mannwhitney_p": c.mannwhitney_p, "hl_ratio": c.hl_ratio,
                          "cliffs_delta": c.cliffs_delta, "mde": c.mde, "verdict": v.verdict,
+                         "beyond_margin": int(v.beyond_margin),
                          "flags": ";".join(p.flags)})
     return rows
 

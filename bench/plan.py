@@ -109,12 +109,18 @@ def make_plan(workload: Workload, campaign: str, seed: int | None = None) -> Pla
     return add_rounds(plan, workload.min_rounds())
 
 
-def add_rounds(plan: Plan, count: int) -> Plan:
-    """Append `count` interleaved rounds; each round's order depends only on (seed, round)."""
+def add_rounds(plan: Plan, count: int, points: set[str] | None = None) -> Plan:
+    """Append `count` interleaved rounds; each round's order depends only on (seed, round).
+
+    `points` (point keys) limits the new rounds to those points: an adaptive campaign runs
+    more rounds only for the points whose verdict is still undecided.
+    """
     runs = list(plan.runs)
     for round_ in range(plan.rounds + 1, plan.rounds + count + 1):
         cells = [(t, p) for p in plan.points for t in plan.targets]
         random.Random(f"{plan.seed}:{round_}").shuffle(cells)
+        if points is not None:  # filtered after the shuffle: the others keep their relative order
+            cells = [(t, p) for t, p in cells if p.key in points]
         for t, p in cells:
             runs.append(PlannedRun(run_id(round_, p.index, t), t, p.index, p.key, p.options,
                                    round_, round_, len(runs)))

@@ -298,10 +298,12 @@ def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
                          _e(f"{compare_format.si(c.baseline.mean, unit)} \u00b1 {compare_format.si(c.baseline.stdev, unit)}"),
                          _e(f"{compare_format.si(c.candidate.mean, unit)} \u00b1 {compare_format.si(c.candidate.stdev, unit)}"),
                          _e(style.ratio_text(c.ratio)), _e(_ci_text(c)),
-                         _e(_num(v.p_adjusted, ".3g") if v else "-"), f'<span class="{word}">{_e(word)}</span>',
+                         _e(_num(v.p_adjusted, ".3g") if v else "-"), _e(_num(v.p_equiv_adjusted, ".3g") if v else "-"),
+                         f'<span class="{word}">{_e(compare_format.verdict_word(p))}</span>',
                          _e(", ".join(p.flags))])
         parts.append(_table(["point", f"{side.baseline} (mean \u00b1 sd)", f"{side.candidate} (mean \u00b1 sd)",
-                             "ratio", "95 % CI", "p (adj.)", "verdict", "flags"], rows, numeric={1, 2, 3, 4, 5}))
+                             "ratio", "95 % CI", "p (adj.)", "p equiv (adj.)", "verdict", "flags"], rows,
+                            numeric={1, 2, 3, 4, 5, 6}))
         foot = compare_format.footer_lines(side)
         if foot:
             parts.append("<p class='note'>" + "<br>".join(_e(x) for x in foot) + "</p>")
@@ -318,8 +320,9 @@ def _quality_html(group: catalogue_mod.KernelGroup) -> str:
              _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-")] for r in rows]
     classes = ["differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows]
     return ("<p class='note'>multimodal: bimodality coefficient &gt; 5/9 (from 10 runs); outliers: modified "
-            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: the "
-            "minimum detectable effect (MDE) exceeds the margin.</p>"
+            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: below "
+            "80 % power to call a shift of one margin faster/slower (the minimum detectable effect, MDE, "
+            "exceeds the margin) or to show equivalence of identical drivers.</p>"
             + _table(["point", "target", "n", "flags", "bimodality", "outliers", "drift \u03c1", "drift p", "MDE"],
                      body, classes, numeric={2, 4, 5, 6, 7, 8}))
 

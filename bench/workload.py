@@ -100,11 +100,13 @@ class Targets(BaseModel):
 
 
 class AdaptiveRepetitions(_Strict):
-    """Add interleaved rounds until every point's ratio CI half-width is at most target_ci."""
+    """Add interleaved rounds for every point whose verdict is not settled at `margin` and whose
+    ratio CI half-width is above target_ci, up to max."""
 
     min: int = Field(5, ge=2)
     max: int = Field(40, ge=2)
     target_ci: float = Field(0.01, gt=0, lt=1, description="relative half-width of the ratio CI")
+    margin: float = Field(0.02, gt=0, lt=1, description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")
     def _order(self) -> "AdaptiveRepetitions":
@@ -136,7 +138,8 @@ class Workload(_Strict):
     fio: dict[str, FioValue] = Field(default_factory=dict,
                                      description="fio options for every job, spelled as fio spells them")
     matrix: Matrix = Field(default_factory=Matrix)
-    repetitions: int | AdaptiveRepetitions = Field(3, description="rounds, or {min, max, target_ci}")
+    # 12 rounds: enough, at CV 1 % per run, for the verdict to reach a decision (README, Statistics)
+    repetitions: int | AdaptiveRepetitions = Field(12, description="rounds, or {min, max, target_ci}")
     runtime: float = Field(10, gt=0, description="seconds of measured I/O per run")
     ramp_time: float = Field(2, ge=0, description="seconds of warm-up per run, not measured")
     order: Literal["interleaved", "sequential"] = "interleaved"

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_compare import make_campaign, template  # noqa: F401  (fio json+ template fixture)
+import numpy as np
+from test_compare import fake_run, make_campaign, template  # noqa: F401  (fio json+ template fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,16 +23,17 @@ targets:
   b: {{driver: fio-null, options: {{size: 64}}}}
 fio: {{ioengine: psync}}
 matrix: {{rw: [randread], bs: [4k]}}
-repetitions: {{min: {min}, max: {max}, target_ci: {target}}}
+repetitions: {{min: {min}, max: {max}, target_ci: {target}, margin: {margin}}}
 runtime: 1
 ramp_time: 0
 seed: 5
 """
 
 
-def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2) -> Path:
+def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2, margin: float = 1e-6) -> Path:
+    # margin 1e-6: no verdict can be settled, so only the width rule and the cap stop the campaign
     w = tmp_path / "w.yaml"
-    w.write_text(WORKLOAD.format(min=min_rounds, max=max_rounds, target=target_ci))
+    w.write_text(WORKLOAD.format(min=min_rounds, max=max_rounds, target=target_ci, margin=margin))
     out = subprocess.run([sys.executable, "-m", "bench", "run", str(w), "--results", str(tmp_path / "res"),
                           "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=600,
                          env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
@@ -62,15 +64,62 @@ def test_stopping_rule_on_a_campaign_with_known_noise(tmp_path, template):
     camp = store.open_campaign(make_campaign(tmp_path, template, {"null_blk": {1: 100_000},
                                                                  "rnull": {1: 100_000}}, n=5))
     plan = camp.plan()
-    more, reason = analysis.adaptive_more_rounds(camp, plan, target_ci=0.05, min_rounds=3, max_rounds=10)
-    assert more is False and "within" in reason
+    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=0.05, min_rounds=3, max_rounds=10)
+    assert more is False and "within" in reason and undecided == set()
     decision = json.loads((camp.path / "adaptive.json").read_text())
     assert decision["stop"] is True and decision["max_halfwidth"] <= 0.05
-    more, reason = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=10)
-    assert more is True
+    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3,
+                                                            max_rounds=10, margin=1e-6)
+    assert more is True and undecided == {"rw=randread,bs=4k,iodepth=1"}
     assert json.loads((camp.path / "adaptive.json").read_text())["points_above_target"] == [
         ["rnull", "rw=randread,bs=4k,iodepth=1"]]
-    more, _ = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=5)
+    more, _, _ = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=5, margin=1e-6)
     assert more is False
     assert json.loads((camp.path / "adaptive.json").read_text())["points_at_cap"] == [
         ["rnull", "rw=randread,bs=4k,iodepth=1"]]
+
+
+def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env):
+    # real fio (null engine), the real runner; the stopping policy is given so that the test
+    # knows which point is "undecided" (fio's own noise here is too wild to make one settle)
+    from bench import campaign as camp_mod
+    from bench.executors import local
+    from bench.progress import reporter_for
+    w = tmp_path / "w.yaml"
+    w.write_text(WORKLOAD.format(min=2, max=3, target=0.01, margin=0.02).replace("bs: [4k]", "bs: [4k, 8k]"))
+    prepared = camp_mod.prepare(w, seed=5, probe=True)
+    camp_mod.check_with_fio(prepared)
+    campaign = camp_mod.create_campaign(prepared, tmp_path / "res")
+    undecided = {"rw=randread,bs=8k"}
+
+    def policy(campaign, plan):
+        return plan.rounds < 3, "test policy", undecided
+
+    counts = local.execute(campaign, prepared.workload, reporter_for(2.0, quiet=True), adaptive_decision=policy)
+    assert counts["done"] == 2 * 2 * 2 + 2
+    db = sqlite3.connect(campaign.path / "index.sqlite")
+    third = db.execute("SELECT DISTINCT point_key FROM runs WHERE round = 3").fetchall()
+    assert third == [("rw=randread,bs=8k",)]
+    assert campaign.plan().rounds == 3
+
+
+def test_the_rule_names_only_the_undecided_points(tmp_path, template):
+    from bench import analysis, store
+    # qd1: equal means, CV 0.2 % -> equivalent after 5 rounds; qd8: CV 5 % -> still undecided
+    rng = np.random.default_rng(6)
+    files = []
+    for rep in range(5):
+        for target in ("null_blk", "rnull"):
+            for qd, cv in ((1, 0.002), (8, 0.05)):
+                path = tmp_path / f"{target}-{qd}-{rep}.json"
+                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
+                files.append(str(path))
+    out = subprocess.run([sys.executable, "-m", "bench", "ingest", *files, "--into", str(tmp_path / "c")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    camp = store.open_campaign(tmp_path / "c")
+    plan = camp.plan()
+    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=1e-9, min_rounds=3, max_rounds=10)
+    assert more is True and undecided == {"rw=randread,bs=4k,iodepth=8"}, reason
+    decision = json.loads((camp.path / "adaptive.json").read_text())
+    assert decision["points_settled"] == [["rnull", "rw=randread,bs=4k,iodepth=1"]]

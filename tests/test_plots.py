@@ -184,6 +184,7 @@ def test_forest_places_a_known_shift_where_it_is(known_shift):
         assert row["ratio"] == pytest.approx(truth, abs=0.005), key
         assert row["ci_low"] < truth < row["ci_high"] and row["ci_high"] - row["ci_low"] < 0.03, key
         assert row["verdict"] == ("faster" if truth > 1 else "equivalent"), key
+        assert row["beyond_margin"] == (truth > 1), key
     # the ratio axis is centred on 1 (log scale) and shows the whole equivalence band
     ax = fig.figure.axes[0]
     low, high = ax.get_xlim()

@@ -206,16 +206,16 @@ def test_improvement_follows_the_metric_direction():
     assert iops.improvement == pytest.approx(-0.05)
 
 
-def test_mde_matches_the_methodology_example():
-    # CV 1 %, n = 40 per target, alpha 0.05, power 0.8: (1.96 + 0.84) * 0.01 * sqrt(2 / 40)
-    assert minimum_detectable_effect(0.01 * math.sqrt(2 / 40)) == pytest.approx(0.00626, abs=2e-5)
+def test_unpaired_mde_uses_welchs_test_at_its_degrees_of_freedom():
+    # (the z formula the MDE used before issue 12 is the df -> infinity limit; see test_stats_power.py)
     rng = np.random.default_rng(9)
     base = 100 * (1 + 0.01 * rng.normal(size=40))
     cand = 100 * (1 + 0.01 * rng.normal(size=40))
     c = compare(base, cand, higher_is_better=True)
-    expected = 2.8016 * math.sqrt((base.std(ddof=1) / base.mean()) ** 2 / 40
-                                  + (cand.std(ddof=1) / cand.mean()) ** 2 / 40)
-    assert c.mde == pytest.approx(expected, rel=1e-3)
+    welch = stats.ttest_ind(cand, base, equal_var=False)
+    se = math.sqrt(base.var(ddof=1) / 40 + cand.var(ddof=1) / 40) / base.mean()
+    assert c.mde == pytest.approx(minimum_detectable_effect(se, df=welch.df), rel=1e-9)
+    assert c.mde == pytest.approx(2.8016 * se, rel=0.02)  # close to the z value at this n
 
 
 @pytest.mark.parametrize("base, cand", [([], []), ([1.0], [2.0]), ([], [1.0, 2.0]),
@@ -245,3 +245,60 @@ def test_bad_arguments_are_refused():
         compare(BASE, CAND, higher_is_better=True, margin=0)
     with pytest.raises(ValueError):
         compare(BASE, CAND, higher_is_better=True, n_boot=10)
+
+
+# --- the ratio TOST (equivalence) --------------------------------------------------------
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("margin", [0.02, 0.05])
+def test_ratio_tost_matches_scipys_one_sided_t_tests(paired, margin):
+    from bench.stats.significance import ratio_tost
+    p_equiv, p_upper, p_lower = ratio_tost(BASE, CAND, margin, paired=paired)
+    if paired:
+        upper = stats.ttest_rel(CAND, (1 + margin) * BASE, alternative="less").pvalue
+        lower = stats.ttest_rel(CAND, (1 - margin) * BASE, alternative="greater").pvalue
+    else:
+        upper = stats.ttest_ind(CAND, (1 + margin) * BASE, equal_var=False, alternative="less").pvalue
+        lower = stats.ttest_ind(CAND, (1 - margin) * BASE, equal_var=False, alternative="greater").pvalue
+    assert (p_upper, p_lower) == pytest.approx((upper, lower), rel=1e-10)
+    assert p_equiv == pytest.approx(min(1.0, 2 * max(upper, lower)), rel=1e-10)
+
+
+def test_ratio_tost_matches_statsmodels_ttost_on_the_shifted_values():
+    # statsmodels' TOST is on differences; with the baseline scaled by each end of the band,
+    # each of its one-sided tests is one of ours.
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+    from bench.stats.significance import ratio_tost
+    m = 0.02
+    _, upper, _ = ratio_tost(BASE, CAND, m, paired=True)
+    _, _, (_, p_sm_upper, _) = ttost_paired(CAND, (1 + m) * BASE, -np.inf, 0.0)
+    assert upper == pytest.approx(p_sm_upper, rel=1e-10)
+    _, upper_ind, lower_ind = ratio_tost(BASE, CAND, m, paired=False)
+    _, (_, p_low, _), (_, p_high, _) = ttost_ind(CAND, (1 - m) * BASE, 0.0, np.inf, usevar="unequal")
+    assert lower_ind == pytest.approx(p_low, rel=1e-10)
+    _, _, (_, p_high, _) = ttost_ind(CAND, (1 + m) * BASE, -np.inf, 0.0, usevar="unequal")
+    assert upper_ind == pytest.approx(p_high, rel=1e-10)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_tost_p_below_alpha_exactly_when_fiellers_ci_is_inside_the_band(paired):
+    # the duality that makes the verdict's word and its picture agree
+    from bench.stats.significance import ratio_tost
+    rng = np.random.default_rng(11)
+    agree = 0
+    for _ in range(200):
+        b = 100 * (1 + 0.01 * rng.normal(size=6))
+        c = 100 * rng.uniform(0.985, 1.015) * (1 + 0.01 * rng.normal(size=6))
+        low, high = fieller_from_samples(b, c, paired=paired, confidence=0.95)
+        inside = 0.98 <= low and high <= 1.02
+        assert (ratio_tost(b, c, 0.02, paired=paired)[0] < 0.05) == inside
+        agree += inside
+    assert 20 < agree < 180  # both outcomes were exercised
+
+
+def test_compare_reports_p_equiv_and_its_moments():
+    c = compare(BASE, CAND, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True)
+    from bench.stats.significance import ratio_tost
+    assert c.p_equiv == ratio_tost(BASE, CAND, 0.02, paired=True)[0]
+    assert c.moments.paired and c.moments.n_baseline == 10
+    json.dumps(c.to_dict(), allow_nan=False)

@@ -93,3 +93,21 @@ def test_edge_cases_and_json():
         json.dumps(report.to_dict(), allow_nan=False)
     with pytest.raises(ValueError):
         quality_report([1.0, 2.0], [1], mde=0.0, margin=0.02)
+
+
+def test_underpowered_when_equivalence_could_not_be_shown_for_identical_drivers():
+    assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=0.5) == ["underpowered"]
+    assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=float("nan")) == ["underpowered"]
+    assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=0.85) == []
+
+
+def test_underpowered_flag_from_compare_matches_the_power_of_the_verdict():
+    # CV 1 %, paired: 10 rounds have ~95 % power for both claims, 4 rounds have neither
+    from bench.stats import compare
+    rng = np.random.default_rng(8)
+    for n, expected in ((10, []), (4, ["underpowered"])):
+        base, cand = 100 * (1 + 0.01 * rng.normal(size=(2, n)))
+        c = compare(base, cand, baseline_rounds=list(range(n)), candidate_rounds=list(range(n)),
+                    higher_is_better=True)
+        flags = quality_flags(base, None, mde=c.mde, margin=0.02, equivalence_power=c.power_equivalence)
+        assert [f for f in flags if f == "underpowered"] == expected, (n, c.mde, c.power_equivalence)

@@ -1,6 +1,7 @@
 """Error rates of the whole per-point pipeline, compare() then decide(), by seeded simulation.
 
-Defaults throughout: n = 10 paired rounds, CV 1 % per run, margin 2 %, alpha 0.05, 95 % CIs.
+Setup throughout: n = 10 paired rounds, CV 1 % per run, margin 2 %, alpha 0.05, 95 % CIs (not the
+shipped defaults: tests/test_stats_defaults.py simulates those).
 Each point is decided on its own (a family of one), the least forgiving case for false alarms.
 A rate estimated from N trials has a standard error sqrt(p (1 - p) / N); bounds allow 3 of them.
 """
@@ -70,13 +71,35 @@ def test_a_five_percent_higher_latency_is_detected_as_slower():
     assert verdicts.count(FASTER) == 0
 
 
-def test_a_difference_on_the_margin_is_rarely_called_equivalent_or_faster():
-    # true ratio exactly 1 + margin: "equivalent" and "faster" are both wrong claims, each a
-    # one-sided test at the CI level, so each should happen at most (1 - 0.95) / 2 of the time.
+def simulate_verdicts(ratio, trials, *, seed):
+    rng = np.random.default_rng(seed)
+    base = 100 * (1 + CV * rng.normal(size=(trials, N_ROUNDS)))
+    cand = 100 * ratio * (1 + CV * rng.normal(size=(trials, N_ROUNDS)))
+    return [decide([compare(b, c, higher_is_better=True, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS)])[0]
+            for b, c in zip(base, cand)]
+
+
+def test_a_difference_on_the_margin_is_rarely_called_equivalent_or_beyond_it():
+    # True ratio exactly 1 + margin.  "equivalent" and "beyond margin" are both wrong claims,
+    # each a one-sided test at the CI level: at most (1 - 0.95) / 2 of the time.  "faster" is
+    # right (the candidate is 2 % faster) and, significant in ~98 % of campaigns, is said.
+    # (Before issue 12 "faster" needed the CI beyond the margin and was said in ~2 %.)
     trials = 1000
-    _, verdicts = simulate(1.02, trials, seed=102)
-    assert verdicts.count(EQUIVALENT) / trials <= bound(0.025, trials)
-    assert verdicts.count(FASTER) / trials <= bound(0.025, trials)
+    verdicts = simulate_verdicts(1.02, trials, seed=102)
+    assert sum(v.verdict == EQUIVALENT for v in verdicts) / trials <= bound(0.025, trials)
+    assert sum(v.beyond_margin for v in verdicts) / trials <= bound(0.025, trials)
+    assert sum(v.verdict == FASTER for v in verdicts) / trials >= 0.9
+
+
+@pytest.mark.slow
+def test_a_three_percent_shift_is_faster_and_half_the_time_beyond_the_margin():
+    # measured: faster 100 %, beyond the margin ~47 % (the CI half-width is ~1 %)
+    trials = 400
+    verdicts = simulate_verdicts(1.03, trials, seed=103)
+    assert sum(v.verdict == FASTER for v in verdicts) / trials >= 0.97
+    beyond = sum(v.beyond_margin for v in verdicts) / trials
+    assert 0.3 <= beyond <= 0.65
+    assert all(v.beyond_margin <= (v.verdict == FASTER) for v in verdicts)
 
 
 def test_unpaired_a_a_keeps_its_coverage():

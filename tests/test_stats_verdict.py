@@ -1,4 +1,4 @@
-"""decide(): the four verdict words, their rules, and the sentences; summarize_points()."""
+"""decide(): the four verdict words, their rules, and the sentences (across points: test_stats_aggregate.py)."""
 
 import dataclasses
 import json
@@ -15,7 +15,6 @@ from bench.stats import (
     SLOWER,
     compare,
     decide,
-    summarize_points,
 )
 
 
@@ -39,7 +38,8 @@ def factor_in(sentence):
 def test_higher_iops_is_faster():
     v = one(point(1.05))
     assert v.verdict == FASTER and v.significant
-    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\)", v.sentence)
+    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\), "
+                        r"beyond the ±2 % margin", v.sentence)
     assert factor_in(v.sentence) == pytest.approx(1.05, abs=0.015)
 
 
@@ -88,14 +88,61 @@ def test_wide_ci_is_inconclusive_never_equal():
 
 def test_significant_but_smaller_than_the_margin_is_equivalent_and_says_so():
     v = one(point(1.008, cv=0.002, n=20))
-    assert v.verdict == EQUIVALENT and v.significant
-    assert "smaller than the margin" in v.reason
+    assert v.verdict == EQUIVALENT and v.significant and v.equivalence_shown
+    assert "significant but negligible" in v.reason
+    assert "significant but negligible" in v.sentence
+    assert not v.beyond_margin
 
 
-def test_significant_but_overlapping_the_margin_is_inconclusive():
+def test_significant_but_overlapping_the_margin_is_faster_not_beyond_it():
+    # Old rule: "inconclusive" (the CI had to clear 1.02).  A significant +2 % is faster.
     v = one(point(1.02, cv=0.01, n=10))
-    assert v.ci_low < 1.02 < v.ci_high
-    assert v.verdict == INCONCLUSIVE
+    assert v.ci_low < 1.02 < v.ci_high and v.significant
+    assert v.verdict == FASTER and not v.beyond_margin
+    assert v.sentence.endswith(", possibly by less than the ±2 % margin")
+    assert "reaches into the ±2 % margin" in v.reason
+
+
+def test_a_real_two_and_a_half_percent_with_a_tiny_p_is_faster():
+    # the issue's case: rnull 2.5 % faster with a tiny p used to be "inconclusive"
+    v = one(point(1.025, cv=0.005, n=10, seed=3))
+    assert v.p_value < 1e-4 and v.verdict == FASTER and v.ci_low < 1.02
+
+
+def test_beyond_margin_is_said_in_the_sentence():
+    v = one(point(1.05))
+    assert v.verdict == FASTER and v.beyond_margin
+    assert v.sentence.endswith("), beyond the ±2 % margin")
+    s = one(point(0.95))
+    assert s.verdict == SLOWER and s.beyond_margin and s.sentence.endswith("beyond the ±2 % margin")
+
+
+def test_equivalence_is_corrected_across_points():
+    # A CI inside the band shows equivalence alone; among many points its TOST p is corrected.
+    c = point(1.0, cv=0.01, n=10, seed=4)
+    alone = one(c)
+    assert alone.verdict == EQUIVALENT and alone.p_equiv_adjusted == alone.p_equiv
+    weak = dataclasses.replace(c, p_equiv=0.02)  # inside the band, but only just significant
+    assert one(weak).verdict == EQUIVALENT
+    family = decide([weak] * 10)
+    assert [v.p_equiv_adjusted for v in family] == pytest.approx([0.2] * 10)
+    assert all(v.verdict == INCONCLUSIVE and not v.equivalence_shown for v in family)
+    assert "equivalence is not shown after correction" in family[0].reason
+    strong = decide([weak] + [point(1.0, cv=0.002, n=20, seed=s) for s in range(1, 10)])
+    assert all(v.verdict == EQUIVALENT for v in strong)  # Holm: the largest p is not inflated
+
+
+def test_equivalence_needs_the_shown_ci_inside_the_band_too():
+    c = point(1.0, cv=0.01, n=10, seed=4)
+    wide = dataclasses.replace(c, ratio_ci_high=1.03)  # e.g. a skewed bootstrap reaching further
+    assert c.p_equiv < 0.05 and one(wide).verdict != EQUIVALENT
+
+
+def test_a_margin_override_recomputes_the_tost():
+    c = point(1.03, cv=0.005, n=20)
+    v = one(c, margin=0.05)
+    from bench.stats.significance import ratio_tost_from_moments
+    assert v.p_equiv == ratio_tost_from_moments(c.moments, 0.05)[0] != c.p_equiv
 
 
 def test_beyond_the_margin_but_not_significant_after_correction_is_inconclusive():
@@ -105,6 +152,7 @@ def test_beyond_the_margin_but_not_significant_after_correction_is_inconclusive(
     verdicts = decide([weak] + [point(1.0, seed=s) for s in range(1, 10)])
     assert verdicts[0].p_adjusted == pytest.approx(0.1)
     assert verdicts[0].verdict == INCONCLUSIVE and "not significant" in verdicts[0].reason
+    assert not verdicts[0].beyond_margin
 
 
 def test_bh_and_margin_override():
@@ -128,48 +176,3 @@ def test_mapping_keys_name_the_points_and_to_dict_is_json():
     assert [v.key for v in verdicts] == ["randread-4k-qd1", "randread-4k-qd8"]
     d = json.loads(json.dumps(verdicts[0].to_dict(), allow_nan=False))
     assert d["verdict"] == FASTER and d["key"] == "randread-4k-qd1"
-
-
-# --- across points ---------------------------------------------------------------------------
-
-def _with_ratio(verdict, ratio, word=None):
-    return dataclasses.replace(verdict, ratio=ratio, verdict=word or verdict.verdict)
-
-
-def test_geometric_mean_and_log_t_interval_by_hand():
-    template = one(point(1.05))
-    verdicts = [_with_ratio(template, 1.1, FASTER), _with_ratio(template, 1 / 1.1, SLOWER),
-                _with_ratio(template, 1.0, EQUIVALENT)]
-    across = summarize_points(verdicts)
-    assert across.geomean_ratio == pytest.approx(1.0)
-    # logs +-0.09531 and 0: sd 0.09531, t(0.975, 2) = 4.3027
-    half = 4.302653 * math.log(1.1) / math.sqrt(3)
-    assert (across.ci_low, across.ci_high) == pytest.approx((math.exp(-half), math.exp(half)), rel=1e-5)
-    assert across.counts == {FASTER: 1, SLOWER: 1, EQUIVALENT: 1, INCONCLUSIVE: 0}
-    assert across.k == 3 and across.method == "log-t"
-
-
-def test_bootstrap_over_points_is_reproducible_and_close_to_log_t():
-    verdicts = decide([point(r, seed=i) for i, r in enumerate(np.linspace(0.97, 1.06, 12))])
-    a = summarize_points(verdicts, method="bootstrap", seed=1)
-    b = summarize_points(verdicts, method="bootstrap", seed=1)
-    t = summarize_points(verdicts)
-    assert a == b
-    assert a.geomean_ratio == t.geomean_ratio
-    assert (a.ci_low, a.ci_high) == pytest.approx((t.ci_low, t.ci_high), rel=0.01)
-
-
-def test_points_without_ratio_are_counted_not_averaged():
-    verdicts = decide([point(1.05), compare([], [], higher_is_better=True)])
-    across = summarize_points(verdicts)
-    assert across.k == 1 and across.points_without_ratio == 1
-    assert math.isnan(across.ci_low)
-    json.dumps(across.to_dict(), allow_nan=False)
-    empty = summarize_points([])
-    assert empty.k == 0 and math.isnan(empty.geomean_ratio)
-
-
-def test_mixing_metric_directions_is_refused():
-    verdicts = decide([point(1.05), point(1.05, higher_is_better=False)])
-    with pytest.raises(ValueError):
-        summarize_points(verdicts)

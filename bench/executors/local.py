@@ -240,7 +240,7 @@ def setup_targets(targets: dict[str, Target], workload: Workload, reporter: Repo
 
 
 def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
-            adaptive_decision: Callable[[store.Campaign, Plan], tuple[bool, str]] | None = None) -> dict:
+            adaptive_decision: Callable[[store.Campaign, Plan], tuple[bool, str, set[str]]] | None = None) -> dict:
     """Run every pending run of the campaign. Returns counts; raises RunError on failure."""
     with store.lock(campaign), signals_as_interrupts():
         reclaim_leftovers(reporter)
@@ -272,11 +272,11 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
                 if adaptive_decision is None:
                     break
                 # Asked after every round, the cap included, so the record says which points hit it.
-                more, reason = adaptive_decision(campaign, plan)
+                more, reason, undecided = adaptive_decision(campaign, plan)
                 if not more or plan.rounds >= plan.max_rounds:
                     reporter.message(reason)
                     break
-                plan = add_rounds(plan, 1)
+                plan = add_rounds(plan, 1, undecided)
                 campaign.save_plan(plan)
                 reporter.message(f"adaptive: adding round {plan.rounds} ({reason})")
             return counts

@@ -2,8 +2,9 @@
 
 One row per point, grouped by rw; one column per candidate.  The ratio axis is logarithmic and
 centred on 1, so "5 % faster" and "5 % slower" are equally far from the reference line and a
-large ratio does not squash the others.  The numbers themselves (ratio, CI, verdict) are written
-at the right of every row: a reader can quote them without reading them off the axis.
+large ratio does not squash the others.  The numbers themselves (ratio, CI, verdict, and
+"beyond margin" when the whole CI clears the band) are written at the right of every row: a
+reader can quote them without reading them off the axis.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _rows(side: SideComparison, points: list[Point]) -> list[dict]:
             "header": False, "candidate": side.candidate, "baseline": side.baseline,
             "point": point.key, "rw": point.rw, "label": point.label(without=("rw",)),
             "ratio": c.ratio, "ci_low": c.ratio_ci_low, "ci_high": c.ratio_ci_high,
-            "verdict": v.verdict if v else "inconclusive", "flags": list(result.flags),
+            "verdict": v.verdict if v else "inconclusive", "beyond_margin": bool(v and v.beyond_margin),
+            "flags": list(result.flags),
             "n_baseline": c.n_baseline_units, "n_candidate": c.n_candidate_units,
             "confidence": c.confidence, "y": len(rows),
         })
@@ -53,7 +55,8 @@ def _right_label(row: dict) -> str:
         return "no ratio"
     ci = (f" ({style.ratio_text(row['ci_low'], row['ratio'])}\u2013{style.ratio_text(row['ci_high'], row['ratio'])})"
           if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]) else " (no CI)")
-    return f"{style.ratio_text(row['ratio'])}{ci} {row['verdict']}"
+    beyond = ", beyond margin" if row["beyond_margin"] else ""
+    return f"{style.ratio_text(row['ratio'])}{ci} {row['verdict']}{beyond}"
 
 
 def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
@@ -130,5 +133,6 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
         title=f"Ratio forest: {candidates} / {sides[0].baseline}, {analysis.metric.label}",
         caption=(f"Each row is one point: the ratio of mean {analysis.metric.label} (candidate / baseline) "
                  f"with its 95 % confidence interval; the grey band is the \u00b1{analysis.margin:.0%} "
-                 "equivalence margin, the marker shape the verdict."),
+                 "equivalence margin, the marker shape the verdict (faster/slower: a significant difference; "
+                 "\u201cbeyond margin\u201d: its whole CI lies outside the band)."),
         figure=fig, data=data)

@@ -3,7 +3,8 @@
 Per target and point: `describe` (Summary), `quality_report` / `quality_flags`.
 Latency histograms from fio json+: `merge_bins`, `percentiles_from_bins`, `cdf_from_bins`.
 Candidate vs baseline per point: `compare` (Comparison).
-Across points: `adjust_pvalues`, `decide` (Verdict per point), `summarize_points` (AcrossPoints).
+Across points: `adjust_pvalues`, `decide` (Verdict per point), `summarize_points` (AcrossPoints, from the
+verdicts and each point's runs, `PointRuns`).
 Repetitions: `adaptive_decision` (Decision), `sequential_confidence` for adaptive campaigns.
 
 No file or process I/O here; every result is a frozen dataclass with a JSON-safe `to_dict()`.
@@ -18,14 +19,15 @@ from importlib import import_module
 _HOMES = {
     "adaptive": ("DEFAULT_MAX_ROUNDS", "DEFAULT_MIN_ROUNDS", "DEFAULT_TARGET_CI", "Decision",
                  "adaptive_decision", "sequential_confidence"),
-    "aggregate": ("AcrossPoints", "summarize_points"),
+    "aggregate": ("AcrossPoints", "PointRuns", "summarize_points"),
     "bootstrap": ("DEFAULT_N_BOOT",),
     "compare": ("DEFAULT_ALPHA", "DEFAULT_MARGIN", "Comparison", "compare"),
     "correction": ("adjust_pvalues",),
     "describe": ("Summary", "describe"),
     "fieller": ("fieller_from_samples", "fieller_interval"),
     "histogram": ("cdf_from_bins", "merge_bins", "percentiles_from_bins"),
-    "power": ("minimum_detectable_effect",),
+    "power": ("minimum_detectable_effect", "power_difference", "power_equivalence",
+              "rounds_for_power"),
     "quality": ("Quality", "quality_flags", "quality_report"),
     "rank": ("cliffs_delta", "hodges_lehmann"),
     "verdict": ("EQUIVALENT", "FASTER", "INCONCLUSIVE", "SLOWER", "VERDICTS", "Verdict", "decide"),
@@ -71,6 +73,7 @@ __all__ = [
     "EQUIVALENT",
     "FASTER",
     "INCONCLUSIVE",
+    "PointRuns",
     "Quality",
     "SLOWER",
     "Summary",
@@ -89,8 +92,11 @@ __all__ = [
     "merge_bins",
     "minimum_detectable_effect",
     "percentiles_from_bins",
+    "power_difference",
+    "power_equivalence",
     "quality_flags",
     "quality_report",
+    "rounds_for_power",
     "sequential_confidence",
     "summarize_points",
 ]

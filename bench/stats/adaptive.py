@@ -19,6 +19,16 @@ tests/test_stats_adaptive.py check both levels.
 
 Points still too wide at the cap are named in `points_at_cap`: their verdicts stand, but they
 are the ones whose resolution the budget did not buy.
+
+Stopping on a decision (`margin` given, what campaigns do): a point also stops as soon as its
+verdict is settled at the campaign's (sequential) confidence -- its CI lies inside +-margin
+(equivalent: the CI contains Fieller's, so the TOST rejects too), or its difference is
+significant at 1 - confidence and the whole CI lies beyond the margin (faster/slower, beyond
+margin, which no further round would turn into "equivalent").  Only the points still undecided
+get more rounds.  This does look at where the intervals lie, so its error rates were measured,
+not assumed: with CIs and tests at 97.5 % (the wider-confidence approach above) every cell of
+CV 0.5-5 % x true ratio 1.00-1.05 kept its wrong verdicts under 5 %, using on average 5-10
+rounds at CV 1 % where the width rule used 30 % of 40 (README, tests/test_stats_sequential.py).
 """
 
 from __future__ import annotations
@@ -40,9 +50,27 @@ class Decision(JsonDataclass):
     stop: bool
     reason: str
     rounds_done: int
-    points_above_target: tuple[Hashable, ...]  # half-width > target, or no CI yet
+    points_above_target: tuple[Hashable, ...]  # still undecided: half-width > target (or no CI) and not settled
     points_at_cap: tuple[Hashable, ...]  # the above, when stopping because of max_rounds
     max_halfwidth: float  # widest finite half-width (NaN if none)
+    points_settled: tuple[Hashable, ...] = ()  # stopped because their verdict is settled
+
+
+def settled(comparison: Comparison, margin: float) -> str:
+    """Why this point's verdict can no longer change with more rounds ("" if it can).
+
+    At the comparison's own confidence: the CI inside +-margin (equivalent), or a difference
+    significant at 1 - confidence whose whole CI lies beyond the margin (faster/slower).
+    """
+    c = comparison
+    if not c.has_ci:
+        return ""
+    low, high = c.ratio_ci_low, c.ratio_ci_high
+    if low >= 1.0 - margin and high <= 1.0 + margin:
+        return "equivalent"
+    if (low > 1.0 + margin or high < 1.0 - margin) and math.isfinite(c.p_value) and c.p_value < 1.0 - c.confidence:
+        return "beyond margin"
+    return ""
 
 
 def sequential_confidence(confidence: float = 0.95) -> float:
@@ -69,12 +97,14 @@ def adaptive_decision(
     rounds_done: int,
     min_rounds: int = DEFAULT_MIN_ROUNDS,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
+    margin: float | None = None,
 ) -> Decision:
-    """Whether to stop after `rounds_done` complete rounds.
+    """Whether to stop after `rounds_done` complete rounds, and which points go on.
 
     Items are Comparisons (their `ratio_ci_halfwidth` is used) or relative half-widths; a
     mapping's keys name the points, a sequence's points are named by index.  A NaN half-width
-    (fewer than 2 rounds, or a degenerate point) counts as not yet precise enough.
+    (fewer than 2 rounds, or a degenerate point) counts as not yet precise enough.  With
+    `margin` (Comparisons only), points whose verdict is `settled` stop too.
     """
     if not target_ci > 0:
         raise ValueError(f"target_ci must be positive, not {target_ci!r}")
@@ -87,7 +117,11 @@ def adaptive_decision(
     else:
         items = list(enumerate(comparisons_or_halfwidths))
     widths = [(key, _halfwidth(item)) for key, item in items]
-    above = tuple(key for key, h in widths if not (math.isfinite(h) and h <= target_ci))
+    decided: tuple[Hashable, ...] = ()
+    if margin is not None and rounds_done >= min_rounds:
+        decided = tuple(key for key, item in items if isinstance(item, Comparison) and settled(item, margin))
+    above = tuple(key for key, h in widths
+                  if not (math.isfinite(h) and h <= target_ci) and key not in decided)
     finite = [h for _, h in widths if math.isfinite(h)]
     widest = max(finite) if finite else math.nan
     target_text = f"±{target_ci * 100:g} %"
@@ -95,7 +129,9 @@ def adaptive_decision(
     if rounds_done < min_rounds:
         return Decision(False, f"{rounds_done} of at least {min_rounds} rounds done", rounds_done, above, (), widest)
     if not above:
-        return Decision(True, f"every point's ratio CI is within {target_text}", rounds_done, (), (), widest)
+        why = (f"every point's verdict is settled or its ratio CI is within {target_text}" if decided
+               else f"every point's ratio CI is within {target_text}")
+        return Decision(True, why, rounds_done, (), (), widest, decided)
     if rounds_done >= max_rounds:
         return Decision(
             True,
@@ -104,12 +140,15 @@ def adaptive_decision(
             above,
             above,
             widest,
+            decided,
         )
     return Decision(
         False,
-        f"{len(above)} of {len(widths)} points wider than {target_text} after {rounds_done} rounds",
+        f"{len(above)} of {len(widths)} points undecided and wider than {target_text} after {rounds_done} rounds"
+        if margin is not None else f"{len(above)} of {len(widths)} points wider than {target_text} after {rounds_done} rounds",
         rounds_done,
         above,
         (),
         widest,
+        decided,
     )

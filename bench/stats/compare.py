@@ -14,14 +14,15 @@ covers less than it claims (simulated, normal noise, nominal 95 %: 74 % at n = 3
 bootstrap sees once there are enough rounds.  The hull keeps the coverage of the better of the
 two, at the cost of being slightly wide when they agree.
 
-The verdict rests on that CI and on `p_value`; Welch, Mann-Whitney, Hodges-Lehmann and Cliff's
+The verdict rests on that CI, on `p_value` (is there a difference?) and on `p_equiv` (the
+ratio TOST: is it inside the margin?); Welch, Mann-Whitney, Hodges-Lehmann and Cliff's
 delta are reported beside it as cross-checks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +40,10 @@ from .bootstrap import (
 )
 from .describe import Summary, as_values, describe
 from .fieller import fieller_from_samples
-from .power import minimum_detectable_effect
+from .power import minimum_detectable_effect, power_difference, power_equivalence
 from .rank import cliffs_delta, hodges_lehmann
-from .significance import mann_whitney_u, paired_t_test, welch_t_test
+from .sessions import SessionLevel, session_level
+from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
 
 DEFAULT_MARGIN = 0.02
 DEFAULT_ALPHA = 0.05
@@ -74,6 +76,9 @@ class Comparison(JsonDataclass):
     fieller_ci_high: float
     p_value: float  # the test the verdict uses: paired t when paired, else Welch
     p_value_test: str
+    p_equiv: float  # TOST of the ratio against 1 -+ margin, alpha/2 per side (NaN if untestable)
+    moments: RatioMoments  # of the analysis units: the TOST at another margin, power
+    sessions: SessionLevel | None  # the session-level analysis, when paired rounds span >= 2 sessions
     welch_p: float
     mannwhitney_p: float
     paired_t_p: float  # NaN when not paired
@@ -85,8 +90,10 @@ class Comparison(JsonDataclass):
     hl_ratio_ci_high: float
     cliffs_delta: float  # > 0: candidate values tend to be larger
     relative_se: float  # standard error of the ratio, relative to it
-    mde: float  # minimum detectable effect (relative) at `power`, alpha two-sided
-    power: float
+    mde: float  # smallest relative shift called faster/slower with probability `power` (noncentral t)
+    power: float  # the power the MDE is for (0.8)
+    power_at_margin: float  # probability of "faster"/"slower" if the true shift were one margin
+    power_equivalence: float  # probability of "equivalent" (TOST) if the true ratio were 1
     improvement: float  # in the metric's good direction: > 0 means the candidate is better
     improvement_ci_low: float
     improvement_ci_high: float
@@ -170,12 +177,16 @@ def compare(
     power: float = DEFAULT_POWER,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    round_sessions: Mapping[int, Hashable] | None = None,
 ) -> Comparison:
     """Compare candidate with baseline at one point (one metric of one fio job).
 
     `baseline`/`candidate` are per-run values; `*_rounds` the interleaving round of each run.
     With rounds for both and at least 2 rounds in common the analysis is paired over the common
-    rounds; otherwise the two samples are resampled independently.
+    rounds; otherwise the two samples are resampled independently.  `round_sessions` maps each
+    round to the session (boot, run invocation) it ran in: when the paired rounds span two or
+    more sessions, the p-values and the CI are also computed at the session level (sessions.py)
+    and the more cautious of the two is kept, so a session effect cannot pass as a driver effect.
     """
     check_confidence(confidence)
     if not 0.0 < margin < 1.0:
@@ -252,6 +263,22 @@ def compare(
     paired_t_p = paired_t_test(b_analysis, c_analysis) if paired else math.nan
     p_value = paired_t_p if paired else welch_p
     p_value_test = "paired t-test on round means" if paired else "Welch t-test"
+    moments = ratio_moments(b_analysis, c_analysis, paired=paired)
+    p_equiv = ratio_tost_from_moments(moments, margin)[0]
+
+    level = None
+    if paired and round_sessions is not None and np.all(b_analysis > 0) and np.all(c_analysis > 0):
+        common_sessions = [round_sessions[r] for r in common]
+        level = session_level(np.log(c_analysis / b_analysis), common_sessions, margin=margin, confidence=confidence)
+    if level is not None and math.isfinite(level.p_value):
+        p_value = max(p_value, level.p_value)
+        p_equiv = max(p_equiv, level.p_equiv)
+        if not ci_problem:
+            ci_low, ci_high = min(ci_low, level.ci_low), max(ci_high, level.ci_high)
+        p_value_test += f"; the larger of it and the session-level t ({level.n_sessions} sessions)"
+        ci_method += f"; widened to the session-level interval ({level.n_sessions} sessions)"
+        notes.append(f"{level.n_sessions} sessions: {level.between_share:.0%} of the ratio's variance is between "
+                     f"sessions (p = {level.p_between:.2g})")
 
     hl_shift = hl_low = hl_high = math.nan
     if b_units.size and c_units.size:
@@ -263,7 +290,11 @@ def compare(
             notes.append("values not all positive: no log-scale Hodges-Lehmann shift")
 
     relative_se = _relative_se(b_analysis, c_analysis, paired, ratio)
-    mde = minimum_detectable_effect(relative_se, alpha=alpha, power=power)
+    # Power of the verdict's own tests at the observed spread and the real n (see power.py).
+    difference_se, df = moments.difference_se()
+    mde = minimum_detectable_effect(difference_se, df=df, alpha=alpha, power=power)
+    power_at_margin = power_difference(margin, difference_se, df, alpha=alpha)
+    power_equiv = power_equivalence(margin, difference_se, df, alpha=alpha)
 
     if higher_is_better:
         improvement, imp_low, imp_high = ratio - 1.0, ci_low - 1.0, ci_high - 1.0
@@ -292,6 +323,9 @@ def compare(
         fieller_ci_high=fieller_high,
         p_value=p_value,
         p_value_test=p_value_test,
+        p_equiv=p_equiv,
+        moments=moments,
+        sessions=level,
         welch_p=welch_p,
         mannwhitney_p=mannwhitney_p,
         paired_t_p=paired_t_p,
@@ -305,6 +339,8 @@ def compare(
         relative_se=relative_se,
         mde=mde,
         power=float(power),
+        power_at_margin=power_at_margin,
+        power_equivalence=power_equiv,
         improvement=improvement,
         improvement_ci_low=imp_low,
         improvement_ci_high=imp_high,

@@ -13,8 +13,11 @@
 * "drift": Spearman rank correlation of value against run order, p < drift_alpha (0.01: with
   hundreds of point x target cells a 5 % flag rate would drown real drift in false alarms).
   Needs n >= 5.
-* "underpowered": the minimum detectable effect exceeds the margin (or could not be computed),
-  so even a real difference as large as the margin would probably be missed.
+* "underpowered": the verdict's own tests lack 80 % power at this point's spread and n: the
+  minimum detectable effect (noncentral t, see power.py) exceeds the margin -- a real
+  difference as large as the margin would probably not be called faster/slower -- or (when
+  given) the power to show equivalence of identical drivers is below 80 %, or either could
+  not be computed.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MIN_N_MODALITY = 10
 MODIFIED_Z_THRESHOLD = 3.5
 MIN_N_DRIFT = 5
 DEFAULT_DRIFT_ALPHA = 0.01
+REQUIRED_POWER = 0.8  # the power the MDE is computed for
 
 MULTIMODAL = "multimodal"
 OUTLIERS = "outliers"
@@ -52,6 +56,7 @@ class Quality(JsonDataclass):
     drift_p: float
     mde: float
     margin: float
+    equivalence_power: float  # NaN when not given
     flags: tuple[str, ...]
 
 
@@ -91,6 +96,7 @@ def quality_report(
     *,
     mde: float,
     margin: float,
+    equivalence_power: float | None = None,
     drift_alpha: float = DEFAULT_DRIFT_ALPHA,
 ) -> Quality:
     """All checks with their numbers; `positions` is each value's place in the campaign's run order."""
@@ -121,7 +127,8 @@ def quality_report(
             if math.isfinite(p) and p < drift_alpha:
                 flags.append(DRIFT)
 
-    if not (math.isfinite(mde) and mde <= margin):
+    weak_equivalence = equivalence_power is not None and not equivalence_power >= REQUIRED_POWER
+    if not (math.isfinite(mde) and mde <= margin) or weak_equivalence:
         flags.append(UNDERPOWERED)
 
     return Quality(
@@ -133,6 +140,7 @@ def quality_report(
         drift_p=p,
         mde=float(mde),
         margin=float(margin),
+        equivalence_power=math.nan if equivalence_power is None else float(equivalence_power),
         flags=tuple(flags),
     )
 
@@ -143,6 +151,7 @@ def quality_flags(
     *,
     mde: float,
     margin: float,
+    equivalence_power: float | None = None,
 ) -> list[str]:
     """Names of the checks that failed, among multimodal, outliers, drift, underpowered."""
-    return list(quality_report(values, positions, mde=mde, margin=margin).flags)
+    return list(quality_report(values, positions, mde=mde, margin=margin, equivalence_power=equivalence_power).flags)

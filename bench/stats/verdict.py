@@ -1,17 +1,25 @@
 """The per-point verdict: faster, slower, equivalent or inconclusive, said in words.
 
-Rules (margin m, ratio = candidate / baseline, CI = its bootstrap CI):
+The standard equivalence-testing scheme (Lakens 2017): two questions are asked of every point,
+each with its own test, and each corrected across the points decided together (Holm, or
+Benjamini-Hochberg):
 
-* faster / slower: the p-value, corrected across the points decided together, is below alpha
-  AND the whole CI lies beyond the margin on one side (CI above 1 + m, or below 1 - m).  Which
-  side is "faster" follows the metric: for IOPS higher is better, for latency lower is better.
-* equivalent: the whole CI lies inside [1 - m, 1 + m].  This is a TOST at the level of the CI:
-  with a 95 % CI each one-sided test runs at 2.5 %, i.e. conservatively.
-* inconclusive: anything else, including too few rounds and data without any variability.
+* is there a difference?  `p_value` (paired t on round means, or Welch), corrected: `significant`.
+* is the ratio inside [1 - m, 1 + m]?  `p_equiv`, the ratio TOST at alpha/2 per side (the level
+  of the 95 % CI the verdict shows), corrected: `equivalence_shown`, which also requires the shown
+  CI (the hull of bootstrap and Fieller) to lie inside the band, so the picture never contradicts
+  the word.
 
-"Not significant" never becomes "equivalent": only a CI narrow enough to fit inside the margin
-does.  A difference that is significant but smaller than the margin is "equivalent" (the point
-of a margin), and `significant` says so.  Equivalence claims are not corrected across points.
+| significant | equivalence shown | verdict |
+|---|---|---|
+| any | yes | equivalent ("significant but negligible" in the reason when also significant) |
+| yes | no  | faster / slower, by the side of 1 the ratio lies on and the metric's direction |
+| no  | no  | inconclusive: "not significant" is never "equal" |
+
+`beyond_margin` is the stricter statement kept beside the word: a faster/slower point whose whole
+CI lies outside the band, i.e. the difference is larger than the margin, not just non-zero.  The
+CI is per point (not widened for the number of points).  The old rule required this for
+faster/slower, which called a true +2.5 % difference with p = 1e-8 "inconclusive".
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from ._json import JsonDataclass
 from .compare import Comparison
 from .correction import adjust_pvalues
+from .significance import ratio_tost_from_moments
 
 FASTER = "faster"
 SLOWER = "slower"
@@ -40,6 +49,10 @@ class Verdict(JsonDataclass):
     p_value: float  # raw
     p_adjusted: float  # corrected across the points decided together
     significant: bool  # p_adjusted < alpha
+    p_equiv: float  # ratio TOST p-value, raw
+    p_equiv_adjusted: float  # corrected across the points, like p_adjusted
+    equivalence_shown: bool  # p_equiv_adjusted < alpha and the CI lies inside the band
+    beyond_margin: bool  # faster/slower and the whole CI lies outside the band
     ratio: float  # candidate / baseline of the metric
     ci_low: float
     ci_high: float
@@ -48,7 +61,7 @@ class Verdict(JsonDataclass):
     margin: float
     alpha: float
     correction: str
-    sentence: str  # e.g. "rnull is 1.04 ± 0.01 × faster than null_blk (95 % CI 1.03-1.05)"
+    sentence: str  # "rnull is 1.05 ± 0.01 × faster than null_blk (95 % CI 1.04-1.06), beyond the ±2 % margin"
     reason: str  # why this verdict and not another
 
 
@@ -82,28 +95,45 @@ def _ratio_text(c: Comparison, candidate: str, baseline: str) -> str:
     return text
 
 
-def _classify(c: Comparison, significant: bool, p_adj: float, margin: float, correction: str) -> tuple[str, str]:
+def _p_text(p: float, correction: str, name: str = "p") -> str:
+    return f"{name} = {p:.3g} after {correction}" if math.isfinite(p) else f"no {name}"
+
+
+def _classify(
+    c: Comparison, significant: bool, equivalence_shown: bool, p_adj: float, p_equiv_adj: float,
+    margin: float, correction: str,
+) -> tuple[str, str]:
     low, high = c.ratio_ci_low, c.ratio_ci_high
     band = f"±{_percent(margin)} margin"
-    p_text = f"p = {p_adj:.3g} after {correction}" if math.isfinite(p_adj) else "no p-value"
+    p_text = _p_text(p_adj, correction)
+    q_text = _p_text(p_equiv_adj, correction, "TOST p")
     if c.ci_problem:
         return INCONCLUSIVE, f"no confidence interval: {c.ci_problem}"
-    above, below = low > 1.0 + margin, high < 1.0 - margin
-    if above or below:
-        if not significant:
-            return INCONCLUSIVE, f"the CI lies beyond the {band} but the difference is not significant ({p_text})"
-        better = above == c.higher_is_better
-        return (FASTER if better else SLOWER), f"significant ({p_text}) and the CI lies beyond the {band}"
-    if low >= 1.0 - margin and high <= 1.0 + margin:
+    inside = low >= 1.0 - margin and high <= 1.0 + margin
+    beyond = low > 1.0 + margin or high < 1.0 - margin
+    if equivalence_shown:
         if significant:
-            return EQUIVALENT, f"the CI lies inside the {band}; the difference is significant ({p_text}) but smaller than the margin"
-        return EQUIVALENT, f"the CI lies inside the {band}"
+            return EQUIVALENT, (f"significant but negligible: the difference is significant ({p_text}) "
+                                f"but the CI lies inside the {band} ({q_text})")
+        return EQUIVALENT, f"the CI lies inside the {band} ({q_text})"
     if significant:
-        return INCONCLUSIVE, f"significant ({p_text}) but the CI overlaps the {band}"
+        better = (c.ratio > 1.0) == c.higher_is_better
+        word = FASTER if better else SLOWER
+        if beyond:
+            return word, f"significant ({p_text}) and the whole CI lies beyond the {band}"
+        if inside:
+            return word, (f"significant ({p_text}); the CI lies inside the {band} but equivalence is "
+                          f"not shown after correction ({q_text})")
+        return word, f"significant ({p_text}); the CI reaches into the {band}, so the difference may be smaller than it"
+    if inside:
+        return INCONCLUSIVE, (f"not significant ({p_text}); the CI lies inside the {band} but equivalence "
+                              f"is not shown after correction ({q_text})")
     return INCONCLUSIVE, f"not significant ({p_text}) and the CI is too wide to fit inside the {band}: not evidence of equality"
 
 
-def _sentence(word: str, c: Comparison, margin: float, candidate: str, baseline: str) -> str:
+def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant: bool,
+              candidate: str, baseline: str) -> str:
+    band = f"±{_percent(margin)} margin"
     if word in (FASTER, SLOWER):
         # speed factor > 1 means "candidate better"; latency ratios are inverted
         if c.higher_is_better:
@@ -111,12 +141,23 @@ def _sentence(word: str, c: Comparison, margin: float, candidate: str, baseline:
         else:
             speed, s_low, s_high = 1.0 / c.ratio, 1.0 / c.ratio_ci_high, 1.0 / c.ratio_ci_low
         if word == FASTER:
-            return _factor_sentence(FASTER, speed, s_low, s_high, c.confidence, candidate, baseline)
-        return _factor_sentence(SLOWER, 1.0 / speed, 1.0 / s_high, 1.0 / s_low, c.confidence, candidate, baseline)
+            text = _factor_sentence(FASTER, speed, s_low, s_high, c.confidence, candidate, baseline)
+        else:
+            text = _factor_sentence(SLOWER, 1.0 / speed, 1.0 / s_high, 1.0 / s_low, c.confidence, candidate, baseline)
+        return text + (f", beyond the {band}" if beyond else f", possibly by less than the {band}")
     ratio = _ratio_text(c, candidate, baseline)
     if word == EQUIVALENT:
-        return f"{candidate} and {baseline} are equivalent within ±{_percent(margin)}: {ratio}"
+        tail = " (a significant but negligible difference)" if significant else ""
+        return f"{candidate} and {baseline} are equivalent within ±{_percent(margin)}: {ratio}{tail}"
     return f"inconclusive: {ratio}"
+
+
+def _tost_at(c: Comparison, margin: float) -> float:
+    """The comparison's TOST p-value at another margin (the session level's too, when it has one)."""
+    p = ratio_tost_from_moments(c.moments, margin)[0]
+    if c.sessions is not None and math.isfinite(c.sessions.tost(margin)):
+        p = max(p, c.sessions.tost(margin))
+    return p
 
 
 def decide(
@@ -128,7 +169,7 @@ def decide(
     baseline_name: str = "null_blk",
     candidate_name: str = "rnull",
 ) -> list[Verdict]:
-    """One Verdict per comparison, p-values corrected across all of them together.
+    """One Verdict per comparison; difference and TOST p-values each corrected across all of them.
 
     A mapping's keys name the points; a sequence's points are named by their index.  `margin`
     and `alpha` default to the values each comparison was made with.
@@ -138,16 +179,26 @@ def decide(
     else:
         items = list(enumerate(comparisons))
     adjusted = adjust_pvalues([c.p_value for _, c in items], method=method)
+    # Equivalence claims are a family of their own, corrected the same way.
+    margins = [c.margin if margin is None else float(margin) for _, c in items]
+    if not all(0.0 < m < 1.0 for m in margins):
+        raise ValueError("margin must be in (0, 1)")
+    p_equiv = [c.p_equiv if m == c.margin else _tost_at(c, m) for (_, c), m in zip(items, margins)]
+    adjusted_equiv = adjust_pvalues(p_equiv, method=method)
     correction = _METHOD_NAMES[method]
     verdicts = []
-    for (key, c), p_adj in zip(items, adjusted):
-        point_margin = c.margin if margin is None else float(margin)
+    for (key, c), point_margin, p_eq, p_adj, p_eq_adj in zip(items, margins, p_equiv, adjusted, adjusted_equiv):
         point_alpha = c.alpha if alpha is None else float(alpha)
         if not 0.0 < point_margin < 1.0 or not 0.0 < point_alpha < 1.0:
             raise ValueError("margin and alpha must be in (0, 1)")
         p_adj = float(p_adj)
+        p_eq_adj = float(p_eq_adj)
         significant = math.isfinite(p_adj) and p_adj < point_alpha
-        word, reason = _classify(c, significant, p_adj, point_margin, correction)
+        low, high = c.ratio_ci_low, c.ratio_ci_high
+        inside = bool(low >= 1.0 - point_margin and high <= 1.0 + point_margin)
+        equivalence_shown = math.isfinite(p_eq_adj) and p_eq_adj < point_alpha and inside and not c.ci_problem
+        word, reason = _classify(c, significant, equivalence_shown, p_adj, p_eq_adj, point_margin, correction)
+        beyond = word in (FASTER, SLOWER) and bool(low > 1.0 + point_margin or high < 1.0 - point_margin)
         verdicts.append(
             Verdict(
                 key=key,
@@ -155,6 +206,10 @@ def decide(
                 p_value=c.p_value,
                 p_adjusted=p_adj,
                 significant=significant,
+                p_equiv=p_eq,
+                p_equiv_adjusted=p_eq_adj,
+                equivalence_shown=equivalence_shown,
+                beyond_margin=beyond,
                 ratio=c.ratio,
                 ci_low=c.ratio_ci_low,
                 ci_high=c.ratio_ci_high,
@@ -163,7 +218,7 @@ def decide(
                 margin=point_margin,
                 alpha=point_alpha,
                 correction=correction,
-                sentence=_sentence(word, c, point_margin, candidate_name, baseline_name),
+                sentence=_sentence(word, c, point_margin, beyond, significant, candidate_name, baseline_name),
                 reason=reason,
             )
         )
