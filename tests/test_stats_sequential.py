@@ -13,7 +13,6 @@ is what compare() computes besides its bootstrap; test_the_model_agrees_with_the
 runs the real compare() + adaptive_decision(margin=...) on two cells to check the model.
 """
 
-import math
 
 import numpy as np
 import pytest
