@@ -25,6 +25,7 @@ def cmd_plan(args) -> int:
     from bench.targets import Context
 
     prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
+    camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
     if args.export_fio:
         targets = local.build_targets(prepared.workload, Context("export"))

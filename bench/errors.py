@@ -20,3 +20,16 @@ class RunError(BlkcmpError):
     """A failure while running: a device, fio, a kernel build, a VM."""
 
     exit_code = 1
+
+
+MAX_ECHO = 80  # characters of user input repeated in an error line
+
+
+def shorten(value, limit: int = MAX_ECHO) -> str:
+    """User input as an error line repeats it: repr(), cut to `limit` characters with the total
+    length said, so a 200,000-character value never becomes a 200,000-character line."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    head = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return f"{head}… ({len(text)} characters)"

@@ -24,7 +24,7 @@ from bench.plan import Plan, PlannedRun, add_rounds
 from bench.targets import Context, Target, make_target, state
 from bench.targets.blockdev import audit_differences, require_safe
 from bench.targets.options import BLOCK_DRIVERS
-from bench.workload import Workload
+from bench.workload import Workload, job_options
 
 FIO_GRACE_S = 120  # beyond ramp_time + runtime before a fio run counts as hung
 
@@ -57,9 +57,10 @@ def job_spec(workload: Workload, run: PlannedRun, target: Target, filename: str 
         f"blkcmp campaign {campaign}: target {target.name} ({target.driver}), point {run.point_key}",
         "run by hand: fio --output-format=json+ <this file>",
     )
-    return fio.JobSpec(name=target.name, filename=filename, fio_options=dict(workload.fio),
-                       point=dict(run.point), target_options=target_options,
-                       runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments)
+    return fio.JobSpec(name=target.name, filename=filename, fio_options=job_options(workload.fio),
+                       point=job_options(run.point), target_options=target_options,
+                       runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments,
+                       timeseries_msec=workload.timeseries_msec())
 
 
 def job_rows(output: fio.FioOutput) -> list[dict]:
