@@ -14,7 +14,7 @@ from pathlib import Path
 from collections import Counter
 
 from bench import env, fio, fio_options, store, workload as workload_mod
-from bench.errors import RunError, UsageError
+from bench.errors import RunError, UsageError, clip
 from bench.executors import local
 from bench.plan import Plan, make_plan
 from bench.targets import Context, Target
@@ -100,7 +100,7 @@ def check_with_fio(prepared: Prepared) -> None:
         if verdict:
             fname = batch[0][0]
             raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]} "
-                             f"({fname}): {verdict}")
+                             f"({fname}): {clip(verdict, 300)}")
 
 
 def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:

@@ -22,7 +22,8 @@ class RunError(BlkcmpError):
     exit_code = 1
 
 
-MAX_ECHO = 80  # characters of user input repeated in an error line
+MAX_ECHO = 80    # characters of user input repeated in an error line
+MAX_LINE = 1000  # characters of any one error line (the last guard, in the CLI)
 
 
 def shorten(value, limit: int = MAX_ECHO) -> str:
@@ -33,3 +34,8 @@ def shorten(value, limit: int = MAX_ECHO) -> str:
         return repr(text) if isinstance(value, str) else text
     head = repr(text[:limit]) if isinstance(value, str) else text[:limit]
     return f"{head}… ({len(text)} characters)"
+
+
+def clip(line: str, limit: int = MAX_LINE) -> str:
+    """One error line cut to `limit` characters (what the CLI prints, whatever produced it)."""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line)} characters)"

@@ -176,6 +176,11 @@ class OptionTable:
         """fio's name for a key (an alias resolves to the option it stands for), or None."""
         return self._folded.get(fold(key))
 
+    def known_engines(self) -> list[str]:
+        """Engines this fio lists, plus `external` (external:LIB.so) when it can load one."""
+        ioengine = self.options.get("ioengine")
+        return self.engines + (["external"] if ioengine and "external" in ioengine.values else [])
+
     def spellings(self) -> list[str]:
         return sorted({n for info in self.options.values() for n in (info.name, info.alias) if n})
 

@@ -357,7 +357,7 @@ def _allowed(workload: Workload, table: fio_options.OptionTable | None):
             continue
         if entry.startswith("ioengine="):
             engine = entry.removeprefix("ioengine=")
-            if table and engine.split(":")[0] not in table.engines:
+            if table and engine.split(":")[0] not in table.known_engines():
                 problems.append((where, f"this fio ({table.version}) has no I/O engine {shorten(engine)}"
                                  + _did_you_mean(engine, table.engines)))
             elif engine in fio_options.SAFE_ENGINES:
@@ -462,7 +462,7 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
         return f"{canonical}=TYPE:FILE makes fio create, truncate and then delete FILE: use the type alone"
     if canonical == "ioengine":
         engine = value.split(":")[0]
-        if table and engine not in table.engines:
+        if table and engine not in table.known_engines():
             return (f"this fio ({table.version}) has no I/O engine {shorten(value)}"
                     + (_did_you_mean(value, table.engines) or f" (it has: {', '.join(table.engines)})"))
         if engine not in fio_options.SAFE_ENGINES and f"ioengine={engine}" not in allowed:
@@ -568,46 +568,65 @@ def _shape_problem(text: str, name: str) -> str | None:
     adds the size of what it names without copying it, so a billion-laughs file or a 100,000-deep
     list is refused in time and memory proportional to the file.
     """
-    stack: list[list] = []          # [anchor, expanded size] per open mapping / list
+    stack: list[dict] = []          # per open mapping / list: anchor, expanded size, where we are
     sizes: dict[str, int] = {}      # anchor -> expanded size, once its node is complete
-    total = 0
+    done = 0                        # expanded size of finished top-level nodes
 
-    def add(size: int, mark) -> str | None:
-        nonlocal total
-        if stack:
-            stack[-1][1] += size
-        total += size if not stack else 0
-        expanded = total + sum(entry[1] for entry in stack)
-        if expanded > MAX_VALUES:
-            return (f"{name}:{mark.line + 1}: (top level): expected at most {MAX_VALUES} values once "
-                    f"aliases are expanded, found more (an alias bomb?)")
-        return None
+    def where() -> tuple:
+        """The path of the node the next event starts (a key's path when it is a key)."""
+        if not stack:
+            return ()
+        top = stack[-1]
+        if top["map"]:
+            return top["path"] + ((top["key"],) if not top["expect_key"] else ())
+        return top["path"] + (top["index"],)
+
+    def place(size: int, scalar: str | None = None) -> None:
+        """Account for a finished node of `size` values in its parent."""
+        nonlocal done
+        if not stack:
+            done += size
+            return
+        top = stack[-1]
+        top["size"] += size
+        if top["map"]:
+            if top["expect_key"]:
+                top["key"] = scalar if scalar is not None else "?"
+            top["expect_key"] = not top["expect_key"]
+        else:
+            top["index"] += 1
+
+    def fail(event, text: str, path: tuple | None = None) -> str:
+        return f"{name}:{event.start_mark.line + 1}: {_format_path(where() if path is None else path)}: {text}"
 
     for event in yaml.parse(text, Loader=_LineLoader):
-        line = event.start_mark.line + 1
         if isinstance(event, yaml.ScalarEvent):
             if len(event.value) > MAX_STRING:
-                return (f"{name}:{line}: (top level): expected strings of at most {MAX_STRING} "
-                        f"characters, found one of {len(event.value)}")
+                return fail(event, f"expected at most {MAX_STRING} characters, found {len(event.value)}")
             if event.anchor:
                 sizes[event.anchor] = 1
-            if problem := add(1, event.start_mark):
-                return problem
+            place(1, event.value)
         elif isinstance(event, yaml.AliasEvent):
-            if any(entry[0] == event.anchor for entry in stack):
-                return f"{name}:{line}: (top level): alias *{shorten(event.anchor, 40)[1:-1]} refers to itself (a recursive alias)"
-            if problem := add(sizes.get(event.anchor, 1), event.start_mark):
-                return problem
+            if any(entry["anchor"] == event.anchor for entry in stack):
+                return fail(event, f"alias *{shorten(event.anchor, 40)[1:-1]} refers to the value it is "
+                                   "part of (a recursive alias)")
+            place(sizes.get(event.anchor, 1), "?")
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if len(stack) >= MAX_DEPTH:
-                return f"{name}:{line}: (top level): expected nesting at most {MAX_DEPTH} deep, found deeper"
-            stack.append([event.anchor, 1])
+                return fail(event, f"expected nesting at most {MAX_DEPTH} deep, found deeper")
+            stack.append({"anchor": event.anchor, "size": 1, "path": where(),
+                          "map": isinstance(event, yaml.MappingStartEvent), "expect_key": True,
+                          "key": None, "index": 0})
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            anchor, size = stack.pop()
-            if anchor:
-                sizes[anchor] = size
-            if problem := add(size, event.start_mark):
-                return problem
+            entry = stack.pop()
+            if entry["anchor"]:
+                sizes[entry["anchor"]] = entry["size"]
+            place(entry["size"], "?")
+        else:
+            continue
+        if done + sum(entry["size"] for entry in stack) > MAX_VALUES:
+            return fail(event, f"expected at most {MAX_VALUES} values once aliases are expanded, "
+                               "found more (an alias bomb?)")
     return None
 
 
@@ -652,8 +671,12 @@ def _format_path(path: tuple) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += f".{_yaml_key(part)}" if text else _yaml_key(part)
-    return text or "(top level)"
+            key = _yaml_key(part)
+            key = key if key.isprintable() and key.strip() == key else repr(key)  # '\n', 'filename '
+            key = key if len(key) <= 40 else key[:40] + "…"
+            text += f".{key}" if text else key
+    # A 32-deep list or a long key would otherwise make the error line as long as the input.
+    return (text if len(text) <= 120 else text[:120] + "…") or "(top level)"
 
 
 def _real_path(loc: tuple, data: Any) -> tuple:
