@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    p.add_argument("--timeseries", action="store_true",
+                   help="one row per time-series sample (workloads with `timeseries:`)")
 
     p = sub.add_parser("ls", help="list campaigns and their status")
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench import env, fio, store
+from bench import env, fio, store, timeseries
 from bench.errors import RunError, UsageError
 from bench.procs import signals_raise
 from bench.plan import Plan, PlannedRun, add_rounds
@@ -103,15 +103,21 @@ def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path) -> str:
     status, error = meta.get("status", "done"), meta.get("error")
     metrics, rows, version = {}, [], meta.get("fio_version")
     cpu = store.read_json(run_dir / "cpu.json") if (run_dir / "cpu.json").exists() else None
+    samples: list[dict] = []
     if status == "done":
         output = fio.parse((run_dir / "fio.json").read_text())
         metrics = fio.run_metrics(output).to_dict()
         rows = job_rows(output)
         version = output.fio_version
+        try:
+            samples = [s.to_dict() for s in timeseries.read_run(run_dir)]
+        except timeseries.TimeseriesError as exc:
+            raise RunError(f"time-series log of run {run_id} unreadable: {exc}") from None
     with campaign.index() as db:
         store.record_run(db, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
                          host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
                          metrics=metrics, cpu=cpu, fio_version=version, job_rows=rows)
+        store.record_timeseries(db, run_id, samples)
     return status
 
 
