@@ -392,7 +392,8 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
     canonical = table.canonical(key) if table else None
     owned = dict(fio_options.OWNED)
     if workload.timeseries is not None:
-        owned |= {k: "blkcmp sets it for `timeseries:`" for k in fio_options.TIMESERIES_OWNED}
+        owned |= {k: "blkcmp passes it for `timeseries:` (the logs go where blkcmp reads them)"
+                  for k in fio_options.TIMESERIES_OWNED}
     reason = owned.get(folded) or (owned.get(canonical) if canonical else None)
     spelled = f" ({shorten(key)} is fio's {canonical!r})" if canonical and canonical != key else ""
     if reason:
