@@ -236,12 +236,13 @@ def parse_interval_msec(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return int(round(value * 1000)) if math.isfinite(value) else None
+        # beyond a day it is out of bounds anyway; checked first so that 1e308 * 1000 cannot overflow
+        return int(round(value * 1000)) if math.isfinite(value) and abs(value) <= MAX_SECONDS else None
     m = _INTERVAL.match(str(value)) if len(str(value)) < 32 else None
     if not m:
         return None
-    number = float(m.group(1))
-    return int(round(number if m.group(2) == "ms" else number * 1000))
+    number = float(m.group(1)) * (1 if m.group(2) == "ms" else 1000)
+    return int(round(number)) if number <= MAX_SECONDS * 1000 else None
 
 
 def _did_you_mean(word: str, choices) -> str:
