@@ -56,7 +56,11 @@ def _imposed_options(target: Target) -> dict:
 
 def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
             message=lambda text: None) -> Prepared:
-    workload = workload_mod.load(path, fio_table=fio_options.table())
+    table = fio_options.table()
+    try:
+        workload = workload_mod.load(path, fio_table=table)
+    finally:
+        table.save()  # what this workload made blkcmp ask fio, for next time
     name = workload.campaign_name(path)
     targets = local.build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
@@ -115,7 +119,11 @@ def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
 
 def load_campaign_workload(campaign: store.Campaign) -> Workload:
     # Checked against this fio again: a resumed campaign may run on another fio than it began on.
-    return workload_mod.load(campaign.path / "workload.yaml", fio_table=fio_options.table())
+    table = fio_options.table()
+    try:
+        return workload_mod.load(campaign.path / "workload.yaml", fio_table=table)
+    finally:
+        table.save()
 
 
 def plan_summary(plan: Plan) -> str:

@@ -24,13 +24,12 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.errors import RunError
 
-FORMAT = 1  # of the cached table; bump when OptionTable changes shape
+FORMAT = 2  # of the cached table; bump when OptionTable changes shape
 
 OWNED: dict[str, str] = {
     "filename": "blkcmp points each job at its target's device",
@@ -158,49 +157,94 @@ class OptionInfo:
 
 @dataclass
 class OptionTable:
-    """One fio binary's options, aliases, engines and engine options."""
+    """One fio binary's options, aliases, engines and engine options.
+
+    `fio --cmdhelp=all` lists the option names; an option's alias, type and valid values, and an
+    engine's options, are asked for (one fio call each) only when a workload uses them, then kept
+    in the cache with the rest: a workload of five options costs a handful of calls, not 250.
+    """
 
     version: str
-    options: dict[str, OptionInfo]
+    names: list[str]
     engines: list[str]
+    infos: dict[str, OptionInfo] = field(default_factory=dict)
+    aliases: dict[str, str | None] = field(default_factory=dict)   # folded key -> option (None: none)
     engine_options: dict[str, list[str]] = field(default_factory=dict)
+    fio: str | None = None      # the binary to ask; None: answer from what is known only
+    dirty: bool = False         # learnt something since loaded (save() writes it)
 
     def __post_init__(self) -> None:
-        self._folded: dict[str, str] = {}
-        for info in self.options.values():
-            self._folded.setdefault(fold(info.name), info.name)
-            if info.alias:
-                self._folded.setdefault(fold(info.alias), info.name)
+        self._folded = {fold(n): n for n in self.names}
+
+    def _ask(self, args: list[str]) -> str:
+        if self.fio is None:
+            raise RunError("fio's option table is incomplete and no fio binary was given to ask")
+        self.dirty = True
+        return _fio(args, self.fio)
+
+    def info(self, name: str) -> OptionInfo:
+        if name not in self.infos:
+            self.infos[name] = parse_cmdhelp(name, self._ask([f"--cmdhelp={name}"]))
+        return self.infos[name]
 
     def canonical(self, key: str) -> str | None:
         """fio's name for a key (an alias resolves to the option it stands for), or None."""
-        return self._folded.get(fold(key))
+        folded = fold(key)
+        if folded in self._folded:
+            return self._folded[folded]
+        if not is_option_name(folded):
+            return None
+        if folded not in self.aliases:
+            # fio matches an alias only when asked for it by name (and case-sensitively)
+            text = self._ask([f"--cmdhelp={folded}"])
+            first = parse_cmdhelp_all(text.splitlines()[0]) if text.strip() else []
+            found = None
+            if first and first[0] in self.names:
+                info = parse_cmdhelp(first[0], text)
+                self.infos.setdefault(info.name, info)
+                found = info.name if info.alias and fold(info.alias) == folded else None
+            self.aliases[folded] = found
+        return self.aliases[folded]
 
     def known_engines(self) -> list[str]:
         """Engines this fio lists, plus `external` (external:LIB.so) when it can load one."""
-        ioengine = self.options.get("ioengine")
+        ioengine = self.info("ioengine") if "ioengine" in self.names else None
         return self.engines + (["external"] if ioengine and "external" in ioengine.values else [])
 
     def spellings(self) -> list[str]:
-        return sorted({n for info in self.options.values() for n in (info.name, info.alias) if n})
+        return sorted(set(self.names) | {a for a, n in self.aliases.items() if n})
+
+    def options_of(self, engine: str) -> list[str]:
+        if engine not in self.engines:
+            return []
+        if engine not in self.engine_options:
+            self.engine_options[engine] = parse_engine_options(self._ask([f"--enghelp={engine}"]))
+        return self.engine_options[engine]
 
     def engine_option(self, key: str, engines) -> str | None:
-        for engine in engines:
-            for name in self.engine_options.get(engine, []):
+        for engine in sorted(engines):
+            for name in self.options_of(engine):
                 if fold(name) == fold(key):
                     return name
         return None
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": self.version, "engines": self.engines,
-                "engine_options": self.engine_options,
-                "options": [asdict(o) for o in self.options.values()]}
+        return {"format": FORMAT, "version": self.version, "names": self.names, "engines": self.engines,
+                "infos": [asdict(o) for o in self.infos.values()], "aliases": self.aliases,
+                "engine_options": self.engine_options}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "OptionTable":
-        options = {o["name"]: OptionInfo(o["name"], o["alias"], o["type"], tuple(o["values"]))
-                   for o in data["options"]}
-        return cls(data["version"], options, list(data["engines"]), dict(data["engine_options"]))
+    def from_dict(cls, data: dict, fio: str | None = None) -> "OptionTable":
+        infos = {o["name"]: OptionInfo(o["name"], o["alias"], o["type"], tuple(o["values"]))
+                 for o in data["infos"]}
+        return cls(data["version"], list(data["names"]), list(data["engines"]), infos,
+                   dict(data["aliases"]), dict(data["engine_options"]), fio)
+
+    def save(self) -> None:
+        """Keep what was learnt in the cache (a read-only cache only costs asking fio again)."""
+        if self.dirty and self.fio is not None and (key := _binary_key(self.fio)) is not None:
+            _save(_cache_path(key), self)
+            self.dirty = False
 
 
 # ------------------------------------------------------------------------------------------
@@ -264,19 +308,12 @@ def parse_engine_options(text: str) -> list[str]:
 
 
 def read_table(fio: str) -> OptionTable:
-    """Ask fio itself (one `--cmdhelp` per option: fio prints aliases and types only then)."""
+    """The option names and engines of this fio (two calls; the rest is asked for when used)."""
     version = _fio(["--version"], fio).strip() or "unknown"
     names = parse_cmdhelp_all(_fio(["--cmdhelp=all"], fio))
     if not names:
         raise RunError(f"{fio} --cmdhelp=all listed no options: cannot check the workload's fio options")
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        infos = list(pool.map(lambda n: parse_cmdhelp(n, _fio([f"--cmdhelp={n}"], fio)), names))
-        engines = parse_enghelp(_fio(["--enghelp"], fio))
-        engine_options = dict(zip(
-            sorted(SAFE_ENGINES & set(engines)),
-            pool.map(lambda e: parse_engine_options(_fio([f"--enghelp={e}"], fio)),
-                     sorted(SAFE_ENGINES & set(engines)))))
-    return OptionTable(version, {i.name: i for i in infos}, engines, engine_options)
+    return OptionTable(version, names, parse_enghelp(_fio(["--enghelp"], fio)), fio=fio, dirty=True)
 
 
 def _binary_key(fio: str) -> str | None:
@@ -285,6 +322,11 @@ def _binary_key(fio: str) -> str | None:
         return None
     st = os.stat(path)
     return hashlib.sha1(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _cache_path(key: str) -> Path:
+    from bench.kernels import cache_dir
+    return cache_dir() / "fio" / f"options-{key}.json"
 
 
 def table(fio: str | None = None) -> OptionTable:
@@ -296,18 +338,16 @@ def table(fio: str | None = None) -> OptionTable:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO")
     if key in _CACHE:
         return _CACHE[key]
-    from bench.kernels import cache_dir
-    path = cache_dir() / "fio" / f"options-{key}.json"
     loaded = None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(_cache_path(key).read_text())
         if isinstance(data, dict) and data.get("format") == FORMAT:
-            loaded = OptionTable.from_dict(data)
+            loaded = OptionTable.from_dict(data, fio)
     except (OSError, ValueError, KeyError, TypeError):
         loaded = None  # absent or damaged: asked again below
     if loaded is None:
         loaded = read_table(fio)
-        _save(path, loaded)
+        loaded.save()
     _CACHE[key] = loaded
     return loaded
 

@@ -412,11 +412,11 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
         if engine_option is None:
             return (f"this fio ({table.version}) has no option {shorten(key)}"
                     + (f" for engine {', '.join(sorted(engines))}" if engines else "")
-                    + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.engine_options.get(e, [])]))
+                    + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.options_of(e)]))
         if engine_option != key:
             return f"fio spells it {engine_option!r}, found {shorten(key)}"
         return None
-    info = table.options[canonical]
+    info = table.info(canonical)
     if key not in (info.name, info.alias):
         return f"fio spells it {canonical!r}, found {shorten(key)}"
     if canonical in allowed:
@@ -434,7 +434,7 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
 def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[str]) -> str | None:
     """Why a value of an fio option cannot go into a job file (None when it can)."""
     canonical = (table.canonical(key) if table else None) or fio_options.fold(key)
-    info = table.options.get(canonical) if table else None
+    info = table.info(canonical) if table and canonical in table.names else None
     if value is None:
         if info is None or info.is_flag:
             return None

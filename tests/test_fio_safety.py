@@ -212,16 +212,23 @@ def test_table_is_read_from_this_fio_and_cached_per_binary(tmp_path, monkeypatch
     monkeypatch.setattr(fio_options, "_CACHE", {})
     table = fio_options.table()
     assert table.canonical("timeout") == "runtime" and table.canonical(" Timeout ") == "runtime"
-    assert table.canonical("readwrite") == "rw"
-    assert table.options["group_reporting"].is_flag
-    assert "io_uring" in table.engines and "hipri" in table.engine_options["io_uring"]
-    assert set(table.options) <= fio_options.PLAIN | set(fio_options.OWNED) | set(fio_options.NEVER) \
+    assert table.canonical("readwrite") == "rw" and table.canonical("nosuchoption") is None
+    assert table.info("group_reporting").is_flag and not table.info("ioengine").is_flag
+    assert "io_uring" in table.engines and "hipri" in table.options_of("io_uring")
+    assert set(table.names) <= fio_options.PLAIN | set(fio_options.OWNED) | set(fio_options.NEVER) \
         | set(fio_options.GUARDED), "fio has options blkcmp's lists do not sort (a new fio?)"
+    table.save()
     (cached,) = (tmp_path / "fio").glob("options-*.json")
-    assert json.loads(cached.read_text())["version"] == table.version
+    saved = json.loads(cached.read_text())
+    assert saved["version"] == table.version and saved["aliases"]["timeout"] == "runtime"
+    assert saved["aliases"]["nosuchoption"] is None and "hipri" in saved["engine_options"]["io_uring"]
+    # what was learnt is answered from the cache, without fio
+    again = fio_options.OptionTable.from_dict(saved, fio=None)
+    assert again.canonical("Timeout") == "runtime" and again.info("group_reporting").is_flag
     cached.write_text("{ damaged")   # a damaged cache is asked again, not trusted
     monkeypatch.setattr(fio_options, "_CACHE", {})
-    assert fio_options.table().to_dict() == table.to_dict()
+    fresh = fio_options.table()
+    assert (fresh.version, fresh.names, fresh.engines) == (table.version, table.names, table.engines)
     assert json.loads(cached.read_text())["version"] == table.version
 
 
