@@ -215,7 +215,7 @@ def parse_only(job_text: str, fio: str = FIO) -> str | None:
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
     except subprocess.TimeoutExpired:
-        raise RunError(f"fio --parse-only did not answer within 60 s") from None
+        raise RunError("fio --parse-only did not answer within 60 s") from None
     if out.returncode == 0:
         return None
     lines = [l.strip() for l in (out.stderr + out.stdout).splitlines() if l.strip()]

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -369,7 +370,6 @@ _NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def bad_characters(text: str) -> str | None:
     """A description of the first control or invisible character in text, or None."""
-    import unicodedata
     for ch in text:
         if ch in "\n\r\t" or unicodedata.category(ch).startswith("C") or unicodedata.category(ch) in ("Zl", "Zp"):
             return f"a control character ({ch!r})"

@@ -27,9 +27,6 @@ from bench.targets.options import BLOCK_DRIVERS, DRIVER_OPTIONS
 Scalar = Union[bool, int, float, str]
 FioValue = Union[bool, int, float, str, None]
 
-# fio options that blkcmp sets itself, with the reason given to a user who tries to set them.
-RESERVED_FIO_OPTIONS: dict[str, str] = fio_options.OWNED
-
 # Bounds on everything a workload can make large, checked before anything is built from it:
 # each refusal is one line naming the field and the limit.
 MAX_FILE_BYTES = 1 << 20      # the YAML file
@@ -444,7 +441,7 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
     if isinstance(value, bool):
         if info is None or info.takes_number or info.is_flag or info.type == "(null)":
             return None
-        spelled = raw if raw and raw not in ("",) else ("true" if value else "false")
+        spelled = raw or ("true" if value else "false")
         return f"`{spelled}` is YAML's boolean here, not a word for fio: quote it: '{spelled}'"
     if isinstance(value, float) and not math.isfinite(value):
         return f"expected a finite number, found {value}"

@@ -10,7 +10,6 @@ import os
 import random
 import resource
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -142,7 +141,7 @@ PEAK_BYTES = 128 << 20  # Python allocations of one in-process plan
 def _hostile_entries(rng: random.Random, outside: Path) -> dict:
     s = str(outside)
     pool = [
-        {"bs": f"4k\nfilename={s}"}, {f"bs=4k\nfilename": s}, {"filename ": s}, {"FileName": s},
+        {"bs": f"4k\nfilename={s}"}, {"bs=4k\nfilename": s}, {"filename ": s}, {"FileName": s},
         {"timeout": 5}, {"time-based": 0}, {"opendir": s}, {"exec_prerun": f"touch {s}"},
         {"exec_postrun": f"rm {s}"}, {"write_iolog": s}, {"write_bw_log": s}, {"read_iolog": s},
         {"mem": f"mmap:{s}"}, {"buffer_pattern": f"'{s}'"}, {"ioengine": None}, {"ioengine": "exec"},
