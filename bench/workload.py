@@ -471,6 +471,30 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
     return None
 
 
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _growth_problem(canonical: str, value: Any) -> str | None:
+    """Why an option would make fio grow a `file` target's file (None when it cannot).
+
+    fio extends a regular file to cover offset + size (writing it out first), and the default
+    directory is /dev/shm: `offset: 1T` there fills the machine's memory.
+    """
+    off = value is False or value == 0 or (isinstance(value, str) and value.strip() in ("0", "false"))
+    if canonical == "filesize":
+        return "a `file` target's size is its `size` option; filesize would make fio grow the file"
+    if canonical in ("file_append", "fill_device") and not off:
+        return f"{canonical} would make fio grow a `file` target's file (in /dev/shm: memory)"
+    if canonical == "offset_increment" and not off:
+        return "offset_increment would make fio grow a `file` target's file beyond its size"
+    if canonical == "offset" and not off:
+        m = _PERCENT.match(str(value)) if isinstance(value, str) else None
+        if not m or float(m.group(1)) > 100:
+            return ("with a `file` target, give offset as a percentage of the file (at most 100%): "
+                    "an absolute offset makes fio grow the file to offset + size")
+    return None
+
+
 def fio_option_problems(workload: Workload, table: fio_options.OptionTable | None,
                         raw: dict[tuple, str] | None = None):
     """Every `fio:` and `matrix:` key and value checked against the allow-list, as (path, message).
@@ -482,6 +506,7 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
     allowed, problems = _allowed(workload, table)
     yield from problems
     engines = _engines_in_use(workload)
+    has_file_target = any(spec.driver == "file" for spec in workload.targets.named().values())
     for block, entries in (("fio", {k: [v] for k, v in workload.fio.items()}),
                            ("matrix", workload.matrix.axes())):
         seen: dict[str, str] = {}
@@ -499,6 +524,10 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
                 where = path if block == "fio" else path + (i,)
                 if text := _value_problem(key, value, raw.get(where), table, allowed):
                     yield where, text
+                elif has_file_target and (text := _growth_problem(
+                        canonical if table else fio_options.fold(key), value)):
+                    yield where, text
+
     def same(key: str) -> str:
         return (table.canonical(key) if table else None) or fio_options.fold(key)
     spellings = {same(k): k for k in workload.fio if isinstance(k, str)}

@@ -252,3 +252,40 @@ def test_log_file_name_keeps_only_a_plain_name():
     assert fio_options.log_file_name("/") == "log"
     assert fio_options.log_file_name("..") == "log"
     assert not re.search(r"[/\s]", fio_options.log_file_name("a/b/\u00e9\u0000"))
+
+
+# ------------------------------------------------------------------------------------------
+# A `file` target's file cannot be made to grow (fio writes out offset + size first; in /dev/shm
+# `offset: 1T` filled this machine's memory while this was written)
+
+
+@pytest.mark.parametrize("block,field,fragment", [
+    ("fio:\n  offset: 1T\n", "fio.offset", "as a percentage"),
+    ("fio:\n  fileoffset: 1g\n", "fio.fileoffset", "as a percentage"),
+    ("fio:\n  offset: 150%\n", "fio.offset", "at most 100%"),
+    ("matrix:\n  offset: [0, 64m]\n", "matrix.offset[1]", "as a percentage"),
+    ("fio:\n  filesize: 16m\n", "fio.filesize", "`size` option"),
+    ("fio:\n  fill_device: 1\n", "fio.fill_device", "grow"),
+    ("fio:\n  fill_fs: true\n", "fio.fill_fs", "grow"),
+    ("fio:\n  file_append: 1\n", "fio.file_append", "grow"),
+    ("fio:\n  offset_increment: 4m\n  numjobs: 4\n", "fio.offset_increment", "grow"),
+])
+def test_options_that_grow_a_file_target_are_refused(block, field, fragment):
+    text = "targets:\n  f: {driver: file}\n  n: {driver: fio-null}\n" + block
+    with pytest.raises(Exception) as info:
+        loads(text, "w.yaml", fio_options.table())
+    (line,) = str(info.value).splitlines()
+    assert line.startswith("w.yaml:") and f": {field}:" in line and fragment in line, line
+    # the same options are fine without a file target (a block device cannot grow)
+    loads(text.replace("driver: file", "driver: loop"), "w.yaml", fio_options.table())
+
+
+def test_percentage_offset_on_a_file_target_keeps_it_within_twice_its_size(tmp_path, env):
+    text = HEAD.format(tmp=tmp_path) + "fio:\n  rw: write\n  offset: 50%\n  fill_device: 0\n"
+    path = write_workload(tmp_path, text)
+    proc = run_cli("plan", path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((campaign_dir(tmp_path / "results") / "runs" / "r001-p000-f" / "run.json").read_text())
+    assert meta["status"] == "done"
