@@ -1,18 +1,20 @@
 """Starting, resuming and describing campaigns: the steps behind `blkcmp plan` and `blkcmp run`.
 
-Nothing is written under results/ until the workload is valid, every target has been probed, and
-fio has accepted every distinct job file (`fio --parse-only`): bad input never leaves a
-half-written campaign behind.
+Nothing is written under results/ until the workload is valid (its fio options checked against
+this fio's own table and blkcmp's allow-list), every target has been probed, and fio has accepted
+every distinct job file (`fio --parse-only`, for `plan` as well as `run`): bad input never leaves
+a half-written campaign behind.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import env, fio, store, workload as workload_mod
-from bench.errors import RunError, UsageError
+from collections import Counter
+
+from bench import env, fio, fio_options, store, workload as workload_mod
+from bench.errors import RunError, UsageError, clip
 from bench.executors import local
 from bench.plan import Plan, make_plan
 from bench.targets import Context, Target
@@ -30,11 +32,14 @@ class Prepared:
 def distinct_jobs(workload: Workload, plan: Plan, targets: dict[str, Target], campaign: str) -> dict[str, str]:
     """file name -> fio job text, one per target × point (what --export-fio writes)."""
     jobs = {}
+    first_runs = {}
+    for run in plan.runs:
+        first_runs.setdefault((run.target, run.point_index), run)
     for name in plan.targets:
         target = targets[name]
         imposed = _imposed_options(target)
         for point in plan.points:
-            run = next(r for r in plan.runs if r.target == name and r.point_index == point.index)
+            run = first_runs[(name, point.index)]
             spec = local.job_spec(workload, run, target, target.planned_filename(), imposed, campaign)
             jobs[f"{name}--p{point.index:03d}.fio"] = fio.job_text(spec)
     return jobs
@@ -51,7 +56,11 @@ def _imposed_options(target: Target) -> dict:
 
 def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
             message=lambda text: None) -> Prepared:
-    workload = workload_mod.load(path)
+    table = fio_options.table()
+    try:
+        workload = workload_mod.load(path, fio_table=table)
+    finally:
+        table.save()  # what this workload made blkcmp ask fio, for next time
     name = workload.campaign_name(path)
     targets = local.build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
@@ -73,17 +82,29 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
     return Prepared(workload, path, plan, unavailable)
 
 
+CHECK_BATCH = 256  # jobs per `fio --parse-only` (fio keeps every job of a file in memory)
+
+
 def check_with_fio(prepared: Prepared) -> None:
-    """Let fio itself reject unknown or malformed options before anything runs."""
+    """Let fio itself reject unknown or malformed options before anything runs.
+
+    The distinct jobs go to fio in batches (one file may hold many [global] + job sections); only
+    when a batch is refused is it halved until the refused job is found, to name it.
+    """
     targets = local.build_targets(prepared.workload, Context("check"), prepared.plan.targets)
     jobs = distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
-    with tempfile.TemporaryDirectory(prefix="blkcmp-check-") as tmp:
-        for fname, text in jobs.items():
-            job = Path(tmp) / fname
-            job.write_text(text.replace("${BLKCMP_FILENAME}", "/dev/null"))
-            verdict = fio.parse_only(job)
-            if verdict:
-                raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]}: {verdict}")
+    texts = [(fname, text.replace("${BLKCMP_FILENAME}", "/dev/null")) for fname, text in jobs.items()]
+    for start in range(0, len(texts), CHECK_BATCH):
+        batch = texts[start:start + CHECK_BATCH]
+        verdict = fio.parse_only("".join(text for _, text in batch))
+        while verdict and len(batch) > 1:
+            half = batch[:len(batch) // 2]
+            first = fio.parse_only("".join(text for _, text in half))
+            batch, verdict = (half, first) if first else (batch[len(batch) // 2:], verdict)
+        if verdict:
+            fname = batch[0][0]
+            raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]} "
+                             f"({fname}): {clip(verdict, 300)}")
 
 
 def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
@@ -97,7 +118,12 @@ def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
 
 
 def load_campaign_workload(campaign: store.Campaign) -> Workload:
-    return workload_mod.load(campaign.path / "workload.yaml")
+    # Checked against this fio again: a resumed campaign may run on another fio than it began on.
+    table = fio_options.table()
+    try:
+        return workload_mod.load(campaign.path / "workload.yaml", fio_table=table)
+    finally:
+        table.save()
 
 
 def plan_summary(plan: Plan) -> str:
@@ -113,9 +139,9 @@ def plan_summary(plan: Plan) -> str:
                     if plan.max_rounds > plan.rounds else ""))
     lines.append("targets: " + ", ".join(plan.targets))
     lines.append("points:")
+    counts = Counter((r.point_index, r.target) for r in plan.runs)  # one pass: O(points + runs)
     for p in plan.points:
-        per_target = {t: sum(1 for r in plan.runs if r.point_index == p.index and r.target == t)
-                      for t in plan.targets}
+        per_target = {t: counts[(p.index, t)] for t in plan.targets}
         lines.append(f"  p{p.index:03d} {p.label}: " + ", ".join(f"{t} ×{n}" for t, n in per_target.items()))
     return "\n".join(lines)
 

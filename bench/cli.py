@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from bench import __version__
-from bench.errors import BlkcmpError
+from bench.errors import BlkcmpError, clip
 
 DEFAULT_RESULTS = Path("results")
 
@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    p.add_argument("--timeseries", action="store_true",
+                   help="one row per time-series sample (workloads with `timeseries:`)")
 
     p = sub.add_parser("ls", help="list campaigns and their status")
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args) or 0
     except BlkcmpError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"blkcmp: error: {line}", file=sys.stderr)
+            print(clip(f"blkcmp: error: {line}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("blkcmp: interrupted; finished runs are kept (resume with `blkcmp run --resume DIR`)",
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, unless asked for the traceback
         if os.environ.get("BLKCMP_DEBUG"):
             traceback.print_exc()
-        print(f"blkcmp: internal error: {type(exc).__name__}: {exc} (BLKCMP_DEBUG=1 shows where)",
+        print(clip(f"blkcmp: internal error: {type(exc).__name__}: {exc}") + " (BLKCMP_DEBUG=1 shows where)",
               file=sys.stderr)
         return 1
 

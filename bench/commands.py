@@ -25,6 +25,7 @@ def cmd_plan(args) -> int:
     from bench.targets import Context
 
     prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
+    camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
     if args.export_fio:
         targets = local.build_targets(prepared.workload, Context("export"))
@@ -151,8 +152,13 @@ def cmd_ingest(args) -> int:
 def cmd_export(args) -> int:
     from bench import export, store
     campaign = store.open_campaign(args.dir)
-    data = export.rows(campaign)
-    text = export.to_csv(data) if args.format == "csv" else export.to_json(data)
+    if args.timeseries:
+        data, columns = export.timeseries_rows(campaign), export.TIMESERIES_COLUMNS
+        if not data:
+            _say(f"{args.dir}: no time-series samples (the workload sets no `timeseries:`)")
+    else:
+        data, columns = export.rows(campaign), export.COLUMNS + export.EXTRA
+    text = export.to_csv(data, columns) if args.format == "csv" else export.to_json(data, columns)
     if args.output:
         store.atomic_write_text(args.output, text)
     else:

@@ -20,3 +20,22 @@ class RunError(BlkcmpError):
     """A failure while running: a device, fio, a kernel build, a VM."""
 
     exit_code = 1
+
+
+MAX_ECHO = 80    # characters of user input repeated in an error line
+MAX_LINE = 1000  # characters of any one error line (the last guard, in the CLI)
+
+
+def shorten(value, limit: int = MAX_ECHO) -> str:
+    """User input as an error line repeats it: repr(), cut to `limit` characters with the total
+    length said, so a 200,000-character value never becomes a 200,000-character line."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    head = repr(text[:limit]) if isinstance(value, str) else text[:limit]
+    return f"{head}… ({len(text)} characters)"
+
+
+def clip(line: str, limit: int = MAX_LINE) -> str:
+    """One error line cut to `limit` characters (what the CLI prints, whatever produced it)."""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line)} characters)"

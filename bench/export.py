@@ -2,6 +2,7 @@
 
 Failed runs are exported too, with their error in the `error` column (one row per job entry when
 fio's output was read, else one row with the job columns empty); statistics never use them.
+`--timeseries`: one row per time-series sample instead (workloads with `timeseries:`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ COLUMNS = ("campaign", "run_id", "target", "host", "job", "repetition", "round",
            "write_bw_bytes", "read_clat_mean_ns", "write_clat_mean_ns", "read_clat_p99_ns",
            "write_clat_p99_ns", "usr_cpu", "sys_cpu", "fio_version")
 EXTRA = ("point_key", "position", "job_index", "kernel", "started", "ended", "error")
+# `--timeseries`: job is fio's job number (1 … numjobs); time_ms since the job started; metric is
+# iops, bw_bytes (bytes/s), clat_ns, lat_ns or slat_ns, each averaged over its logging window.
+TIMESERIES_COLUMNS = ("campaign", "run_id", "target", "point_key", "round", "repetition", "job",
+                      "metric", "direction", "time_ms", "value")
 
 
 def rows(campaign: store.Campaign) -> list[dict]:
@@ -34,14 +39,24 @@ def rows(campaign: store.Campaign) -> list[dict]:
     return [dict(r) for r in result]
 
 
-def to_csv(data: list[dict]) -> str:
+def timeseries_rows(campaign: store.Campaign) -> list[dict]:
+    with campaign.index() as db:
+        result = db.execute(
+            "SELECT r.campaign, r.run_id, r.target, r.point_key, r.round, r.repetition, t.job,"
+            " t.metric, t.direction, t.time_ms, t.value"
+            " FROM runs r JOIN timeseries t ON t.run_id = r.run_id WHERE r.status = 'done'"
+            " ORDER BY r.position, t.job, t.metric, t.direction, t.time_ms").fetchall()
+    return [dict(r) for r in result]
+
+
+def to_csv(data: list[dict], columns: tuple[str, ...] = COLUMNS + EXTRA) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS + EXTRA), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for row in data:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS + EXTRA})
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     return buf.getvalue()
 
 
-def to_json(data: list[dict]) -> str:
-    return json.dumps([{k: row.get(k) for k in COLUMNS + EXTRA} for row in data], indent=1) + "\n"
+def to_json(data: list[dict], columns: tuple[str, ...] = COLUMNS + EXTRA) -> str:
+    return json.dumps([{k: row.get(k) for k in columns} for row in data], indent=1) + "\n"

@@ -52,11 +52,29 @@ def _seconds(value: float) -> str:
 
 
 def _option_lines(options: dict[str, Any]) -> list[str]:
+    # The workload was checked against the allow-list long before; this is the last line of
+    # defence, so a bug can never turn one option into several lines of a job file.
     lines = []
     for key, value in options.items():
         text = _fio_value(value)
+        if not _OPTION_NAME.match(key) or (text is not None and any(c in text for c in "\n\r\0")):
+            raise ValueError(f"refusing to write an unchecked fio option into a job file: {key[:40]!r}")
         lines.append(key if text is None else f"{key}={text}")
     return lines
+
+
+_OPTION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Prefix of the time-series logs in a run's directory (fio runs there): timeseries_iops.1.log, …
+TIMESERIES_PREFIX = "timeseries"
+
+
+def timeseries_options(msec: int) -> dict[str, Any]:
+    """What `timeseries:` makes blkcmp pass to fio: averaged IOPS, bandwidth and latency logs and
+    completion-latency histograms, every `msec` milliseconds, into the job's directory."""
+    return {"write_bw_log": TIMESERIES_PREFIX, "write_iops_log": TIMESERIES_PREFIX,
+            "write_lat_log": TIMESERIES_PREFIX, "write_hist_log": TIMESERIES_PREFIX,
+            "log_avg_msec": msec, "log_hist_msec": msec, "per_job_logs": 1}
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,7 @@ class JobSpec:
     runtime: float
     ramp_time: float
     comments: tuple[str, ...] = ()
+    timeseries_msec: int | None = None  # `timeseries:` of the workload, in milliseconds
 
 
 def job_text(spec: JobSpec) -> str:
@@ -83,6 +102,8 @@ def job_text(spec: JobSpec) -> str:
     if spec.ramp_time:
         lines.append(f"ramp_time={_seconds(spec.ramp_time)}")
     lines += _option_lines(spec.fio_options)
+    if spec.timeseries_msec:
+        lines += _option_lines(timeseries_options(spec.timeseries_msec))
     lines += ["", f"[{spec.name}]"]
     # The target's own options come last: fio lets the last setting of an option win.
     lines += _option_lines(spec.point | spec.target_options)
@@ -184,13 +205,18 @@ def version(fio: str = FIO) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def parse_only(job_path: Path, fio: str = FIO) -> str | None:
-    """fio's verdict on a job file's options without running it: None when fio accepts it."""
+def parse_only(job_text: str, fio: str = FIO) -> str | None:
+    """fio's verdict on a job file's options without running it: None when fio accepts it.
+
+    The job goes to fio on its standard input, so checking leaves no file behind.
+    """
     try:
-        out = subprocess.run([fio, "--parse-only", str(job_path)], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run([fio, "--parse-only", "-"], input=job_text, capture_output=True,
+                             text=True, timeout=60)
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+    except subprocess.TimeoutExpired:
+        raise RunError("fio --parse-only did not answer within 60 s") from None
     if out.returncode == 0:
         return None
     lines = [l.strip() for l in (out.stderr + out.stdout).splitlines() if l.strip()]

@@ -5,8 +5,10 @@ Layout of `results/<campaign>-<UTC timestamp>/`:
     workload.yaml          the resolved workload (workload.source.yaml: the file as written)
     plan.json              every planned run, in order (grows when adaptive rounds are added)
     environment.json       where it ran (kernel-config.txt beside it when readable)
-    index.sqlite           one row per planned run; one row per run x fio job x host
-    runs/<run_id>/         job.fio, fio.json (raw), fio.stderr, cpu.json, run.json
+    index.sqlite           one row per planned run; one row per run x fio job x host;
+                           one per time-series sample (`timeseries:` workloads)
+    runs/<run_id>/         job.fio, fio.json (raw), fio.stderr, cpu.json, run.json,
+                           timeseries_*.log (fio's IOPS/bandwidth/latency logs, if asked for)
 The raw files are the truth; the index can always be rebuilt from them (`reindex_run`).
 Every file is written atomically (temp file + rename) and a run directory appears only complete
 (it is assembled under runs/.tmp-<run_id> and renamed), so an interruption at any moment leaves
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     read_clat_p99_ns REAL, write_clat_p99_ns REAL, usr_cpu REAL, sys_cpu REAL, error INTEGER,
     fio_version TEXT, PRIMARY KEY (run_id, job_index)
 );
+CREATE TABLE IF NOT EXISTS timeseries (
+    run_id TEXT, job INTEGER, metric TEXT, direction TEXT, time_ms INTEGER, value REAL
+);
+CREATE INDEX IF NOT EXISTS timeseries_run ON timeseries (run_id);
 """
 
 RUN_METRIC_COLUMNS = ("iops", "read_iops", "write_iops", "mixed_iops", "bw_bytes", "clat_mean_ns",
@@ -266,6 +272,14 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
         cols = ["run_id"] + list(row)
         db.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                    (run_id, *row.values()))
+
+
+def record_timeseries(db: sqlite3.Connection, run_id: str, samples: list[dict]) -> None:
+    """A run's time-series samples in the index (replacing any it had)."""
+    db.execute("DELETE FROM timeseries WHERE run_id=?", (run_id,))
+    db.executemany("INSERT INTO timeseries (run_id, job, metric, direction, time_ms, value)"
+                   " VALUES (?, ?, ?, ?, ?, ?)",
+                   [(run_id, s["job"], s["metric"], s["direction"], s["time_ms"], s["value"]) for s in samples])
 
 
 def run_rows(campaign: Campaign) -> list[dict]:

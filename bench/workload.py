@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -19,29 +20,46 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from bench.errors import UsageError
+from bench import fio_options
+from bench.errors import UsageError, shorten
 from bench.targets.options import BLOCK_DRIVERS, DRIVER_OPTIONS
 
 Scalar = Union[bool, int, float, str]
 FioValue = Union[bool, int, float, str, None]
 
-# fio options that blkcmp sets itself, with the reason given to a user who tries to set them.
-RESERVED_FIO_OPTIONS: dict[str, str] = {
-    "filename": "blkcmp points each job at its target's device",
-    "filename_format": "blkcmp points each job at its target's device",
-    "directory": "blkcmp points each job at its target's device (use a `file` target's `directory` option)",
-    "output": "blkcmp keeps fio's output beside each run",
-    "output-format": "blkcmp always runs fio with --output-format=json+",
-    "output_format": "blkcmp always runs fio with --output-format=json+",
-    "runtime": "set the top-level `runtime:` instead",
-    "ramp_time": "set the top-level `ramp_time:` instead",
-    "time_based": "blkcmp runs every job time-based for `runtime` seconds",
-    "name": "blkcmp names each job after its target",
-    "client": "client/server runs are set up by blkcmp, not by a job option",
-    "server": "client/server runs are set up by blkcmp, not by a job option",
-}
+# Bounds on everything a workload can make large, checked before anything is built from it:
+# each refusal is one line naming the field and the limit.
+MAX_FILE_BYTES = 1 << 20      # the YAML file
+MAX_DEPTH = 32                # nesting of mappings and lists
+MAX_VALUES = 100_000          # YAML values once aliases are expanded (an alias bomb has billions)
+MAX_STRING = 4096             # characters in one key or value
+MAX_TARGETS = 32
+MAX_AXES = 16
+MAX_EXCLUDES = 100
+MAX_ROUNDS = 1000             # repetitions, or adaptive max
+MAX_POINTS = 10_000
+MAX_RUNS = 100_000            # targets x points x rounds (at most)
+MAX_SECONDS = 86_400          # runtime and ramp_time
+MAX_INT = 2**63 - 1           # what fio, SQLite and the kernel's attributes can hold
+TIMESERIES_MSEC = (10, 3_600_000)
+MAX_SAMPLES = 100_000         # time-series samples per log and run
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+# Campaign and target names become directory, device and file names: a safe file-name pattern.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_TARGET_NAME = 32
+MAX_CAMPAIGN_NAME = 64
+
+
+def name_problem(value: Any, what: str = "target", limit: int = MAX_TARGET_NAME) -> str | None:
+    """Why `value` cannot be a campaign or target name (None when it can).
+
+    Letters, digits, '_', '-', '.', starting with a letter or digit (so never `.`, `..`, a
+    dot-name or a path), at most `limit` characters. Shared by workloads and `ingest --target`.
+    """
+    if isinstance(value, str) and len(value) <= limit and SAFE_NAME.match(value):
+        return None
+    return (f"expected a {what} name of letters, digits, '_', '-', '.' (at most {limit}, "
+            f"starting with a letter or digit), found {shorten(value)}")
 
 
 class _Strict(BaseModel):
@@ -103,10 +121,12 @@ class AdaptiveRepetitions(_Strict):
     """Add interleaved rounds for every point whose verdict is not settled at `margin` and whose
     ratio CI half-width is above target_ci, up to max."""
 
-    min: int = Field(5, ge=2)
-    max: int = Field(40, ge=2)
-    target_ci: float = Field(0.01, gt=0, lt=1, description="relative half-width of the ratio CI")
-    margin: float = Field(0.02, gt=0, lt=1, description="equivalence margin a point's verdict is settled at")
+    min: int = Field(5, ge=2, le=MAX_ROUNDS)
+    max: int = Field(40, ge=2, le=MAX_ROUNDS)
+    target_ci: float = Field(0.01, gt=0, lt=1, allow_inf_nan=False,
+                             description="relative half-width of the ratio CI")
+    margin: float = Field(0.02, gt=0, lt=1, allow_inf_nan=False,
+                          description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")
     def _order(self) -> "AdaptiveRepetitions":
@@ -140,18 +160,28 @@ class Workload(_Strict):
     matrix: Matrix = Field(default_factory=Matrix)
     # 12 rounds: enough, at CV 1 % per run, for the verdict to reach a decision (README, Statistics)
     repetitions: int | AdaptiveRepetitions = Field(12, description="rounds, or {min, max, target_ci}")
-    runtime: float = Field(10, gt=0, description="seconds of measured I/O per run")
-    ramp_time: float = Field(2, ge=0, description="seconds of warm-up per run, not measured")
+    runtime: float = Field(10, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+                           description="seconds of measured I/O per run")
+    ramp_time: float = Field(2, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+                             description="seconds of warm-up per run, not measured")
     order: Literal["interleaved", "sequential"] = "interleaved"
-    seed: int | None = Field(None, description="seed of the run order (default: chosen and recorded)")
-    allow_differences: list[str] = Field(default_factory=list,
+    seed: int | None = Field(None, ge=0, le=MAX_INT,
+                             description="seed of the run order (default: chosen and recorded)")
+    allow_differences: list[str] = Field(default_factory=list, max_length=100,
                                          description="audited settings allowed to differ between targets")
+    allow_fio_options: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="fio options that name paths or run programs, allowed anyway (see README, Write "
+                    "safety); `ioengine=NAME` allows an engine that does more than I/O on the target")
+    timeseries: str | float | None = Field(
+        None, description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
+                          "500ms; a number is seconds), into each run's directory")
 
     @field_validator("repetitions")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"expected at least 1, found {value}")
+        if isinstance(value, int) and not 1 <= value <= MAX_ROUNDS:
+            raise ValueError(f"expected 1 to {MAX_ROUNDS} rounds, found {shorten(value)}")
         return value
 
     # -- derived values ---------------------------------------------------------------------
@@ -171,6 +201,10 @@ class Workload(_Strict):
     def max_rounds(self) -> int:
         reps = self.repetitions
         return reps if isinstance(reps, int) else reps.max
+
+    def timeseries_msec(self) -> int | None:
+        """The time-series interval in milliseconds (None: no time series)."""
+        return None if self.timeseries is None else parse_interval_msec(self.timeseries)
 
     def effective_options(self, target: str) -> dict[str, Scalar]:
         return self.targets.common.options | self.targets.named()[target].options
@@ -193,6 +227,23 @@ class Workload(_Strict):
                 continue
             points.append(point)
         return points
+
+
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+
+
+def parse_interval_msec(value: Any) -> int | None:
+    """`1s`, `500ms`, `2` (seconds) or a number of seconds as milliseconds; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        # beyond a day it is out of bounds anyway; checked first so that 1e308 * 1000 cannot overflow
+        return int(round(value * 1000)) if math.isfinite(value) and abs(value) <= MAX_SECONDS else None
+    m = _INTERVAL.match(str(value)) if len(str(value)) < 32 else None
+    if not m:
+        return None
+    number = float(m.group(1)) * (1 if m.group(2) == "ms" else 1000)
+    return int(round(number)) if number <= MAX_SECONDS * 1000 else None
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -220,11 +271,15 @@ def _option_problems(driver: str, options: dict[str, Any], path: tuple):
 def semantic_problems(workload: Workload):
     """Checks across fields, each yielding (path, message) so errors point at the exact line."""
     named = workload.targets.named()
+    if workload.name is not None and (text := name_problem(workload.name, "campaign", MAX_CAMPAIGN_NAME)):
+        yield ("name",), text
+    if len(named) > MAX_TARGETS:
+        yield ("targets",), f"expected at most {MAX_TARGETS} targets, found {len(named)}"
+        return
     for name, spec in named.items():
         base = ("targets", name)
-        if not _NAME_RE.match(name):
-            yield base, (f"expected a target name of letters, digits, '_', '-', '.' "
-                         f"(at most 32, starting with a letter or digit), found {name!r}")
+        if text := name_problem(name):
+            yield base, text
         yield from _option_problems(spec.driver, spec.options, base + ("options",))
         if spec.driver not in BLOCK_DRIVERS and spec.queue.model_dump(exclude_none=True):
             yield base + ("queue",), f"driver {spec.driver} has no block queue; remove `queue`"
@@ -232,27 +287,265 @@ def semantic_problems(workload: Workload):
                                             ("targets", "common", "options")):
             yield where, f"{text} (applies to target {name})"
     if workload.baseline is not None and workload.baseline not in named:
-        yield ("baseline",), (f"expected one of the targets {sorted(named)}, found {workload.baseline!r}"
+        yield ("baseline",), (f"expected one of the targets {sorted(named)}, found {shorten(workload.baseline)}"
                               + _did_you_mean(workload.baseline, named))
-    for key in workload.fio:
-        if key in RESERVED_FIO_OPTIONS:
-            yield ("fio", key), f"option {key!r} is set by blkcmp: {RESERVED_FIO_OPTIONS[key]}"
     axes = workload.matrix.axes()
-    for key in axes:
-        if key in RESERVED_FIO_OPTIONS:
-            yield ("matrix", key), f"option {key!r} is set by blkcmp: {RESERVED_FIO_OPTIONS[key]}"
+    if len(axes) > MAX_AXES:
+        yield ("matrix",), f"expected at most {MAX_AXES} matrix axes, found {len(axes)}"
+        return
+    if len(workload.matrix.exclude) > MAX_EXCLUDES:
+        yield ("matrix", "exclude"), (f"expected at most {MAX_EXCLUDES} exclusions, "
+                                      f"found {len(workload.matrix.exclude)}")
+        return
+    combinations = math.prod(len(v) for v in axes.values())
+    if combinations > MAX_POINTS:
+        yield ("matrix",), (f"expected at most {MAX_POINTS} matrix points, found "
+                            + " x ".join(str(len(v)) for v in axes.values()) + f" = {combinations}")
+        return
     for i, combo in enumerate(workload.matrix.exclude):
         for key, value in combo.items():
             if key not in axes:
                 yield (("matrix", "exclude", i, key),
-                       f"{key!r} is not a matrix axis" + (_did_you_mean(key, axes) or f" (axes: {', '.join(axes)})"))
+                       f"{shorten(key)} is not a matrix axis"
+                       + (_did_you_mean(key, axes) or f" (axes: {', '.join(axes)})"))
             elif value not in axes[key]:
-                yield ("matrix", "exclude", i, key), f"expected one of {axes[key]}, found {value!r}"
-    if axes and not workload.points():
+                yield ("matrix", "exclude", i, key), f"expected one of {axes[key]}, found {shorten(value)}"
+    points = len(workload.points())
+    if axes and not points:
         yield ("matrix", "exclude"), "expected at least one point left, found every point excluded"
+    runs = len(named) * points * workload.max_rounds()
+    if runs > MAX_RUNS:
+        yield (("repetitions",), f"expected at most {MAX_RUNS} runs in all, found {len(named)} targets x "
+                                 f"{points} points x {workload.max_rounds()} rounds = {runs}")
     reps = workload.repetitions
     if isinstance(reps, AdaptiveRepetitions) and workload.order != "interleaved":
         yield ("order",), f"adaptive repetitions need order: interleaved, found {workload.order!r}"
+    if workload.timeseries is not None:
+        msec = workload.timeseries_msec()
+        low, high = TIMESERIES_MSEC
+        if msec is None or not low <= msec <= high:
+            yield ("timeseries",), (f"expected an interval from {low} ms to {high // 1000} s such as "
+                                    f"1s or 500ms, found {shorten(workload.timeseries)}")
+        elif (samples := (workload.runtime + workload.ramp_time) * 1000 / msec) > MAX_SAMPLES:
+            yield ("timeseries",), (f"expected at most {MAX_SAMPLES} samples per run, found "
+                                    f"{int(samples)} ({msec} ms over ramp_time + runtime)")
+
+
+# ------------------------------------------------------------------------------------------
+# fio options: what a workload may make fio do (see fio_options for the policy)
+
+
+_YAML_NULLS = {"null", "Null", "NULL", "~"}
+
+
+def _engines_in_use(workload: Workload) -> set[str]:
+    engines = {v for v in [workload.fio.get("ioengine"), *workload.matrix.axes().get("ioengine", [])]
+               if isinstance(v, str)}
+    if any(spec.driver == "fio-null" for spec in workload.targets.named().values()):
+        engines.add("null")
+    if "ioengine" not in workload.fio or not engines:
+        engines.add("psync")  # fio's default engine
+    return engines
+
+
+def _allowed(workload: Workload, table: fio_options.OptionTable | None):
+    """The workload's allow_fio_options as (canonical names and `ioengine=X` tokens, problems)."""
+    allowed: set[str] = set()
+    problems = []
+    for i, entry in enumerate(workload.allow_fio_options):
+        where = ("allow_fio_options", i)
+        if bad := fio_options.bad_characters(entry):
+            problems.append((where, f"expected an fio option name, found {bad}"))
+            continue
+        if entry.startswith("ioengine="):
+            engine = entry.removeprefix("ioengine=")
+            if table and engine.split(":")[0] not in table.known_engines():
+                problems.append((where, f"this fio ({table.version}) has no I/O engine {shorten(engine)}"
+                                 + _did_you_mean(engine, table.engines)))
+            elif engine in fio_options.SAFE_ENGINES:
+                problems.append((where, f"not needed: I/O engine {engine} is allowed anyway"))
+            else:
+                allowed.add(f"ioengine={engine.split(':')[0]}")
+            continue
+        folded = fio_options.fold(entry)
+        canonical = (table.canonical(entry) if table else None) or folded
+        if canonical in fio_options.OWNED or folded in fio_options.OWNED:
+            problems.append((where, f"{shorten(entry)} cannot be allowed: blkcmp sets it "
+                             f"({fio_options.OWNED.get(canonical) or fio_options.OWNED[folded]})"))
+        elif canonical in fio_options.NEVER:
+            problems.append((where, f"{shorten(entry)} cannot be allowed: {fio_options.NEVER[canonical]}"))
+        elif table and table.canonical(entry) is None:
+            problems.append((where, f"this fio ({table.version}) has no option {shorten(entry)}"
+                             + _did_you_mean(entry, table.spellings())))
+        elif canonical in fio_options.PLAIN and canonical not in fio_options.PATTERN_OPTIONS:
+            problems.append((where, f"not needed: {canonical} is allowed anyway"))
+        else:
+            allowed.add(canonical)
+    return allowed, problems
+
+
+def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed: set[str]) -> str | None:
+    """Why a key of `fio:` or `matrix:` cannot go into a job file (None when it can)."""
+    if not isinstance(key, str):
+        return None  # reported by the schema: a key must be a string
+    if bad := fio_options.bad_characters(key):
+        return f"an fio option name cannot hold {bad}: fio would read the rest as a line of its own"
+    folded = fio_options.fold(key)
+    canonical = table.canonical(key) if table else None
+    owned = dict(fio_options.OWNED)
+    if workload.timeseries is not None:
+        owned |= {k: "blkcmp passes it for `timeseries:` (the logs go where blkcmp reads them)"
+                  for k in fio_options.TIMESERIES_OWNED}
+    reason = owned.get(folded) or (owned.get(canonical) if canonical else None)
+    spelled = f" ({shorten(key)} is fio's {canonical!r})" if canonical and canonical != key else ""
+    if reason:
+        return f"option {shorten(key)} is set by blkcmp{spelled}: {reason}"
+    never = fio_options.NEVER.get(canonical or folded)
+    if never:
+        return f"option {shorten(key)} is refused{spelled}: {never}"
+    if not fio_options.is_option_name(key):
+        return (f"expected an fio option name (letters, digits, '_', '-', as fio spells it), "
+                f"found {shorten(key)}")
+    if table is None:
+        return None
+    if canonical is None:
+        engine_option = table.engine_option(key, engines)
+        if engine_option is None:
+            return (f"this fio ({table.version}) has no option {shorten(key)}"
+                    + (f" for engine {', '.join(sorted(engines))}" if engines else "")
+                    + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.options_of(e)]))
+        if engine_option != key:
+            return f"fio spells it {engine_option!r}, found {shorten(key)}"
+        return None
+    info = table.info(canonical)
+    if key not in (info.name, info.alias):
+        return f"fio spells it {canonical!r}, found {shorten(key)}"
+    if canonical in allowed:
+        return None
+    if canonical in fio_options.GUARDED:
+        return (f"option {key!r} is refused{spelled}: {fio_options.GUARDED[canonical]}; "
+                f"list it under allow_fio_options: to accept that (README, Write safety)")
+    if canonical not in fio_options.PLAIN:
+        return (f"option {key!r} is refused: blkcmp does not know what it makes fio do (it is not "
+                f"on blkcmp's list of options that only shape the I/O on its target); list it "
+                f"under allow_fio_options: if it does no more")
+    return None
+
+
+def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[str]) -> str | None:
+    """Why a value of an fio option cannot go into a job file (None when it can)."""
+    canonical = (table.canonical(key) if table else None) or fio_options.fold(key)
+    info = table.info(canonical) if table and canonical in table.names else None
+    if value is None:
+        if info is None or info.is_flag:
+            return None
+        if raw in _YAML_NULLS:
+            return f"`{raw}` is YAML's null here, not a word for fio: quote it: '{raw}'"
+        return f"expected a value for fio's {canonical}, found none"
+    if isinstance(value, bool):
+        if info is None or info.takes_number or info.is_flag or info.type == "(null)":
+            return None
+        spelled = raw or ("true" if value else "false")
+        return f"`{spelled}` is YAML's boolean here, not a word for fio: quote it: '{spelled}'"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, found {value}"
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return f"expected a number within ±2^63, found {shorten(value)}"
+    if not isinstance(value, str):
+        return None
+    if bad := fio_options.bad_characters(value):
+        return f"an fio value cannot hold {bad}: fio would read the rest as a line of its own"
+    if "${" in value:
+        return ("fio would replace ${…} with an environment variable, so the job would depend on "
+                "the environment it runs in: write the value itself")
+    if canonical in fio_options.PATTERN_OPTIONS and "'" in value and canonical not in allowed:
+        return (f"a quoted name in {canonical} makes fio read that file into its buffers; "
+                f"list {canonical} under allow_fio_options: to accept that")
+    if canonical in fio_options.MEMORY_OPTIONS and ":" in value:
+        return f"{canonical}=TYPE:FILE makes fio create, truncate and then delete FILE: use the type alone"
+    if canonical == "ioengine":
+        engine = value.split(":")[0]
+        if table and engine not in table.known_engines():
+            return (f"this fio ({table.version}) has no I/O engine {shorten(value)}"
+                    + (_did_you_mean(value, table.engines) or f" (it has: {', '.join(table.engines)})"))
+        if engine not in fio_options.SAFE_ENGINES and f"ioengine={engine}" not in allowed:
+            what = "loads a shared library" if engine == "external" else "does more than I/O on the target's file"
+            return (f"I/O engine {shorten(value)} is refused: it {what}; list 'ioengine={engine}' "
+                    f"under allow_fio_options: to accept that")
+    return None
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _growth_problem(canonical: str, value: Any) -> str | None:
+    """Why an option would make fio grow a `file` target's file (None when it cannot).
+
+    fio extends a regular file to cover offset + size (writing it out first), and the default
+    directory is /dev/shm: `offset: 1T` there fills the machine's memory.
+    """
+    off = value is False or value == 0 or (isinstance(value, str) and value.strip() in ("0", "false"))
+    if canonical == "filesize":
+        return "a `file` target's size is its `size` option; filesize would make fio grow the file"
+    if canonical in ("file_append", "fill_device") and not off:
+        return f"{canonical} would make fio grow a `file` target's file (in /dev/shm: memory)"
+    if canonical == "offset_increment" and not off:
+        return "offset_increment would make fio grow a `file` target's file beyond its size"
+    if canonical == "offset" and not off:
+        m = _PERCENT.match(str(value)) if isinstance(value, str) else None
+        if not m or float(m.group(1)) > 100:
+            return ("with a `file` target, give offset as a percentage of the file (at most 100%): "
+                    "an absolute offset makes fio grow the file to offset + size")
+    return None
+
+
+def fio_option_problems(workload: Workload, table: fio_options.OptionTable | None,
+                        raw: dict[tuple, str] | None = None):
+    """Every `fio:` and `matrix:` key and value checked against the allow-list, as (path, message).
+
+    Without `table` (analysing a finished campaign, no fio at hand) only what needs no fio is
+    checked: characters, spelling of blkcmp's own options, YAML values.
+    """
+    raw = raw or {}
+    allowed, problems = _allowed(workload, table)
+    yield from problems
+    engines = _engines_in_use(workload)
+    has_file_target = any(spec.driver == "file" for spec in workload.targets.named().values())
+    for block, entries in (("fio", {k: [v] for k, v in workload.fio.items()}),
+                           ("matrix", workload.matrix.axes())):
+        seen: dict[str, str] = {}
+        for key, values in entries.items():
+            path = (block, key)
+            if text := _key_problem(key, workload, table, engines, allowed):
+                yield path, text
+                continue
+            canonical = (table.canonical(key) if table else None) or key
+            if canonical in seen:
+                yield path, f"{shorten(key)} is the same fio option as {seen[canonical]!r} in `{block}:`"
+                continue
+            seen[canonical] = key
+            for i, value in enumerate(values):
+                where = path if block == "fio" else path + (i,)
+                if text := _value_problem(key, value, raw.get(where), table, allowed):
+                    yield where, text
+                elif has_file_target and (text := _growth_problem(
+                        canonical if table else fio_options.fold(key), value)):
+                    yield where, text
+
+    def same(key: str) -> str:
+        return (table.canonical(key) if table else None) or fio_options.fold(key)
+    spellings = {same(k): k for k in workload.fio if isinstance(k, str)}
+    for key in workload.matrix.axes():
+        other = spellings.get(same(key))
+        if other is not None and other != key:
+            yield ("matrix", key), f"{shorten(key)} is the same fio option as {other!r} in `fio:`"
+
+
+def job_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as they go into a job file: log paths reduced to a file name in the run directory."""
+    return {k: (fio_options.log_file_name(str(v)) if fio_options.fold(k) in fio_options.LOG_PATH_OPTIONS
+                and v is not None else v)
+            for k, v in options.items()}
 
 
 # ------------------------------------------------------------------------------------------
@@ -266,6 +559,10 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            found = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a name as a key, found {found} used as a key", key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -277,19 +574,108 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Map each path (tuple of keys / indexes) to the 1-based line where it is written."""
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None,
+              raw: dict | None = None) -> dict[tuple, int]:
+    """Map each path (tuple of keys / indexes) to the 1-based line where it is written, and (in
+    `raw`) each plain scalar's path to its spelling in the file (`null`, `on`, `~`)."""
     out = {} if out is None else out
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = _key_of(key_node)
             out[path + (key,)] = key_node.start_mark.line + 1
-            _line_map(value_node, path + (key,), out)
+            _line_map(value_node, path + (key,), out, raw)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_map(item, path + (i,), out)
+            _line_map(item, path + (i,), out, raw)
+    elif raw is not None and isinstance(node, yaml.ScalarNode) and node.style is None:
+        raw[path] = node.value
     return out
+
+
+def _shape_problem(text: str, name: str) -> str | None:
+    """Size, nesting, string lengths and alias expansion, from YAML's event stream.
+
+    Checked before anything is built: the parser keeps no nesting on Python's stack and an alias
+    adds the size of what it names without copying it, so a billion-laughs file or a 100,000-deep
+    list is refused in time and memory proportional to the file.
+    """
+    stack: list[dict] = []          # per open mapping / list: anchor, expanded size, where we are
+    sizes: dict[str, int] = {}      # anchor -> expanded size, once its node is complete
+    done = 0                        # expanded size of finished top-level nodes
+
+    def where() -> tuple:
+        """The path of the node the next event starts (a key's path when it is a key)."""
+        if not stack:
+            return ()
+        top = stack[-1]
+        if top["map"]:
+            return top["path"] + ((top["key"],) if not top["expect_key"] else ())
+        return top["path"] + (top["index"],)
+
+    def place(size: int, scalar: str | None = None) -> None:
+        """Account for a finished node of `size` values in its parent."""
+        nonlocal done
+        if not stack:
+            done += size
+            return
+        top = stack[-1]
+        top["size"] += size
+        if top["map"]:
+            if top["expect_key"]:
+                top["key"] = scalar if scalar is not None else "?"
+            top["expect_key"] = not top["expect_key"]
+        else:
+            top["index"] += 1
+
+    def fail(event, text: str, path: tuple | None = None) -> str:
+        return f"{name}:{event.start_mark.line + 1}: {_format_path(where() if path is None else path)}: {text}"
+
+    for event in yaml.parse(text, Loader=_LineLoader):
+        if isinstance(event, yaml.ScalarEvent):
+            if len(event.value) > MAX_STRING:
+                return fail(event, f"expected at most {MAX_STRING} characters, found {len(event.value)}")
+            if event.anchor:
+                sizes[event.anchor] = 1
+            place(1, event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(entry["anchor"] == event.anchor for entry in stack):
+                return fail(event, f"alias *{shorten(event.anchor, 40)[1:-1]} refers to the value it is "
+                                   "part of (a recursive alias)")
+            place(sizes.get(event.anchor, 1), "?")
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if len(stack) >= MAX_DEPTH:
+                return fail(event, f"expected nesting at most {MAX_DEPTH} deep, found deeper")
+            stack.append({"anchor": event.anchor, "size": 1, "path": where(),
+                          "map": isinstance(event, yaml.MappingStartEvent), "expect_key": True,
+                          "key": None, "index": 0})
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            entry = stack.pop()
+            if entry["anchor"]:
+                sizes[entry["anchor"]] = entry["size"]
+            place(entry["size"], "?")
+        else:
+            continue
+        if done + sum(entry["size"] for entry in stack) > MAX_VALUES:
+            return fail(event, f"expected at most {MAX_VALUES} values once aliases are expanded, "
+                               "found more (an alias bomb?)")
+    return None
+
+
+def _number_problems(data: Any, path: tuple = ()):
+    """Numbers no field can hold: beyond 64 bits, or YAML's .inf / .nan."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _number_problems(value, path + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _number_problems(value, path + (i,))
+    elif isinstance(data, bool):
+        return
+    elif isinstance(data, int) and abs(data) > MAX_INT:
+        yield path, f"expected a number within ±2^63, found {shorten(data)}"
+    elif isinstance(data, float) and not math.isfinite(data):
+        yield path, f"expected a finite number, found {data} (quote it if it is a word)"
 
 
 def _key_of(node: yaml.Node) -> Any:
@@ -317,8 +703,12 @@ def _format_path(path: tuple) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += f".{_yaml_key(part)}" if text else _yaml_key(part)
-    return text or "(top level)"
+            key = _yaml_key(part)
+            key = key if key.isprintable() and key.strip() == key else repr(key)  # '\n', 'filename '
+            key = key if len(key) <= 40 else key[:40] + "…"
+            text += f".{key}" if text else key
+    # A 32-deep list or a long key would otherwise make the error line as long as the input.
+    return (text if len(text) <= 120 else text[:120] + "…") or "(top level)"
 
 
 def _real_path(loc: tuple, data: Any) -> tuple:
@@ -365,7 +755,7 @@ def _describe_found(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    return shorten(value)
 
 
 def _is_shape_error(err: dict) -> bool:
@@ -421,7 +811,8 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
                 found = err.get("input")
                 path = (path[:-1] if path and path[-1] == found else path) + (found,)
                 spelled = _yaml_key(found)
-                what = "null" if found is None else "a boolean" if isinstance(found, bool) else "a number"
+                what = ("null" if found is None else "a boolean" if isinstance(found, bool)
+                        else "a number" if isinstance(found, (int, float)) else f"a {type(found).__name__}")
                 text = f"expected a string key, found {what} (quote it: '{spelled}')"
         key = (path, text)
         if key in seen:
@@ -435,40 +826,67 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
     return out
 
 
-def load(path: str | Path) -> Workload:
-    """Load and validate a workload file; raise UsageError with one line per problem."""
+def load(path: str | Path, fio_table: fio_options.OptionTable | None = None) -> Workload:
+    """Load and validate a workload file; raise UsageError with one line per problem.
+
+    With `fio_table` (what `plan` and `run` pass) the fio options are also checked against the
+    options that fio has and blkcmp's allow-list.
+    """
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise UsageError(f"{name}: no such workload file") from None
     except OSError as exc:
         raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
-    return loads(text, name)
-
-
-def loads(text: str, name: str = "<workload>") -> Workload:
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{name}: expected a workload file of at most {MAX_FILE_BYTES // 1024} KiB, found more")
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{name}:{line}: expected UTF-8 text, found byte 0x{data[exc.start]:02x} "
+                         "(save the file as UTF-8)") from None
+    workload = loads(text, name, fio_table)
+    if workload.name is None and (problem := name_problem(path.stem, "campaign", MAX_CAMPAIGN_NAME)):
+        raise UsageError(f"{name}:1: name: the campaign is named after the file when `name:` is not "
+                         f"set: {problem}; set `name:`")
+    return workload
+
+
+def loads(text: str, name: str = "<workload>", fio_table: fio_options.OptionTable | None = None) -> Workload:
+    if len(text) > MAX_FILE_BYTES:
+        raise UsageError(f"{name}: expected a workload of at most {MAX_FILE_BYTES // 1024} KiB, found more")
+    try:
+        if problem := _shape_problem(text, name):
+            raise UsageError(problem)
         node = yaml.compose(text, Loader=_LineLoader)
         data = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise UsageError(f"{name}:{line}: invalid YAML: {exc.problem or exc}") from None
+        raise UsageError(f"{name}:{line}: invalid YAML: {shorten(exc.problem or str(exc), 200)[1:-1]}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{name}: invalid YAML: {exc}") from None
+        raise UsageError(f"{name}: invalid YAML: {shorten(str(exc), 200)[1:-1]}") from None
     if data is None:
         raise UsageError(f"{name}:1: (top level): expected a mapping with `targets`, found an empty file")
     if not isinstance(data, dict):
         raise UsageError(f"{name}:1: (top level): expected a mapping with `targets`, found {_describe_found(data)}")
-    lines = _line_map(node) if node is not None else {}
+    raw: dict[tuple, str] = {}
+    lines = _line_map(node, raw=raw) if node is not None else {}
+    problems = [f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
+                for path, text in _number_problems(data)]
+    if problems:
+        raise UsageError("\n".join(problems))
     try:
         workload = Workload.model_validate(data)
     except ValidationError as exc:
         raise UsageError("\n".join(_messages(exc, data, lines, name))) from None
     problems = [f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
-                for path, text in semantic_problems(workload)]
+                for path, text in itertools.chain(semantic_problems(workload),
+                                                  fio_option_problems(workload, fio_table, raw))]
     if problems:
         raise UsageError("\n".join(problems))
     return workload

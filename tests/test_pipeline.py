@@ -167,14 +167,14 @@ def test_campaign_end_to_end(tmp_path, env):
 
 
 def test_fio_rejecting_a_job_at_run_time_exits_1_with_one_line(tmp_path, env):
-    # fio --parse-only accepts an unknown ioengine; fio itself fails when it loads it.
+    # fio --parse-only accepts a CPU this machine lacks; fio itself fails at run time.
     path = write_workload(tmp_path, "targets:\n  f:\n    driver: file\n    options: {size: 8}\n"
-                                    "fio:\n  ioengine: nosuchengine\nrepetitions: 1\nruntime: 1\nramp_time: 0\n")
+                                    "fio:\n  cpus_allowed: 4095\nrepetitions: 1\nruntime: 1\nramp_time: 0\n")
     proc = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env)
     assert proc.returncode == 1
     no_traceback(proc)
     errors = [l for l in proc.stderr.splitlines() if l.startswith("blkcmp: error:")]
-    assert len(errors) == 1 and "run r001-p000-f failed:" in errors[0] and "nosuchengine" in errors[0], proc.stderr
+    assert len(errors) == 1 and "run r001-p000-f failed:" in errors[0], proc.stderr
     campaign = campaign_dir(tmp_path / "results")
     assert [r["status"] for r in index_rows(campaign)] == ["failed"]
     assert [p.name for p in (campaign / "runs").iterdir()] == ["r001-p000-f.failed-1"]  # raw output kept
@@ -182,13 +182,21 @@ def test_fio_rejecting_a_job_at_run_time_exits_1_with_one_line(tmp_path, env):
 
 
 def test_bad_fio_option_is_caught_before_anything_runs(tmp_path, env):
+    # A misspelt option is not in this fio's table; a bad value only fio itself can judge.
     path = write_workload(tmp_path, "targets:\n  n:\n    driver: fio-null\nfio:\n  iodepht: 4\n"
                                     "repetitions: 1\nruntime: 1\nramp_time: 0\n")
     proc = run_cli("run", path, "--results", tmp_path / "results", env=env)
     assert proc.returncode == 2
     no_traceback(proc)
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"blkcmp: error: {path}: fio rejects the job for n:") and "iodepht" in line
+    assert line.startswith(f"blkcmp: error: {path}:5: fio.iodepht: this fio") and "did you mean 'iodepth'" in line
+    assert not (tmp_path / "results").exists()
+    path.write_text(path.read_text().replace("iodepht: 4", "iodepth: many"))
+    proc = run_cli("run", path, "--results", tmp_path / "results", env=env)
+    assert proc.returncode == 2
+    no_traceback(proc)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"blkcmp: error: {path}: fio rejects the job for n (n--p000.fio):") and "many" in line
     assert not (tmp_path / "results").exists()
     assert state_entries() == {}
 

@@ -45,6 +45,7 @@ repetitions: 3
 runtime: 1
 ramp_time: 0
 seed: 5
+timeseries: 250ms
 """
 
 _REAL: dict[str, Path] = {}
@@ -109,7 +110,7 @@ def three_kernels(tmp_path_factory) -> list[Path]:
 def test_every_figure_type_from_a_real_campaign(host_campaign, host_catalogue, tmp_path):
     names = {f.name for f in host_catalogue.figures}
     assert names == {"forest-iops", "throughput-iops", "latency-cdf", "latency-percentiles", "scaling-iodepth",
-                     "scaling-numjobs", "samples", "run-order", "cpu-cost"}
+                     "scaling-numjobs", "samples", "run-order", "iops-over-time", "cpu-cost"}
     skipped = {s.name: s.reason for s in host_catalogue.skipped}
     assert set(skipped) == {"throughput-bw", "kernel-trend"}
     assert "bs >= 64k" in skipped["throughput-bw"] and "one kernel" in skipped["kernel-trend"]
@@ -165,7 +166,7 @@ def test_plot_command_writes_every_format(host_campaign, tmp_path):
     assert "skipped kernel-trend: kernel trend: all campaigns ran on one kernel" in proc.stdout
     for ext in ("png", "svg", "pdf"):
         assert (out / f"forest-iops.{ext}").stat().st_size > 0
-    assert len(list(out.iterdir())) == 9 * 3
+    assert len(list(out.iterdir())) == 10 * 3
     bad = subprocess.run(cli_command("plot", host_campaign, "--format", "gif"), cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--format gif" in bad.stderr
@@ -232,7 +233,8 @@ def test_figures_that_do_not_apply_are_skipped_with_a_reason(tmp_path):
     result = scaling.scaling(ds, "iodepth")
     assert result.reason == "scaling vs iodepth: only iodepth 1 was run"
     cat = catalogue.build([camp])
-    assert {s.name for s in cat.skipped} == {"throughput-bw", "scaling-iodepth", "scaling-numjobs", "kernel-trend"}
+    assert {s.name for s in cat.skipped} == {"throughput-bw", "scaling-iodepth", "scaling-numjobs", "kernel-trend",
+                                             "iops-over-time"}
     assert all("\n" not in s.reason for s in cat.skipped)
 
 

@@ -88,7 +88,7 @@ def test_html_report_renders_in_chromium_with_every_figure_visible(host_campaign
     assert proc.returncode == 0, proc.stderr
     page = out / "report.html"
     figures = page.read_text().count('<figure id="')
-    assert figures == 9
+    assert figures == 10
 
     plain = chromium(page.as_uri(), tmp_path / "profile-1")
     assert plain.returncode == 0, plain.stderr[-2000:]

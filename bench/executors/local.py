@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench import env, fio, store
+from bench import env, fio, store, timeseries
 from bench.errors import RunError, UsageError
 from bench.procs import signals_raise
 from bench.plan import Plan, PlannedRun, add_rounds
 from bench.targets import Context, Target, make_target, state
 from bench.targets.blockdev import audit_differences, require_safe
 from bench.targets.options import BLOCK_DRIVERS
-from bench.workload import Workload
+from bench.workload import Workload, job_options
 
 FIO_GRACE_S = 120  # beyond ramp_time + runtime before a fio run counts as hung
 
@@ -57,9 +57,10 @@ def job_spec(workload: Workload, run: PlannedRun, target: Target, filename: str 
         f"blkcmp campaign {campaign}: target {target.name} ({target.driver}), point {run.point_key}",
         "run by hand: fio --output-format=json+ <this file>",
     )
-    return fio.JobSpec(name=target.name, filename=filename, fio_options=dict(workload.fio),
-                       point=dict(run.point), target_options=target_options,
-                       runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments)
+    return fio.JobSpec(name=target.name, filename=filename, fio_options=job_options(workload.fio),
+                       point=job_options(run.point), target_options=target_options,
+                       runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments,
+                       timeseries_msec=workload.timeseries_msec())
 
 
 def job_rows(output: fio.FioOutput) -> list[dict]:
@@ -98,17 +99,23 @@ def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path) -> str:
     status, error = meta.get("status", "done"), meta.get("error")
     metrics, rows, version = {}, [], meta.get("fio_version")
     cpu = store.read_json(run_dir / "cpu.json") if (run_dir / "cpu.json").exists() else None
+    samples: list[dict] = []
     if status == "done":
         output = fio.parse((run_dir / "fio.json").read_text())
         metrics = fio.run_metrics(output).to_dict()
         rows = job_rows(output)
         version = output.fio_version
+        try:
+            samples = [s.to_dict() for s in timeseries.read_run(run_dir)]
+        except timeseries.TimeseriesError as exc:
+            raise RunError(f"time-series log of run {run_id} unreadable: {exc}") from None
     elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
         rows = job_rows(fio.parse((run_dir / "fio.json").read_text()))
     with campaign.index() as db:
         store.record_run(db, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
                          host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
                          metrics=metrics, cpu=cpu, fio_version=version, job_rows=rows)
+        store.record_timeseries(db, run_id, samples)
     return status
 
 

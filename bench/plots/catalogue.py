@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bench import analysis as analysis_mod
 from bench.errors import UsageError
-from bench.plots import cpu, data, forest, latency, layout, samples, scaling, style, throughput, trend
+from bench.plots import (cpu, data, forest, latency, layout, overtime, samples, scaling, style, throughput,
+                         trend)
 from bench.plots.result import Plotted, Skipped
 
 FORMATS = ("png", "svg", "pdf")
@@ -76,6 +77,9 @@ def group_figures(group: KernelGroup) -> list[Plotted | Skipped]:
     out += _paged(lambda pts, page: samples.every_sample(ds, metric.column, metric.label, pts, page),
                   ds.points, samples.PANELS_PER_PAGE)
     out.append(samples.run_order(ds, metric.column, metric.label))
+    lines = overtime.series(ds)
+    out += _paged(lambda pts, page: overtime.iops_over_time(ds, pts, page, lines), ds.points,
+                  overtime.PANELS_PER_PAGE)
     out += _paged(lambda pts, page: cpu.cpu_cost(ds, pts, page), ds.points, cpu.POINTS_PER_PAGE)
     return out
 

@@ -46,6 +46,20 @@ class Specimen:
     audits: dict[str, dict] | None = None   # per target; default: AUDIT for block drivers
     allow_differences: Sequence[str] = ()
     runtime: float = 1.0
+    timeseries_msec: int | None = None   # write fio-style IOPS logs at this interval
+    # (target, window index, factor): that target's IOPS in that window of every run times factor
+    stall: tuple[str, int, float] | None = None
+
+
+def iops_log(spec: Specimen, target: str, iops: float, point: dict) -> list[tuple[int, int, int]]:
+    """(time ms, IOPS, direction) per window, as fio's `timeseries_iops.1.log` holds them."""
+    windows = int(spec.runtime * 1000 // spec.timeseries_msec)
+    direction = 0 if "read" in str(point.get("rw", "randread")) else 1
+    out = []
+    for k in range(windows):
+        factor = spec.stall[2] if spec.stall and spec.stall[:2] == (target, k) else 1.0
+        out.append(((k + 1) * spec.timeseries_msec, int(round(iops * factor)), direction))
+    return out
 
 
 def _plausible_iops(point: dict) -> float:
@@ -100,6 +114,8 @@ def create(root: Path, spec: Specimen) -> Path:
                 "baseline": names[0], "fio": {"ioengine": "io_uring", "direct": 1},
                 "matrix": spec.matrix, "repetitions": spec.rounds, "runtime": spec.runtime, "ramp_time": 0,
                 "allow_differences": list(spec.allow_differences)}
+    if spec.timeseries_msec:
+        workload["timeseries"] = f"{spec.timeseries_msec}ms"
     executor = {"kind": "vm" if spec.emulated else "specimen", "emulated": spec.emulated,
                 "label": "emulated (TCG): proves the machinery, not driver performance" if spec.emulated else LABEL}
     environment = {"hostname": "specimen", "kernel": {"release": spec.kernel},
@@ -124,9 +140,12 @@ def create(root: Path, spec: Specimen) -> Path:
         run_dir.mkdir(parents=True)
         job = fio.JobSpec(run.target, f"/dev/{run.target}0", workload["fio"], point, {}, spec.runtime, 0,
                           (f"specimen campaign {spec.name}: target {run.target} ({drivers[run.target]}), "
-                           f"point {run.point_key}",))
+                           f"point {run.point_key}",), spec.timeseries_msec)
         (run_dir / "job.fio").write_text(fio.job_text(job))
         (run_dir / "fio.json").write_text(json.dumps(_fio_json(run.target, point, iops, spec.runtime, median, rng)))
+        if spec.timeseries_msec:
+            (run_dir / "timeseries_iops.1.log").write_text(
+                "".join(f"{t}, {v}, {d}, 0, 0\n" for t, v, d in iops_log(spec, run.target, iops, point)))
         ios = iops * spec.runtime
         store.atomic_write_json(run_dir / "cpu.json", {"seconds": {"softirq": ios * 150e-9, "system": ios * 900e-9,
                                                                     "user": ios * 300e-9, "irq": 0.0},
