@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
 
+    p = sub.add_parser("reindex", help="rebuild a campaign's index from its run directories")
+    p.add_argument("dir", type=Path)
+
     p = sub.add_parser("ls", help="list campaigns and their status")
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS)
 

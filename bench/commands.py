@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from bench.errors import RunError, UsageError
+from bench.errors import RunError, UsageError, shorten
 
 
 def _say(text: str) -> None:
@@ -149,6 +149,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_reindex(args) -> int:
+    from bench import store
+    campaign = store.open_campaign(args.dir)
+    rebuilt = store.rebuild_index(campaign)
+    print(f"{campaign.index_path}: {rebuilt}")
+    return 0
+
+
 def cmd_ls(args) -> int:
     from bench import store
     campaigns = store.list_campaigns(args.dir)
@@ -156,10 +164,18 @@ def cmd_ls(args) -> int:
         print(f"no campaigns under {args.dir}")
         return 0
     for c in campaigns:
-        state, counts = store.campaign_status(c)
+        # One damaged campaign is marked in its own line; the others are listed as usual.
+        try:
+            if not (c.path / "campaign.json").is_file():
+                raise UsageError(f"{c.path}/campaign.json: missing")
+            c.info(), c.plan()  # what every other command needs: damaged is said here too
+            state, counts = store.campaign_status(c)
+            label = c.environment().get("executor", {}).get("label", "")
+        except UsageError as exc:
+            print(f"{c.path.name:48s} {'damaged':26s} {shorten(exc, 200)}")
+            continue
         total = sum(counts.values())
         done = counts.get("done", 0)
-        label = c.environment().get("executor", {}).get("label", "")
         print(f"{c.path.name:48s} {state:26s} {done}/{total} runs" + (f"  [{label}]" if label and label != "host" else ""))
     return 0
 
