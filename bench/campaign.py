@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import env, fio, store, workload as workload_mod
+from bench import env, fio, names, store, workload as workload_mod
 from bench.errors import RunError, UsageError
 from bench.executors import local
 from bench.plan import Plan, make_plan
@@ -52,7 +52,7 @@ def _imposed_options(target: Target) -> dict:
 def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
             message=lambda text: None) -> Prepared:
     workload = workload_mod.load(path)
-    name = workload.campaign_name(path)
+    name = campaign_name(workload, path)
     targets = local.build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
     if probe:
@@ -71,6 +71,13 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
         plan.runs = [r for r in plan.runs if r.target not in unavailable]
         plan.runs = [local.PlannedRun(**(r.__dict__ | {"position": i})) for i, r in enumerate(plan.runs)]
     return Prepared(workload, path, plan, unavailable)
+
+
+def campaign_name(workload: Workload, path: Path) -> str:
+    """The workload's `name:` (refused unless a safe file name), else one made from the file's."""
+    if workload.name is not None:
+        return names.require_safe_name(workload.name, f"{path}: name")
+    return names.safe_name_from(path.stem, "campaign")
 
 
 def check_with_fio(prepared: Prepared) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 import bench
 from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
                           storage_error)
+from bench.names import require_safe_name
 from bench.plan import Plan
 
 SCHEMA = """
@@ -249,35 +250,74 @@ def add_planned(db: sqlite3.Connection, plan: Plan, campaign: str) -> None:
 
 def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, source: str,
            plan: Plan, environment: dict, kernel_config: str | None, extra: dict | None = None) -> Campaign:
-    """A new campaign directory, complete before it gets its final name."""
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{name}-{utc_stamp()}"
-    suffix = 1
-    while final.exists():
-        suffix += 1
-        final = root / f"{name}-{utc_stamp()}-{suffix}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".tmp"))
+    """A new campaign directory, complete before it gets its final name.
+
+    Two blkcmp processes creating a campaign of the same name in the same second get two
+    directories: the rename that gives the directory its name never replaces one (a name found
+    taken is retried with the next suffix)."""
+    require_safe_name(name, "campaign name")
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".tmp"))
     try:
-        info = {"name": name, "created": datetime.now(timezone.utc).isoformat(), "source": source,
-                "blkcmp": bench.__version__, "format": 1} | (extra or {})
-        atomic_write_json(tmp / "campaign.json", info)
-        atomic_write_text(tmp / "workload.yaml", resolved_yaml)
-        atomic_write_text(tmp / "workload.source.yaml", workload_text)
-        atomic_write_json(tmp / "plan.json", plan.to_dict())
-        atomic_write_json(tmp / "environment.json", environment)
-        if kernel_config:
-            atomic_write_text(tmp / "kernel-config.txt", kernel_config)
-        (tmp / "runs").mkdir()
-        db = connect(tmp / "index.sqlite")
-        with db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('campaign', ?)", (name,))
-            add_planned(db, plan, name)
-        db.close()
-        os.rename(tmp, final)
+        with writing(root):
+            info = {"name": name, "created": datetime.now(timezone.utc).isoformat(), "source": source,
+                    "blkcmp": bench.__version__, "format": 1} | (extra or {})
+            atomic_write_json(tmp / "campaign.json", info)
+            atomic_write_text(tmp / "workload.yaml", resolved_yaml)
+            atomic_write_text(tmp / "workload.source.yaml", workload_text)
+            atomic_write_json(tmp / "plan.json", plan.to_dict())
+            atomic_write_json(tmp / "environment.json", environment)
+            if kernel_config:
+                atomic_write_text(tmp / "kernel-config.txt", kernel_config)
+            (tmp / "runs").mkdir()
+            db = connect(tmp / "index.sqlite")
+            with db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('campaign', ?)", (name,))
+                add_planned(db, plan, name)
+            db.close()
+            final = _claim_name(tmp, root, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Campaign(final)
+
+
+def _claim_name(tmp: Path, root: Path, name: str) -> Path:
+    """Rename the finished directory `tmp` to `<name>-<UTC timestamp>[-N]`, never over another."""
+    stamp = utc_stamp()
+    for suffix in range(1, 10_000):
+        final = root / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
+        if final.exists() or final.is_symlink():
+            continue
+        try:
+            _rename_noreplace(tmp, final)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # taken since the check: next one
+                continue
+            raise
+        return final
+    raise RunError(f"{root}: no free campaign directory name for {name}-{stamp}")
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with EEXIST instead of replacing `dst` (an empty directory would
+    otherwise be replaced silently); plain rename where renameat2 is missing, which refuses a
+    non-empty directory with ENOTEMPTY, and blkcmp's own directories are never empty."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: this filesystem lacks the flag
+            raise OSError(err, os.strerror(err), str(dst))
+    os.rename(src, dst)
 
 
 def open_campaign(path: Path | str) -> Campaign:
