@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 
-from bench.errors import RunError, UsageError, shorten
+from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
+                          storage_error)
 
 
 def _say(text: str) -> None:
@@ -89,6 +91,14 @@ def cmd_run(args) -> int:
         _execute(campaign, workload, plan, kernel, args)
     except KeyboardInterrupt:
         raise RunError(f"interrupted; finished runs are kept: blkcmp run --resume {campaign.path}") from None
+    except (StorageError, OSError, sqlite3.OperationalError) as exc:
+        if not isinstance(exc, StorageError) and not is_storage_error(exc):
+            raise
+        # A full disk or a filesystem gone read-only: what finished is kept, the rest can follow.
+        hint = f"finished runs are kept: once it can be written, `blkcmp run --resume {campaign.path}`"
+        if isinstance(exc, StorageError):
+            raise StorageError(f"{exc}; {hint}") from None
+        raise storage_error(exc, hint=hint) from None
     if not args.quiet:
         summary.render(campaign)
     print(f"results: {campaign.path}")
@@ -152,7 +162,7 @@ def cmd_export(args) -> int:
 def cmd_reindex(args) -> int:
     from bench import store
     campaign = store.open_campaign(args.dir)
-    rebuilt = store.rebuild_index(campaign)
+    rebuilt = store.rebuild_index(campaign, in_memory_ok=False)
     print(f"{campaign.index_path}: {rebuilt}")
     return 0
 

@@ -142,6 +142,11 @@ _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", floa
 # The campaign directory
 
 
+# Indexes rebuilt where they could not be written (read-only, full), by campaign directory: kept
+# for the rest of this process, so every reader of that campaign uses the same one.
+_MEMORY_INDEXES: dict[Path, sqlite3.Connection] = {}
+
+
 def _notice(text: str) -> None:
     print(f"blkcmp: {text}", file=sys.stderr, flush=True)
 
@@ -157,9 +162,6 @@ class Campaign:
     # Where the store says what it did on its own (an index rebuilt): stderr, one line.
     notice: Callable[[str], None] = field(default=_notice, repr=False, compare=False)
     _index_checked: bool = field(default=False, init=False, repr=False, compare=False)
-    # An index rebuilt where it could not be written (read-only, full): kept for this process.
-    _memory_index: sqlite3.Connection | None = field(default=None, init=False, repr=False,
-                                                     compare=False)
 
     @property
     def name(self) -> str:
@@ -205,7 +207,7 @@ class Campaign:
 
     def ensure_index(self) -> None:
         """Rebuild the index from the run directories if it is missing, empty or unreadable."""
-        if self._index_checked:
+        if self._index_checked or self.path.resolve() in _MEMORY_INDEXES:
             return
         self._index_checked = True
         problem = index_problem(self)
@@ -217,8 +219,9 @@ class Campaign:
     def index(self) -> Iterator[sqlite3.Connection]:
         self.ensure_index()
         try:
-            if self._memory_index is not None:
-                with self._memory_index as db:
+            memory = _MEMORY_INDEXES.get(self.path.resolve())
+            if memory is not None:
+                with memory as db:
                     yield db
                 return
             db = connect(self.index_path)
@@ -431,10 +434,11 @@ class Rebuilt:
                 f"{self.planned - self.done - self.failed} not run)")
 
 
-def rebuild_index(campaign: Campaign) -> Rebuilt:
+def rebuild_index(campaign: Campaign, *, in_memory_ok: bool = True) -> Rebuilt:
     """A new index from plan.json and runs/ (the raw files are the truth), replacing the old
     one atomically; where the campaign directory cannot be written, an index in memory for this
-    process. Refused while another blkcmp runs the campaign."""
+    process (`in_memory_ok`), else the StorageError. Refused while another blkcmp runs the
+    campaign."""
     plan = campaign.plan()
     held_here = campaign.path.resolve() in _HELD
     if not held_here and is_locked(campaign.path):
@@ -446,11 +450,13 @@ def rebuild_index(campaign: Campaign) -> Rebuilt:
         with lock(campaign):
             return _rebuild_on_disk(campaign, plan)
     except StorageError as exc:  # the directory is read-only or full: this process only
+        if not in_memory_ok:
+            raise
         db = sqlite3.connect(":memory:", check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.executescript(SCHEMA)
         rebuilt = _fill(campaign, plan, db)
-        campaign._memory_index = db
+        _MEMORY_INDEXES[campaign.path.resolve()] = db
         rebuilt.where = f"in memory for this command only ({exc})"
         return rebuilt
 
