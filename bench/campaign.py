@@ -7,7 +7,6 @@ half-written campaign behind.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from bench import env, fio, names, store, workload as workload_mod
 from bench.errors import RunError, UsageError
 from bench.executors import local
 from bench.plan import Plan, make_plan
-from bench.targets import Context, Target
+from bench.targets import Context, Target, state
 from bench.workload import Workload
 
 
@@ -84,9 +83,10 @@ def check_with_fio(prepared: Prepared) -> None:
     """Let fio itself reject unknown or malformed options before anything runs."""
     targets = local.build_targets(prepared.workload, Context("check"), prepared.plan.targets)
     jobs = distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
-    with tempfile.TemporaryDirectory(prefix="blkcmp-check-") as tmp:
+    # Recorded in the state file before it exists: a SIGKILL here leaves nothing cleanup misses.
+    with state.temporary_directory("blkcmp-check-") as tmp:
         for fname, text in jobs.items():
-            job = Path(tmp) / fname
+            job = tmp / fname
             job.write_text(text.replace("${BLKCMP_FILENAME}", "/dev/null"))
             verdict = fio.parse_only(job)
             if verdict:
