@@ -1,8 +1,9 @@
 """Starting, resuming and describing campaigns: the steps behind `blkcmp plan` and `blkcmp run`.
 
-Nothing is written under results/ until the workload is valid, every target has been probed, and
-fio has accepted every distinct job file (`fio --parse-only`): bad input never leaves a
-half-written campaign behind.
+Nothing is written under results/ until the workload is valid, every target has been probed,
+what the running kernel will refuse has been checked (`check_kernel`: driver features, fixed
+interfaces, sector sizes) and fio has accepted every distinct job file (`fio --parse-only`): bad
+input never leaves a half-written campaign behind.
 """
 
 from __future__ import annotations
@@ -64,12 +65,27 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
         if len(unavailable) == len(targets):
             raise RunError("no target of this workload is available here: "
                            + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+        check_kernel(workload, [n for n in targets if n not in unavailable], path)
     plan = make_plan(workload, name, seed)
     if unavailable:
         plan.targets = [t for t in plan.targets if t not in unavailable]
         plan.runs = [r for r in plan.runs if r.target not in unavailable]
         plan.runs = [local.PlannedRun(**(r.__dict__ | {"position": i})) for i, r in enumerate(plan.runs)]
     return Prepared(workload, path, plan, unavailable)
+
+
+def check_kernel(workload: Workload, target_names: list[str] | None = None,
+                 source: Path | str | None = None) -> None:
+    """Refuse, before anything is written, what the running kernel will not do for these
+    targets: options its drivers lack (null_blk's features file, rnull's interface), values its
+    rules refuse (a loop device's sector size). Reads the system, changes nothing; one line per
+    problem, exit 2. Called on the host by `prepare`, and callable as is inside a guest before
+    the host creates the campaign directory."""
+    targets = local.build_targets(workload, Context("preflight"), target_names)
+    problems = [line for target in targets.values() for line in target.kernel_problems()]
+    if problems:
+        where = f"{source}: " if source else ""
+        raise UsageError("\n".join(f"{where}{line}" for line in problems))
 
 
 def campaign_name(workload: Workload, path: Path) -> str:
