@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import env, fio, names, store, workload as workload_mod
-from bench.errors import RunError, UsageError
+from bench.errors import RunError, UsageError, shorten
 from bench.executors import local
 from bench.plan import Plan, make_plan
 from bench.targets import Context, Target, state
@@ -106,7 +106,8 @@ def check_with_fio(prepared: Prepared) -> None:
             job.write_text(text.replace("${BLKCMP_FILENAME}", "/dev/null"))
             verdict = fio.parse_only(job)
             if verdict:
-                raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]}: {verdict}")
+                raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]}: "
+                                 f"{shorten(verdict, 200)}")
 
 
 def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
