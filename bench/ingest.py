@@ -119,7 +119,7 @@ def _measured(direction: dict) -> bool:
 
 def check_document(data: dict) -> None:
     """Raise _Bad naming the first field that is not what fio writes there, or _NoData when no
-    job entry holds measured I/O (a run with no data is not a run)."""
+    job entry holds measured I/O and none reports an error (a run with no data is not a run)."""
     key = "client_stats" if "client_stats" in data else "jobs"
     entries = data.get(key)
     if not isinstance(entries, list):
@@ -133,7 +133,7 @@ def check_document(data: dict) -> None:
     stamp = _number(data.get("timestamp"), "timestamp", integer=True)
     if stamp is not None and not 0 <= stamp <= _LAST_TIMESTAMP:
         raise _Bad("timestamp", f"expected seconds since 1970, found {_found(data['timestamp'])}")
-    measured = False
+    measured = failed = False
     for i, entry in enumerate(entries):
         where = f"{key}[{i}]"
         entry = _object(entry, where)
@@ -141,6 +141,7 @@ def check_document(data: dict) -> None:
             raise _Bad(f"{where}.jobname", f"expected a string, found {_found(entry.get('jobname'))}")
         for field in _ENTRY_NUMBERS:
             _number(entry.get(field), f"{where}.{field}")
+        failed = failed or bool(_number(entry.get("error"), ""))
         if entry.get("job options") is not None:
             _check_options(entry["job options"], f"{where}.job options")
         for name in fio.DIRECTIONS:
@@ -153,7 +154,7 @@ def check_document(data: dict) -> None:
                 if direction.get(lat) is not None:
                     _check_latency(direction[lat], f"{where}.{name}.{lat}")
             measured = measured or (entry.get("jobname") != "All clients" and _measured(direction))
-    if not measured:
+    if not measured and not failed:  # a job fio reports as failed is a (failed) run
         raise _NoData(f"{key}: no job entry holds any measured I/O; a run with no data is not ingested")
 
 

@@ -96,6 +96,17 @@ def test_bad_fio_json_is_one_line_exit_2_and_creates_nothing(tmp_path, env, real
     assert not into.exists()
 
 
+def test_a_job_fio_reports_as_failed_is_not_refused_as_a_run_with_no_data(tmp_path, env, real):
+    # fio failed the job (error 22) before any I/O: a failed run, which ingest keeps
+    failed = mutate(real, lambda d: [d["jobs"][0].pop(k) for k in ("read", "write", "trim")])
+    failed["jobs"][0]["error"] = 22
+    path = tmp_path / "failed.json"
+    path.write_text(json.dumps(failed))
+    out = run_cli("ingest", path, "--into", tmp_path / "camp", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "ingested 1 run(s)" in out.stdout
+
+
 def test_bad_file_among_good_ones_leaves_an_existing_campaign_untouched(tmp_path, env, real):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(real))
