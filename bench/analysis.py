@@ -13,9 +13,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import points as points_mod
 from bench import stats, store
 from bench.errors import UsageError
-from bench.results import RunRecord, load_runs
+from bench.results import RunRecord, load_runs, missing_reason
+from bench.stats.quality import UNDERPOWERED
+
+UNDER_REPLICATED = "one run per target at every point: ingest or run repetitions to get confidence intervals"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Analysis:
     kernels: list[str]
     allowed_differences: list[str] = field(default_factory=list)  # audited, allowed by the workload
     confidence: float = 0.95    # 0.975 for adaptive campaigns (still a 95 % claim; see README)
+    warnings: list[str] = field(default_factory=list)  # one line each: metric empty at points, why
+    notes: list[str] = field(default_factory=list)     # said once above the tables (replication, failures)
+    failed_runs: int = 0        # failed runs of these campaigns: excluded from every statistic
 
 
 def allowed_differences(campaign: store.Campaign) -> list[str]:
@@ -174,29 +181,33 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                 wanted = first[0] if first and first[0] in sides else sides[0]
     if wanted not in sides:
         raise UsageError(f"--baseline {wanted}: no such {by} (found: {', '.join(sides)})")
-    # Points in matrix order (the first campaign's plan), not in the order the runs happened.
-    point_order: dict[str, tuple] = {}
+    # Points in reading order: rw as the plans list them, then bs, iodepth, numjobs … as numbers.
+    rw_order: dict[str, int] = {}
     for campaign in campaigns:
         for p in campaign.plan().points:
-            point_order.setdefault(p.key, (len(point_order), p.key))
-    if by != "target":
-        point_order = {point_of(rec, by): point_order.get(rec.point_key, (len(point_order), rec.point_key))
-                       + (rec.target,) for rec, _, _ in records}
+            rw_order.setdefault(str(points_mod.normalise(p.options).get("rw", "")), len(rw_order))
+    point_order: dict[str, tuple] = {}
+    for rec, _, _ in records:
+        options = {k: v for k, v in rec.point.items() if k != by}
+        point_order.setdefault(point_of(rec, by), (points_mod.sort_key(options, rw_order),
+                                                   rec.target if by != "target" else ""))
     if len(sides) < 2:
         raise UsageError(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
     comparisons = []
+    empty: dict[tuple[str, str], dict[str, RunRecord]] = {}   # (point, side) -> runs without a value
     for candidate in [s for s in sides if s != wanted]:
         points: dict[str, dict[str, list]] = {}
         for rec, side, ci in records:
             if side not in (wanted, candidate):
                 continue
+            slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
             value = rec.metrics.get(m.column)
             if value is None or (isinstance(value, float) and math.isnan(value)):
+                empty.setdefault((point_of(rec, by), side), {})[rec.run_id] = rec
                 continue
-            slot = points.setdefault(point_of(rec, by), {wanted: [], candidate: []})
             slot[side].append((value, rec.round, rec.position, ci))
         results: dict[str, PointResult] = {}
-        for key, slot in sorted(points.items(), key=lambda kv: point_order.get(kv[0], (len(point_order), kv[0]))):
+        for key, slot in sorted(points.items(), key=lambda kv: point_order[kv[0]]):
             b, c = slot[wanted], slot[candidate]
             if not b or not c:
                 continue
@@ -208,8 +219,11 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                                  confidence=confidence, n_boot=n_boot, seed=seed)
             qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], mde=comp.mde, margin=margin)
             qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], mde=comp.mde, margin=margin)
-            flags = sorted(set(qb.flags) | set(qc.flags))
-            results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, flags)
+            flags = set(qb.flags) | set(qc.flags)
+            if min(len(b), len(c)) < 2:  # no spread to measure: said once (UNDER_REPLICATED), not per point
+                flags.discard(UNDERPOWERED)
+            results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc,
+                                       sorted(flags))
         if results:
             verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
                                     margin=margin, alpha=alpha, baseline_name=wanted, candidate_name=candidate)
@@ -219,10 +233,47 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
         else:
             across = None
         comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))
+    empty_reasons = _empty_metric_reasons(m, records, by, empty)
+    warnings = [f"{m.name} is empty for every run of {len(where)} point(s) ({_some(where)}): {reason}"
+                for reason, where in empty_reasons.items()]
+    if not any(side.points for side in comparisons):
+        why = "; ".join(empty_reasons) or f"no point has runs of both {wanted} and another {by}"
+        raise UsageError(f"{m.name}: nothing to compare: {why}")
+    failed = sum(store.status_counts(c).get("failed", 0) for c in campaigns)
+    notes = []
+    compared = [p for side in comparisons for p in side.points]
+    single = [p for p in compared if min(p.comparison.baseline.n, p.comparison.candidate.n) < 2]
+    if single and len(single) == len(compared):
+        notes.append(UNDER_REPLICATED)
+    elif single:
+        notes.append(f"{len(single)} of {len(compared)} points have one run per target (no confidence "
+                     "interval there): ingest or run repetitions")
+    if failed:
+        notes.append(f"{failed} failed run(s) excluded from every statistic (blkcmp export shows their errors)")
     labels = sorted({c.environment().get("executor", {}).get("label", "") for c in campaigns} - {"", "host"})
     allowed = [f"{c.name}: {line}" for c in campaigns for line in allowed_differences(c)]
     return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels,
-                    allowed, confidence)
+                    allowed, confidence, warnings, notes, failed)
+
+
+def _some(items: list[str], shown: int = 2) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _empty_metric_reasons(m: Metric, records: list[tuple[RunRecord, str, int]], by: str,
+                          empty: dict[tuple[str, str], dict[str, RunRecord]]) -> dict[str, list[str]]:
+    """{reason: points} where the metric is empty for every run of the point (on some side)."""
+    runs_at: dict[tuple[str, str], int] = {}
+    for rec, side, _ in records:
+        runs_at[(point_of(rec, by), side)] = runs_at.get((point_of(rec, by), side), 0) + 1
+    by_reason: dict[str, list[str]] = {}
+    for (point, side), recs in empty.items():
+        if len(recs) == runs_at[(point, side)]:  # every run of this point and side
+            reason = missing_reason(next(iter(recs.values())), m.column)
+            where = by_reason.setdefault(reason, [])
+            if point not in where:
+                where.append(point)
+    return by_reason
 
 
 def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
@@ -239,8 +290,9 @@ def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, mi
     comparisons = {}
     for candidate in [t for t in plan.targets if t != baseline]:
         for point in plan.points:
-            b = [(r.metrics["iops"], r.round) for r in records if r.target == baseline and r.point_key == point.key]
-            c = [(r.metrics["iops"], r.round) for r in records if r.target == candidate and r.point_key == point.key]
+            key = points_mod.key_of(point.options)
+            b = [(r.metrics["iops"], r.round) for r in records if r.target == baseline and r.point_key == key]
+            c = [(r.metrics["iops"], r.round) for r in records if r.target == candidate and r.point_key == key]
             if not b or not c:
                 continue
             # Stopping on precision narrows the final intervals; CIs at the sequential level

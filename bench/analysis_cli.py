@@ -29,6 +29,8 @@ def cmd_compare(args) -> int:
     from bench import analysis, compare_format as fmt
     a = analysis.analyse(args.dirs, by=args.by, metric=args.metric, baseline=args.baseline,
                          margin=args.margin, alpha=args.alpha, correction=args.correction, seed=args.seed)
+    for line in a.warnings:
+        print(f"blkcmp: warning: {line}", file=sys.stderr)
     if args.format == "table":
         fmt.table(a)
     else:
@@ -79,10 +81,17 @@ def _analysis_args(args) -> dict:
             "correction": args.correction, "seed": args.seed}
 
 
+def _print_warnings(built) -> None:
+    for group in built.groups:
+        for line in (group.analysis.warnings if group.analysis else []):
+            print(f"blkcmp: warning: {line}", file=sys.stderr)
+
+
 def cmd_plot(args) -> int:
     from bench.plots import catalogue
     formats = catalogue.parse_formats(args.format)
     built = catalogue.build(args.dirs, **_analysis_args(args))
+    _print_warnings(built)
     written = catalogue.write(built.figures, args.out, formats)
     for skipped in built.skipped:
         print(f"skipped {skipped.name}: {skipped.reason}")
@@ -93,6 +102,7 @@ def cmd_plot(args) -> int:
 def cmd_report(args) -> int:
     from bench import report
     built = report.collect(args.dirs, **_analysis_args(args))
+    _print_warnings(built.catalogue)
     paths = report.write(built, args.out)
     for skipped in built.catalogue.skipped:
         print(f"skipped {skipped.name}: {skipped.reason}")

@@ -29,6 +29,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--vm-timeout", type=float, default=None, metavar="S",
                    help="kill the guest after S seconds (default: from the plan)")
+    p.add_argument("--boot-attempts", type=int, default=None, metavar="N",
+                   help="boot a VM guest up to N times when it fails before the campaign starts "
+                        "(default: $BLKCMP_BOOT_ATTEMPTS or 3)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     kb.add_argument("version", help="6.12 or 7.2")
     kb.add_argument("--no-overflow-checks", action="store_true",
                     help="build with CONFIG_RUST_OVERFLOW_CHECKS off")
+    kb.add_argument("--toolchain", choices=("sid", "trixie"), default=None,
+                    help="Debian suite whose gcc/rustc/bindgen build it "
+                         "(default: trixie for 6.12, sid for 7.2)")
     ksub.add_parser("list", help="cached test kernels")
 
     from bench import analysis_cli

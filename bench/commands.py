@@ -110,7 +110,8 @@ def _execute(campaign, workload, plan, kernel, args) -> None:
     from bench.progress import reporter_for
     if kernel:
         from bench.executors import vm
-        vm.execute_in_vm(campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout)
+        vm.execute_in_vm(campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout,
+                         boot_attempts=args.boot_attempts)
     else:
         reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
         counts = local.execute(campaign, workload, reporter, adaptive_decision=_adaptive_rule(workload))
@@ -213,18 +214,23 @@ def cmd_targets(args) -> int:
 def cmd_kernel(args) -> int:
     from bench import kernels
     if args.kernel_command == "build":
-        info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks)
+        info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks,
+                             toolchain=args.toolchain)
         print(f"{info.release}: {info.path}")
         return 0
     rows = kernels.list_cached()
     if not rows:
         print("no cached kernels (build one with `blkcmp kernel build 7.2`)")
     for k in rows:
-        d = k.to_dict()
-        symbols = d.get("config") or {}
-        overflow = symbols.get("CONFIG_RUST_OVERFLOW_CHECKS", "?")
-        size = d.get("bzimage_size") or 0
-        print(f"{d.get('name')}  (release {d.get('release')}, asked {d.get('version')})  rust_overflow_checks={overflow}  "
-              f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}"
-              f"  {int(size) / 2**20:.1f} MiB  {d.get('path', '')}")
+        symbols = k.config
+        smoke = k.smoke_boot
+        booted = (f"smoke boot ok ({smoke.get('attempts', 1)} attempt(s), {smoke.get('accel', '?')})"
+                  if smoke.get("ok") else "no smoke boot recorded")
+        print(f"{k.name}\n"
+              f"  release {k.release}, asked {k.version}, built with {k.suite or '?'}: "
+              f"{kernels.toolchain_text(k.toolchain)}\n"
+              f"  rust_overflow_checks={symbols.get('CONFIG_RUST_OVERFLOW_CHECKS', '?')} "
+              f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} "
+              f"rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}, {booted}, "
+              f"{k.bzimage_size / 2**20:.1f} MiB\n  {k.path}")
     return 0

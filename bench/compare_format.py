@@ -35,6 +35,10 @@ def _ratio(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else "-"
 
 
+def _p(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "-"   # no p-value from one run per side
+
+
 def _ci(p: PointResult) -> str:
     c = p.comparison
     return f"{_ratio(c.ratio_ci_low)}-{_ratio(c.ratio_ci_high)}"
@@ -50,6 +54,8 @@ def header_lines(a: Analysis, side: SideComparison) -> list[str]:
     lines += [f"allowed difference {d}" for d in a.allowed_differences]
     if a.confidence != 0.95:
         lines.append(f"adaptive campaign: CIs computed at {a.confidence:.1%} to keep 95 % coverage")
+    if a.comparisons and side is a.comparisons[0]:  # said once, not per candidate
+        lines += a.notes
     return lines
 
 
@@ -96,7 +102,7 @@ def markdown(a: Analysis) -> str:
             out.append(f"| {p.point} | {si(p.comparison.baseline.mean, a.metric.unit)} ± "
                        f"{si(p.comparison.baseline.stdev, a.metric.unit)} | {si(p.comparison.candidate.mean, a.metric.unit)} ± "
                        f"{si(p.comparison.candidate.stdev, a.metric.unit)} | {_ratio(p.comparison.ratio)} | {_ci(p)} | "
-                       f"{v.p_adjusted:.3g} | **{v.verdict}** | {', '.join(p.flags)} |")
+                       f"{_p(v.p_adjusted)} | **{v.verdict}** | {', '.join(p.flags)} |")
         out += [""] + [f"{line}  " for line in footer_lines(side)] + [""]
     return "\n".join(out)
 
@@ -115,7 +121,7 @@ def table(a: Analysis, console=None) -> None:
             v = p.verdict
             t.add_row(p.point, f"{si(p.comparison.baseline.mean, a.metric.unit)} ± {si(p.comparison.baseline.stdev, a.metric.unit)}",
                       f"{si(p.comparison.candidate.mean, a.metric.unit)} ± {si(p.comparison.candidate.stdev, a.metric.unit)}",
-                      _ratio(p.comparison.ratio), _ci(p), f"{v.p_adjusted:.3g}",
+                      _ratio(p.comparison.ratio), _ci(p), _p(v.p_adjusted),
                       f"[{colours.get(v.verdict, 'white')}]{v.verdict}[/]", ", ".join(p.flags))
         t.caption = "\n".join(footer_lines(side))
         console.print(t)

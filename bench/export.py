@@ -1,4 +1,8 @@
-"""`blkcmp export`: one row per run × fio job (× host), as CSV or JSON, for pandas and friends."""
+"""`blkcmp export`: one row per run × fio job (× host), as CSV or JSON, for pandas and friends.
+
+Failed runs are exported too, with their error in the `error` column (one row per job entry when
+fio's output was read, else one row with the job columns empty); statistics never use them.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ def rows(campaign: store.Campaign) -> list[dict]:
             " j.write_bw_bytes, j.read_clat_mean_ns, j.write_clat_mean_ns, j.read_clat_p99_ns,"
             " j.write_clat_p99_ns, j.usr_cpu, j.sys_cpu, j.fio_version, r.point_key, r.position,"
             " j.job_index, r.kernel, r.started, r.ended, r.error"
-            " FROM runs r JOIN jobs j ON j.run_id = r.run_id WHERE r.status = 'done'"
+            # failed runs too, with their error: a failed fio job is a result the user must see
+            " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.status IN ('done', 'failed')"
             " ORDER BY r.position, j.job_index").fetchall()
     return [dict(r) for r in result]
 

@@ -1,6 +1,7 @@
 """fio: the job text blkcmp runs, how it invokes fio, and parsing of fio's JSON / json+ output.
 
-Parsing accepts whatever fio prints, from any version we know (3.33 … 3.41): text before the
+Parsing accepts whatever fio prints, from fio 2.x to 3.41 (units and the sample count differ by
+generation: see "Parsing" below, where everything becomes ns and bytes): text before the
 first `{` and after the JSON document, `jobs` or `client_stats` (client/server mode; the
 "All clients" aggregate is skipped), `global options` as an object or a per-server array,
 `disk_util` missing, `mixed` directions (unified_rw_reporting), and one job entry per process
@@ -13,6 +14,7 @@ import ctypes
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -214,6 +216,15 @@ def parse_only(job_path: Path, fio: str = FIO) -> str | None:
 
 # ------------------------------------------------------------------------------------------
 # Parsing
+#
+# fio's JSON changed twice in ways that matter here:
+#   fio 2.x       latencies `slat`/`clat`/`lat` in microseconds (percentiles too), `io_bytes` in
+#                 KiB, `bw` in KiB/s; json+ bins keyed by bucket *index* (plus FIO_IO_U_PLAT_*
+#                 entries) in microseconds; no sample count.
+#   fio 3.0–3.16  `slat_ns`/`clat_ns`/`lat_ns` in nanoseconds, `io_bytes` in bytes (+ `io_kbytes`),
+#                 json+ bins keyed by latency in ns; still no sample count `N`.
+#   fio >= 3.17   the same with `N` in every latency object.
+# Everything is converted to ns and bytes here; the rest of blkcmp never sees a generation.
 
 
 def decode(text: str) -> dict:
@@ -240,24 +251,74 @@ def _num(value: Any) -> float | None:
         return None
 
 
+US = 1000.0  # ns per µs: fio 2.x writes latencies in µs
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    number = _num(value)
+    if number is None:
+        return None
+    # fio 2.x prints µs with two decimals: rounding to the picosecond keeps 255.34 µs = 255340 ns
+    # exactly instead of 255340.00000000003
+    return number if scale == 1.0 else round(number * scale, 3)
+
+
+def _legacy_bin_value(index: int, bits: int, val: int) -> int:
+    """fio 2.x stat.c plat_idx_to_val: the latency (µs) a json+ bucket index stands for."""
+    if index < (val << 1):
+        return index
+    error_bits = (index >> bits) - 1
+    base = 1 << (error_bits + bits)
+    return base + int((index % val + 0.5) * (1 << error_bits))
+
+
+def _bins(data: dict, scale: float) -> dict[int, int]:
+    raw = data.get("bins") or {}
+    if not isinstance(raw, dict):
+        return {}
+    if "FIO_IO_U_PLAT_BITS" in raw:  # fio 2.x json+: keyed by bucket index, values in µs
+        bits = int(raw["FIO_IO_U_PLAT_BITS"])
+        val = int(raw.get("FIO_IO_U_PLAT_VAL", 1 << bits))
+        return {_legacy_bin_value(int(k), bits, val) * int(US): int(v) for k, v in raw.items()
+                if k.isdigit() and int(v)}
+    return {int(float(k)) * int(scale): int(v) for k, v in raw.items()}
+
+
 @dataclass
 class Latency:
+    """One of fio's latency objects, in ns whatever the fio generation."""
+
     mean: float | None
     stddev: float | None
     min: float | None
     max: float | None
-    n: int
+    n: int                  # samples: fio's `N` (>= 3.17), else the direction's I/O count
     percentiles: dict[float, float] = field(default_factory=dict)
     bins: dict[int, int] = field(default_factory=dict)
+    counted_by_fio: bool = True   # False when n is the direction's I/O count (no `N` in the file)
 
     @classmethod
-    def parse(cls, data: dict | None) -> "Latency | None":
-        if not data:
+    def parse(cls, data: dict | None, *, scale: float = 1.0, ios: int = 0) -> "Latency | None":
+        if not isinstance(data, dict) or not data:
             return None
-        pct = {float(k): float(v) for k, v in (data.get("percentile") or {}).items() if _num(v) is not None}
-        bins = {int(float(k)): int(v) for k, v in (data.get("bins") or {}).items()}
-        return cls(_num(data.get("mean")), _num(data.get("stddev")), _num(data.get("min")),
-                   _num(data.get("max")), int(_num(data.get("N")) or 0), pct, bins)
+        pct = {}
+        for key, value in (data.get("percentile") or {}).items():
+            p, v = _num(key), _scaled(value, scale)
+            if p is not None and 0.0 < p <= 100.0 and v is not None:  # fio pads with "0.00": 0
+                pct[p] = v
+        n = _num(data.get("N"))
+        return cls(_scaled(data.get("mean"), scale), _scaled(data.get("stddev"), scale),
+                   _scaled(data.get("min"), scale), _scaled(data.get("max"), scale),
+                   int(n) if n is not None else ios, pct, _bins(data, scale), n is not None)
+
+    @property
+    def has_values(self) -> bool:
+        # all zeros: fio did not measure it (disable_clat=1, disable_lat=1), not a 0 ns latency
+        return self.n > 0 and self.mean is not None and not (self.mean == 0 and not self.max)
+
+    @property
+    def has_percentiles(self) -> bool:
+        return bool(self.bins or self.percentiles)
 
 
 @dataclass
@@ -266,33 +327,65 @@ class Direction:
     bw_bytes: float
     io_bytes: float
     runtime_ms: float
-    total_ios: int
+    total_ios: int          # as fio wrote it; 0 when absent (fio < 2.2)
     slat: Latency | None
     clat: Latency | None
     lat: Latency | None
+    microseconds: bool = False   # fio 2.x units in the file (converted here)
 
     @property
     def used(self) -> bool:
         return self.total_ios > 0 or self.io_bytes > 0
 
+    @property
+    def ios(self) -> int:
+        """Completed I/Os: fio's count, or IOPS × runtime when the file has none (fio < 2.2)."""
+        if self.total_ios:
+            return self.total_ios
+        return int(round(self.iops * self.runtime_ms / 1000.0))
+
     @classmethod
-    def parse(cls, data: dict) -> "Direction":
+    def parse(cls, data: dict, *, fio_major: int | None = None) -> "Direction":
+        """One direction's object; fio_major (from "fio version") decides the units when the
+        keys alone do not (a direction without any latency object)."""
+        if any(k in data for k in ("clat_ns", "lat_ns", "slat_ns")):
+            legacy = False
+        elif any(k in data for k in ("clat", "lat", "slat")):
+            legacy = True
+        else:
+            legacy = fio_major is not None and fio_major < 3
+        scale = US if legacy else 1.0
         bw_bytes = _num(data.get("bw_bytes"))
-        if bw_bytes is None:  # very old fio: `bw` in KiB/s only
+        if bw_bytes is None:  # fio < 3.2: `bw` in KiB/s only
             bw_bytes = (_num(data.get("bw")) or 0.0) * 1024
-        io_bytes = _num(data.get("io_bytes"))
-        if io_bytes is None:
-            io_bytes = (_num(data.get("io_kbytes")) or 0.0) * 1024
-        return cls(_num(data.get("iops")) or 0.0, bw_bytes, io_bytes, _num(data.get("runtime")) or 0.0,
-                   int(_num(data.get("total_ios")) or 0), Latency.parse(data.get("slat_ns")),
-                   Latency.parse(data.get("clat_ns")), Latency.parse(data.get("lat_ns")))
+        io_kbytes = _num(data.get("io_kbytes"))
+        if io_kbytes is not None:
+            io_bytes = _num(data.get("io_bytes"))
+            io_bytes = io_kbytes * 1024 if io_bytes is None else io_bytes
+        else:  # fio 2.x: `io_bytes` holds KiB
+            io_bytes = (_num(data.get("io_bytes")) or 0.0) * (1024 if legacy else 1)
+        iops, runtime = _num(data.get("iops")) or 0.0, _num(data.get("runtime")) or 0.0
+        total_ios = int(_num(data.get("total_ios")) or 0)
+        ios = total_ios or int(round(iops * runtime / 1000.0))
+        suffix = "" if legacy else "_ns"
+        return cls(iops, bw_bytes, io_bytes, runtime, total_ios,
+                   Latency.parse(data.get("slat" + suffix), scale=scale, ios=ios),
+                   Latency.parse(data.get("clat" + suffix), scale=scale, ios=ios),
+                   Latency.parse(data.get("lat" + suffix), scale=scale, ios=ios), legacy)
 
     def completion_latency(self) -> Latency | None:
-        """clat, or lat when only total latency was kept (e.g. lat_percentiles=1)."""
-        if self.clat and self.clat.n:
-            return self.clat
-        if self.lat and self.lat.n:
-            return self.lat
+        """clat, or lat when only total latency was kept."""
+        for lat in (self.clat, self.lat):
+            if lat is not None and lat.has_values:
+                return lat
+        return None
+
+    def latency_percentiles(self) -> Latency | None:
+        """Where this direction's completion-latency percentiles are: clat's, or lat's when fio
+        wrote only those (lat_percentiles=1 with clat_percentiles=0)."""
+        for lat in (self.clat, self.lat):
+            if lat is not None and lat.n > 0 and lat.has_percentiles:
+                return lat
         return None
 
 
@@ -318,6 +411,32 @@ class Job:
     def option(self, name: str) -> str | None:
         return self.options.get(name)
 
+    @property
+    def runtime_ms(self) -> float:
+        """The longest direction's runtime: how long this entry measured."""
+        return max((d.runtime_ms for d in self.directions.values() if d.used), default=0.0)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of fio's own threads (usr + sys) for this entry.
+
+        fio's usr_cpu/sys_cpu are percent of the entry's total job run time: `job_runtime`
+        (fio >= 3.5, summed over group-reported jobs) or, before that, the runtime of the
+        entry times numjobs when it reports a group."""
+        if self.usr_cpu is None or self.sys_cpu is None:
+            return None
+        runtime_ms = self.job_runtime_ms
+        if not runtime_ms:
+            numjobs = option_int(self.option("numjobs")) or 1
+            grouped = self.option("group_reporting") not in (None, "0")
+            runtime_ms = self.runtime_ms * (numjobs if grouped else 1)
+        if not runtime_ms:
+            return None
+        return (self.usr_cpu + self.sys_cpu) / 100.0 * runtime_ms / 1000.0
+
+    @property
+    def error_text(self) -> str:
+        return f"fio job {self.jobname!r} failed: error {self.error} ({os.strerror(self.error)})"
+
 
 @dataclass
 class FioOutput:
@@ -327,6 +446,22 @@ class FioOutput:
     jobs: list[Job]
     disk_util: list[dict]
     raw: dict
+
+    @property
+    def error(self) -> str | None:
+        """The first job error fio reports, as one line; None when every job succeeded."""
+        failed = [j for j in self.jobs if j.error]
+        return failed[0].error_text if failed else None
+
+
+def option_int(text: str | None) -> int | None:
+    """An integer fio option as fio reads it ('01' is 1); None when it is not one."""
+    if text is None:
+        return None
+    try:
+        return int(str(text).strip(), 10)
+    except ValueError:
+        return None
 
 
 def _global_options(data: dict) -> dict[tuple[str, int | None], dict[str, str]]:
@@ -351,6 +486,8 @@ def parse(text_or_data: str | dict) -> FioOutput:
     if not isinstance(entries, list):
         raise FioParseError("`jobs` is not a list")
     globals_ = _global_options(data)
+    version = str(data.get("fio version", "unknown"))
+    major = version_major(version)
     jobs: list[Job] = []
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("jobname") == "All clients":
@@ -359,7 +496,8 @@ def parse(text_or_data: str | dict) -> FioOutput:
         port = int(entry["port"]) if _num(entry.get("port")) is not None else None
         options = dict(globals_.get((host, port)) or globals_.get(("", None)) or {})
         options.update({k: str(v) for k, v in (entry.get("job options") or {}).items()})
-        directions = {d: Direction.parse(entry[d]) for d in DIRECTIONS if isinstance(entry.get(d), dict)}
+        directions = {d: Direction.parse(entry[d], fio_major=major) for d in DIRECTIONS
+                      if isinstance(entry.get(d), dict)}
         jobs.append(Job(
             jobname=str(entry.get("jobname", "")), index=len(jobs),
             groupid=int(_num(entry.get("groupid")) or 0), host=host, port=port,
@@ -372,8 +510,13 @@ def parse(text_or_data: str | dict) -> FioOutput:
     if not jobs:
         raise FioParseError("fio output holds no job results")
     disk_util = data.get("disk_util") if isinstance(data.get("disk_util"), list) else []
-    return FioOutput(str(data.get("fio version", "unknown")), _int_or_none(data.get("timestamp")),
-                     client_mode, jobs, disk_util, data)
+    return FioOutput(version, _int_or_none(data.get("timestamp")), client_mode, jobs, disk_util, data)
+
+
+def version_major(version: str) -> int | None:
+    """3 for "fio-3.16", 2 for "fio-2.18"; None when unreadable."""
+    match = re.match(r"\s*(?:fio-)?(\d+)\.", version)
+    return int(match.group(1)) if match else None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -398,6 +541,16 @@ def merged_bins(latencies: list[Latency]) -> dict[int, int]:
     return merge_bins(lat.bins for lat in latencies)
 
 
+def direction_percentile(direction: Direction, percent: float) -> float | None:
+    """One direction's completion-latency percentile: from its json+ bins, else fio's own value."""
+    lat = direction.latency_percentiles()
+    if lat is None:
+        return None
+    if lat.bins:
+        return percentile_from_bins(lat.bins, percent)
+    return lat.percentiles.get(float(percent))
+
+
 @dataclass
 class RunMetrics:
     """One number per metric for a whole run, summed or pooled over its job entries."""
@@ -416,6 +569,8 @@ class RunMetrics:
     ctx: int | None
     total_ios: int
     errors: int
+    fio_cpu_s: float | None = None   # CPU time of fio's threads over the run (usr + sys)
+    runtime_s: float | None = None   # the longest runtime fio measured among the job entries
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -423,6 +578,10 @@ class RunMetrics:
 
 def _sum_or_none(values: list[float]) -> float | None:
     return sum(values) if values else None
+
+
+def used_directions(output: FioOutput) -> list[Direction]:
+    return [d for job in output.jobs for d in job.directions.values() if d.used]
 
 
 def run_metrics(output: FioOutput) -> RunMetrics:
@@ -433,16 +592,21 @@ def run_metrics(output: FioOutput) -> RunMetrics:
                 per_dir[name].append(d)
     used = [d for ds in per_dir.values() for d in ds]
     lats = [lat for d in used if (lat := d.completion_latency())]
-    total_ios = sum(d.total_ios for d in used)
-    weighted = [(lat.mean, lat.n) for lat in lats if lat.mean is not None and lat.n]
+    weighted = [(lat.mean, lat.n) for lat in lats]
     clat_mean = (sum(m * n for m, n in weighted) / sum(n for _, n in weighted)) if weighted else None
-    if len(lats) == 1 and lats[0].percentiles and not lats[0].bins:
-        pct = lats[0].percentiles
-        p50, p99, p999 = pct.get(50.0), pct.get(99.0), pct.get(99.9)
-    else:
-        bins = merged_bins(lats)
+    p50 = p99 = p999 = None
+    sources = [d.latency_percentiles() for d in used]
+    if sources and all(s is not None and s.bins for s in sources):
+        bins = merged_bins(sources)
         p50, p99, p999 = (percentile_from_bins(bins, p) for p in (50.0, 99.0, 99.9))
+    elif len(sources) == 1 and sources[0] is not None:
+        # plain JSON, one job entry and direction: fio's own percentiles are the run's
+        pct = sources[0].percentiles
+        p50, p99, p999 = pct.get(50.0), pct.get(99.0), pct.get(99.9)
+    # (several entries without json+ bins: their percentiles cannot be pooled; see missing_reason)
     cpu_jobs = [j for j in output.jobs if j.usr_cpu is not None]
+    cpu_seconds = [s for j in output.jobs if (s := j.cpu_seconds()) is not None]
+    runtime_ms = max((j.runtime_ms for j in output.jobs), default=0.0)
     return RunMetrics(
         iops=sum(d.iops for d in used),
         read_iops=_sum_or_none([d.iops for d in per_dir["read"]]),
@@ -453,6 +617,42 @@ def run_metrics(output: FioOutput) -> RunMetrics:
         usr_cpu=(sum(j.usr_cpu for j in cpu_jobs) / len(cpu_jobs)) if cpu_jobs else None,
         sys_cpu=(sum(j.sys_cpu or 0.0 for j in cpu_jobs) / len(cpu_jobs)) if cpu_jobs else None,
         ctx=sum(j.ctx or 0 for j in output.jobs) if output.jobs else None,
-        total_ios=total_ios,
+        total_ios=sum(d.ios for d in used),
         errors=sum(1 for j in output.jobs if j.error),
+        fio_cpu_s=sum(cpu_seconds) if cpu_seconds and len(cpu_seconds) == len(output.jobs) else None,
+        runtime_s=runtime_ms / 1000.0 if runtime_ms else None,
     )
+
+
+# The run metrics that come from latency objects, and the percentile each one reads.
+LATENCY_PERCENTILES = {"clat_p50_ns": 50.0, "clat_p99_ns": 99.0, "clat_p999_ns": 99.9}
+
+
+def missing_reason(output: FioOutput, column: str) -> str:
+    """Why this output gives no value for a run metric column: one clause, for a warning."""
+    version = output.fio_version
+    if output.error:
+        return output.error
+    used = used_directions(output)
+    if not used:
+        return f"{version} reports no I/O in any direction"
+    if column == "clat_mean_ns":
+        if not any(d.clat or d.lat for d in used):
+            return f"{version} wrote no completion latency (no clat/lat objects)"
+        return f"{version} wrote completion latency as zeros (not measured: disable_clat/disable_lat)"
+    if column in LATENCY_PERCENTILES:
+        sources = [d.latency_percentiles() for d in used]
+        if not any(sources):
+            return (f"{version} wrote no completion-latency percentiles "
+                    "(clat_percentiles=0, or a fio without them)")
+        if len(sources) > 1 and not all(s is not None and s.bins for s in sources):
+            return (f"{len(sources)} job entries/directions with plain-JSON percentiles only: percentiles "
+                    "cannot be pooled without json+ bins (use --output-format=json+ or group_reporting)")
+        wanted = LATENCY_PERCENTILES[column]
+        return f"{version} wrote no p{wanted:g} (percentile_list without it)"
+    for direction in ("read", "write", "mixed"):
+        if column == f"{direction}_iops":
+            return f"no {direction} I/O in this run"
+    if column in ("usr_cpu", "sys_cpu", "fio_cpu_s"):
+        return f"{version} wrote no usr/sys CPU"
+    return f"{version} has no value for {column}"

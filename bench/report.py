@@ -147,7 +147,46 @@ def environment_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
             ("python", env.get("python") or ""),
             ("blkcmp", f"{blkcmp.get('version', '?')} (commit {blkcmp.get('git_commit') or 'unknown'})"),
             ("host", env.get("hostname") or "")]
+    rows.insert(1, ("VM boots", vm_boots_text(env.get("vm_boots") or [])))
+    if "ingested" in env:  # what the fio files said; the machine itself is not in fio's output
+        facts = env["ingested"]
+        rows = [(k, v) for k, v in rows if k in ("executor", "fio", "host")] + ingested_rows(facts)
     return [(k, str(v)) for k, v in rows if v not in ("", None)]
+
+
+def vm_boots_text(boots: list[dict]) -> str:
+    """The guest boots a VM campaign took: early-boot failures retried, guest crashes in runs."""
+    if not boots:
+        return ""
+    failed = [f for b in boots for f in (b.get("failed_boots") or [])]
+    parts = [f"{len(boots)} boot{'s' if len(boots) != 1 else ''}"]
+    if failed:
+        parts.append(f"{len(failed)} early-boot failure{'s' if len(failed) != 1 else ''} retried "
+                     f"(first: {failed[0].get('reason')}; {failed[0].get('console_log')})")
+    for b in boots:
+        if b.get("outcome") == "crashed during a run":
+            runs = ", ".join(b.get("runs") or []) or "no run in flight"
+            parts.append(f"guest kernel crashed during run {runs}: {b.get('oops') or 'no oops line'}"
+                         f" ({b.get('console_log')})")
+        elif b.get("outcome") == "no boot":
+            parts.append(f"a boot failed every attempt ({b.get('console_log')})")
+    return "; ".join(parts)
+
+
+def _counted(counts: dict, unit: str = "") -> str:
+    return ", ".join(f"{v}{unit} ({n} file{'s' if n != 1 else ''})" for v, n in counts.items())
+
+
+def ingested_rows(facts: dict) -> list[tuple[str, str]]:
+    """The environment of ingested runs, as far as fio's output tells it."""
+    first, last = facts.get("first_start"), facts.get("last_start")
+    return [("fio versions", _counted(facts.get("fio_versions") or {})),
+            ("runtime", _counted(facts.get("runtime_s") or {}, " s")),
+            ("ramp time", _counted(facts.get("ramp_time_s") or {}, " s")),
+            ("started", f"{first} \u2026 {last}" if first and last and first != last else (first or "")),
+            ("hosts", ", ".join(facts.get("hostnames") or []) or "not in fio's output (not client/server)"),
+            ("failed runs", str(facts.get("failed_runs") or 0)),
+            ("kernel, CPU", "not in fio's output")]
 
 
 def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
@@ -247,7 +286,7 @@ def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
     a, reading_order = group.analysis, group.dataset.points
     labels = {p.key: p.label() for p in reading_order}
     unit = a.metric.unit
-    parts = []
+    parts = [f"<p class='note'><b>warning:</b> {_e(w)}</p>" for w in a.warnings]
     for side in a.comparisons:
         head = compare_format.header_lines(a, side)
         parts.append(f"<h4>{_e(head[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in head[1:])}</p>")
@@ -381,6 +420,8 @@ def to_markdown(report: Report, figure_dir: str = "figures") -> str:
         out += [f"> **\u26a0 {label.upper()}**", ""]
     out += [cat.dataset.facts(), "", "## Verdicts", ""]
     for group in cat.groups:
+        if group.analysis:
+            out += [f"> warning: {w}" for w in group.analysis.warnings] + ([""] if group.analysis.warnings else [])
         out += [compare_format.markdown(group.analysis)] if group.analysis else [f"kernel {group.kernel}: "
                                                                                   f"{group.why_no_analysis}", ""]
     out += ["## Data quality", ""]
@@ -446,6 +487,7 @@ def to_text(report: Report) -> str:
     out += ["", *_wrap(cat.dataset.facts()), ""]
     for group in cat.groups:
         if group.analysis:
+            out += [line for w in group.analysis.warnings for line in _wrap(f"warning: {w}")]
             out += compare_format.text(group.analysis).rstrip("\n").splitlines() + [""]
         else:
             out += _wrap(f"kernel {group.kernel}: {group.why_no_analysis}") + [""]

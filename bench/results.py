@@ -2,6 +2,8 @@
 
 The SQLite index gives the per-run metrics; the raw fio JSON gives the json+ latency bins
 (merged per run over its jobs and directions) when a pooled latency distribution is wanted.
+Points come back normalised (bench.points): the same setting spelled differently by different
+fio versions is one point.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import fio, store
+from bench import fio, points, store
 
 
 @dataclass
@@ -39,8 +41,10 @@ def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunR
         metrics |= {"cpu_softirq_s": row["cpu_softirq_s"], "cpu_system_s": row["cpu_system_s"],
                     "cpu_user_s": row["cpu_user_s"], "cpu_irq_s": row["cpu_irq_s"],
                     "block_softirqs": row["block_softirqs"]}
-        rec = RunRecord(campaign.name, campaign.path, row["run_id"], row["target"], row["point_key"],
-                        json.loads(row["point_json"] or "{}"), row["round"], row["repetition"],
+        # one spelling per setting (iodepth=01 is iodepth=1, bs=4096 is bs=4k): equal points pair
+        point = points.normalise(json.loads(row["point_json"] or "{}"))
+        rec = RunRecord(campaign.name, campaign.path, row["run_id"], row["target"], points.key_of(point),
+                        point, row["round"], row["repetition"],
                         row["position"], row["host"] or "", row["kernel"] or "", metrics)
         if with_bins:
             rec.bins = run_bins(campaign, rec.run_id)
@@ -54,9 +58,20 @@ def run_bins(campaign: store.Campaign, run_id: str) -> dict[int, int]:
         output = fio.parse(path.read_text())
     except (OSError, fio.FioParseError):
         return {}
-    lats = [lat for job in output.jobs for d in job.directions.values()
-            if d.used and (lat := d.completion_latency())]
+    lats = [lat for d in fio.used_directions(output) if (lat := d.latency_percentiles())]
     return fio.merged_bins(lats)
+
+
+def missing_reason(rec: RunRecord, column: str) -> str:
+    """Why a run has no value for a metric column, read from its raw fio output."""
+    path = rec.campaign_dir / "runs" / rec.run_id / "fio.json"
+    try:
+        output = fio.parse(path.read_text())
+    except OSError as exc:
+        return f"{path}: unreadable ({exc.strerror})"
+    except fio.FioParseError as exc:
+        return f"{path}: {exc}"
+    return fio.missing_reason(output, column)
 
 
 def group(records: list[RunRecord], *keys: str) -> dict[tuple, list[RunRecord]]:

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
     clat_mean_ns REAL, clat_p50_ns REAL, clat_p99_ns REAL, clat_p999_ns REAL,
     usr_cpu REAL, sys_cpu REAL, ctx INTEGER, total_ios INTEGER,
     cpu_softirq_s REAL, cpu_system_s REAL, cpu_user_s REAL, cpu_irq_s REAL, block_softirqs INTEGER,
-    fio_version TEXT
+    fio_version TEXT, fio_cpu_s REAL, runtime_s REAL
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT, job_index INTEGER, host TEXT, job TEXT, rw TEXT, bs TEXT, iodepth TEXT,
@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 RUN_METRIC_COLUMNS = ("iops", "read_iops", "write_iops", "mixed_iops", "bw_bytes", "clat_mean_ns",
                       "clat_p50_ns", "clat_p99_ns", "clat_p999_ns", "usr_cpu", "sys_cpu", "ctx",
-                      "total_ios")
+                      "total_ios", "fio_cpu_s", "runtime_s")
+# Columns added to `runs` after format 1 was first written: indexes that predate them get them.
+_ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL"}
 
 
 def utc_stamp() -> str:
@@ -136,6 +138,22 @@ def read_json(path: Path, expect: type | None = None) -> Any:
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
                bool: "boolean", type(None): "null"}
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush to disk everything written on path's filesystem (syncfs(2)): one call for a batch
+    of files written without fsync each, before the renames that make them appear."""
+    import ctypes
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is None:  # not glibc: flush every filesystem instead
+            os.sync()
+        elif syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs: {os.strerror(err)}", str(path))
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,6 +258,10 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30)
     db.row_factory = sqlite3.Row
     db.executescript(SCHEMA)
+    present = {r["name"] for r in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in _ADDED_RUN_COLUMNS.items():
+        if column not in present:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
     return db
 
 
@@ -584,6 +606,15 @@ def list_campaigns(root: Path) -> list[Campaign]:
         return []
     return [Campaign(p) for p in sorted(root.iterdir())
             if p.is_dir() and not p.name.startswith(".") and looks_like_campaign(p)]
+
+
+def add_vm_boot(campaign: Campaign, boot: dict) -> None:
+    """Append one guest boot (attempts, early-boot failures retried, outcome) to the environment
+    record's `vm_boots`, so every result says which boots it came from and what they survived."""
+    path = campaign.path / "environment.json"
+    environment = read_json(path) if path.exists() else {}
+    environment.setdefault("vm_boots", []).append(boot)
+    atomic_write_json(path, environment)
 
 
 def require_writable(root: Path) -> None:

@@ -14,6 +14,13 @@ seen to fail silently:
 * a hung guest: the whole process group (vng, virtme-run, QEMU, virtiofsd) is killed on timeout,
   and any QEMU still carrying this run's token on its command line is hunted down.
 
+A guest that fails before the command has started (an oops or panic in early boot, or no start
+mark within the timeout) is booted again, up to `boot_attempts` times: under software emulation a
+loaded host can make early boot fail by chance (a static-key patching race was seen once in a
+hundred boots). Each failed attempt's console log is kept beside the final one and returned in
+GuestResult.boot_failures. A guest that fails *after* the command started is never retried: that
+is a finding about the kernel or driver (GuestCrashed, with the oops line).
+
 KVM is used only when it really works (detect_accel); otherwise TCG.
 """
 
@@ -42,8 +49,28 @@ from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, termin
 GUEST_CTL = "/var/lib/blkcmp/ctl"
 _EXIT_MOUNT_MISSING = 201
 _EXIT_MOUNT_READONLY = 202
+DEFAULT_BOOT_ATTEMPTS = 3
+# Test-only: a file holding a count N; each boot attempt while N > 0 decrements it and crashes
+# the guest kernel (sysrq) before the command starts, i.e. a chance early-boot failure on demand.
+TEST_CRASH_BOOTS_ENV = "BLKCMP_TEST_CRASH_BOOTS"
+# Console lines that say the kernel died, most telling first.
+_OOPS_RE = re.compile(r"(Oops:.*|kernel BUG at.*|BUG: .*|general protection fault.*|"
+                      r"Kernel panic - not syncing.*)")
 
 _accel_cache: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedBoot:
+    """One boot attempt that died before the command started."""
+
+    attempt: int
+    reason: str  # the first oops/panic line, or what else went wrong
+    console_log: Path
+
+    def to_dict(self) -> dict:
+        return {"attempt": self.attempt, "reason": self.reason,
+                "console_log": str(self.console_log)}
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,57 @@ class GuestResult:
     accel: str  # "kvm" or "tcg"
     elapsed: float  # seconds, from starting vng to QEMU's exit
     console_log: Path  # everything vng printed: boot console, the command's stdout/stderr
+    boot_failures: tuple[FailedBoot, ...] = ()  # early-boot failures retried before this boot
+
+
+class BootFailed(RunError):
+    """Every boot attempt failed before the command started."""
+
+    def __init__(self, message: str, *, reason: str, oops_line: str | None,
+                 failures: tuple[FailedBoot, ...]):
+        super().__init__(message)
+        self.reason = reason
+        self.oops_line = oops_line
+        self.failures = failures
+
+
+class GuestCrashed(RunError):
+    """The guest died after the command had started (kernel crash, out of memory, hang)."""
+
+    def __init__(self, message: str, *, oops_line: str | None, console_log: Path,
+                 boot_failures: tuple[FailedBoot, ...]):
+        super().__init__(message)
+        self.oops_line = oops_line
+        self.console_log = console_log
+        self.boot_failures = boot_failures
+
+
+class _EarlyFailure(Exception):
+    """A boot attempt that died before the command started (retried by run_in_guest)."""
+
+    def __init__(self, reason: str, oops_line: str | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.oops_line = oops_line
+
+
+def oops_line(console_log: Path) -> str | None:
+    """The first line of the console that says the kernel died (timestamp stripped)."""
+    try:
+        text = console_log.read_text(errors="replace")
+    except OSError:
+        return None
+    m = _OOPS_RE.search(text)
+    return m.group(1).strip()[:200] if m else None
+
+
+def boot_attempts_default() -> int:
+    raw = os.environ.get("BLKCMP_BOOT_ATTEMPTS", "").strip()
+    if not raw:
+        return DEFAULT_BOOT_ATTEMPTS
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise UsageError(f"BLKCMP_BOOT_ATTEMPTS must be a whole number from 1 to 20, not {raw!r}")
+    return int(raw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,12 +371,16 @@ def run_in_guest(
     timeout_s: float,
     console_log: Path,
     accel: str | None = None,
+    boot_attempts: int | None = None,
 ) -> GuestResult:
     """Boot `kernel` with the sid chroot as root and run `command` (bash) as root in it.
 
-    rw_dirs/ro_dirs map guest paths to host folders. Returns the command's exit code; raises
-    RunError (naming the console log) when the kernel does not boot, a folder is not really
-    shared, or nothing finishes within timeout_s (QEMU is then killed).
+    rw_dirs/ro_dirs map guest paths to host folders. Returns the command's exit code. A boot
+    that fails before the command starts is tried again, `boot_attempts` times in all (default
+    $BLKCMP_BOOT_ATTEMPTS or 3); each failed attempt's console log is kept as
+    `<console_log stem>.boot-failed-<n>.log`. Raises BootFailed when every attempt failed,
+    GuestCrashed when the guest died after the command started, RunError when a folder is not
+    really shared or the guest hung (QEMU is then killed).
     """
     bz = _kernel_image(kernel)
     if not bz.is_file():
@@ -314,17 +396,64 @@ def run_in_guest(
         accel = detect_accel(probe_kernel=bz)
     if accel not in ("kvm", "tcg"):
         raise UsageError(f"accel must be kvm or tcg, not {accel!r}")
+    attempts = boot_attempts if boot_attempts is not None else boot_attempts_default()
+    if attempts < 1:
+        raise UsageError(f"boot_attempts must be at least 1, not {attempts}")
     rw = _check_dirs(root, rw_dirs or {}, "rw dir")
     ro = _check_dirs(root, ro_dirs or {}, "ro dir")
     clash = set(rw) & set(ro) | ({GUEST_CTL} & (set(rw) | set(ro)))
     if clash:
         raise UsageError(f"guest path {sorted(clash)[0]} is shared twice")
     _ensure_mount_point(root, GUEST_CTL)
-
-    _remove_stale_init_scripts(root)
-    token = secrets.token_hex(8)
     console_log = Path(console_log)
     console_log.parent.mkdir(parents=True, exist_ok=True)
+
+    failures: list[FailedBoot] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            result = _boot_once(bz, root, command, rw, ro, cpus=cpus, memory=memory,
+                                append=append, timeout_s=timeout_s, console_log=console_log,
+                                accel=accel, failures=tuple(failures))
+        except _EarlyFailure as early:
+            kept = console_log.with_name(f"{console_log.stem}.boot-failed-{attempt}"
+                                         f"{console_log.suffix or '.log'}")
+            try:
+                console_log.rename(kept)
+            except OSError:
+                kept = console_log
+            failures.append(FailedBoot(attempt, early.oops_line or early.reason, kept))
+            continue
+        return result
+    first = failures[0]
+    oops = next((f.reason for f in failures if _OOPS_RE.match(f.reason)), None)
+    raise BootFailed(
+        f"guest: kernel did not boot in {attempts} attempt{'s' if attempts > 1 else ''} "
+        f"({first.reason}) (console: {first.console_log})",
+        reason=first.reason, oops_line=oops, failures=tuple(failures))
+
+
+def _take_test_crash() -> bool:
+    """The test-only early-boot crash hook (see TEST_CRASH_BOOTS_ENV)."""
+    counter = os.environ.get(TEST_CRASH_BOOTS_ENV)
+    if not counter:
+        return False
+    path = Path(counter)
+    try:
+        left = int(path.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if left <= 0:
+        return False
+    path.write_text(str(left - 1))
+    return True
+
+
+def _boot_once(bz: Path, root: Path, command: str, rw: Mapping[str, Path],
+               ro: Mapping[str, Path], *, cpus: int, memory: str, append: str,
+               timeout_s: float, console_log: Path, accel: str,
+               failures: tuple[FailedBoot, ...]) -> GuestResult:
+    _remove_stale_init_scripts(root)
+    token = secrets.token_hex(8)
     ctl = Path(tempfile.mkdtemp(prefix="blkcmp-guest-"))
     nonce_files = [host / f".blkcmp-mount-{token}" for host in [*rw.values(), *ro.values()]]
     rw_marks = [host / f".blkcmp-mount-{token}.rw" for host in rw.values()]
@@ -338,7 +467,9 @@ def run_in_guest(
                 raise RunError(f"cannot write the share check file {f}: {e.strerror}") from None
         # The bootstrap finds the script only through the control folder: if that is not
         # mounted, it says so instead of running anything.
-        bootstrap = (f"[ -r {GUEST_CTL}/run-{token}.sh ] && exec bash {GUEST_CTL}/run-{token}.sh; "
+        crash = "echo c > /proc/sysrq-trigger; sleep 60; " if _take_test_crash() else ""
+        bootstrap = (f"{crash}[ -r {GUEST_CTL}/run-{token}.sh ] && exec bash "
+                     f"{GUEST_CTL}/run-{token}.sh; "
                      f"echo BLKCMP-{token} CTL-NOT-MOUNTED; exit {_EXIT_MOUNT_MISSING}")
         argv = [
             str(_vng()), "--run", str(bz), "--root", str(root), "--user", "root",
@@ -355,7 +486,8 @@ def run_in_guest(
         ]
         with terminate_cleanly():
             outcome = _run_vng(argv, token, timeout_s, console_log)
-        return _judge(outcome, ctl, rw, rw_marks, token, accel, timeout_s, console_log)
+        return _judge(outcome, ctl, rw, rw_marks, token, accel, timeout_s, console_log,
+                      failures)
     finally:
         for f in [*nonce_files, *rw_marks]:
             try:
@@ -415,7 +547,8 @@ def _run_vng(argv: list[str], token: str, timeout_s: float, console_log: Path) -
 
 
 def _judge(o: _Outcome, ctl: Path, rw: Mapping[str, Path], rw_marks: list[Path], token: str,
-           accel: str, timeout_s: float, console_log: Path) -> GuestResult:
+           accel: str, timeout_s: float, console_log: Path,
+           failures: tuple[FailedBoot, ...]) -> GuestResult:
     see = f"(console: {console_log})"
     missing = _read(ctl / "mount-missing")
     if missing:
@@ -425,28 +558,30 @@ def _judge(o: _Outcome, ctl: Path, rw: Mapping[str, Path], rw_marks: list[Path],
         raise RunError(f"guest: shared folder {readonly} is read-only inside the guest {see}")
     started = (ctl / "started").exists()
     exit_text = _read(ctl / "exit")
+    oops = oops_line(console_log)
     if not started:
         if f"BLKCMP-{token} CTL-NOT-MOUNTED" in o.console_tail:
             raise RunError(f"guest: the control folder was not mounted; virtme-ng could not "
                            f"share host folders {see}")
+        if oops:
+            raise _EarlyFailure(oops, oops)
         if o.timed_out:
-            raise RunError(f"guest: kernel did not boot (the command had not started after "
-                           f"{timeout_s:.0f} s; QEMU killed) {see}")
-        panic = re.search(r"Kernel panic[^\n]*", o.console_tail)
-        why = panic.group(0).strip()[:120] if panic else f"vng exit {o.returncode}"
-        raise RunError(f"guest: kernel did not boot or the command did not start ({why}) {see}")
+            raise _EarlyFailure(f"the command had not started after {timeout_s:.0f} s; "
+                                f"QEMU killed", None)
+        raise _EarlyFailure(f"the command did not start (vng exit {o.returncode})", None)
     if exit_text is None or not exit_text.lstrip("-").isdigit():
-        if o.timed_out:
+        if o.timed_out and not oops:
             raise RunError(f"guest hung: the command did not finish within {timeout_s:.0f} s; "
                            f"QEMU killed {see}")
-        raise RunError(f"guest stopped before the command finished (vng exit {o.returncode}; "
-                       f"panic or out of memory?) {see}")
+        why = oops or f"vng exit {o.returncode}; out of memory?"
+        raise GuestCrashed(f"guest kernel died while the command ran ({why}) {see}",
+                           oops_line=oops, console_log=console_log, boot_failures=failures)
     for guest, mark in zip(rw, rw_marks):
         if not mark.exists():
             raise RunError(f"guest: writes to {guest} did not reach the host folder "
                            f"{rw[guest]} {see}")
     return GuestResult(exit_code=int(exit_text), accel=accel, elapsed=o.elapsed,
-                       console_log=console_log)
+                       console_log=console_log, boot_failures=failures)
 
 
 def _read(path: Path) -> str | None:

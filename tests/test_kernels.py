@@ -131,11 +131,119 @@ def test_build_rejects_bad_version(fake_cache):
         kernels.build("7", progress=lambda _: None)
 
 
-def test_build_cache_hit_in_fake_cache(fake_cache):
+TOOLCHAIN = {"gcc": "14.2.0", "as": "2.44", "ld": "2.44", "rustc": "1.85.0", "bindgen": "0.71.1",
+             "clang": "19.1.7", "libclang": "1:19.1.7-3"}
+
+
+def _fake_chroot(cache: Path, suite: str, toolchain: dict) -> None:
+    marker = cache / "chroots" / suite / "etc" / "blkcmp-chroot.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"suite": suite, "packages": kernels.packages_for(suite),
+                                  "toolchain": toolchain}))
+
+
+def _keyed_entry(cache: Path, version: str, release: str, suite: str, toolchain: dict,
+                 overflow: bool = True) -> Path:
+    key = kernels.build_key(suite, toolchain, kernels._virtme_fragment(), overflow)
+    name = f"{release}{'' if overflow else '-nooverflow'}-{suite}-{key}"
+    entry = _fake_entry(cache, name, release, version, overflow)
+    meta = json.loads((entry / "kernel.json").read_text())
+    meta |= {"toolchain_suite": suite, "key": key, "toolchain": toolchain,
+             "smoke_boot": {"ok": True, "attempts": 2, "accel": "tcg"}}
+    (entry / "kernel.json").write_text(json.dumps(meta))
+    return entry
+
+
+def test_build_cache_hit_needs_the_same_toolchain(fake_cache):
+    _fake_chroot(fake_cache, "trixie", TOOLCHAIN)
+    entry = _keyed_entry(fake_cache, "6.12", "6.12.118", "trixie", TOOLCHAIN, overflow=False)
     said = []
-    info = kernels.build("7.2", progress=said.append, overflow_checks=False)
-    assert info.name == "7.2.13-nooverflow"
+    info = kernels.build("6.12", progress=said.append, overflow_checks=False)
+    assert info.path == entry and info.suite == "trixie" and info.toolchain == TOOLCHAIN
     assert any("cached" in line for line in said)
+    # The default toolchain per version: trixie for 6.12, sid for 7.2.
+    assert kernels.default_toolchain("6.12") == "trixie"
+    assert kernels.default_toolchain("7.2") == "sid"
+    # A newer rustc in the chroot is a different key: the old entry is no longer a hit.
+    _fake_chroot(fake_cache, "trixie", TOOLCHAIN | {"rustc": "1.85.1"})
+    assert kernels._cache_hit("6.12", False, "trixie", kernels._current_key("trixie", False)) is None
+    # Nor is one built with another suite's toolchain.
+    _fake_chroot(fake_cache, "trixie", TOOLCHAIN)
+    assert kernels._cache_hit("6.12", False, "sid", kernels._current_key("trixie", False)) is None
+    assert kernels._cache_hit("6.12", False, "trixie",
+                              kernels._current_key("trixie", False)).path == entry
+
+
+def test_build_key_covers_toolchain_and_recipe():
+    frag = "CONFIG_VIRTIO=y\n"
+    base = kernels.build_key("sid", TOOLCHAIN, frag, True)
+    assert base == kernels.build_key("sid", dict(reversed(TOOLCHAIN.items())), frag, True)
+    for other in (kernels.build_key("trixie", TOOLCHAIN, frag, True),
+                  kernels.build_key("sid", TOOLCHAIN | {"bindgen": "0.72.1"}, frag, True),
+                  kernels.build_key("sid", TOOLCHAIN | {"libclang": "1:21.1.8-1"}, frag, True),
+                  kernels.build_key("sid", TOOLCHAIN, frag + "CONFIG_9P_FS=y\n", True),
+                  kernels.build_key("sid", TOOLCHAIN, frag, False)):
+        assert other != base
+
+
+def test_build_rejects_unknown_toolchain(fake_cache):
+    with pytest.raises(UsageError, match="sid, trixie"):
+        kernels.build("7.2", progress=lambda _: None, toolchain="bookworm")
+
+
+def test_resolve_prefers_the_default_toolchain(fake_cache):
+    _keyed_entry(fake_cache, "6.12", "6.12.118", "sid", TOOLCHAIN | {"rustc": "1.97.1"})
+    trixie = _keyed_entry(fake_cache, "6.12", "6.12.118", "trixie", TOOLCHAIN)
+    assert kernels.resolve("6.12").path == trixie
+
+
+def test_kernel_list_shows_toolchain_and_smoke_boot(fake_cache, env):
+    from conftest import run_cli
+    _keyed_entry(fake_cache, "6.12", "6.12.118", "trixie", TOOLCHAIN)
+    proc = run_cli("kernel", "list", env=env | {"BLKCMP_CACHE": str(fake_cache)})
+    assert proc.returncode == 0, proc.stderr
+    block = proc.stdout.split("6.12.118-trixie-")[1]
+    assert "built with trixie: gcc 14.2.0, as 2.44, ld 2.44, rustc 1.85.0, bindgen 0.71.1, " \
+           "clang 19.1.7, libclang 1:19.1.7-3" in block
+    assert "smoke boot ok (2 attempt(s), tcg)" in block
+
+
+# ----------------------------------------------------------------------------------------------
+# The Debian mirror
+
+
+def test_mirror_from_host_apt_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("BLKCMP_DEBIAN_MIRROR", raising=False)
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    # deb822, with the security archive and a third-party repository beside the main one.
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# a comment\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")
+    (apt / "sources.list.d" / "vendor.list").write_text(
+        "deb [signed-by=/k.gpg] https://vendor.example/apt stable main\n")
+    assert kernels.debian_mirror(apt) == "http://mirror.example/debian"
+    # One-line format only.
+    apt2 = tmp_path / "apt2"
+    (apt2 / "sources.list.d").mkdir(parents=True)
+    (apt2 / "sources.list").write_text("# deb http://old.example/debian bookworm main\n"
+                                       "deb http://one.example/debian bookworm main contrib\n")
+    assert kernels.debian_mirror(apt2) == "http://one.example/debian"
+    # Nothing usable: debootstrap's own default.
+    assert kernels.debian_mirror(tmp_path / "none") is None
+    # The environment wins.
+    monkeypatch.setenv("BLKCMP_DEBIAN_MIRROR", "http://forced.example/debian/")
+    assert kernels.debian_mirror(apt) == "http://forced.example/debian"
+
+
+def test_unreachable_mirror_is_one_line_naming_it():
+    from bench.errors import RunError
+    with pytest.raises(RunError) as err:
+        kernels.check_mirror("http://127.0.0.1:9/debian", "sid", timeout_s=5)
+    msg = str(err.value)
+    assert "\n" not in msg and "http://127.0.0.1:9/debian" in msg and "BLKCMP_DEBIAN_MIRROR" in msg
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,16 +259,21 @@ def kernel_7_2():
 def test_build_7_2_entry(kernel_7_2):
     info = kernel_7_2
     assert info.version == "7.2" and info.release.startswith("7.2.")
-    assert info.name == info.release and info.cached
+    assert info.name.startswith(f"{info.release}-sid-") and info.cached and info.suite == "sid"
     assert info.path == kernels.cache_dir() / "kernels" / info.name
-    for f in ("bzImage", ".config", "build.log", "kernel.json"):
+    for f in ("bzImage", ".config", "build.log", "kernel.json", "smoke-console.log"):
         assert (info.path / f).is_file(), f
     assert kernels.bzimage_release(info.bzimage) == info.release
     meta = json.loads((info.path / "kernel.json").read_text())
     assert meta["version"] == "7.2" and meta["release"] == info.release
     assert meta["source_package"] == "linux-source-7.2"
     assert meta["source_version"].startswith(info.release)
-    assert {"gcc", "rustc", "bindgen"} <= set(meta["toolchain"])
+    assert set(meta["toolchain"]) == set(kernels.TOOLCHAIN_KEYS)
+    assert meta["toolchain"] == kernels.chroot_toolchain("sid")
+    assert meta["key"] == kernels._current_key("sid", True)
+    # Cached only after it booted with both drivers at 7.2's interface.
+    assert meta["smoke_boot"]["ok"] is True and meta["smoke_boot"]["rnull_interface"] == "configfs"
+    assert meta["config_base"] == "tinyconfig"
     assert meta["bzimage_size"] == info.bzimage.stat().st_size
     for sym in kernels.REQUIRED_SYMBOLS + ("CONFIG_RUST_OVERFLOW_CHECKS",):
         assert meta["config"][sym] == "y", sym
@@ -195,7 +308,45 @@ def test_second_build_is_a_cache_hit(kernel_7_2):
 def test_chroot_is_ready_and_clean(kernel_7_2):
     root = kernels.ensure_chroot(progress=lambda line: pytest.fail(f"chroot redone: {line}"))
     marker = json.loads((root / "etc" / "blkcmp-chroot.json").read_text())
-    assert marker["packages"] == sorted(kernels.CHROOT_PACKAGES)
+    assert marker["packages"] == kernels.packages_for("sid") == sorted(kernels.CHROOT_PACKAGES)
+    assert set(marker["toolchain"]) == set(kernels.TOOLCHAIN_KEYS)
     for mp in kernels.GUEST_MOUNT_POINTS:
         assert (root / mp.lstrip("/")).is_dir()
     assert kernels._mounts_under(root) == []  # no host /proc, /sys, /dev left in the guest root
+
+
+@pytest.mark.vm
+def test_a_kernel_that_never_boots_is_not_cached(kernel_7_2, monkeypatch):
+    # The real 7.2 image, staged as a fresh build would be, with every smoke-boot attempt made
+    # to crash before the command starts (test hook): it is moved aside with its console logs,
+    # never listed, and the error names the panic line and the toolchain.
+    from bench import vm
+    from bench.errors import RunError
+    kdir = kernels.kernels_dir()
+    staging = kdir / ".partial-neverboots-test"
+    staging.mkdir()
+    import shutil
+    shutil.copy2(kernel_7_2.bzimage, staging / "bzImage")
+    counter = staging.parent / ".neverboots-counter"
+    counter.write_text("3")
+    monkeypatch.setenv(vm.TEST_CRASH_BOOTS_ENV, str(counter))
+    log = staging.parent / ".neverboots-build.log"
+    log.write_text("build log\n")
+    before = kernels.list_cached()
+    try:
+        with pytest.raises(RunError) as err:
+            kernels._smoke_boot(staging, "7.2", "7.2", kernel_7_2.toolchain, lambda _: None, log)
+        msg = str(err.value)
+        assert "\n" not in msg and "never booted" in msg and "sysrq" in msg.lower()
+        assert f"rustc {kernel_7_2.toolchain['rustc']}" in msg
+        assert not staging.exists()
+        [aside] = list((kdir / ".failed").glob("neverboots-test-*"))
+        assert (aside / "bzImage").is_file() and (aside / "build.log").is_file()
+        assert len(list(aside.glob("smoke-console.boot-failed-*.log"))) == 3
+        assert kernels.list_cached() == before
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for aside in (kdir / ".failed").glob("neverboots-test-*"):
+            shutil.rmtree(aside)
+        counter.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)

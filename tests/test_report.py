@@ -159,3 +159,19 @@ def test_text_fits_a_mailing_list(specimen_report):
     assert "rnull vs null_blk (baseline)" in text and "faster" in text
     assert re.search(r"^\*nr_tags +256 +64$", text, re.M) and re.search(r"^\+write_cache ", text, re.M)
     assert "[global]" in text
+
+
+def test_vm_boots_are_said_in_the_environment():
+    from bench.report import vm_boots_text
+    assert vm_boots_text([]) == ""
+    boots = [
+        {"console_log": "logs/console-01.log", "outcome": "crashed during a run",
+         "runs": ["r0003"], "oops": "Kernel panic - not syncing: sysrq triggered crash",
+         "failed_boots": [{"attempt": 1, "reason": "Oops: int3: 0000 [#1]",
+                           "console_log": "logs/console-01.boot-failed-1.log"}]},
+        {"console_log": "logs/console-02.log", "outcome": "exit 0", "failed_boots": []},
+    ]
+    assert vm_boots_text(boots) == (
+        "2 boots; 1 early-boot failure retried (first: Oops: int3: 0000 [#1]; "
+        "logs/console-01.boot-failed-1.log); guest kernel crashed during run r0003: "
+        "Kernel panic - not syncing: sysrq triggered crash (logs/console-01.log)")

@@ -178,12 +178,90 @@ def test_7_2_hang_is_killed(kernel_7_2, boot_7_2, tmp_path):
 
 @pytest.mark.vm
 def test_7_2_no_boot_within_timeout(kernel_7_2, tmp_path):
+    # Nothing starts within 1 s: an early-boot failure, so it is tried three times (the
+    # default), each attempt's console log kept, then reported.
     marker = f"blkcmp.test={secrets.token_hex(6)}"
-    with pytest.raises(RunError, match=r"did not boot.*console"):
+    with pytest.raises(vm.BootFailed, match=r"did not boot in 3 attempts.*console") as err:
         vm.run_in_guest(kernel_7_2, "true", timeout_s=1, append=marker,
                         console_log=tmp_path / "c.log")
     assert _qemu_pids_with(marker) == []
-    assert (tmp_path / "c.log").exists()
+    assert [f.attempt for f in err.value.failures] == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.glob("c.boot-failed-*.log")) == [
+        "c.boot-failed-1.log", "c.boot-failed-2.log", "c.boot-failed-3.log"]
+    assert "had not started after 1 s" in err.value.reason
+
+
+@pytest.mark.vm
+def test_7_2_early_boot_panic_is_retried_then_named(kernel_7_2, tmp_path):
+    # A root filesystem type that does not exist: the kernel panics before init, every time.
+    with pytest.raises(vm.BootFailed) as err:
+        vm.run_in_guest(kernel_7_2, "echo should-not-run", timeout_s=300, boot_attempts=2,
+                        append="null_blk.nr_devices=0 rootfstype=blkcmp-no-such-fs",
+                        console_log=tmp_path / "c.log")
+    msg = str(err.value)
+    assert "\n" not in msg and "did not boot in 2 attempts" in msg
+    assert err.value.oops_line.startswith("Kernel panic - not syncing")
+    assert err.value.oops_line in msg
+    assert len(err.value.failures) == 2
+    for failure in err.value.failures:
+        assert failure.console_log.is_file()
+        assert "should-not-run" not in failure.console_log.read_text(errors="replace")
+
+
+@pytest.mark.vm
+def test_7_2_chance_early_crash_is_retried(kernel_7_2, tmp_path, monkeypatch):
+    # The first boot crashes before the command starts (the test hook panics the guest kernel
+    # through sysrq); the second boots and runs the command: one result, the failure recorded.
+    counter = tmp_path / "crash-boots"
+    counter.write_text("1")
+    monkeypatch.setenv(vm.TEST_CRASH_BOOTS_ENV, str(counter))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = vm.run_in_guest(kernel_7_2, "echo ran > /out/ran", rw_dirs={"/out": out},
+                          timeout_s=300, console_log=tmp_path / "c.log")
+    assert res.exit_code == 0 and _read(out, "ran") == "ran"
+    assert counter.read_text() == "0"
+    assert len(res.boot_failures) == 1
+    failure = res.boot_failures[0]
+    assert failure.attempt == 1 and "sysrq" in failure.reason.lower()
+    assert failure.console_log == tmp_path / "c.boot-failed-1.log" and failure.console_log.is_file()
+
+
+@pytest.mark.vm
+def test_7_2_crash_after_start_is_not_retried(kernel_7_2, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    command = "echo once >> /out/ran; sync; echo c > /proc/sysrq-trigger; sleep 60"
+    with pytest.raises(vm.GuestCrashed) as err:
+        vm.run_in_guest(kernel_7_2, command, rw_dirs={"/out": out}, timeout_s=300,
+                        console_log=tmp_path / "c.log")
+    assert "sysrq" in err.value.oops_line.lower()
+    assert err.value.oops_line in str(err.value)
+    assert _read(out, "ran") == "once"  # ran exactly once: no retry
+    assert not list(tmp_path.glob("c.boot-failed-*"))
+
+
+def test_oops_line_is_the_first_fatal_line(tmp_path):
+    log = tmp_path / "console.log"
+    log.write_text("[    1.3] sched_clock: Marking stable\n"
+                   "[    1.326512] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+                   "[    1.327181] RIP: 0010:sched_clock_cpu+0x9/0x1f0\n"
+                   "[    1.4] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    assert vm.oops_line(log) == "Oops: int3: 0000 [#1] PREEMPT SMP NOPTI"
+    log.write_text("ok\n[ 2.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+    assert vm.oops_line(log) == "Kernel panic - not syncing: VFS: Unable to mount root fs"
+    log.write_text("a clean boot\n")
+    assert vm.oops_line(log) is None
+
+
+def test_boot_attempts_from_env(monkeypatch):
+    monkeypatch.delenv("BLKCMP_BOOT_ATTEMPTS", raising=False)
+    assert vm.boot_attempts_default() == 3
+    monkeypatch.setenv("BLKCMP_BOOT_ATTEMPTS", "5")
+    assert vm.boot_attempts_default() == 5
+    monkeypatch.setenv("BLKCMP_BOOT_ATTEMPTS", "many")
+    with pytest.raises(UsageError, match="BLKCMP_BOOT_ATTEMPTS"):
+        vm.boot_attempts_default()
 
 
 def test_bad_arguments(tmp_path):

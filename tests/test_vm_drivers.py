@@ -8,6 +8,7 @@ ran, on which devices, with which settings, and what is left afterwards.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -55,9 +56,9 @@ def workload(tmp: Path, name: str = "vmtest", *, c_options: str = "{}", rust_opt
     return path
 
 
-def blkcmp(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+def blkcmp(*args: str, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=timeout)
+                          cwd=REPO, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session", params=VERSIONS)
@@ -107,6 +108,10 @@ def test_campaign_on_both_drivers(kernel, tmp_path):
         assert "emulated (TCG)" in environment["executor"]["label"]
     assert (camp / "host-environment.json").exists()
     assert (camp / "logs" / "console-01.log").stat().st_size > 0
+    # The boot is recorded with the attempts it took.
+    [boot] = environment["vm_boots"]
+    assert boot["console_log"] == "logs/console-01.log" and boot["outcome"] == "exit 0"
+    assert all((camp / f["console_log"]).is_file() for f in boot["failed_boots"])
     # A finished VM campaign resumes to a no-op: nothing re-run, no guest booted.
     again = blkcmp("run", "--resume", str(camp))
     assert again.returncode == 0, again.stderr
@@ -118,6 +123,59 @@ def test_campaign_on_both_drivers(kernel, tmp_path):
 @pytest.fixture(scope="session")
 def kernel_7_2() -> kernels.KernelInfo:
     return kernels.build("7.2", progress=print)
+
+
+def test_chance_boot_failure_does_not_sink_a_campaign(kernel_7_2, tmp_path):
+    # The first boot dies before blkcmp starts (test hook: a sysrq crash in early user space);
+    # the campaign boots again and completes, and says so.
+    counter = tmp_path / "crash-boots"
+    counter.write_text("1")
+    env = dict(os.environ, **{vm.TEST_CRASH_BOOTS_ENV: str(counter)})
+    w = workload(tmp_path, iodepths="[1]", reps=1)
+    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "booted at attempt 2" in out.stdout
+    camp = only_campaign(tmp_path / "res")
+    db = sqlite3.connect(camp / "index.sqlite")
+    assert [r[0] for r in db.execute("SELECT status FROM runs")] == ["done", "done"]
+    environment = json.loads((camp / "environment.json").read_text())
+    [boot] = environment["vm_boots"]
+    [failed] = boot["failed_boots"]
+    assert failed["attempt"] == 1 and "sysrq" in failed["reason"].lower()
+    assert failed["console_log"] == "logs/console-01.boot-failed-1.log"
+    assert (camp / failed["console_log"]).is_file()
+    assert environment["kernel"]["release"] == kernel_7_2.release  # the guest's record survived
+
+
+def test_guest_crash_during_a_run_is_a_failed_run(kernel_7_2, tmp_path):
+    # The guest kernel dies while a run is in flight: not retried, the run is recorded as
+    # failed with the oops line, the campaign stops; --resume continues it.
+    env = dict(os.environ, **{vm_executor.TEST_CRASH_DURING_RUN_ENV: "1"})
+    w = workload(tmp_path, iodepths="[1]", reps=1)
+    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env)
+    assert out.returncode == 1, out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("blkcmp: error:")]
+    assert "guest kernel crashed during run" in line and "sysrq" in line.lower()
+    camp = only_campaign(tmp_path / "res")
+    db = sqlite3.connect(camp / "index.sqlite")
+    failed = db.execute("SELECT run_id, error FROM runs WHERE status='failed'").fetchall()
+    assert len(failed) == 1 and "guest kernel crashed during this run" in failed[0][1]
+    kept = json.loads((camp / "runs" / f"{failed[0][0]}.failed-1" / "run.json").read_text())
+    assert kept["guest_crash"]["console_log"] == "logs/console-01.log"
+    assert not (camp / "logs" / "console-01.boot-failed-1.log").exists()  # no retry
+    environment = json.loads((camp / "environment.json").read_text())
+    assert environment["vm_boots"][0]["outcome"] == "crashed during a run"
+    # Resume (no crash this time) runs what is left, the crashed run again included.
+    again = blkcmp("run", "--resume", str(camp), "--quiet")
+    assert again.returncode == 0, again.stderr
+    statuses = [r[0] for r in db.execute("SELECT status FROM runs")]
+    assert statuses == ["done", "done"]
+    assert len(json.loads((camp / "environment.json").read_text())["vm_boots"]) == 2
+    # The report says so.
+    report = blkcmp("report", str(camp), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    text = " ".join((tmp_path / "report" / "report.txt").read_text().split())
+    assert "guest kernel crashed during run" in text
 
 
 def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):

@@ -72,14 +72,10 @@ def job_rows(output: fio.FioOutput) -> list[dict]:
                 return None
             if attr in ("iops", "bw_bytes"):
                 return getattr(d, attr)
-            lat = d.completion_latency()
-            if lat is None:
-                return None
             if attr == "clat_mean":
-                return lat.mean
-            if lat.bins:
-                return fio.percentile_from_bins(lat.bins, 99.0)
-            return lat.percentiles.get(99.0)
+                lat = d.completion_latency()
+                return lat.mean if lat else None
+            return fio.direction_percentile(d, 99.0)
         rows.append({
             "job_index": job.index, "host": job.host or None, "job": job.jobname,
             "rw": job.option("rw") or job.option("readwrite") or "read",
@@ -110,6 +106,8 @@ def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path, db=None)
         metrics = fio.run_metrics(output).to_dict()
         rows = job_rows(output)
         version = output.fio_version
+    elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
+        rows = job_rows(fio.parse((run_dir / "fio.json").read_text()))
     with contextlib.nullcontext(db) if db is not None else campaign.index() as index:
         store.record_run(index, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
                          host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,

@@ -6,16 +6,23 @@ and runs `blkcmp run --resume /campaign` as root against the guest kernel's real
 rnull. Everything a run writes lands in the host's campaign directory as it happens, so a guest
 that dies loses nothing already measured and `--resume` continues it (in a new guest). The
 guest's console log of every boot is kept under logs/.
+
+A boot that fails before blkcmp's command starts is retried (bench.vm); every boot, with the
+failed attempts it took, is recorded in the environment record (`vm_boots`). A guest kernel that
+dies *during* a run is a finding, not a chance: the run in flight is recorded as failed with the
+oops line and the console log, and the campaign stops with an error; `--resume` continues it.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 import tempfile
 from pathlib import Path
 
 import bench
-from bench import env, store
+from bench import env, fio, store
 from bench.errors import RunError, UsageError
 
 BOOT_ALLOWANCE_S = 300      # a TCG boot takes ~20 s; slack for a loaded machine
@@ -65,13 +72,14 @@ def _accel() -> str:
     return vm.detect_accel()
 
 
-def _boot(kernel, command: str, *, rw_dirs: dict, timeout_s: float, console_log: Path):
+def _boot(kernel, command: str, *, rw_dirs: dict, timeout_s: float, console_log: Path,
+          boot_attempts: int | None = None):
     from bench import vm
     accel = _accel()
     ro_dirs = {"/blkcmp": _repo_root(), "/kconfig": kernel.path}
     result = vm.run_in_guest(kernel, guest_command(command, accel=accel, kernel_release=kernel.release),
                              rw_dirs=rw_dirs, ro_dirs=ro_dirs, timeout_s=timeout_s,
-                             console_log=console_log, accel=accel)
+                             console_log=console_log, accel=accel, boot_attempts=boot_attempts)
     return result, accel
 
 
@@ -86,8 +94,16 @@ def _guest_error(console_log: Path, exit_code: int) -> str:
     return f"in the guest: {detail} (console log: {console_log})"
 
 
+# Test-only: when set, the guest crashes its own kernel (sysrq) while the first run of the
+# session is in flight, the case of a kernel or driver bug that kills the guest mid-campaign.
+TEST_CRASH_DURING_RUN_ENV = "BLKCMP_TEST_CRASH_DURING_RUN"
+_CRASH_WATCHER = ("python3 -m bench run --resume /campaign{quiet} & "
+                  "while ! ls -d /campaign/runs/.tmp-* >/dev/null 2>&1; do sleep 0.2; done; "
+                  "sleep 1; echo c > /proc/sysrq-trigger; wait")
+
+
 def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = False,
-                  timeout_s: float | None = None) -> None:
+                  timeout_s: float | None = None, boot_attempts: int | None = None) -> None:
     kernel = _kernel(kernel_spec)
     recorded = campaign.info().get("vm_kernel_release")
     if recorded and recorded != kernel.release:
@@ -104,14 +120,75 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
     timeout = timeout_s or BOOT_ALLOWANCE_S + max(max_runs - done, 1) * per_run
     logs = campaign.path / "logs"
     logs.mkdir(exist_ok=True)
-    console = logs / f"console-{len(list(logs.glob('console-*.log'))) + 1:02d}.log"
+    console = logs / f"console-{len(list(logs.glob('console-??.log'))) + 1:02d}.log"
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
-    result, accel = _boot(kernel, "python3 -m bench run --resume /campaign" + (" --quiet" if quiet else ""),
-                          rw_dirs={"/campaign": campaign.path}, timeout_s=timeout, console_log=console)
+    from bench import vm
+    boot = {"started": fio.utc_now(), "kernel": kernel.release, "console_log": _rel(campaign, console)}
+    try:
+        command = (_CRASH_WATCHER if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
+                   else "python3 -m bench run --resume /campaign{quiet}")
+        result, accel = _boot(kernel, command.format(quiet=" --quiet" if quiet else ""),
+                              rw_dirs={"/campaign": campaign.path}, timeout_s=timeout,
+                              console_log=console, boot_attempts=boot_attempts)
+    except vm.BootFailed as exc:
+        store.add_vm_boot(campaign, boot | {"outcome": "no boot",
+                                            "failed_boots": _failed(campaign, exc.failures)})
+        raise
+    except vm.GuestCrashed as exc:
+        crashed = record_crashed_runs(campaign, exc.oops_line or "guest kernel died",
+                                      _rel(campaign, console))
+        store.add_vm_boot(campaign, boot | {"outcome": "crashed during a run",
+                                            "oops": exc.oops_line, "runs": crashed,
+                                            "failed_boots": _failed(campaign, exc.boot_failures)})
+        which = f"run {crashed[0]}" if crashed else "the campaign"
+        raise RunError(f"guest kernel crashed during {which}: {exc.oops_line or 'no oops line'} "
+                       f"(console log: {console}); recorded as failed; "
+                       f"`blkcmp run --resume {campaign.path}` continues") from None
+    store.add_vm_boot(campaign, boot | {"outcome": f"exit {result.exit_code}", "accel": accel,
+                                        "failed_boots": _failed(campaign, result.boot_failures)})
+    if result.boot_failures and not quiet:
+        print(f"blkcmp: the guest booted at attempt {len(result.boot_failures) + 1} "
+              f"(early-boot failure retried: {result.boot_failures[0].reason})", flush=True)
     if result.exit_code != 0:
         error = _guest_error(console, result.exit_code)
         raise (UsageError if result.exit_code == 2 else RunError)(error)
+
+
+def _rel(campaign: store.Campaign, path: Path) -> str:
+    try:
+        return str(Path(path).relative_to(campaign.path))
+    except ValueError:
+        return str(path)
+
+
+def _failed(campaign: store.Campaign, failures) -> list[dict]:
+    return [f.to_dict() | {"console_log": _rel(campaign, f.console_log)} for f in failures]
+
+
+def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -> list[str]:
+    """Runs cut off by a guest kernel crash become failed runs (kept, with the oops line), so
+    the crash is in the results; `--resume` runs them again under their real names."""
+    crashed = []
+    for tmp in sorted(campaign.runs_dir.glob(".tmp-*")):
+        run_id = tmp.name.removeprefix(".tmp-")
+        error = f"guest kernel crashed during this run: {oops}"
+        store.atomic_write_json(tmp / "run.json", {
+            "run_id": run_id, "status": "failed", "error": error, "started": None,
+            "ended": fio.utc_now(), "host": socket.gethostname(), "kernel": campaign.info().get(
+                "vm_kernel_release", ""), "guest_crash": {"oops": oops, "console_log": console_log},
+        })
+        n = 1
+        while (campaign.runs_dir / f"{run_id}.failed-{n}").exists():
+            n += 1
+        store.finalize_run_dir(tmp, campaign.runs_dir / f"{run_id}.failed-{n}")
+        with campaign.index() as db:
+            store.record_run(db, run_id, status="failed", started=None, ended=fio.utc_now(),
+                             host=socket.gethostname(),
+                             kernel=campaign.info().get("vm_kernel_release", ""), error=error,
+                             metrics={}, cpu=None, fio_version=None, job_rows=[])
+        crashed.append(run_id)
+    return crashed
 
 
 def targets_in_vm(kernel_spec: str) -> str:
@@ -136,6 +213,8 @@ def record_guest_environment(campaign: store.Campaign) -> None:
             raise UsageError(f"{campaign.path}: campaign started on kernel "
                              f"{previous['kernel']['release']}, this guest runs {environment['kernel']['release']}")
         return
+    if previous.get("vm_boots"):  # boots that failed before this one wrote the record
+        environment["vm_boots"] = previous["vm_boots"]
     store.atomic_write_json(campaign.path / "environment.json", environment)
     if config:
         store.atomic_write_text(campaign.path / "kernel-config.txt", config)

@@ -5,7 +5,10 @@ run's CPU time is (usr + sys) / 100 x runtime x numjobs; divided by the run's I/
 the CPU cost of one I/O in the submitting threads.  Completion work done in softirq context on
 other CPUs is invisible to fio; the /proc/stat softirq time of the whole machine over the run,
 per I/O, shows it (it includes any other softirq work on the machine, hence "share").
-Runtime is the plan's runtime per run, so the first number is an estimate to a few percent.
+fio's CPU seconds come from each job entry's own run time as fio measured it (`job_runtime`, or
+the direction runtime × numjobs before fio 3.5), so they need neither the plan's runtime nor
+/proc/stat: ingested runs from any fio have this measure.  Runs indexed before blkcmp recorded
+that fall back to the plan's runtime per run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ POINTS_PER_PAGE = 16
 def fio_cpu_ns_per_io(rec, runtime_s: float) -> float | None:
     m = rec.metrics
     usr, sys_, ios = m.get("usr_cpu"), m.get("sys_cpu"), m.get("total_ios")
+    if m.get("fio_cpu_s") is not None and ios:  # fio's own run time per job entry (bench.fio)
+        return m["fio_cpu_s"] / ios * 1e9
     if usr is None or sys_ is None or not ios or not math.isfinite(runtime_s):
         return None
     numjobs = int(rec.point.get("numjobs", 1)) if str(rec.point.get("numjobs", 1)).isdigit() else 1
@@ -95,7 +100,7 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
         axes[0].tick_params(axis="y", length=0)
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
         style.legend(fig, handles)
-        style.stamp(fig, ["fio: (usr+sys)% \u00d7 runtime \u00d7 numjobs / I/Os \u00b7 softirq: /proc/stat softirq time"
+        style.stamp(fig, ["fio: (usr+sys)% \u00d7 each job's run time / I/Os \u00b7 softirq: /proc/stat softirq time"
                           " over the run / I/Os \u00b7 error bars: 95 % CI of the mean",
                           dataset.facts()], dataset.emulated_label)
     index, count = page

@@ -17,21 +17,18 @@ from pathlib import Path
 
 import yaml
 
+from bench import points as points_mod
 from bench import store
 from bench.plots import style
 from bench.results import RunRecord, load_runs
 
 # The matrix keys the figures lay out by; any other key is folded into the panel label.
 LAYOUT_KEYS = ("rw", "bs", "iodepth", "numjobs")
-_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 def block_size_bytes(text) -> float:
     """fio's block size spelling ('4k', '128K', '1m', '4096', '4kib') in bytes; NaN if unreadable."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?\s*", str(text).lower())
-    if not match:
-        return math.nan
-    return float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    return points_mod.size_bytes(text)
 
 
 def release_key(release: str) -> tuple:
@@ -134,8 +131,10 @@ class Dataset:
     def facts(self) -> str:
         """'kernel 6.12.8 · host · fio-3.33 · 1 s runs' for the figure footer."""
         executors = sorted({c.executor_label.split(":")[0] for c in self.campaigns}) or ["unknown executor"]
-        fio_versions = sorted({c.fio_version for c in self.campaigns if c.fio_version})
-        runtimes = sorted({c.runtime_s for c in self.campaigns})
+        # an ingested campaign's label already names its fio versions ("ingested from 98 files of fio-3.1")
+        fio_versions = sorted({c.fio_version for c in self.campaigns
+                               if c.fio_version and not c.executor_label.startswith("ingested from")})
+        runtimes = sorted({c.runtime_s for c in self.campaigns if math.isfinite(c.runtime_s)})
         parts = ["kernel " + ", ".join(self.kernels), ", ".join(executors)]
         parts += fio_versions[:2]
         if runtimes:
@@ -178,10 +177,7 @@ class Dataset:
 
 
 def _layout_sort(key: str, value) -> tuple:
-    if key == "bs":
-        return (0, block_size_bytes(value), str(value))
-    text = str(value)
-    return (0, int(text), text) if text.isdigit() else (1, 0, text)
+    return points_mod.value_order(key, value)
 
 
 def sorted_points(records: list[RunRecord], campaigns: list[CampaignFacts] | None = None) -> list[Point]:
@@ -193,11 +189,7 @@ def sorted_points(records: list[RunRecord], campaigns: list[CampaignFacts] | Non
     first_rw: dict[str, int] = {}
     for point in points.values():
         first_rw.setdefault(point.rw, len(first_rw))
-
-    def key(p: Point):
-        return (first_rw.get(p.rw, 0), *(_layout_sort(k, p.get(k, "")) for k in LAYOUT_KEYS[1:]),
-                tuple(str(v) for k, v in p.options if k not in LAYOUT_KEYS))
-    return sorted(points.values(), key=key)
+    return sorted(points.values(), key=lambda p: points_mod.sort_key(p.values, first_rw))
 
 
 # ------------------------------------------------------------------------------------------
@@ -219,7 +211,7 @@ def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
         executor_label=str(executor.get("label") or env.get("source") or "unknown executor"),
         emulated=bool(executor.get("emulated")), runtime_s=float(plan.runtime or math.nan),
         fio_version=str(env.get("fio_version") or ""), rounds=int(plan.rounds),
-        point_keys=tuple(p.key for p in plan.points))
+        point_keys=tuple(points_mod.key_of(p.options) for p in plan.points))
 
 
 def target_drivers(campaign: store.Campaign) -> dict[str, str]:

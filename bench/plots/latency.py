@@ -5,6 +5,11 @@ the p99 of the pooled I/Os, not a mean of per-run p99s.  The CDF's y axis is a l
 the tail (99 %, 99.9 %) gets as much room as the median; the x axis is logarithmic (µs).  The
 percentile chart shows the pooled p50/p99/p99.9 as bars and each run's own value as a dot, so
 run-to-run spread stays visible next to the pooled number.
+
+Without json+ histograms (plain `--output-format=json`, fio 2.x, most data from other tools)
+there is no CDF, but fio's own per-run percentiles still give the percentile chart: each run's
+value as a dot and, as the bar, their median (percentiles of different runs cannot be pooled);
+only the percentiles the files hold are drawn, and the figure says which.
 """
 
 from __future__ import annotations
@@ -41,11 +46,19 @@ def _has_bins(dataset: Dataset) -> bool:
     return any(r.bins for r in dataset.records)
 
 
+def _available_percentiles(dataset: Dataset) -> list[float]:
+    """The percentiles some run holds (from its bins or fio's plain-JSON percentiles)."""
+    return [p for p in PERCENTILES if any(r.bins or r.metrics.get(PERCENTILE_COLUMNS[p]) is not None
+                                          for r in dataset.records)]
+
+
 def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
                 ) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     if not _has_bins(dataset):
-        return Skipped("latency-cdf", "latency CDF: no json+ latency histograms in these runs")
+        plain = ", ".join(_percent(p) for p in _available_percentiles(dataset))
+        return Skipped("latency-cdf", "latency CDF: needs json+ latency histograms, which these runs lack"
+                       + (f" (their plain-JSON {plain} are in latency-percentiles)" if plain else ""))
     ncols = layout.columns_for(len(points), CDF_COLUMNS)
     nrows = layout.rows_for(len(points), ncols)
     data = []
@@ -110,25 +123,32 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
 def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
                         ) -> Plotted | Skipped:
     points = dataset.points if points is None else points
-    if not _has_bins(dataset):
-        return Skipped("latency-percentiles", "latency percentiles: no json+ latency histograms in these runs")
+    shown = _available_percentiles(dataset)
+    if not shown:
+        return Skipped("latency-percentiles", "latency percentiles: no run holds completion-latency "
+                       "percentiles (neither json+ histograms nor fio's plain-JSON percentiles)")
     targets = dataset.targets
     height = 0.8 / len(targets)
     data = []
+    from_runs = False   # some bar is a median of per-run percentiles (no bins to pool)
     with style.rc_context():
         fig = style.new_figure(1.3 + 0.2 * len(points) * len(targets), footer_lines=2,
                                banner=dataset.emulated_label is not None)
-        axes = fig.subplots(1, len(PERCENTILES), sharey=True, squeeze=False)[0]
+        axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
         y = np.arange(len(points))
         percentiles = {(t, pt.key): pooled_percentiles(dataset, t, pt) for t in targets for pt in points}
-        for ax, p in zip(axes, PERCENTILES):
+        for ax, p in zip(axes, shown):
             for t, target in enumerate(targets):
                 offset = (t - (len(targets) - 1) / 2) * height
                 for i, point in enumerate(points):
-                    if not dataset.pooled_bins(target, point):
-                        continue
-                    pooled = percentiles[(target, point.key)][p]
                     per_run = dataset.values(target, point, PERCENTILE_COLUMNS[p])
+                    if dataset.pooled_bins(target, point):
+                        pooled, source = percentiles[(target, point.key)][p], "pooled json+ histogram"
+                    elif per_run:
+                        pooled, source = float(np.median(per_run)), "median of the runs' own"
+                        from_runs = True
+                    else:
+                        continue
                     ax.barh(y[i] + offset, pooled / 1e3, height, color=dataset.colours[target], alpha=0.85)
                     ax.plot([v / 1e3 for v in per_run], [y[i] + offset] * len(per_run), linestyle="none",
                             marker="o", markersize=2.6, color="#222222", alpha=0.7)
@@ -137,7 +157,7 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
                                 xytext=(3, 0), textcoords="offset points", va="center", fontsize=6.5,
                                 color="#333333")
                     data.append({"target": target, "point": point.key, "percentile": p,
-                                 "pooled_ns": pooled, "per_run_ns": per_run})
+                                 "pooled_ns": pooled, "per_run_ns": per_run, "source": source})
             ax.margins(x=0.14)   # room for the number after the longest bar
             ax.set_xlim(left=0)
             ax.set_title(f"{_percent(p)}", fontsize=9.5)
@@ -151,11 +171,16 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
         handles.append(Line2D([], [], marker="o", color="#222222", linestyle="none", markersize=3,
                               label="one run"))
         style.legend(fig, handles)
-        style.stamp(fig, ["bars and numbers (µs): percentile of the json+ histogram pooled over all runs"
-                          " \u00b7 dots: each run's own",
+        bars = ("percentile of the json+ histogram pooled over all runs" if not from_runs else
+                "pooled json+ histogram, or (no json+) the median of each run's plain-JSON value"
+                if _has_bins(dataset) else "median of each run's plain-JSON percentile (no json+ histograms)")
+        missing = [_percent(p) for p in PERCENTILES if p not in shown]
+        style.stamp(fig, [f"bars and numbers (µs): {bars} \u00b7 dots: each run's own"
+                          + (f" \u00b7 not in these files: {', '.join(missing)}" if missing else ""),
                           dataset.facts()], dataset.emulated_label)
     index, count = page
     return Plotted(layout.page_name("latency-percentiles", index, count),
                    layout.page_title("Completion latency percentiles", index, count),
-                   "p50, p99 and p99.9 completion latency per point: bars from the pooled histogram, "
-                   "dots from each run.", fig, data)
+                   f"{', '.join(_percent(p) for p in shown)} completion latency per point: bars from the "
+                   + ("pooled histogram" if not from_runs else "pooled histogram or, without json+, the median "
+                      "of the runs' own values") + ", dots from each run.", fig, data)

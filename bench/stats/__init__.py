@@ -9,25 +9,54 @@ Repetitions: `adaptive_decision` (Decision), `sequential_confidence` for adaptiv
 No file or process I/O here; every result is a frozen dataclass with a JSON-safe `to_dict()`.
 """
 
-from .adaptive import (
-    DEFAULT_MAX_ROUNDS,
-    DEFAULT_MIN_ROUNDS,
-    DEFAULT_TARGET_CI,
-    Decision,
-    adaptive_decision,
-    sequential_confidence,
-)
-from .aggregate import AcrossPoints, summarize_points
-from .bootstrap import DEFAULT_N_BOOT
-from .compare import DEFAULT_ALPHA, DEFAULT_MARGIN, Comparison, compare
-from .correction import adjust_pvalues
-from .describe import Summary, describe
-from .fieller import fieller_from_samples, fieller_interval
-from .histogram import cdf_from_bins, merge_bins, percentiles_from_bins
-from .power import minimum_detectable_effect
-from .quality import Quality, quality_flags, quality_report
-from .rank import cliffs_delta, hodges_lehmann
-from .verdict import EQUIVALENT, FASTER, INCONCLUSIVE, SLOWER, VERDICTS, Verdict, decide
+import sys
+import types
+from importlib import import_module
+
+# Loaded on first use (PEP 562): reading fio output needs only `histogram` (numpy), and every
+# `blkcmp ingest`/`export` would otherwise pay ~1 s importing scipy for the rest.
+_HOMES = {
+    "adaptive": ("DEFAULT_MAX_ROUNDS", "DEFAULT_MIN_ROUNDS", "DEFAULT_TARGET_CI", "Decision",
+                 "adaptive_decision", "sequential_confidence"),
+    "aggregate": ("AcrossPoints", "summarize_points"),
+    "bootstrap": ("DEFAULT_N_BOOT",),
+    "compare": ("DEFAULT_ALPHA", "DEFAULT_MARGIN", "Comparison", "compare"),
+    "correction": ("adjust_pvalues",),
+    "describe": ("Summary", "describe"),
+    "fieller": ("fieller_from_samples", "fieller_interval"),
+    "histogram": ("cdf_from_bins", "merge_bins", "percentiles_from_bins"),
+    "power": ("minimum_detectable_effect",),
+    "quality": ("Quality", "quality_flags", "quality_report"),
+    "rank": ("cliffs_delta", "hodges_lehmann"),
+    "verdict": ("EQUIVALENT", "FASTER", "INCONCLUSIVE", "SLOWER", "VERDICTS", "Verdict", "decide"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME_OF))
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        # Importing submodule `compare` (or `describe`) sets it as an attribute of this package,
+        # which would hide the function of the same name; the functions are what callers want.
+        if isinstance(value, types.ModuleType) and name in _HOME_OF:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "AcrossPoints",
