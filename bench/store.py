@@ -170,7 +170,7 @@ def _notice(text: str) -> None:
 
 
 # Run ids become directory names under runs/: a damaged or hostile plan.json must not name
-# anything outside it.
+# anything outside it (one path component, never `.` or `..`; `a..b` is a name like any other).
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -206,7 +206,7 @@ class Campaign:
         except (TypeError, ValueError, AttributeError) as exc:
             raise damaged(path, f"not a blkcmp plan: {shorten(exc)}") from None
         for run in plan.runs:
-            if not isinstance(run.run_id, str) or not _RUN_ID.fullmatch(run.run_id) or ".." in run.run_id:
+            if not isinstance(run.run_id, str) or not _RUN_ID.fullmatch(run.run_id):
                 raise damaged(path, f"run id {shorten(repr(run.run_id))} is not a run directory name")
         return plan
 

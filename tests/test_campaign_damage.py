@@ -206,6 +206,15 @@ def test_plan_with_a_run_id_outside_runs_is_refused(pristine, tmp_path, module_e
     assert not (tmp_path / "escape").exists()
 
 
+def test_a_target_name_with_two_dots_is_a_run_directory_name_like_any_other(pristine, tmp_path, module_env):
+    campaign = copy_of(pristine, tmp_path)
+    plan = json.loads((campaign / "plan.json").read_text())
+    plan["runs"].append(dict(plan["runs"][0], run_id="r009-p000-a..b", position=len(plan["runs"])))
+    (campaign / "plan.json").write_text(json.dumps(plan))
+    out = run_cli("ls", tmp_path, env=module_env)
+    assert out.returncode == 0 and "damaged" not in out.stdout, out.stdout + out.stderr
+
+
 def test_ls_marks_damaged_campaigns_and_lists_the_rest(pristine, tmp_path, module_env):
     results = tmp_path / "results"
     good = copy_of(pristine, results, "good")
