@@ -1,9 +1,10 @@
 """Starting, resuming and describing campaigns: the steps behind `blkcmp plan` and `blkcmp run`.
 
 Nothing is written under results/ until the workload is valid (its fio options checked against
-this fio's own table and blkcmp's allow-list), every target has been probed, and fio has accepted
-every distinct job file (`fio --parse-only`, for `plan` as well as `run`): bad input never leaves
-a half-written campaign behind.
+this fio's own table and blkcmp's allow-list), every target has been probed, what the running
+kernel will refuse has been checked (`check_kernel`: driver features, fixed interfaces, sector
+sizes) and fio has accepted every distinct job file (`fio --parse-only`, for `plan` as well as
+`run`): bad input never leaves a half-written campaign behind.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 from collections import Counter
 
-from bench import env, fio, fio_options, store, workload as workload_mod
-from bench.errors import RunError, UsageError, clip
+from bench import env, fio, fio_options, names, store, workload as workload_mod
+from bench.errors import RunError, UsageError, shorten
 from bench.executors import local
 from bench.plan import Plan, make_plan
 from bench.targets import Context, Target
@@ -61,7 +62,7 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
         workload = workload_mod.load(path, fio_table=table)
     finally:
         table.save()  # what this workload made blkcmp ask fio, for next time
-    name = workload.campaign_name(path)
+    name = campaign_name(workload, path)
     targets = local.build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
     if probe:
@@ -74,6 +75,7 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
         if len(unavailable) == len(targets):
             raise RunError("no target of this workload is available here: "
                            + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+        check_kernel(workload, [n for n in targets if n not in unavailable], path)
     plan = make_plan(workload, name, seed)
     if unavailable:
         plan.targets = [t for t in plan.targets if t not in unavailable]
@@ -83,6 +85,28 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
 
 
 CHECK_BATCH = 256  # jobs per `fio --parse-only` (fio keeps every job of a file in memory)
+
+
+def check_kernel(workload: Workload, target_names: list[str] | None = None,
+                 source: Path | str | None = None) -> None:
+    """Refuse, before anything is written, what the running kernel will not do for these
+    targets: options its drivers lack (null_blk's features file, rnull's interface), values its
+    rules refuse (a loop device's sector size). Reads the system, changes nothing; one line per
+    problem, exit 2. Called on the host by `prepare`, and callable as is inside a guest before
+    the host creates the campaign directory."""
+    targets = local.build_targets(workload, Context("preflight"), target_names)
+    problems = [line for target in targets.values() for line in target.kernel_problems()]
+    if problems:
+        where = f"{source}: " if source else ""
+        raise UsageError("\n".join(f"{where}{line}" for line in problems))
+
+
+def campaign_name(workload: Workload, path: Path) -> str:
+    """The workload's `name:` (refused unless a safe file name), else one made from the file's."""
+    if workload.name is not None:
+        return names.require_safe_name(workload.name, f"{path}: name", "campaign",
+                                       names.MAX_CAMPAIGN_NAME)
+    return names.safe_name_from(path.stem, "campaign")
 
 
 def check_with_fio(prepared: Prepared) -> None:
@@ -104,7 +128,7 @@ def check_with_fio(prepared: Prepared) -> None:
         if verdict:
             fname = batch[0][0]
             raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]} "
-                             f"({fname}): {clip(verdict, 300)}")
+                             f"({fname}): {shorten(verdict, 300)}")
 
 
 def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:

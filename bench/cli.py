@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from bench import __version__
-from bench.errors import BlkcmpError, clip
+from bench.errors import BlkcmpError, is_storage_error, shorten_line, storage_error
 
 DEFAULT_RESULTS = Path("results")
 
@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeseries", action="store_true",
                    help="one row per time-series sample (workloads with `timeseries:`)")
 
+    p = sub.add_parser("reindex", help="rebuild a campaign's index from its run directories")
+    p.add_argument("dir", type=Path)
+
     p = sub.add_parser("ls", help="list campaigns and their status")
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS)
 
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args) or 0
     except BlkcmpError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(clip(f"blkcmp: error: {line}"), file=sys.stderr)
+            print(f"blkcmp: error: {shorten_line(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("blkcmp: interrupted; finished runs are kept (resume with `blkcmp run --resume DIR`)",
@@ -103,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+    except Exception as exc:
         if os.environ.get("BLKCMP_DEBUG"):
             traceback.print_exc()
-        print(clip(f"blkcmp: internal error: {type(exc).__name__}: {exc}") + " (BLKCMP_DEBUG=1 shows where)",
-              file=sys.stderr)
+        if is_storage_error(exc):  # a full or read-only filesystem, wherever it was met
+            print(f"blkcmp: error: {shorten_line(str(storage_error(exc)))}", file=sys.stderr)
+            return 1
+        # a bug: still one line, unless asked for the traceback
+        print(shorten_line(f"blkcmp: internal error: {type(exc).__name__}: {exc}") +
+              " (BLKCMP_DEBUG=1 shows where)", file=sys.stderr)
         return 1
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 
-from bench.errors import RunError, UsageError
+from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
+                          storage_error)
 
 
 def _say(text: str) -> None:
@@ -100,6 +102,14 @@ def cmd_run(args) -> int:
         _execute(campaign, workload, plan, kernel, args)
     except KeyboardInterrupt:
         raise RunError(f"interrupted; finished runs are kept: blkcmp run --resume {campaign.path}") from None
+    except (StorageError, OSError, sqlite3.OperationalError) as exc:
+        if not isinstance(exc, StorageError) and not is_storage_error(exc):
+            raise
+        # A full disk or a filesystem gone read-only: what finished is kept, the rest can follow.
+        hint = f"finished runs are kept: once it can be written, `blkcmp run --resume {campaign.path}`"
+        if isinstance(exc, StorageError):
+            raise StorageError(f"{exc}; {hint}") from None
+        raise storage_error(exc, hint=hint) from None
     if not args.quiet:
         summary.render(campaign)
     print(f"results: {campaign.path}")
@@ -166,6 +176,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_reindex(args) -> int:
+    from bench import store
+    campaign = store.open_campaign(args.dir)
+    rebuilt = store.rebuild_index(campaign, in_memory_ok=False)
+    print(f"{campaign.index_path}: {rebuilt}")
+    return 0
+
+
 def cmd_ls(args) -> int:
     from bench import store
     campaigns = store.list_campaigns(args.dir)
@@ -173,10 +191,18 @@ def cmd_ls(args) -> int:
         print(f"no campaigns under {args.dir}")
         return 0
     for c in campaigns:
-        state, counts = store.campaign_status(c)
+        # One damaged campaign is marked in its own line; the others are listed as usual.
+        try:
+            if not (c.path / "campaign.json").is_file():
+                raise UsageError(f"{c.path}/campaign.json: missing")
+            c.info(), c.plan()  # what every other command needs: damaged is said here too
+            state, counts = store.campaign_status(c)
+            label = c.environment().get("executor", {}).get("label", "")
+        except UsageError as exc:
+            print(f"{c.path.name:48s} {'damaged':26s} {shorten(exc, 200)}")
+            continue
         total = sum(counts.values())
         done = counts.get("done", 0)
-        label = c.environment().get("executor", {}).get("label", "")
         print(f"{c.path.name:48s} {state:26s} {done}/{total} runs" + (f"  [{label}]" if label and label != "host" else ""))
     return 0
 

@@ -126,6 +126,13 @@ def _die_with_parent() -> None:
         pass
 
 
+def _in_child(mask: set) -> None:
+    # The parent holds its stop signals while it forks (bench.procs.stop_signals_held): fio
+    # must not inherit that, or Ctrl-C would never reach it.
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    _die_with_parent()
+
+
 @dataclass
 class Invocation:
     command: list[str]
@@ -154,32 +161,42 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     if extra_args:
         cmd[1:1] = extra_args
     # fio's per-job processes outlive a SIGKILLed blkcmp (the death signal reaches fio, not the
-    # job processes it forks, which leave its session): they are recorded, before they exist, by
-    # the job file on their command line, so `blkcmp cleanup` and the next session can end them.
+    # job processes it forks, which leave its session): fio is recorded before it exists (its
+    # program name and exact command line, which its job processes share), then by pid and start
+    # time, so `blkcmp cleanup` and the next session can end exactly these processes. The record
+    # goes only once none of them is left.
+    from bench import procs
     from bench.targets import state
-    rid = state.register("processes", {"marker": str(job_path), "what": "fio"})
+    record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
+              "after": time.time()}
+    rid = state.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
+    proc = None
     try:
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    cwd=job_path.parent, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
-        except FileNotFoundError:
-            raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+        with procs.stop_signals_held() as mask:
+            try:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        cwd=job_path.parent, start_new_session=True,
+                                        preexec_fn=lambda: _in_child(mask))
+            except FileNotFoundError:
+                raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+            record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
+            state.update(rid, record)
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _stop(proc, job_path)
             raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}") from None
-        except BaseException:
-            _stop(proc, job_path)
-            raise
+    except BaseException:
+        if proc is not None:
+            _stop(proc, record)
+        raise
     finally:
-        state.forget(rid)
+        if not state.processes_left(record):
+            state.forget(rid)
     return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
 
 
-def _stop(proc: subprocess.Popen, job_path: Path) -> None:
+def _stop(proc: subprocess.Popen, record: dict) -> None:
     """SIGINT fio (it stops its jobs and exits), SIGKILL if it will not; then end any job process
     left over (they leave fio's session, so signals to its process group miss them)."""
     from bench.targets import state
@@ -194,7 +211,7 @@ def _stop(proc: subprocess.Popen, job_path: Path) -> None:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-    state.kill_processes({"marker": str(job_path)})
+    state.kill_processes(record)
 
 
 def version(fio: str = FIO) -> str:

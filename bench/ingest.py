@@ -13,25 +13,33 @@ was); the whole batch then costs one flush to disk (syncfs, instead of an fsync 
 plan write and one index transaction, so ingesting N files is O(N), not O(N²).  Run
 directories are assembled under runs/.tmp-<run_id> and renamed only after the flush: an
 interrupted ingest leaves complete run directories or scraps, never a half-written run.
+
+Every file is checked before anything is written (`check_document`): fields of the wrong type,
+non-numeric latency bins, nesting too deep to read, and a file with no measured I/O and no fio
+error are one-line errors naming the file and the field (exit 2). `--target` and the names made
+from job names follow bench/names.py's rule.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from bench import fio, points, store
-from bench.errors import UsageError
+from bench import fio, names, points, store
+from bench.errors import UsageError, shorten
 from bench.executors.local import job_rows
 from bench.plan import Plan, PlannedRun, Point
 
 POINT_KEYS = ("rw", "bs", "iodepth", "numjobs")
 MIXED_RW = ("rw", "readwrite", "randrw", "trimwrite", "randtrimwrite")
+NOT_FIO = "not fio's JSON output (fio --output-format=json or json+)"
 
 
 def _point(job: fio.Job) -> dict:
@@ -45,9 +53,152 @@ def _point(job: fio.Job) -> dict:
 def _target_for(output: fio.FioOutput, path: Path, given: str | None) -> str:
     if given:
         return given
-    names = {j.jobname for j in output.jobs}
-    name = names.pop() if len(names) == 1 else path.stem
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:32] or "ingested"
+    jobnames = {j.jobname for j in output.jobs}
+    return names.safe_name_from(jobnames.pop() if len(jobnames) == 1 else path.stem, "ingested")
+
+
+# ------------------------------------------------------------------------------------------
+# What a file must hold to be ingested: fio's JSON, with the types fio writes
+
+
+class _Bad(Exception):
+    """A field that is not what fio writes there."""
+
+    def __init__(self, where: str, text: str):
+        super().__init__(f"{where}: {text}")
+
+
+class _NoData(Exception):
+    """fio's output, but with no measured I/O in it."""
+
+
+_ENTRY_NUMBERS = ("error", "groupid", "usr_cpu", "sys_cpu", "ctx", "majf", "minf", "job_runtime",
+                  "elapsed", "job_start", "port")
+_DIRECTION_NUMBERS = ("iops", "bw_bytes", "bw", "io_bytes", "io_kbytes", "runtime", "total_ios")
+_LATENCY_NUMBERS = ("mean", "stddev", "min", "max", "N")
+_SCALARS = (str, int, float, bool)
+_LAST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
+
+
+def _found(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return {dict: "an object", list: "an array"}.get(type(value), "null")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    kind = {str: "a string", bool: "a boolean"}.get(type(value), "a number")
+    return f"{kind} {shorten(json.dumps(value), 40)}"
+
+
+def _number(value: Any, where: str, *, integer: bool = False, optional: bool = True) -> float | None:
+    """fio writes numbers (old versions some as numeric strings); finite, never a boolean."""
+    if value is None and optional:
+        return None
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or (integer and not number.is_integer()):
+        raise _Bad(where, f"expected {'an integer' if integer else 'a number'}, found {_found(value)}")
+    return number
+
+
+def _object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise _Bad(where, f"expected an object, found {_found(value)}")
+    return value
+
+
+def _check_options(value: Any, where: str) -> None:
+    for key, option in _object(value, where).items():
+        if not isinstance(option, _SCALARS):
+            raise _Bad(f"{where}.{shorten(key, 40)}", f"expected a string, found {_found(option)}")
+
+
+def _check_latency(value: Any, where: str) -> None:
+    latency = _object(value, where)
+    for key in _LATENCY_NUMBERS:
+        _number(latency.get(key), f"{where}.{key}", integer=key == "N")
+    for key, pct in _object(latency.get("percentile") or {}, f"{where}.percentile").items():
+        _number(key, f"{where}.percentile key {shorten(repr(key), 40)}", optional=False)
+        _number(pct, f"{where}.percentile[{shorten(repr(key), 40)}]")
+    for key, count in _object(latency.get("bins") or {}, f"{where}.bins").items():
+        _number(key, f"{where}.bins key {shorten(repr(key), 40)} (a latency in ns)", integer=True,
+                optional=False)
+        if (_number(count, f"{where}.bins[{shorten(repr(key), 40)}]", integer=True, optional=False) or 0) < 0:
+            raise _Bad(f"{where}.bins[{shorten(repr(key), 40)}]", f"expected a count, found {count}")
+
+
+def _measured(direction: dict) -> bool:
+    return any((_number(direction.get(k), "") or 0) > 0 for k in ("total_ios", "io_bytes", "io_kbytes"))
+
+
+def check_document(data: dict) -> None:
+    """Raise _Bad naming the first field that is not what fio writes there, or _NoData when no
+    job entry holds measured I/O and none reports an error (a run with no data is not a run)."""
+    key = "client_stats" if "client_stats" in data else "jobs"
+    entries = data.get(key)
+    if not isinstance(entries, list):
+        raise _Bad(key, f"expected an array of job results, found {_found(entries)}")
+    glob = data.get("global options")
+    if isinstance(glob, list):
+        for i, entry in enumerate(glob):
+            _check_options(entry, f"global options[{i}]")
+    elif glob is not None:
+        _check_options(glob, "global options")
+    stamp = _number(data.get("timestamp"), "timestamp", integer=True)
+    if stamp is not None and not 0 <= stamp <= _LAST_TIMESTAMP:
+        raise _Bad("timestamp", f"expected seconds since 1970, found {_found(data['timestamp'])}")
+    measured = failed = False
+    for i, entry in enumerate(entries):
+        where = f"{key}[{i}]"
+        entry = _object(entry, where)
+        if "jobname" in entry and not isinstance(entry["jobname"], str):
+            raise _Bad(f"{where}.jobname", f"expected a string, found {_found(entry.get('jobname'))}")
+        for field in _ENTRY_NUMBERS:
+            _number(entry.get(field), f"{where}.{field}")
+        failed = failed or bool(_number(entry.get("error"), ""))
+        if entry.get("job options") is not None:
+            _check_options(entry["job options"], f"{where}.job options")
+        for name in fio.DIRECTIONS:
+            if name not in entry:
+                continue
+            direction = _object(entry[name], f"{where}.{name}")
+            for field in _DIRECTION_NUMBERS:
+                _number(direction.get(field), f"{where}.{name}.{field}")
+            for lat in ("slat_ns", "clat_ns", "lat_ns"):
+                if direction.get(lat) is not None:
+                    _check_latency(direction[lat], f"{where}.{name}.{lat}")
+            measured = measured or (entry.get("jobname") != "All clients" and _measured(direction))
+    if not measured and not failed:  # a job fio reports as failed is a (failed) run
+        raise _NoData(f"{key}: no job entry holds any measured I/O; a run with no data is not ingested")
+
+
+def read_fio_file(path: Path) -> tuple[str, fio.FioOutput]:
+    """A file to ingest (its text, parsed), or a one-line UsageError naming the file and the field."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); {NOT_FIO}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = fio.decode(text)
+        check_document(data)
+        return text, fio.parse(data)
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested too deeply to read; {NOT_FIO}") from None
+    except _Bad as exc:
+        raise UsageError(f"{path}: {exc}; {NOT_FIO}") from None
+    except _NoData as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except fio.FioParseError as exc:
+        raise UsageError(f"{path}: not fio JSON output: {exc}") from None
 
 
 _TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
@@ -80,15 +231,7 @@ class IngestedFile:
 
     @classmethod
     def read(cls, path: Path, target: str | None) -> "IngestedFile":
-        try:
-            text = path.read_text()
-            output = fio.parse(text)
-        except FileNotFoundError:
-            raise UsageError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: cannot read: {exc}") from None
-        except fio.FioParseError as exc:
-            raise UsageError(f"{path}: not fio JSON output: {exc}") from None
+        text, output = read_fio_file(path)
         job = output.jobs[0]
         runtime = fio_seconds(job.option("runtime"))
         if runtime is None and job.runtime_ms:
@@ -119,16 +262,17 @@ def _open_or_create(into: Path) -> store.Campaign:
         return store.open_campaign(into)
     if into.exists() and any(into.iterdir()):
         raise UsageError(f"{into}: exists and is not a blkcmp campaign directory")
-    into.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", into.name) or "ingested"
-    store.atomic_write_json(into / "campaign.json", {
-        "name": name, "created": datetime.now(timezone.utc).isoformat(), "source": "ingest", "format": 1})
-    plan = Plan(campaign=name, seed=0, order="ingested", targets=[], points=[], runtime=0, ramp_time=0,
-                rounds=0, max_rounds=0)
-    store.atomic_write_json(into / "plan.json", plan.to_dict())
-    store.atomic_write_json(into / "environment.json", {"source": "ingested: environment unknown"})
-    (into / "runs").mkdir(exist_ok=True)
-    store.connect(into / "index.sqlite").close()
+    name = names.safe_name_from(into.name, "ingested")
+    with store.writing(into):
+        into.mkdir(parents=True, exist_ok=True)
+        store.atomic_write_json(into / "campaign.json", {
+            "name": name, "created": datetime.now(timezone.utc).isoformat(), "source": "ingest", "format": 1})
+        plan = Plan(campaign=name, seed=0, order="ingested", targets=[], points=[], runtime=0, ramp_time=0,
+                    rounds=0, max_rounds=0)
+        store.atomic_write_json(into / "plan.json", plan.to_dict())
+        store.atomic_write_json(into / "environment.json", {"source": "ingested: environment unknown"})
+        (into / "runs").mkdir(exist_ok=True)
+        store.connect(into / "index.sqlite").close()
     return store.Campaign(into)
 
 
@@ -165,9 +309,14 @@ def _most_common(counts: dict) -> float:
 
 
 def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str]:
+    if target is not None:
+        names.require_safe_name(target, "--target")
     parsed = [IngestedFile.read(path, target) for path in files]  # a bad file: nothing written
     campaign = _open_or_create(into)
     with store.lock(campaign):
+        # A damaged index is rebuilt now, before plan.json grows (an index lagging the plan
+        # it is about to be brought up to is not damage).
+        campaign.ensure_index()
         plan = campaign.plan()
         by_key = {points.key_of(p.options): p for p in plan.points}
         reps = Counter((r.target, points.key_of(r.point)) for r in plan.runs)

@@ -1,6 +1,7 @@
-"""Processes blkcmp starts and must not leave behind: finding them by a marker on their command
-line, killing them until they are gone, and turning SIGTERM/SIGHUP into exceptions so every
-`finally` (teardown, unmount, QEMU shutdown) runs when blkcmp itself is told to stop."""
+"""Processes blkcmp starts and must not leave behind: finding them by what was recorded when
+they were started (or by a marker on their command line), killing them until they are gone, and
+turning SIGTERM/SIGHUP into exceptions so every `finally` (teardown, unmount, QEMU shutdown)
+runs when blkcmp itself is told to stop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,88 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+
+import psutil
+
+# psutil's start times come from the boot time, which /proc/stat gives in whole seconds: a
+# process can appear to have started up to a second before it really did.
+START_SLACK_S = 2.0
+
+
+def start_time(pid: int) -> float | None:
+    """When process `pid` started (psutil's create_time), or None when there is none."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int, start: float | None) -> bool:
+    """Is `pid` still the process that had start time `start` (not a reuse of its number)?"""
+    now = start_time(pid)
+    return now is not None and (start is None or abs(now - start) < 0.01)
+
+
+def _live(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
+
+
+def recorded_processes(record: dict) -> list[psutil.Process]:
+    """The live processes a state-file record describes, and only those.
+
+    A record names the program (`names`: fio, a QEMU binary) and holds what blkcmp knew when it
+    started it: the exact command line (`argv`), the time it was recorded (`after`), and once
+    started its `pid` with its start time. It matches the process with that pid *and* start time,
+    and processes of that name with exactly that command line started since (fio's job processes
+    are forked without exec, so they carry fio's command line; they leave its session, so
+    nothing else reaches them). A process merely mentioning the job file (`tail -f job.fio`),
+    or a later process that reuses the pid, does not match. Records of older versions hold
+    only a `marker`: they match processes of the name that have it as one argument."""
+    names = set(record.get("names") or ("fio",))
+    argv, after, marker = record.get("argv"), record.get("after"), record.get("marker")
+    found: dict[int, psutil.Process] = {}
+    pid = record.get("pid")
+    if pid is not None and same_process(pid, record.get("start")):
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() in names and _live(proc):
+                found[pid] = proc
+        except psutil.Error:
+            pass
+    if not argv and not marker:
+        return list(found.values())
+    for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
+        info = proc.info
+        if proc.pid == os.getpid() or info["name"] not in names or not info["cmdline"]:
+            continue
+        if argv:
+            if info["cmdline"] != list(argv):
+                continue
+            if after is not None and (info["create_time"] or 0) < after - START_SLACK_S:
+                continue
+        elif str(marker) not in info["cmdline"]:
+            continue
+        if _live(proc):
+            found[proc.pid] = proc
+    return list(found.values())
+
+
+def kill_recorded(record: dict, timeout_s: float) -> list[int]:
+    """SIGKILL every process of the record until none is left; returns the survivors' pids."""
+    deadline = time.monotonic() + timeout_s
+    while procs := recorded_processes(record):
+        if time.monotonic() > deadline:
+            return [p.pid for p in procs]
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=0.2)
+    return []
 
 
 def processes_with(marker: str) -> list[int]:
@@ -47,6 +130,27 @@ def kill_all_with(marker: str, timeout_s: float) -> list[int]:
                 pass
         time.sleep(0.05)
     return []
+
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[set]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while starting a process; they arrive when the block ends.
+
+    Inside fork(), Python runs at-fork handlers (logging registers some) and *ignores* an
+    exception raised there: a Ctrl-C landing in that window was lost and the campaign ran on.
+    Held, it is raised after the child exists and has been recorded. Yields the signal mask to
+    restore in the child before it execs (a blocked mask would be inherited)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield previous
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

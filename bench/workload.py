@@ -21,7 +21,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from bench import fio_options
-from bench.errors import UsageError, shorten
+from bench.errors import UsageError, quoted
+from bench.names import MAX_CAMPAIGN_NAME, name_problem
 from bench.targets.options import BLOCK_DRIVERS, DRIVER_OPTIONS
 
 Scalar = Union[bool, int, float, str]
@@ -45,23 +46,6 @@ TIMESERIES_MSEC = (10, 3_600_000)
 MAX_SAMPLES = 100_000         # time-series samples per log and run
 
 # Campaign and target names become directory, device and file names: a safe file-name pattern.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-MAX_TARGET_NAME = 32
-MAX_CAMPAIGN_NAME = 64
-
-
-def name_problem(value: Any, what: str = "target", limit: int = MAX_TARGET_NAME) -> str | None:
-    """Why `value` cannot be a campaign or target name (None when it can).
-
-    Letters, digits, '_', '-', '.', starting with a letter or digit (so never `.`, `..`, a
-    dot-name or a path), at most `limit` characters. Shared by workloads and `ingest --target`.
-    """
-    if isinstance(value, str) and len(value) <= limit and SAFE_NAME.match(value):
-        return None
-    return (f"expected a {what} name of letters, digits, '_', '-', '.' (at most {limit}, "
-            f"starting with a letter or digit), found {shorten(value)}")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -181,7 +165,7 @@ class Workload(_Strict):
     @classmethod
     def _positive(cls, value: Any) -> Any:
         if isinstance(value, int) and not 1 <= value <= MAX_ROUNDS:
-            raise ValueError(f"expected 1 to {MAX_ROUNDS} rounds, found {shorten(value)}")
+            raise ValueError(f"expected 1 to {MAX_ROUNDS} rounds, found {quoted(value)}")
         return value
 
     # -- derived values ---------------------------------------------------------------------
@@ -287,7 +271,7 @@ def semantic_problems(workload: Workload):
                                             ("targets", "common", "options")):
             yield where, f"{text} (applies to target {name})"
     if workload.baseline is not None and workload.baseline not in named:
-        yield ("baseline",), (f"expected one of the targets {sorted(named)}, found {shorten(workload.baseline)}"
+        yield ("baseline",), (f"expected one of the targets {sorted(named)}, found {quoted(workload.baseline)}"
                               + _did_you_mean(workload.baseline, named))
     axes = workload.matrix.axes()
     if len(axes) > MAX_AXES:
@@ -306,10 +290,10 @@ def semantic_problems(workload: Workload):
         for key, value in combo.items():
             if key not in axes:
                 yield (("matrix", "exclude", i, key),
-                       f"{shorten(key)} is not a matrix axis"
+                       f"{quoted(key)} is not a matrix axis"
                        + (_did_you_mean(key, axes) or f" (axes: {', '.join(axes)})"))
             elif value not in axes[key]:
-                yield ("matrix", "exclude", i, key), f"expected one of {axes[key]}, found {shorten(value)}"
+                yield ("matrix", "exclude", i, key), f"expected one of {axes[key]}, found {quoted(value)}"
     points = len(workload.points())
     if axes and not points:
         yield ("matrix", "exclude"), "expected at least one point left, found every point excluded"
@@ -325,7 +309,7 @@ def semantic_problems(workload: Workload):
         low, high = TIMESERIES_MSEC
         if msec is None or not low <= msec <= high:
             yield ("timeseries",), (f"expected an interval from {low} ms to {high // 1000} s such as "
-                                    f"1s or 500ms, found {shorten(workload.timeseries)}")
+                                    f"1s or 500ms, found {quoted(workload.timeseries)}")
         elif (samples := (workload.runtime + workload.ramp_time) * 1000 / msec) > MAX_SAMPLES:
             yield ("timeseries",), (f"expected at most {MAX_SAMPLES} samples per run, found "
                                     f"{int(samples)} ({msec} ms over ramp_time + runtime)")
@@ -360,7 +344,7 @@ def _allowed(workload: Workload, table: fio_options.OptionTable | None):
         if entry.startswith("ioengine="):
             engine = entry.removeprefix("ioengine=")
             if table and engine.split(":")[0] not in table.known_engines():
-                problems.append((where, f"this fio ({table.version}) has no I/O engine {shorten(engine)}"
+                problems.append((where, f"this fio ({table.version}) has no I/O engine {quoted(engine)}"
                                  + _did_you_mean(engine, table.engines)))
             elif engine in fio_options.SAFE_ENGINES:
                 problems.append((where, f"not needed: I/O engine {engine} is allowed anyway"))
@@ -370,12 +354,12 @@ def _allowed(workload: Workload, table: fio_options.OptionTable | None):
         folded = fio_options.fold(entry)
         canonical = (table.canonical(entry) if table else None) or folded
         if canonical in fio_options.OWNED or folded in fio_options.OWNED:
-            problems.append((where, f"{shorten(entry)} cannot be allowed: blkcmp sets it "
+            problems.append((where, f"{quoted(entry)} cannot be allowed: blkcmp sets it "
                              f"({fio_options.OWNED.get(canonical) or fio_options.OWNED[folded]})"))
         elif canonical in fio_options.NEVER:
-            problems.append((where, f"{shorten(entry)} cannot be allowed: {fio_options.NEVER[canonical]}"))
+            problems.append((where, f"{quoted(entry)} cannot be allowed: {fio_options.NEVER[canonical]}"))
         elif table and table.canonical(entry) is None:
-            problems.append((where, f"this fio ({table.version}) has no option {shorten(entry)}"
+            problems.append((where, f"this fio ({table.version}) has no option {quoted(entry)}"
                              + _did_you_mean(entry, table.spellings())))
         elif canonical in fio_options.PLAIN and canonical not in fio_options.PATTERN_OPTIONS:
             problems.append((where, f"not needed: {canonical} is allowed anyway"))
@@ -397,29 +381,29 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
         owned |= {k: "blkcmp passes it for `timeseries:` (the logs go where blkcmp reads them)"
                   for k in fio_options.TIMESERIES_OWNED}
     reason = owned.get(folded) or (owned.get(canonical) if canonical else None)
-    spelled = f" ({shorten(key)} is fio's {canonical!r})" if canonical and canonical != key else ""
+    spelled = f" ({quoted(key)} is fio's {canonical!r})" if canonical and canonical != key else ""
     if reason:
-        return f"option {shorten(key)} is set by blkcmp{spelled}: {reason}"
+        return f"option {quoted(key)} is set by blkcmp{spelled}: {reason}"
     never = fio_options.NEVER.get(canonical or folded)
     if never:
-        return f"option {shorten(key)} is refused{spelled}: {never}"
+        return f"option {quoted(key)} is refused{spelled}: {never}"
     if not fio_options.is_option_name(key):
         return (f"expected an fio option name (letters, digits, '_', '-', as fio spells it), "
-                f"found {shorten(key)}")
+                f"found {quoted(key)}")
     if table is None:
         return None
     if canonical is None:
         engine_option = table.engine_option(key, engines)
         if engine_option is None:
-            return (f"this fio ({table.version}) has no option {shorten(key)}"
+            return (f"this fio ({table.version}) has no option {quoted(key)}"
                     + (f" for engine {', '.join(sorted(engines))}" if engines else "")
                     + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.options_of(e)]))
         if engine_option != key:
-            return f"fio spells it {engine_option!r}, found {shorten(key)}"
+            return f"fio spells it {engine_option!r}, found {quoted(key)}"
         return None
     info = table.info(canonical)
     if key not in (info.name, info.alias):
-        return f"fio spells it {canonical!r}, found {shorten(key)}"
+        return f"fio spells it {canonical!r}, found {quoted(key)}"
     if canonical in allowed:
         return None
     if canonical in fio_options.GUARDED:
@@ -450,7 +434,7 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
     if isinstance(value, float) and not math.isfinite(value):
         return f"expected a finite number, found {value}"
     if isinstance(value, int) and abs(value) > MAX_INT:
-        return f"expected a number within ±2^63, found {shorten(value)}"
+        return f"expected a number within ±2^63, found {quoted(value)}"
     if not isinstance(value, str):
         return None
     if bad := fio_options.bad_characters(value):
@@ -466,11 +450,11 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
     if canonical == "ioengine":
         engine = value.split(":")[0]
         if table and engine not in table.known_engines():
-            return (f"this fio ({table.version}) has no I/O engine {shorten(value)}"
+            return (f"this fio ({table.version}) has no I/O engine {quoted(value)}"
                     + (_did_you_mean(value, table.engines) or f" (it has: {', '.join(table.engines)})"))
         if engine not in fio_options.SAFE_ENGINES and f"ioengine={engine}" not in allowed:
             what = "loads a shared library" if engine == "external" else "does more than I/O on the target's file"
-            return (f"I/O engine {shorten(value)} is refused: it {what}; list 'ioengine={engine}' "
+            return (f"I/O engine {quoted(value)} is refused: it {what}; list 'ioengine={engine}' "
                     f"under allow_fio_options: to accept that")
     return None
 
@@ -521,7 +505,7 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
                 continue
             canonical = (table.canonical(key) if table else None) or key
             if canonical in seen:
-                yield path, f"{shorten(key)} is the same fio option as {seen[canonical]!r} in `{block}:`"
+                yield path, f"{quoted(key)} is the same fio option as {seen[canonical]!r} in `{block}:`"
                 continue
             seen[canonical] = key
             for i, value in enumerate(values):
@@ -538,7 +522,7 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
     for key in workload.matrix.axes():
         other = spellings.get(same(key))
         if other is not None and other != key:
-            yield ("matrix", key), f"{shorten(key)} is the same fio option as {other!r} in `fio:`"
+            yield ("matrix", key), f"{quoted(key)} is the same fio option as {other!r} in `fio:`"
 
 
 def job_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -640,7 +624,7 @@ def _shape_problem(text: str, name: str) -> str | None:
             place(1, event.value)
         elif isinstance(event, yaml.AliasEvent):
             if any(entry["anchor"] == event.anchor for entry in stack):
-                return fail(event, f"alias *{shorten(event.anchor, 40)[1:-1]} refers to the value it is "
+                return fail(event, f"alias *{quoted(event.anchor, 40)[1:-1]} refers to the value it is "
                                    "part of (a recursive alias)")
             place(sizes.get(event.anchor, 1), "?")
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
@@ -673,7 +657,7 @@ def _number_problems(data: Any, path: tuple = ()):
     elif isinstance(data, bool):
         return
     elif isinstance(data, int) and abs(data) > MAX_INT:
-        yield path, f"expected a number within ±2^63, found {shorten(data)}"
+        yield path, f"expected a number within ±2^63, found {quoted(data)}"
     elif isinstance(data, float) and not math.isfinite(data):
         yield path, f"expected a finite number, found {data} (quote it if it is a word)"
 
@@ -755,7 +739,7 @@ def _describe_found(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return shorten(value)
+    return quoted(value)
 
 
 def _is_shape_error(err: dict) -> bool:
@@ -867,9 +851,9 @@ def loads(text: str, name: str = "<workload>", fio_table: fio_options.OptionTabl
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise UsageError(f"{name}:{line}: invalid YAML: {shorten(exc.problem or str(exc), 200)[1:-1]}") from None
+        raise UsageError(f"{name}:{line}: invalid YAML: {quoted(exc.problem or str(exc), 200)[1:-1]}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{name}: invalid YAML: {shorten(str(exc), 200)[1:-1]}") from None
+        raise UsageError(f"{name}: invalid YAML: {quoted(str(exc), 200)[1:-1]}") from None
     if data is None:
         raise UsageError(f"{name}:1: (top level): expected a mapping with `targets`, found an empty file")
     if not isinstance(data, dict):

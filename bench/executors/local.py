@@ -9,6 +9,7 @@ path (Ctrl-C and SIGTERM included).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -93,12 +94,14 @@ def job_rows(output: fio.FioOutput) -> list[dict]:
     return rows
 
 
-def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path) -> str:
-    """(Re)build the index rows of a finished run from its files; returns its status."""
-    meta = store.read_json(run_dir / "run.json")
+def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path, db=None) -> str:
+    """(Re)build the index rows of a finished run from its files; returns its status.
+
+    `db`: an open index to write to (a rebuild fills a new one); default the campaign's."""
+    meta = store.read_json(run_dir / "run.json", dict)
     status, error = meta.get("status", "done"), meta.get("error")
     metrics, rows, version = {}, [], meta.get("fio_version")
-    cpu = store.read_json(run_dir / "cpu.json") if (run_dir / "cpu.json").exists() else None
+    cpu = store.read_json(run_dir / "cpu.json", dict) if (run_dir / "cpu.json").exists() else None
     samples: list[dict] = []
     if status == "done":
         output = fio.parse((run_dir / "fio.json").read_text())
@@ -111,11 +114,11 @@ def index_run_dir(campaign: store.Campaign, run_id: str, run_dir: Path) -> str:
             raise RunError(f"time-series log of run {run_id} unreadable: {exc}") from None
     elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
         rows = job_rows(fio.parse((run_dir / "fio.json").read_text()))
-    with campaign.index() as db:
-        store.record_run(db, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
+    with contextlib.nullcontext(db) if db is not None else campaign.index() as index:
+        store.record_run(index, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
                          host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
                          metrics=metrics, cpu=cpu, fio_version=version, job_rows=rows)
-        store.record_timeseries(db, run_id, samples)
+        store.record_timeseries(index, run_id, samples)
     return status
 
 
@@ -213,10 +216,23 @@ def reclaim_leftovers(reporter: Reporter) -> None:
 
 
 def recover(campaign: store.Campaign, reporter: Reporter) -> None:
-    """Make the index agree with the run directories after an interruption."""
+    """Make the index agree with the run directories after an interruption (or a deletion:
+    the run directories are the truth, so a run whose directory is gone is run again)."""
+    if not campaign.runs_dir.is_dir():
+        with store.writing(campaign.runs_dir):
+            campaign.runs_dir.mkdir()
+        reporter.message(f"{campaign.runs_dir} was missing: recreated; every run is run again")
     for run_id in store.remove_partial_runs(campaign):
         reporter.message(f"run {run_id} was cut off mid-way: it will be run again")
     rows = {r["run_id"]: r for r in store.run_rows(campaign)}
+    gone = [run_id for run_id, row in rows.items()
+            if row["status"] == "done" and not campaign.run_dir(run_id).is_dir()]
+    if gone:
+        with campaign.index() as db:
+            for run_id in gone:
+                store.forget_run(db, run_id)
+        reporter.message(f"{len(gone)} run(s) indexed as done have no run directory: "
+                         "they will be run again")
     for run_dir in campaign.runs_dir.iterdir():
         if run_dir.name.startswith(".") or ".failed-" in run_dir.name:
             continue

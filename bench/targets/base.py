@@ -56,6 +56,13 @@ class Target(abc.ABC):
     def probe(self) -> Availability:
         """Can this target run here? Reads the system, changes nothing."""
 
+    def kernel_problems(self) -> list[str]:
+        """What this kernel will refuse of the target's options, found by reading the system
+        without changing it (features files, fixed interfaces, the kernel's own rules); each a
+        line naming the target. What can only be known after loading a module is checked again
+        by setup()."""
+        return []
+
     @abc.abstractmethod
     def setup(self) -> Device:
         """Create the device; record every resource in the state file before creating it."""

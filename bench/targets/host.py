@@ -91,6 +91,9 @@ def _loops_of(backing: Path) -> list[str]:
 
 
 DETACH_WAIT_S = 10
+# The kernel's rule for a loop device's sector size (blk_validate_block_size); kernels before
+# 6.11 cap it at the page size instead, which losetup then reports at setup.
+LOOP_MIN_BLOCK, LOOP_MAX_BLOCK = 512, 65536
 
 
 def _detach(backing: Path) -> None:
@@ -128,6 +131,13 @@ class LoopTarget(Target):
             return Availability(False, "/dev/loop-control missing: no loop driver in this kernel")
         backing = FileTarget.probe(self)  # same backing-file checks
         return Availability(True, interface="losetup") if backing.ok else backing
+
+    def kernel_problems(self) -> list[str]:
+        size = self.options.get("blocksize")
+        if size is None or (LOOP_MIN_BLOCK <= int(size) <= LOOP_MAX_BLOCK and int(size) & (int(size) - 1) == 0):
+            return []
+        return [f"target {self.name}: loop devices take a blocksize (logical sector size) that is a "
+                f"power of two from {LOOP_MIN_BLOCK} to {LOOP_MAX_BLOCK}, not {size}"]
 
     def setup(self) -> Device:
         backing = _backing_path(self)

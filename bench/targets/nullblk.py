@@ -76,12 +76,23 @@ class NullBlkTarget(Target):
     def planned_filename(self) -> str:
         return self.device.filename if self.device else "/dev/nullb0"
 
-    def check_options(self, features: set[str]) -> None:
+    def option_problems(self, features: set[str]) -> list[str]:
         missing = [k for k in self.options if k not in features]
-        if missing:
-            raise UsageError(
-                f"target {self.name}: null_blk on kernel {platform.release()} has no option "
-                f"{', '.join(missing)} (its features: {', '.join(sorted(features))})")
+        if not missing:
+            return []
+        return [f"target {self.name}: null_blk on kernel {platform.release()} has no option "
+                f"{', '.join(missing)} (its features: {', '.join(sorted(features))})"]
+
+    def check_options(self, features: set[str]) -> None:
+        problems = self.option_problems(features)
+        if problems:
+            raise UsageError("\n".join(problems))
+
+    def kernel_problems(self) -> list[str]:
+        # The features file exists once null_blk is loaded and configfs mounted; before that
+        # nothing is loaded or mounted here, and setup() checks.
+        features = configfs.read_features(subsystem()) if subsystem().is_dir() else set()
+        return self.option_problems(features) if features else []
 
     def setup(self) -> Device:
         avail = host_available()

@@ -109,6 +109,17 @@ class RnullTarget(Target):
     def planned_filename(self) -> str:
         return self.device.filename if self.device else f"/dev/{FIXED_DEVICE if not subsystem().is_dir() else 'rnullb0'}"
 
+    def kernel_problems(self) -> list[str]:
+        # The interface as it is now, without loading rnull_mod (setup() checks after loading).
+        if subsystem().is_dir():
+            kind, features = "configfs", configfs.read_features(subsystem())
+        elif Path(f"/sys/block/{FIXED_DEVICE}").exists():
+            kind, features = "fixed", set()
+        else:
+            return []
+        problems = option_problems(self.options, kind, features)
+        return [f"target {self.name}: on kernel {platform.release()} " + "; ".join(problems)] if problems else []
+
     def setup(self) -> Device:
         kind = interface()
         if kind is None:

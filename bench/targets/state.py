@@ -1,10 +1,13 @@
-"""The state file: every device or file blkcmp creates, so `blkcmp cleanup` can remove it.
+"""The state file: every device, file, temporary directory and process blkcmp creates, so
+`blkcmp cleanup` can remove it.
 
 A resource is recorded *before* it is created and forgotten only after it is removed, so a
 SIGKILL at any moment leaves an entry for anything that may exist. Entries carry the creating
-process id: `cleanup` removes only resources whose creator is gone (or all, with force), and
-never anything that is not in the file. Lives in /run/blkcmp (tmpfs: devices do not survive a
-reboot, and neither does the file); $BLKCMP_STATE_DIR overrides it.
+process id and its start time: `cleanup` removes only resources whose creator is gone (or all,
+with force), and never anything that is not in the file. Processes are killed only when they are
+the ones recorded (bench.procs.recorded_processes: pid and start time, program name, exact
+command line), never because their command line mentions a path. Lives in /run/blkcmp (tmpfs:
+devices do not survive a reboot, and neither does the file); $BLKCMP_STATE_DIR overrides it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bench.procs import kill_all_with
+from bench.procs import kill_recorded, recorded_processes, same_process, start_time
 
 
 def state_dir() -> Path:
@@ -50,8 +55,8 @@ def _locked() -> Iterator[dict]:
 def register(kind: str, data: dict) -> str:
     rid = uuid.uuid4().hex[:12]
     with _locked() as st:
-        st["resources"][rid] = {"kind": kind, "pid": os.getpid(), "data": data,
-                                "created": datetime.now(timezone.utc).isoformat()}
+        st["resources"][rid] = {"kind": kind, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
+                                "data": data, "created": datetime.now(timezone.utc).isoformat()}
     return rid
 
 
@@ -71,14 +76,9 @@ def resources() -> dict[str, dict]:
         return dict(st["resources"])
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def creator_alive(entry: dict) -> bool:
+    """Is the process that recorded `entry` still running (the same one, not a pid reuse)?"""
+    return same_process(entry["pid"], entry.get("pid_start"))
 
 
 # kind -> function that removes such a resource given its recorded data (registered by the
@@ -95,19 +95,48 @@ def cleaner(kind: str):
 
 @cleaner("processes")
 def kill_processes(data: dict) -> None:
-    """SIGKILL every process still running with `marker` on its command line; wait until gone.
+    """SIGKILL the processes a record describes (bench.procs.recorded_processes) until gone.
 
     fio forks a process per job, which calls setsid(): neither PR_SET_PDEATHSIG on fio nor its
     process group reaches it, so after a SIGKILLed blkcmp it runs on for the rest of `runtime`,
-    holding the device open. The marker is the run's job file path, which only that run's fio
-    processes have on their command line.
-    """
-    marker = str(data["marker"])
-    if not marker:
-        return
-    survivors = kill_all_with(marker, timeout_s=15)
+    holding the device open. Only processes blkcmp started are matched: the recorded pid with
+    its start time, or the recorded program with exactly the recorded command line started
+    since; never one that merely mentions the job file."""
+    survivors = kill_recorded(data, timeout_s=15)
     if survivors:
         raise RuntimeError(f"processes survive SIGKILL: pids {survivors}")
+
+
+def processes_left(data: dict) -> bool:
+    return bool(recorded_processes(data))
+
+
+TEMP_PREFIX = "blkcmp-"
+
+
+@cleaner("temp-dir")
+def _remove_temp_dir(data: dict) -> None:
+    path = Path(data["path"])
+    if not path.name.startswith(TEMP_PREFIX):  # never anything blkcmp did not name
+        raise RuntimeError(f"{path}: not a blkcmp temporary directory")
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        raise RuntimeError(f"{path}: could not be removed")
+
+
+@contextlib.contextmanager
+def temporary_directory(prefix: str) -> Iterator[Path]:
+    """A directory under the temp dir ($TMPDIR), recorded here before it exists and removed on
+    the way out, so `blkcmp cleanup` removes it after a SIGKILL. `prefix` starts with blkcmp-."""
+    assert prefix.startswith(TEMP_PREFIX), prefix
+    path = Path(tempfile.gettempdir()) / f"{prefix}{uuid.uuid4().hex[:12]}"
+    rid = register("temp-dir", {"path": str(path)})
+    try:
+        path.mkdir(mode=0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        forget(rid)
 
 
 def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
@@ -116,7 +145,7 @@ def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
 
     report = []
     for rid, entry in sorted(resources().items(), key=lambda kv: kv[1]["created"], reverse=True):
-        if not force and pid_alive(entry["pid"]) and entry["pid"] != os.getpid():
+        if not force and creator_alive(entry) and entry["pid"] != os.getpid():
             report.append((entry["kind"], json.dumps(entry["data"]), f"kept: pid {entry['pid']} still running"))
             continue
         fn = CLEANERS.get(entry["kind"])
