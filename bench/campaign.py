@@ -101,6 +101,19 @@ def check_kernel(workload: Workload, target_names: list[str] | None = None,
         raise UsageError("\n".join(f"{where}{line}" for line in problems))
 
 
+def check_recorded_kernel(workload: Workload, drivers: dict, release: str,
+                          target_names: list[str] | None = None,
+                          source: Path | str | None = None) -> None:
+    """check_kernel() for a VM's test kernel, from the driver facts its smoke boot recorded, so
+    that what the guest would refuse is refused before the host creates the campaign."""
+    targets = local.build_targets(workload, Context("preflight"), target_names)
+    problems = [line for target in targets.values()
+                for line in target.recorded_kernel_problems(drivers, release)]
+    if problems:
+        where = f"{source}: " if source else ""
+        raise UsageError("\n".join(f"{where}{line}" for line in problems))
+
+
 def campaign_name(workload: Workload, path: Path) -> str:
     """The workload's `name:` (refused unless a safe file name), else one made from the file's."""
     if workload.name is not None:

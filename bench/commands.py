@@ -93,6 +93,7 @@ def cmd_run(args) -> int:
         workload = prepared.workload
         if kernel:
             from bench.executors import vm
+            vm.check_guest_kernel(prepared, kernel, progress=_say)
             campaign = vm.create_vm_campaign(prepared, args.results, kernel)
         else:
             campaign = camp.create_campaign(prepared, args.results)

@@ -30,6 +30,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -1166,6 +1167,7 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         t = time.monotonic()
         smoke = _smoke_boot(staging, version, label, toolchain, progress, log)
         stages["smoke_boot"] = time.monotonic() - t
+        meta["drivers"] = smoke.pop("drivers")
         meta["smoke_boot"] = smoke
         meta["stage_seconds"] = {k: round(v, 1) for k, v in stages.items()}
         meta["build_seconds"] = round(time.monotonic() - started, 1)
@@ -1207,8 +1209,52 @@ udevadm settle 2>/dev/null
 [ -e /sys/kernel/config/nullb/features ] && echo yes > $out/null_blk
 [ -d /sys/kernel/config/rnull ] && echo yes > $out/rnull_configfs
 [ -b /dev/rnullb0 ] && echo yes > $out/rnullb0
+cat /sys/kernel/config/nullb/features > $out/null_blk_features 2>/dev/null
+cat /sys/kernel/config/rnull/features > $out/rnull_features 2>/dev/null
 uname -r > $out/uname
+exit 0
 """
+
+
+def _driver_facts(out: Path) -> dict:
+    """What the smoke boot saw of each driver: its interface and configfs `features`, so a
+    workload's driver options can be checked on the host before a VM campaign is created."""
+    def features(name: str) -> list[str]:
+        f = out / name
+        return sorted(x for x in f.read_text().strip().split(",") if x) if f.is_file() else []
+    seen = {f.name for f in out.iterdir()}
+    drivers: dict = {}
+    if "null_blk" in seen:
+        drivers["null_blk"] = {"interface": "configfs", "features": features("null_blk_features")}
+    if "rnull_configfs" in seen:
+        drivers["rnull"] = {"interface": "configfs", "features": features("rnull_features")}
+    elif "rnullb0" in seen:
+        drivers["rnull"] = {"interface": "fixed", "features": []}
+    return drivers
+
+
+def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
+    """The drivers a cached kernel offers (recorded by its smoke boot). An entry cached before
+    they were recorded is booted once now and its kernel.json completed; None for a kernel that
+    is not in the cache (a bzImage of the user's: only the guest can tell)."""
+    if not info.cached:
+        return None
+    meta_path = info.path / "kernel.json"
+    meta = json.loads(meta_path.read_text())
+    if "drivers" in meta:
+        return meta["drivers"]
+    from bench import vm
+    progress(f"kernel {info.name}: one boot to record which driver options it offers")
+    with tempfile.TemporaryDirectory(prefix="blkcmp-facts-") as tmp:
+        out = Path(tmp) / "smoke"
+        out.mkdir()
+        vm.run_in_guest(info.bzimage, _SMOKE_SCRIPT, rw_dirs={"/smoke": out}, timeout_s=300,
+                        console_log=Path(tmp) / "console.log")
+        meta["drivers"] = _driver_facts(out)
+    tmp_meta = meta_path.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=1) + "\n")
+    tmp_meta.rename(meta_path)
+    return meta["drivers"]
 
 
 def _smoke_boot(staging: Path, version: str, label: str, toolchain: Mapping[str, str],
@@ -1250,8 +1296,10 @@ def _smoke_boot(staging: Path, version: str, label: str, toolchain: Mapping[str,
         raise RunError(f"kernel build {label}: {problem}; toolchain {toolchain_text(toolchain)}; "
                        f"not cached, kept aside in {aside}")
     assert result is not None
+    drivers = _driver_facts(out)
     shutil.rmtree(out)
     return {
+        "drivers": drivers,
         "ok": True, "rnull_interface": interface, "accel": result.accel,
         "attempts": len(result.boot_failures) + 1,
         "failed_boots": [f.to_dict() for f in result.boot_failures],

@@ -94,3 +94,37 @@ def test_check_kernel_is_one_function_naming_every_problem(tmp_path):
     assert str(refused.value) == ("w.yaml: target lp: loop devices take a blocksize (logical sector size) "
                                   "that is a power of two from 512 to 65536, not 1000")
     campaign.check_kernel(loads(LOOP_BLOCKSIZE % 4096, "w.yaml"))  # nothing to refuse
+
+
+RECORDED = """name: vmpre
+targets:
+  c: {driver: null_blk, options: %s}
+  rust: {driver: rnull, options: %s}
+fio: {ioengine: io_uring}
+repetitions: 1
+runtime: 1
+ramp_time: 0
+"""
+# What the smoke boots of the test kernels record (kernel.json "drivers"), abridged.
+FACTS_7_2 = {"null_blk": {"interface": "configfs",
+                          "features": ["blocksize", "hw_queue_depth", "irqmode", "size"]},
+             "rnull": {"interface": "configfs",
+                       "features": ["blocksize", "irqmode", "rotational", "size"]}}
+FACTS_6_12 = {"null_blk": FACTS_7_2["null_blk"], "rnull": {"interface": "fixed", "features": []}}
+
+
+def test_a_vm_kernels_recorded_drivers_refuse_before_the_campaign_exists(tmp_path):
+    # The check a VM run makes on the host, from the driver facts the kernel's smoke boot
+    # recorded: what the guest would refuse is refused before anything is created.
+    ok = loads(RECORDED % ("{irqmode: 0}", "{irqmode: 0}"), "w.yaml")
+    campaign.check_recorded_kernel(ok, FACTS_7_2, "7.2.13")
+    with pytest.raises(UsageError) as err:
+        campaign.check_recorded_kernel(loads(RECORDED % ("{zoned: 1}", "{}"), "w.yaml"),
+                                       FACTS_7_2, "7.2.13", source="w.yaml")
+    assert str(err.value) == ("w.yaml: target c: null_blk on kernel 7.2.13 has no option zoned "
+                              "(its features: blocksize, hw_queue_depth, irqmode, size)")
+    with pytest.raises(UsageError, match=r"target rust: on kernel 6\.12\.118 .*blocksize"):
+        campaign.check_recorded_kernel(loads(RECORDED % ("{}", "{blocksize: 512}"), "w.yaml"),
+                                       FACTS_6_12, "6.12.118")
+    with pytest.raises(UsageError, match=r"target rust: kernel 7\.1\.0 has no rnull"):
+        campaign.check_recorded_kernel(ok, {"null_blk": FACTS_7_2["null_blk"]}, "7.1.0")

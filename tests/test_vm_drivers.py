@@ -192,6 +192,18 @@ def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):
     assert list((camp / "runs").iterdir()) == []
 
 
+def test_what_the_guest_kernel_refuses_leaves_results_untouched(kernel_7_2, tmp_path):
+    # Checked on the host from the drivers the kernel's smoke boot recorded, before the
+    # campaign directory is created (issue 9: nothing written for bad input).
+    w = workload(tmp_path, rust_options="{memory_backed: 1}")
+    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), "--quiet")
+    assert out.returncode == 2, out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if "error:" in ln]
+    assert f"target rust: on kernel {kernel_7_2.release}" in line and "memory_backed" in line
+    assert not (tmp_path / "res").exists() or not list((tmp_path / "res").iterdir())
+    assert kernels.driver_facts(kernel_7_2)["rnull"]["interface"] == "configfs"
+
+
 GUEST_LIFECYCLE = r"""
 set -u
 w=/work

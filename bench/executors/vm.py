@@ -38,6 +38,17 @@ def _kernel(spec: str):
     return kernels.resolve(spec)
 
 
+def check_guest_kernel(prepared, kernel_spec: str, progress=print) -> None:
+    """Refuse what the guest kernel's drivers would refuse before the campaign directory exists,
+    from the facts the kernel's smoke boot recorded (a foreign bzImage: checked in the guest)."""
+    from bench import campaign as campaign_mod, kernels
+    kernel = _kernel(kernel_spec)
+    drivers = kernels.driver_facts(kernel, progress)
+    if drivers is not None:
+        campaign_mod.check_recorded_kernel(prepared.workload, drivers, kernel.release,
+                                           prepared.plan.targets, prepared.path)
+
+
 def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campaign:
     """Like a host campaign, but the environment is written by the guest when it starts."""
     from bench import workload as workload_mod

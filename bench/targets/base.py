@@ -8,6 +8,8 @@ can remove it after a SIGKILL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -62,6 +64,12 @@ class Target(abc.ABC):
         line naming the target. What can only be known after loading a module is checked again
         by setup()."""
         return []
+
+    def recorded_kernel_problems(self, drivers: Mapping[str, Any], release: str) -> list[str]:
+        """kernel_problems() for a kernel that is not running here (a VM's test kernel), from the
+        driver facts its smoke boot recorded (`kernel.json` "drivers": interface and features per
+        driver). Targets that depend on no driver facts apply their fixed rules."""
+        return self.kernel_problems()
 
     @abc.abstractmethod
     def setup(self) -> Device:

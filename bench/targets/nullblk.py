@@ -76,17 +76,23 @@ class NullBlkTarget(Target):
     def planned_filename(self) -> str:
         return self.device.filename if self.device else "/dev/nullb0"
 
-    def option_problems(self, features: set[str]) -> list[str]:
+    def option_problems(self, features: set[str], release: str | None = None) -> list[str]:
         missing = [k for k in self.options if k not in features]
         if not missing:
             return []
-        return [f"target {self.name}: null_blk on kernel {platform.release()} has no option "
+        return [f"target {self.name}: null_blk on kernel {release or platform.release()} has no option "
                 f"{', '.join(missing)} (its features: {', '.join(sorted(features))})"]
 
     def check_options(self, features: set[str]) -> None:
         problems = self.option_problems(features)
         if problems:
             raise UsageError("\n".join(problems))
+
+    def recorded_kernel_problems(self, drivers, release: str) -> list[str]:
+        facts = drivers.get("null_blk")
+        if not facts:
+            return [f"target {self.name}: kernel {release} has no null_blk"]
+        return self.option_problems(set(facts.get("features") or ()), release)
 
     def kernel_problems(self) -> list[str]:
         # The features file exists once null_blk is loaded and configfs mounted; before that

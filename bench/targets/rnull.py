@@ -109,6 +109,13 @@ class RnullTarget(Target):
     def planned_filename(self) -> str:
         return self.device.filename if self.device else f"/dev/{FIXED_DEVICE if not subsystem().is_dir() else 'rnullb0'}"
 
+    def recorded_kernel_problems(self, drivers, release: str) -> list[str]:
+        facts = drivers.get("rnull")
+        if not facts:
+            return [f"target {self.name}: kernel {release} has no rnull"]
+        problems = option_problems(self.options, facts["interface"], set(facts.get("features") or ()))
+        return [f"target {self.name}: on kernel {release} " + "; ".join(problems)] if problems else []
+
     def kernel_problems(self) -> list[str]:
         # The interface as it is now, without loading rnull_mod (setup() checks after loading).
         if subsystem().is_dir():
