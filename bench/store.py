@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 import bench
 from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
                           storage_error)
-from bench.names import require_safe_name
+from bench.names import MAX_CAMPAIGN_NAME, require_safe_name
 from bench.plan import Plan
 
 SCHEMA = """
@@ -286,7 +286,7 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
     Two blkcmp processes creating a campaign of the same name in the same second get two
     directories: the rename that gives the directory its name never replaces one (a name found
     taken is retried with the next suffix)."""
-    require_safe_name(name, "campaign name")
+    require_safe_name(name, "campaign name", "campaign", MAX_CAMPAIGN_NAME)
     with writing(root):
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".tmp"))

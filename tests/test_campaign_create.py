@@ -69,7 +69,7 @@ def test_an_existing_empty_directory_of_that_name_is_not_replaced(tmp_path, monk
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", "..", "x" * 300, ""])
 def test_a_campaign_name_that_is_not_a_safe_file_name_is_refused(tmp_path, name):
-    with pytest.raises(UsageError, match=r"^campaign name: expected letters, digits"):
+    with pytest.raises(UsageError, match=r"^campaign name: expected a campaign name of letters, digits"):
         store.create(tmp_path / "results", name, workload_text="w", resolved_yaml="w", source="w.yaml",
                      plan=tiny_plan(), environment={}, kernel_config=None)
     assert list(tmp_path.iterdir()) == []

@@ -130,7 +130,7 @@ def test_unsafe_target_name_is_refused_before_anything_is_read(tmp_path, env, re
     assert out.returncode == 2
     no_traceback(out)
     (line,) = out.stderr.splitlines()
-    assert line.startswith("blkcmp: error: --target: expected letters, digits, '_', '-', '.' (at most 32, "
+    assert line.startswith("blkcmp: error: --target: expected a target name of letters, digits, '_', '-', '.' (at most 32, "
                            "starting with a letter or digit), found ")
     assert len(line) < 250  # the 10,000-character name is echoed shortened
     assert not into.exists()
