@@ -30,7 +30,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -1245,7 +1244,8 @@ def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
         return meta["drivers"]
     from bench import vm
     progress(f"kernel {info.name}: one boot to record which driver options it offers")
-    with tempfile.TemporaryDirectory(prefix="blkcmp-facts-") as tmp:
+    from bench.targets import state
+    with state.temporary_directory("blkcmp-facts-") as tmp:
         out = Path(tmp) / "smoke"
         out.mkdir()
         vm.run_in_guest(info.bzimage, _SMOKE_SCRIPT, rw_dirs={"/smoke": out}, timeout_s=300,

@@ -34,7 +34,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from bench.errors import RunError, UsageError
 from bench.procs import kill_all_with
+from bench.targets import state
 from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, terminate_cleanly
 
 # Where the per-run control folder is mounted in the guest (created in the chroot if missing).
@@ -189,7 +189,7 @@ def _probe(accel: str, timeout_s: float = 15.0, kernel: Path | None = None) -> t
         machine = ["-machine", "pc,accel=kvm", "-cpu", "host,topoext=on"]
     else:
         machine = ["-machine", "pc,accel=tcg", "-cpu", "max"]
-    with tempfile.TemporaryDirectory(prefix="blkcmp-probe-") as tmp:
+    with state.temporary_directory("blkcmp-probe-") as tmp:
         base = [_qemu(), *machine, "-m", "256", "-nodefaults", "-display", "none", "-no-reboot"]
         if kernel is None:
             img = Path(tmp) / "boot.img"
@@ -454,7 +454,16 @@ def _boot_once(bz: Path, root: Path, command: str, rw: Mapping[str, Path],
                failures: tuple[FailedBoot, ...]) -> GuestResult:
     _remove_stale_init_scripts(root)
     token = secrets.token_hex(8)
-    ctl = Path(tempfile.mkdtemp(prefix="blkcmp-guest-"))
+    # Recorded in the state file before it exists: `blkcmp cleanup` removes it after a SIGKILL.
+    with state.temporary_directory("blkcmp-guest-") as ctl:
+        return _boot_in(bz, root, command, rw, ro, token, ctl, cpus=cpus, memory=memory,
+                        append=append, timeout_s=timeout_s, console_log=console_log, accel=accel,
+                        failures=failures)
+
+
+def _boot_in(bz: Path, root: Path, command: str, rw: Mapping[str, Path], ro: Mapping[str, Path],
+             token: str, ctl: Path, *, cpus: int, memory: str, append: str, timeout_s: float,
+             console_log: Path, accel: str, failures: tuple[FailedBoot, ...]) -> GuestResult:
     nonce_files = [host / f".blkcmp-mount-{token}" for host in [*rw.values(), *ro.values()]]
     rw_marks = [host / f".blkcmp-mount-{token}.rw" for host in rw.values()]
     try:
@@ -494,7 +503,6 @@ def _boot_once(bz: Path, root: Path, command: str, rw: Mapping[str, Path],
                 f.unlink()
             except OSError:
                 pass
-        shutil.rmtree(ctl, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import tempfile
 from pathlib import Path
 
 import bench
@@ -204,7 +203,8 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
 
 def targets_in_vm(kernel_spec: str) -> str:
     kernel = _kernel(kernel_spec)
-    with tempfile.TemporaryDirectory(prefix="blkcmp-targets-") as tmp:
+    from bench.targets import state
+    with state.temporary_directory("blkcmp-targets-") as tmp:
         out = Path(tmp)
         result, _ = _boot(kernel, "python3 -m bench targets > /out/targets.txt 2>&1",
                           rw_dirs={"/out": out}, timeout_s=BOOT_ALLOWANCE_S,
