@@ -26,6 +26,7 @@ KVM is used only when it really works (detect_accel); otherwise TCG.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -57,7 +58,9 @@ TEST_CRASH_BOOTS_ENV = "BLKCMP_TEST_CRASH_BOOTS"
 _OOPS_RE = re.compile(r"(Oops:.*|kernel BUG at.*|BUG: .*|general protection fault.*|"
                       r"Kernel panic - not syncing.*)")
 
-_accel_cache: str | None = None
+# Verdicts per probe kernel ("" for the boot-sector probe alone), for this process; verdicts
+# with a kernel are also kept on disk for this host boot (KVM does not change within one).
+_accel_cache: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -231,24 +234,75 @@ def _kvm_usable() -> tuple[bool, str]:
 def detect_accel(probe_kernel: Path | None = None) -> str:
     """"kvm" if KVM really runs a guest here, else "tcg". $BLKCMP_ACCEL=kvm|tcg overrides.
 
-    The answer is cached for the process. A usable /dev/kvm is not enough: a PVM host has one,
-    yet QEMU aborts with `-cpu host` there. So a tiny guest is booted (bounded by a timeout).
+    A usable /dev/kvm is not enough: a PVM host has one, QEMU aborts with `-cpu host` there, and
+    a host that runs the tiny boot-sector guest can still hang a Linux kernel right after
+    "Decompressing Linux". So with a kernel to boot, that kernel is also booted to its
+    "cannot mount root" panic (bounded by a timeout). The answer is cached for the process and,
+    for a kernel, on disk for this host boot, so the probe is paid once.
     """
-    global _accel_cache
     forced = os.environ.get("BLKCMP_ACCEL", "").strip().lower()
     if forced:
         if forced not in ("kvm", "tcg"):
             raise UsageError(f"BLKCMP_ACCEL must be kvm or tcg, not {forced!r}")
         return forced
-    if _accel_cache is not None:
-        return _accel_cache
+    key = str(Path(probe_kernel).resolve()) if probe_kernel is not None else ""
+    if key in _accel_cache:
+        return _accel_cache[key]
+    remembered = _remembered_accel(key) if key else None
+    if remembered:
+        _accel_cache[key] = remembered
+        return remembered
     ok, _why = _kvm_usable()
     if ok:
         ok, _why = _probe("kvm")
     if ok and probe_kernel is not None:
         ok, _why = _probe("kvm", timeout_s=30.0, kernel=probe_kernel)
-    _accel_cache = "kvm" if ok else "tcg"
-    return _accel_cache
+    verdict = "kvm" if ok else "tcg"
+    _accel_cache[key] = verdict
+    if key:
+        _remember_accel(key, verdict)
+    return verdict
+
+
+def _host_boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _accel_file() -> Path:
+    from bench.kernels import cache_dir
+    return cache_dir() / "accel.json"
+
+
+def _remembered_accel(key: str) -> str | None:
+    try:
+        data = json.loads(_accel_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("boot_id") != _host_boot_id():
+        return None
+    verdict = (data.get("verdicts") or {}).get(key)
+    return verdict if verdict in ("kvm", "tcg") else None
+
+
+def _remember_accel(key: str, verdict: str) -> None:
+    path = _accel_file()
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("boot_id") != _host_boot_id():
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data = {"boot_id": _host_boot_id(), "verdicts": {**(data.get("verdicts") or {}), key: verdict}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.rename(path)
+    except OSError:
+        pass  # only a cache: the probe runs again next time
 
 
 # ----------------------------------------------------------------------------------------------

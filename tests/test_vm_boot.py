@@ -127,10 +127,10 @@ def test_7_2_guest_sees_both_drivers(kernel_7_2, boot_7_2):
 
 
 @pytest.mark.vm
-def test_7_2_shared_folders_and_exit_code(boot_7_2):
+def test_7_2_shared_folders_and_exit_code(kernel_7_2, boot_7_2):
     res, results = boot_7_2
     assert res.exit_code == 7
-    assert res.accel == vm.detect_accel()
+    assert res.accel == vm.detect_accel(probe_kernel=kernel_7_2.bzimage)
     assert res.console_log.is_file() and res.console_log.stat().st_size > 0
     assert _read(results, "hello.txt") == "written by the guest"
     assert _read(results, "ro_seen") == "from the host"
@@ -293,3 +293,20 @@ def test_6_12_entry(kernel_6_12):
     for sym in kernels.REQUIRED_SYMBOLS:
         assert kernel_6_12.config[sym] == "y", sym
     assert os.path.getsize(kernel_6_12.bzimage) == kernel_6_12.bzimage_size
+
+
+def test_kernel_accel_verdict_is_remembered_for_this_host_boot(tmp_path, monkeypatch):
+    # A kernel probe under a KVM that hangs kernels costs its whole timeout: paid once per
+    # host boot, not once per blkcmp process.
+    monkeypatch.setenv("BLKCMP_CACHE", str(tmp_path))
+    monkeypatch.delenv("BLKCMP_ACCEL", raising=False)
+    key = str(tmp_path / "bzImage")
+    assert vm._remembered_accel(key) is None
+    vm._remember_accel(key, "tcg")
+    assert vm._remembered_accel(key) == "tcg"
+    monkeypatch.setattr(vm, "_accel_cache", {})
+    (tmp_path / "bzImage").write_bytes(b"")
+    assert vm.detect_accel(probe_kernel=tmp_path / "bzImage") == "tcg"  # no probe run
+    # Another host boot: forgotten.
+    monkeypatch.setattr(vm, "_host_boot_id", lambda: "another-boot")
+    assert vm._remembered_accel(key) is None

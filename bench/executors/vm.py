@@ -77,15 +77,16 @@ def guest_command(inner: str, *, accel: str, kernel_release: str) -> str:
             + f"; cd /tmp && {inner}")
 
 
-def _accel() -> str:
+def _accel(kernel) -> str:
     from bench import vm
-    return vm.detect_accel()
+    # With the kernel itself: a host whose KVM runs a boot sector can still hang a kernel.
+    return vm.detect_accel(probe_kernel=kernel.bzimage)
 
 
 def _boot(kernel, command: str, *, rw_dirs: dict, timeout_s: float, console_log: Path,
           boot_attempts: int | None = None):
     from bench import vm
-    accel = _accel()
+    accel = _accel(kernel)
     ro_dirs = {"/blkcmp": _repo_root(), "/kconfig": kernel.path}
     result = vm.run_in_guest(kernel, guest_command(command, accel=accel, kernel_release=kernel.release),
                              rw_dirs=rw_dirs, ro_dirs=ro_dirs, timeout_s=timeout_s,
