@@ -51,7 +51,6 @@ DEFAULT_TOOLCHAIN: Mapping[str, str] = {"6.12": "trixie"}
 FALLBACK_TOOLCHAIN = "sid"
 # The guest's root filesystem: one for every kernel, so fio and Python are the same in all.
 GUEST_SUITE = "sid"
-CHROOT_SUITE = GUEST_SUITE  # kept for callers that mean "the guest root"
 
 # What building a kernel needs.
 BUILD_PACKAGES: tuple[str, ...] = (
