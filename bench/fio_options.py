@@ -354,11 +354,14 @@ def table(fio: str | None = None) -> OptionTable:
 
 
 def _save(path: Path, loaded: OptionTable) -> None:
+    from bench.errors import StorageError
     from bench.store import atomic_write_json
     try:
         atomic_write_json(path, loaded.to_dict())
-    except OSError:
-        pass  # a read-only cache only costs asking fio again next time; the answer is the same
+    except (OSError, StorageError):
+        # A read-only cache (a VM guest's root, for one) only costs asking fio again next
+        # time; the answer is the same.
+        pass
 
 
 # ------------------------------------------------------------------------------------------

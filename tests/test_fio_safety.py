@@ -289,3 +289,19 @@ def test_percentage_offset_on_a_file_target_keeps_it_within_twice_its_size(tmp_p
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((campaign_dir(tmp_path / "results") / "runs" / "r001-p000-f" / "run.json").read_text())
     assert meta["status"] == "done"
+
+
+def test_a_read_only_option_cache_costs_only_asking_fio_again(tmp_path, monkeypatch):
+    # A VM guest's root filesystem is read-only: its blkcmp cannot keep fio's option table and
+    # must still check workloads (every VM campaign failed on this once). The store reports such
+    # a write as a StorageError; for a cache that is no error.
+    import errno
+    from bench import errors, fio_options, store
+
+    def refuse(path, data):
+        raise errors.storage_error(OSError(errno.EROFS, "Read-only file system", str(path)), path)
+
+    monkeypatch.setattr(store, "atomic_write_json", refuse)
+    table = fio_options.table()
+    fio_options._save(tmp_path / "options-x.json", table)  # no exception
+    assert not (tmp_path / "options-x.json").exists()
