@@ -88,30 +88,19 @@ class Analysis:
     failed_runs: int = 0        # failed runs of these campaigns: excluded from every statistic
 
 
-def allowed_differences(campaign: store.Campaign) -> list[str]:
-    """Audited settings that differed between targets and that the workload allowed."""
-    from bench.targets.blockdev import AUDIT_KEYS, audit_differences
-    path = campaign.path / "targets.json"
-    if not path.exists():
-        return []
-    sessions = store.read_json(path)
-    audits = {n: t["audit"] for n, t in (sessions[-1]["targets"] if sessions else {}).items() if "audit" in t}
-    if len(audits) < 2:
-        return []
-    # The runner refuses any difference the workload did not allow, so every one found was allowed.
-    _, tolerated = audit_differences(audits, allowed=list(AUDIT_KEYS))
-    return tolerated
+def _stopping_rules(campaigns: list[store.Campaign]) -> list:
+    """The stopping rules of the adaptive campaigns among these (from their plans)."""
+    return [plan.stopping for plan in (c.plan() for c in campaigns) if plan.stopping is not None]
 
 
-def _is_adaptive(campaign: store.Campaign) -> bool:
-    """Campaigns that stopped on precision need wider CIs to keep their coverage."""
-    plan = campaign.plan()
-    return plan.max_rounds > plan.rounds or (campaign.path / "adaptive.json").exists()
-
-
-def _kernel_of(campaign: store.Campaign) -> str:
-    env = campaign.environment()
-    return env.get("kernel", {}).get("release") or campaign.info().get("vm_kernel_release") or "unknown"
+def baseline_target(campaign: store.Campaign, targets: list[str]) -> str:
+    """The baseline target when none is asked for: the campaign's (store.Campaign.baseline), the
+    same for compare, plots and the report; an error when it has no runs among `targets`."""
+    base = campaign.baseline()
+    if base not in targets:
+        raise UsageError(f"{campaign.path}: the baseline {base} has no finished runs (targets with runs: "
+                         f"{', '.join(targets)}); give --baseline target=NAME")
+    return base
 
 
 def side_of(rec: RunRecord, by: str, kernel: str) -> str | None:
@@ -145,7 +134,9 @@ def _parse_baseline(spec: str | None, by: str) -> str | None:
 
 def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", baseline: str | None = None,
             margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
-            correction: str = "holm", seed: int = 0, n_boot: int = stats.DEFAULT_N_BOOT) -> Analysis:
+            correction: str = "holm", seed: int = 0, n_boot: int | None = None) -> Analysis:
+    """`n_boot` (bootstrap resamples): default, an adaptive campaign's own (its plan's stopping
+    rule, so the intervals are the ones it stopped on), else stats.DEFAULT_N_BOOT."""
     if metric not in METRICS:
         raise UsageError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
     if not 0 < margin < 1:
@@ -155,15 +146,18 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
     m = METRICS[metric]
     campaigns = [store.open_campaign(d) for d in dirs]
     confidence = 0.95
-    if any(_is_adaptive(c) for c in campaigns):
-        confidence = stats.sequential_confidence(0.95)
+    rules = _stopping_rules(campaigns)
+    if rules:  # campaigns that stopped on precision need their rule's wider CIs to keep coverage
+        confidence = max(rule.confidence for rule in rules)
+    if n_boot is None:
+        n_boot = max((rule.resamples for rule in rules), default=stats.DEFAULT_N_BOOT)
     records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
     from bench.sessions import run_sessions
     sessions = [run_sessions(c) for c in campaigns]  # run_id -> session, per campaign
     sides: list[str] = []
     kernels = []
     for ci, campaign in enumerate(campaigns):
-        kernel = _kernel_of(campaign)
+        kernel = campaign.kernel_release()
         kernels.append(kernel)
         for rec in load_runs(campaign):
             side = side_of(rec, by, kernel)
@@ -176,15 +170,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
         raise UsageError("no finished runs in " + ", ".join(str(d) for d in dirs))
     wanted = _parse_baseline(baseline, by)
     if wanted is None:
-        wanted = sides[0]
-        if by == "target":
-            first = campaigns[0].plan().targets
-            try:
-                from bench import workload as workload_mod
-                wl = workload_mod.load(campaigns[0].path / "workload.yaml")
-                wanted = wl.baseline_name() if wl.baseline_name() in sides else (first[0] if first else sides[0])
-            except Exception:
-                wanted = first[0] if first and first[0] in sides else sides[0]
+        wanted = baseline_target(campaigns[0], sides) if by == "target" else sides[0]
     if wanted not in sides:
         raise UsageError(f"--baseline {wanted}: no such {by} (found: {', '.join(sides)})")
     # Points in reading order: rw as the plans list them, then bs, iodepth, numjobs … as numbers.
@@ -272,8 +258,8 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                      "interval there): ingest or run repetitions")
     if failed:
         notes.append(f"{failed} failed run(s) excluded from every statistic (blkcmp export shows their errors)")
-    labels = sorted({c.environment().get("executor", {}).get("label", "") for c in campaigns} - {"", "host"})
-    allowed = [f"{c.name}: {line}" for c in campaigns for line in allowed_differences(c)]
+    labels = sorted({c.executor_label() for c in campaigns} - {"", "host"})
+    allowed = [f"{c.name}: {line}" for c in campaigns for line in c.allowed_differences()]
     return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels,
                     allowed, confidence, warnings, notes, failed)
 
@@ -296,43 +282,3 @@ def _empty_metric_reasons(m: Metric, records: list[tuple[RunRecord, str, int]], 
             if point not in where:
                 where.append(point)
     return by_reason
-
-
-def adaptive_more_rounds(campaign: store.Campaign, plan, *, target_ci: float, min_rounds: int,
-                         max_rounds: int, margin: float = stats.DEFAULT_MARGIN) -> tuple[bool, str, set[str]]:
-    """The adaptive stopping rule on the campaign so far: (add another round?, why, for which points).
-
-    A point stops once its verdict is settled at the sequential level (at `margin`) or its CI
-    is narrow enough; only the undecided points get another round.
-    """
-    records = load_runs(campaign)
-    done_rounds = plan.rounds
-    baseline = plan.targets[0]
-    try:
-        from bench import workload as workload_mod
-        baseline = workload_mod.load(campaign.path / "workload.yaml").baseline_name()
-    except Exception:
-        pass
-    comparisons = {}
-    for candidate in [t for t in plan.targets if t != baseline]:
-        for point in plan.points:
-            key = points_mod.key_of(point.options)
-            b = [(r.metrics["iops"], r.round) for r in records if r.target == baseline and r.point_key == key]
-            c = [(r.metrics["iops"], r.round) for r in records if r.target == candidate and r.point_key == key]
-            if not b or not c:
-                continue
-            # Stopping on precision narrows the final intervals; CIs at the sequential level
-            # keep the stated 95 % coverage (see stats.sequential_confidence).
-            comparisons[(candidate, point.key)] = stats.compare(
-                [x[0] for x in b], [x[0] for x in c], baseline_rounds=[x[1] for x in b],
-                candidate_rounds=[x[1] for x in c], higher_is_better=True, n_boot=2000,
-                confidence=stats.sequential_confidence(0.95))
-    if not comparisons:  # a single target: precision of the mean instead of a ratio
-        return False, "adaptive: one target only, nothing to compare; stopping at the minimum", set()
-    decision = stats.adaptive_decision(comparisons, target_ci=target_ci, rounds_done=done_rounds,
-                                       min_rounds=min_rounds, max_rounds=max_rounds, margin=margin)
-    store.atomic_write_json(campaign.path / "adaptive.json", decision.to_dict()
-                            | {"points_at_cap": [list(k) for k in decision.points_at_cap],
-                               "points_above_target": [list(k) for k in decision.points_above_target],
-                               "points_settled": [list(k) for k in decision.points_settled]})
-    return (not decision.stop), decision.reason, {point for _, point in decision.points_above_target}

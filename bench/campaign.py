@@ -9,16 +9,14 @@ sizes) and fio has accepted every distinct job file (`fio --parse-only`, for `pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bench import env, fio, fio_options, names, store, workload as workload_mod
 from bench.errors import RunError, UsageError, shorten
-from bench.executors import local
-from bench.plan import Plan, make_plan
-from bench.targets import Context, Target
+from bench.plan import Plan, PlannedRun, make_plan
+from bench.targets import Context, Target, build_targets
 from bench.workload import Workload
 
 
@@ -41,7 +39,7 @@ def distinct_jobs(workload: Workload, plan: Plan, targets: dict[str, Target], ca
         imposed = _imposed_options(target)
         for point in plan.points:
             run = first_runs[(name, point.index)]
-            spec = local.job_spec(workload, run, target, target.planned_filename(), imposed, campaign)
+            spec = fio.job_spec(workload, run, target, target.planned_filename(), imposed, campaign)
             jobs[f"{name}--p{point.index:03d}.fio"] = fio.job_text(spec)
     return jobs
 
@@ -63,7 +61,7 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
     finally:
         table.save()  # what this workload made blkcmp ask fio, for next time
     name = campaign_name(workload, path)
-    targets = local.build_targets(workload, Context("plan"))
+    targets = build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
     if probe:
         for tname, target in targets.items():
@@ -80,7 +78,13 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
     if unavailable:
         plan.targets = [t for t in plan.targets if t not in unavailable]
         plan.runs = [r for r in plan.runs if r.target not in unavailable]
-        plan.runs = [local.PlannedRun(**(r.__dict__ | {"position": i})) for i, r in enumerate(plan.runs)]
+        plan.runs = [PlannedRun(**(r.__dict__ | {"position": i})) for i, r in enumerate(plan.runs)]
+        if plan.baseline in unavailable:  # recorded in the plan: compare, plot and report agree
+            plan.baseline = plan.targets[0]
+            if plan.stopping:
+                plan.stopping = replace(plan.stopping, baseline=plan.baseline)
+            message(f"the baseline {workload.baseline_name()} is not available here: "
+                    f"{plan.baseline} is this campaign's baseline")
     return Prepared(workload, path, plan, unavailable)
 
 
@@ -94,7 +98,7 @@ def check_kernel(workload: Workload, target_names: list[str] | None = None,
     rules refuse (a loop device's sector size). Reads the system, changes nothing; one line per
     problem, exit 2. Called on the host by `prepare`, and callable as is inside a guest before
     the host creates the campaign directory."""
-    targets = local.build_targets(workload, Context("preflight"), target_names)
+    targets = build_targets(workload, Context("preflight"), target_names)
     problems = [line for target in targets.values() for line in target.kernel_problems()]
     if problems:
         where = f"{source}: " if source else ""
@@ -106,7 +110,7 @@ def check_recorded_kernel(workload: Workload, drivers: dict, release: str,
                           source: Path | str | None = None) -> None:
     """check_kernel() for a VM's test kernel, from the driver facts its smoke boot recorded, so
     that what the guest would refuse is refused before the host creates the campaign."""
-    targets = local.build_targets(workload, Context("preflight"), target_names)
+    targets = build_targets(workload, Context("preflight"), target_names)
     problems = [line for target in targets.values()
                 for line in target.recorded_kernel_problems(drivers, release)]
     if problems:
@@ -128,7 +132,7 @@ def check_with_fio(prepared: Prepared) -> None:
     The distinct jobs go to fio in batches (one file may hold many [global] + job sections); only
     when a batch is refused is it halved until the refused job is found, to name it.
     """
-    targets = local.build_targets(prepared.workload, Context("check"), prepared.plan.targets)
+    targets = build_targets(prepared.workload, Context("check"), prepared.plan.targets)
     jobs = distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
     texts = [(fname, text.replace("${BLKCMP_FILENAME}", "/dev/null")) for fname, text in jobs.items()]
     for start in range(0, len(texts), CHECK_BATCH):
@@ -158,7 +162,7 @@ def load_campaign_workload(campaign: store.Campaign) -> Workload:
     # Checked against this fio again: a resumed campaign may run on another fio than it began on.
     table = fio_options.table()
     try:
-        return workload_mod.load(campaign.path / "workload.yaml", fio_table=table)
+        return campaign.workload(fio_table=table)
     finally:
         table.save()
 

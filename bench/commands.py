@@ -23,14 +23,13 @@ def cmd_schema(args) -> int:
 
 def cmd_plan(args) -> int:
     from bench import campaign as camp
-    from bench.executors import local
-    from bench.targets import Context
+    from bench.targets import Context, build_targets
 
     prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
     camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
     if args.export_fio:
-        targets = local.build_targets(prepared.workload, Context("export"))
+        targets = build_targets(prepared.workload, Context("export"))
         jobs = camp.distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
         try:
             args.export_fio.mkdir(parents=True, exist_ok=True)
@@ -50,20 +49,6 @@ def cmd_plan(args) -> int:
         if unknown:
             print(f"no pilot data for {len(unknown)} planned point(s): {', '.join(unknown)}")
     return 0
-
-
-def _adaptive_rule(workload):
-    """The stopping rule for `repetitions: {min, max, target_ci}` (None for a fixed count)."""
-    from bench.workload import AdaptiveRepetitions
-    if not isinstance(workload.repetitions, AdaptiveRepetitions):
-        return None
-    from bench import analysis
-    reps = workload.repetitions
-
-    def decide(campaign, plan):
-        return analysis.adaptive_more_rounds(campaign, plan, target_ci=reps.target_ci,
-                                             min_rounds=reps.min, max_rounds=reps.max, margin=reps.margin)
-    return decide
 
 
 def cmd_run(args) -> int:
@@ -126,7 +111,7 @@ def _execute(campaign, workload, plan, kernel, args) -> None:
                          boot_attempts=args.boot_attempts)
     else:
         reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
-        counts = local.execute(campaign, workload, reporter, adaptive_decision=_adaptive_rule(workload))
+        counts = local.execute(campaign, workload, reporter)
         _say(f"{counts.get('done', 0)} runs finished in this session")
 
 
@@ -194,11 +179,11 @@ def cmd_ls(args) -> int:
     for c in campaigns:
         # One damaged campaign is marked in its own line; the others are listed as usual.
         try:
-            if not (c.path / "campaign.json").is_file():
-                raise UsageError(f"{c.path}/campaign.json: missing")
+            if not store.is_campaign(c.path):
+                raise UsageError(f"{c.info_path}: missing")
             c.info(), c.plan()  # what every other command needs: damaged is said here too
             state, counts = store.campaign_status(c)
-            label = c.environment().get("executor", {}).get("label", "")
+            label = c.executor_label()
         except UsageError as exc:
             print(f"{c.path.name:48s} {'damaged':26s} {shorten(exc, 200)}")
             continue
@@ -209,8 +194,8 @@ def cmd_ls(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
-    from bench.targets import state
-    report = state.cleanup(force=args.force)
+    from bench import ledger
+    report = ledger.cleanup(force=args.force)
     if not report:
         print("nothing to clean up")
     for kind, what, outcome in report:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bench
 from bench import fio
+from bench.releases import parse_config
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 # Kernel config symbols worth showing beside every result.
@@ -56,13 +57,7 @@ def kernel_config() -> tuple[str | None, str | None]:
 
 def config_symbols(text: str | None, symbols=KEY_CONFIG) -> dict[str, str]:
     """Values of the given symbols ("y", "m", a number, or "n" when unset)."""
-    values = {s: "n" for s in symbols}
-    for line in (text or "").splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            key, value = line.split("=", 1)
-            if key in values:
-                values[key] = value.strip('"')
-    return values if text else {}
+    return {s: "n" for s in symbols} | parse_config(text, tuple(symbols)) if text else {}
 
 
 def cpu_model() -> str:

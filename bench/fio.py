@@ -21,9 +21,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench import fio_options as fio_options_mod
 from bench.errors import RunError
+
+if TYPE_CHECKING:
+    from bench.plan import PlannedRun
+    from bench.targets import Target
+    from bench.workload import Workload
 
 DIRECTIONS = ("read", "write", "trim", "mixed")
 FIO = os.environ.get("BLKCMP_FIO", "fio")
@@ -110,6 +116,26 @@ def job_text(spec: JobSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def job_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as they go into a job file: log paths reduced to a file name in the run directory."""
+    return {k: (fio_options_mod.log_file_name(str(v))
+                if fio_options_mod.fold(k) in fio_options_mod.LOG_PATH_OPTIONS and v is not None else v)
+            for k, v in options.items()}
+
+
+def job_spec(workload: Workload, run: PlannedRun, target: Target, filename: str | None,
+             target_options: dict, campaign: str) -> JobSpec:
+    """The job of one planned run of a campaign on one target."""
+    comments = (
+        f"blkcmp campaign {campaign}: target {target.name} ({target.driver}), point {run.point_key}",
+        "run by hand: fio --output-format=json+ <this file>",
+    )
+    return JobSpec(name=target.name, filename=filename, fio_options=job_options(workload.fio),
+                   point=job_options(run.point), target_options=target_options,
+                   runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments,
+                   timeseries_msec=workload.timeseries_msec())
+
+
 # ------------------------------------------------------------------------------------------
 # Invocation
 
@@ -166,10 +192,10 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     # time, so `blkcmp cleanup` and the next session can end exactly these processes. The record
     # goes only once none of them is left.
     from bench import procs
-    from bench.targets import state
+    from bench import ledger
     record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
               "after": time.time()}
-    rid = state.register("processes", record)
+    rid = ledger.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
     proc = None
     try:
@@ -181,7 +207,7 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
             except FileNotFoundError:
                 raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
             record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
-            state.update(rid, record)
+            ledger.update(rid, record)
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -191,15 +217,15 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
             _stop(proc, record)
         raise
     finally:
-        if not state.processes_left(record):
-            state.forget(rid)
+        if not ledger.processes_left(record):
+            ledger.forget(rid)
     return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
 
 
 def _stop(proc: subprocess.Popen, record: dict) -> None:
     """SIGINT fio (it stops its jobs and exits), SIGKILL if it will not; then end any job process
     left over (they leave fio's session, so signals to its process group miss them)."""
-    from bench.targets import state
+    from bench import ledger
     for sig, wait in ((signal.SIGINT, 5), (signal.SIGKILL, 5)):
         if proc.poll() is not None:
             break
@@ -211,7 +237,7 @@ def _stop(proc: subprocess.Popen, record: dict) -> None:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-    state.kill_processes(record)
+    ledger.kill_processes(record)
 
 
 def version(fio: str = FIO) -> str:

@@ -1,8 +1,8 @@
 """`blkcmp ingest`: bring fio JSON produced elsewhere into a campaign directory.
 
 Files run by hand, by other tools, or by fio's client/server mode become runs like blkcmp's own:
-the raw file is kept as runs/<run_id>/fio.json (with run.json and a job.fio rebuilt from the
-options fio wrote), the point is read from the job options (rw, bs, iodepth, numjobs, and
+the raw file is kept in the run's directory (with the run's record and a job file rebuilt from
+the options fio wrote), the point is read from the job options (rw, bs, iodepth, numjobs, and
 rwmixread for mixed workloads; spellings normalised by bench.points), and each (target, point)
 gets the next repetition number.  A job that fio reports as failed (`"error": N`) makes a failed
 run, kept and indexed with its error.  What the files say about how they were run — runtime,
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,7 +33,6 @@ from typing import Any
 
 from bench import fio, names, points, store
 from bench.errors import UsageError, shorten
-from bench.executors.local import job_rows
 from bench.plan import Plan, PlannedRun, Point
 
 POINT_KEYS = ("rw", "bs", "iodepth", "numjobs")
@@ -258,22 +256,15 @@ def job_file_text(output: fio.FioOutput, source: Path) -> str:
 
 
 def _open_or_create(into: Path) -> store.Campaign:
-    if (into / "campaign.json").is_file():
+    if store.is_campaign(into):
         return store.open_campaign(into)
     if into.exists() and any(into.iterdir()):
         raise UsageError(f"{into}: exists and is not a blkcmp campaign directory")
     name = names.safe_name_from(into.name, "ingested")
-    with store.writing(into):
-        into.mkdir(parents=True, exist_ok=True)
-        store.atomic_write_json(into / "campaign.json", {
-            "name": name, "created": datetime.now(timezone.utc).isoformat(), "source": "ingest", "format": 1})
-        plan = Plan(campaign=name, seed=0, order="ingested", targets=[], points=[], runtime=0, ramp_time=0,
-                    rounds=0, max_rounds=0)
-        store.atomic_write_json(into / "plan.json", plan.to_dict())
-        store.atomic_write_json(into / "environment.json", {"source": "ingested: environment unknown"})
-        (into / "runs").mkdir(exist_ok=True)
-        store.connect(into / "index.sqlite").close()
-    return store.Campaign(into)
+    plan = Plan(campaign=name, seed=0, order="ingested", targets=[], points=[], runtime=0, ramp_time=0,
+                rounds=0, max_rounds=0)
+    return store.create_in_place(into, name, plan=plan,
+                                 environment={"source": "ingested: environment unknown"})
 
 
 def _count_up(counts: dict | None, values) -> Counter:
@@ -321,6 +312,7 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
         by_key = {points.key_of(p.options): p for p in plan.points}
         reps = Counter((r.target, points.key_of(r.point)) for r in plan.runs)
         added: list[tuple[PlannedRun, IngestedFile, str | None]] = []
+        staging: list[store.RunFiles] = []
         for item in parsed:
             key = points.key_of(item.point)
             point = by_key.get(key)
@@ -335,10 +327,12 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
             run = PlannedRun(run_id, item.target, point.index, key, item.point, rep, rep, len(plan.runs))
             plan.runs.append(run)
             plan.rounds = max(plan.rounds, rep)
-            added.append((run, item, _assemble_run_dir(campaign, run, item)))
+            staged = campaign.staging(run.run_id)  # scraps of an ingest cut off before its renames go
+            added.append((run, item, _assemble_run_dir(staged, run, item)))
+            staging.append(staged)
         store.sync_filesystem(campaign.runs_dir)  # the batch's files are on disk before they appear
-        for run, _, _ in added:
-            store.finalize_run_dir(_tmp_dir(campaign, run), campaign.run_dir(run.run_id))
+        for (run, _, _), staged in zip(added, staging):
+            campaign.finish_run(staged, run.run_id, failed=False)
         plan.max_rounds = max(plan.max_rounds, plan.rounds)
         # a campaign blkcmp ran keeps its own environment and plan settings; files ingested into
         # it are runs like the others
@@ -346,8 +340,8 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
             environment = ingested_environment(campaign.environment(), parsed)
             plan.runtime = _most_common(environment["ingested"]["runtime_s"])
             plan.ramp_time = _most_common(environment["ingested"]["ramp_time_s"])
-            store.atomic_write_json(campaign.path / "environment.json", environment)
-        store.atomic_write_json(campaign.path / "plan.json", plan.to_dict())
+            campaign.save_environment(environment)
+        campaign.write_plan(plan)
         with campaign.index() as db:  # one transaction for the whole batch
             store.add_planned(db, plan, campaign.name)
             for run, item, error in added:
@@ -356,7 +350,7 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
                     db, run.run_id, status="failed" if error else "done", started=item.started, ended=None,
                     host=",".join(item.hosts), kernel="", error=error,
                     metrics={} if error else fio.run_metrics(output).to_dict(), cpu=None,
-                    fio_version=output.fio_version, job_rows=job_rows(output))
+                    fio_version=output.fio_version, job_rows=store.job_rows(output))
     return [run.run_id for run, _, _ in added]
 
 
@@ -367,20 +361,14 @@ def _free_run_id(campaign: store.Campaign, number: int, target: str) -> str:
     return run_id
 
 
-def _tmp_dir(campaign: store.Campaign, run: PlannedRun) -> Path:
-    return campaign.runs_dir / f".tmp-{run.run_id}"
-
-
-def _assemble_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedFile) -> str | None:
-    """runs/.tmp-<run_id>/ with the raw output, run.json and job.fio (flushed and renamed by the
-    caller for the whole batch); returns the run's error (None when every fio job succeeded)."""
+def _assemble_run_dir(staged: store.RunFiles, run: PlannedRun, item: IngestedFile) -> str | None:
+    """The staged run directory with the raw output, the run's record and its job file (flushed
+    and renamed by the caller for the whole batch); returns the run's error (None when every fio
+    job succeeded)."""
     error = item.output.error
-    tmp = _tmp_dir(campaign, run)
-    shutil.rmtree(tmp, ignore_errors=True)  # scraps of an ingest cut off before its renames
-    tmp.mkdir(parents=True)
-    (tmp / "fio.json").write_text(item.text)
-    (tmp / "job.fio").write_text(job_file_text(item.output, item.path))
-    (tmp / "run.json").write_text(json.dumps({
+    staged.fio_output.write_text(item.text)
+    staged.job.write_text(job_file_text(item.output, item.path))
+    staged.meta.write_text(json.dumps({
         "run": run.__dict__, "status": "failed" if error else "done", "error": error,
         "ingested_from": str(item.path.resolve()), "started": item.started, "ended": None,
         "host": ",".join(item.hosts), "kernel": "", "fio_version": item.output.fio_version,

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bench.procs import signals_raise
 from bench.errors import RunError, UsageError
+from bench.releases import parse_config, release_key
 
 Progress = Callable[[str], None]
 
@@ -299,25 +300,6 @@ def logs_dir() -> Path:
     return cache_dir() / "logs"
 
 
-def parse_config(text: str, symbols: tuple[str, ...] | None = None) -> dict[str, str]:
-    """Symbol -> value from a .config text ("n" for `# CONFIG_X is not set`)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        m = re.match(r"^(CONFIG_\w+)=(.*)$", line)
-        if m:
-            name, value = m.group(1), m.group(2)
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-        else:
-            m = re.match(r"^# (CONFIG_\w+) is not set$", line)
-            if not m:
-                continue
-            name, value = m.group(1), "n"
-        if symbols is None or name in symbols:
-            out[name] = value
-    return out
-
-
 def bzimage_release(path: Path) -> str:
     """The kernel release string embedded in a bzImage's setup header (boot protocol ≥ 2.00)."""
     try:
@@ -362,10 +344,6 @@ def _info_from_entry(entry: Path) -> KernelInfo | None:
     )
 
 
-def _version_key(s: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-+~]", s))
-
-
 def list_cached() -> list[KernelInfo]:
     """Kernels in the cache, oldest version first (entries being built are not listed)."""
     root = kernels_dir()
@@ -376,7 +354,7 @@ def list_cached() -> list[KernelInfo]:
         if entry.is_dir() and not entry.name.startswith(".")
         and (info := _info_from_entry(entry)) is not None
     ]
-    return sorted(infos, key=lambda i: (_version_key(i.release), i.name))
+    return sorted(infos, key=lambda i: (release_key(i.release), i.name))
 
 
 def resolve(spec: str) -> KernelInfo:
@@ -397,7 +375,7 @@ def resolve(spec: str) -> KernelInfo:
     if matches:
         # Several toolchains may have built the same version: the default one first.
         return max(matches, key=lambda i: (i.suite == default_toolchain(i.version or ""),
-                                           _version_key(i.release), i.built_at or ""))
+                                           release_key(i.release), i.built_at or ""))
     looks_like_path = "/" in spec or spec.startswith(".") or Path(spec).exists()
     if looks_like_path:
         return _info_from_path(Path(spec).expanduser())
@@ -983,7 +961,7 @@ def _cache_hit(version: str, overflow_checks: bool, suite: str,
     hits = [i for i in list_cached()
             if i.version == version and i.overflow_checks == overflow_checks
             and i.suite == suite and i.key == key]
-    return max(hits, key=lambda i: _version_key(i.release)) if hits else None
+    return max(hits, key=lambda i: release_key(i.release)) if hits else None
 
 
 def _current_key(suite: str, overflow_checks: bool) -> str | None:
@@ -1243,8 +1221,8 @@ def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
         return meta["drivers"]
     from bench import vm
     progress(f"kernel {info.name}: one boot to record which driver options it offers")
-    from bench.targets import state
-    with state.temporary_directory("blkcmp-facts-") as tmp:
+    from bench import ledger
+    with ledger.temporary_directory("blkcmp-facts-") as tmp:
         out = Path(tmp) / "smoke"
         out.mkdir()
         vm.run_in_guest(info.bzimage, _SMOKE_SCRIPT, rw_dirs={"/smoke": out}, timeout_s=300,

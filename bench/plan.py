@@ -13,6 +13,8 @@ import random
 import secrets
 from dataclasses import asdict, dataclass, field
 
+from bench import points as points_mod
+from bench.stopping import StoppingRule, rule_for
 from bench.workload import Scalar, Workload
 
 # Seconds a run costs beyond ramp_time + runtime (fio start-up, parsing, bookkeeping); only for
@@ -28,11 +30,11 @@ class Point:
     @property
     def key(self) -> str:
         """Stable identity of the point across campaigns: `rw=randread,bs=4k,iodepth=1`."""
-        return ",".join(f"{k}={v}" for k, v in self.options.items()) or "default"
+        return points_mod.key_of(self.options)
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.options.items()) or "(no matrix)"
+        return points_mod.label(self.options)
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,18 @@ class Plan:
     rounds: int
     max_rounds: int
     runs: list[PlannedRun] = field(default_factory=list)
+    baseline: str | None = None          # None: a campaign without a workload (ingested runs)
+    stopping: StoppingRule | None = None  # the rule of an adaptive campaign (bench.stopping)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.stopping is not None
 
     def to_dict(self) -> dict:
         return {
             "campaign": self.campaign, "seed": self.seed, "order": self.order,
-            "targets": self.targets,
+            "targets": self.targets, "baseline": self.baseline,
+            "stopping": self.stopping.to_dict() if self.stopping else None,
             "points": [{"index": p.index, "key": p.key, "options": p.options} for p in self.points],
             "runtime": self.runtime, "ramp_time": self.ramp_time,
             "rounds": self.rounds, "max_rounds": self.max_rounds,
@@ -76,7 +85,8 @@ class Plan:
                    targets=list(data["targets"]),
                    points=[Point(p["index"], dict(p["options"])) for p in data["points"]],
                    runtime=data["runtime"], ramp_time=data["ramp_time"], rounds=data["rounds"],
-                   max_rounds=data["max_rounds"])
+                   max_rounds=data["max_rounds"], baseline=data.get("baseline"),
+                   stopping=StoppingRule.from_dict(data["stopping"]) if data.get("stopping") else None)
         plan.runs = [PlannedRun(**r) for r in data["runs"]]
         return plan
 
@@ -94,9 +104,11 @@ def make_plan(workload: Workload, campaign: str, seed: int | None = None) -> Pla
     if seed is None:
         seed = workload.seed if workload.seed is not None else secrets.randbelow(2**31)
     points = [Point(i, p) for i, p in enumerate(workload.points())]
+    baseline = workload.baseline_name()
     plan = Plan(campaign=campaign, seed=seed, order=workload.order, targets=workload.target_names(),
                 points=points, runtime=workload.runtime, ramp_time=workload.ramp_time,
-                rounds=0, max_rounds=workload.max_rounds())
+                rounds=0, max_rounds=workload.max_rounds(), baseline=baseline,
+                stopping=rule_for(workload, baseline))
     if workload.order == "sequential":
         reps = workload.min_rounds()
         plan.runs = [

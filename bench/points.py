@@ -95,6 +95,20 @@ def key_of(options: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in normalise(options).items()) or "default"
 
 
+# The matrix keys figures and tables lay points out by, shown by value alone in a label.
+LAYOUT_KEYS = ("rw", "bs", "iodepth", "numjobs")
+_SHORT = {"iodepth": "qd{}", "numjobs": "j{}"}
+
+
+def label(options: Mapping[str, Any], without: Iterable[str] = ()) -> str:
+    """A point for people: `randread 4k qd8 j2` (other keys as `key=value`), keys in `without`
+    left out; short enough for a tick label or a table cell."""
+    skip = set(without)
+    parts = [_SHORT.get(k, "{}").format(v) if k in LAYOUT_KEYS else f"{k}={v}"
+             for k, v in options.items() if k not in skip]
+    return " ".join(parts) or "default"
+
+
 def value_order(key: str, value: Any) -> tuple:
     """Sort key of one value: sizes by bytes, integers as numbers, anything else as text after."""
     if key in SIZE_OPTIONS:

@@ -1,11 +1,24 @@
-"""Progress for people: a rich progress bar on a terminal, plain log lines otherwise."""
+"""Progress for people: how the runner reports (`Reporter`), as a rich progress bar on a
+terminal, plain log lines otherwise, or nothing."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
-from bench.executors.local import Reporter
 from bench.plan import PlannedRun
+
+
+@dataclass
+class Reporter:
+    """How progress reaches the user (a rich progress bar, plain lines, or nothing)."""
+
+    start: Callable[[int, int], None] = lambda done, total: None
+    before_run: Callable[[PlannedRun, int, int], None] = lambda run, done, total: None
+    after_run: Callable[[PlannedRun, str], None] = lambda run, status: None
+    message: Callable[[str], None] = lambda text: None
+    stop: Callable[[], None] = lambda: None
 
 
 def _eta(seconds: float) -> str:

@@ -38,7 +38,7 @@ class CampaignReport:
     environment: dict
     plan: dict
     status: dict[str, int]
-    audit_sessions: list[dict]
+    audit_sessions: list[store.TargetSession]
     allow_differences: list[str]
     jobs: list[tuple[str, str, str]]     # (point key, target, job.fio text), in matrix order
 
@@ -73,26 +73,24 @@ def _jobs(campaign: store.Campaign, plan) -> list[tuple[str, str, str]]:
     seen, jobs = set(), []
     for point in plan.points:
         for target in plan.targets:
-            run = next((r for r in plan.runs if r.point_key == point.key and r.target == target
+            run = next((r for r in plan.runs if r.point_index == point.index and r.target == target
                         and r.run_id in done), None)
-            path = campaign.run_dir(run.run_id) / "job.fio" if run else None
-            if path and path.exists() and (point.key, target) not in seen:
+            text = campaign.job_text(run.run_id) if run else None
+            if text is not None and (point.key, target) not in seen:
                 seen.add((point.key, target))
-                jobs.append((point.key, target, path.read_text()))
+                jobs.append((point.key, target, text))
     return jobs
 
 
 def campaign_report(path: Path) -> CampaignReport:
     campaign = store.open_campaign(path)
     plan = campaign.plan()
-    sessions = campaign.path / "targets.json"
-    workload = plot_data.workload_document(campaign)
+    allow = list(campaign.workload().allow_differences) if campaign.has_workload() else []
     plan_doc = {k: v for k, v in plan.to_dict().items() if k != "runs"} | {"planned_runs": len(plan.runs)}
     return CampaignReport(
         path=campaign.path, name=campaign.name, environment=campaign.environment(), plan=plan_doc,
         status=store.status_counts(campaign),
-        audit_sessions=store.read_json(sessions) if sessions.exists() else [],
-        allow_differences=list(workload.get("allow_differences") or []), jobs=_jobs(campaign, plan))
+        audit_sessions=campaign.sessions(), allow_differences=allow, jobs=_jobs(campaign, plan))
 
 
 def collect(dirs: list[Path], **analysis_args) -> Report:
@@ -114,7 +112,7 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
     """
     if not campaign.audit_sessions:
         return [], []
-    described = campaign.audit_sessions[-1].get("targets") or {}
+    described = campaign.audit_sessions[-1].targets
     targets = list(described)
     rows = []
     for key in ("driver", "device", "interface"):
@@ -199,7 +197,18 @@ def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
             ("order", str(p["order"])),
             ("seed", str(p["seed"])),
             ("targets", ", ".join(p["targets"])),
-            ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp")]
+            ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp")] + _stopping_rows(p)
+
+
+def _stopping_rows(plan: dict) -> list[tuple[str, str]]:
+    """An adaptive campaign's stopping rule, exactly as it was applied."""
+    rule = plan.get("stopping")
+    if not rule:
+        return []
+    return [("stopping rule", f"{rule['min_rounds']}-{rule['max_rounds']} rounds; a point stops once its "
+             f"{rule['metric']} ratio to {rule['baseline']} is settled at \u00b1{rule['margin'] * 100:g} % or its "
+             f"CI half-width is within \u00b1{rule['target_ci'] * 100:g} % ({rule['confidence'] * 100:g} % CI, "
+             f"{rule['resamples']} bootstrap resamples, seed {rule['seed']})")]
 
 
 def quality_rows(a: Analysis, reading_order: list[plot_data.Point] = ()) -> list[dict]:

@@ -53,9 +53,8 @@ def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunR
 
 
 def run_bins(campaign: store.Campaign, run_id: str) -> dict[int, int]:
-    path = campaign.run_dir(run_id) / "fio.json"
     try:
-        output = fio.parse(path.read_text())
+        output = campaign.run_files(run_id).read_fio_output()
     except (OSError, fio.FioParseError):
         return {}
     lats = [lat for d in fio.used_directions(output) if (lat := d.latency_percentiles())]
@@ -64,7 +63,7 @@ def run_bins(campaign: store.Campaign, run_id: str) -> dict[int, int]:
 
 def missing_reason(rec: RunRecord, column: str) -> str:
     """Why a run has no value for a metric column, read from its raw fio output."""
-    path = rec.campaign_dir / "runs" / rec.run_id / "fio.json"
+    path = store.Campaign(rec.campaign_dir).run_files(rec.run_id).fio_output
     try:
         output = fio.parse(path.read_text())
     except OSError as exc:

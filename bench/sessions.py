@@ -1,6 +1,6 @@
 """Which session (boot, `run` / `run --resume` invocation) each run of a campaign ran in.
 
-The runner appends one entry to the campaign's targets.json each time it sets the targets up
+The runner records a target session (bench.store.TargetSession) each time it sets the targets up
 (a VM campaign: each boot), with its start time; a run belongs to the last session that started
 before it did.  The analysis treats sessions as a level of the design (stats/sessions.py).
 """
@@ -20,10 +20,7 @@ def _instant(text: str) -> datetime:
 
 def run_sessions(campaign: store.Campaign) -> dict[str, int]:
     """run_id -> 0-based session index; empty when the campaign records fewer than 2 sessions."""
-    path = campaign.path / "targets.json"
-    if not path.exists():
-        return {}
-    starts = sorted(_instant(s["started"]) for s in store.read_json(path) if s.get("started"))
+    starts = sorted(_instant(s.started) for s in campaign.sessions() if s.started)
     if len(starts) < 2:
         return {}
     return {row["run_id"]: max(0, bisect.bisect_right(starts, _instant(row["started"])) - 1)

@@ -1,20 +1,32 @@
-"""Campaign directories: the raw fio output of every run, beside an embedded SQLite index.
+"""Campaign directories: the one owner of everything in them (no other module names a file here).
 
-Layout of `results/<campaign>-<UTC timestamp>/`:
-    campaign.json          name, creation time, source workload path, blkcmp version
+Layout of `results/<campaign>-<UTC timestamp>/` (format 2):
+    campaign.json          name, creation time, source workload path, blkcmp version, format
     workload.yaml          the resolved workload (workload.source.yaml: the file as written)
-    plan.json              every planned run, in order (grows when adaptive rounds are added)
-    environment.json       where it ran (kernel-config.txt beside it when readable)
+    plan.json              every planned run, in order (grows when adaptive rounds are added), the
+                           baseline and, for an adaptive campaign, its stopping rule
+    environment.json       where it ran (kernel-config.txt beside it when readable; a VM campaign
+                           also keeps the host's in host-environment.json)
+    targets.json           one entry per set-up session: what each target really was, its
+                           fairness audit and the differences the workload allowed
+    adaptive.json          the stopping rule's last decision (adaptive campaigns)
+    logs/console-NN.log    the guest's console of every boot (VM campaigns)
     index.sqlite           one row per planned run; one row per run x fio job x host;
                            one per time-series sample (`timeseries:` workloads)
     runs/<run_id>/         job.fio, fio.json (raw), fio.stderr, cpu.json, run.json,
                            timeseries_*.log (fio's IOPS/bandwidth/latency logs, if asked for)
+`Campaign` gives typed access to each; `RunFiles` names the files of one run directory.
 The raw files are the truth; the index is rebuilt from them (`rebuild_index`, `blkcmp reindex`)
 whenever it is missing, empty or unreadable. Every file is written atomically (temp file +
 rename) and a run directory appears only complete (it is assembled under runs/.tmp-<run_id> and
 renamed), so an interruption at any moment leaves either a finished run or nothing of it.
 Damaged JSON is a one-line error naming the file (exit 2); a file that cannot be written (full
 disk, read-only filesystem) is a one-line error naming the path (exit 1).
+
+Format versions: 1 had no baseline or stopping rule in plan.json and no allowed differences in
+targets.json; a format-1 campaign is read as it is (the baseline and the rule from its
+workload, the allowed differences from its audits) and migrated to format 2 when blkcmp next
+writes its plan. A format newer than this blkcmp knows is refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -29,18 +41,57 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import bench
+from bench import fio, timeseries
 from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
                           storage_error)
 from bench.names import MAX_CAMPAIGN_NAME, require_safe_name
 from bench.plan import Plan
 
-SCHEMA = """
+if TYPE_CHECKING:
+    from bench.stats.adaptive import Decision
+    from bench.workload import Workload
+
+FORMAT = 2  # of the campaign directory; campaign.json records the one it was written in
+
+# The names of everything in a campaign directory: spelled here and nowhere else in bench/.
+_CAMPAIGN = "campaign.json"
+_WORKLOAD = "workload.yaml"
+_WORKLOAD_SOURCE = "workload.source.yaml"
+_PLAN = "plan.json"
+_ENVIRONMENT = "environment.json"
+_HOST_ENVIRONMENT = "host-environment.json"
+_KERNEL_CONFIG = "kernel-config.txt"
+_SESSIONS = "targets.json"
+_ADAPTIVE = "adaptive.json"
+_INDEX = "index.sqlite"
+_RUNS = "runs"
+_LOGS = "logs"
+_LOCK = ".lock"
+# ... and in each run directory
+_RUN_META = "run.json"
+_RUN_CPU = "cpu.json"
+_RUN_FIO_OUTPUT = "fio.json"
+_RUN_JOB = "job.fio"
+_RUN_STDERR = "fio.stderr"
+
+# The `jobs` table, one row per run x fio job entry (x host): the SQL schema, `job_rows`' keys
+# and `blkcmp export`'s job columns all come from these names.
+JOB_IDENTITY = ("host", "job")
+JOB_OPTIONS = ("rw", "bs", "iodepth", "numjobs")
+# <direction>_<measure> of fio's read and write directions (mixed: unified_rw_reporting)
+JOB_MEASURES = ("read_iops", "write_iops", "mixed_iops", "read_bw_bytes", "write_bw_bytes",
+                "read_clat_mean_ns", "write_clat_mean_ns", "read_clat_p99_ns", "write_clat_p99_ns",
+                "usr_cpu", "sys_cpu")
+JOB_COLUMNS = ("job_index", *JOB_IDENTITY, *JOB_OPTIONS, *JOB_MEASURES, "error", "fio_version")
+_JOB_SQL_TYPES = {"job_index": "INTEGER", "error": "INTEGER"} | {m: "REAL" for m in JOB_MEASURES}
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, campaign TEXT, target TEXT, point_key TEXT, point_json TEXT,
@@ -53,11 +104,8 @@ CREATE TABLE IF NOT EXISTS runs (
     fio_version TEXT, fio_cpu_s REAL, runtime_s REAL
 );
 CREATE TABLE IF NOT EXISTS jobs (
-    run_id TEXT, job_index INTEGER, host TEXT, job TEXT, rw TEXT, bs TEXT, iodepth TEXT,
-    numjobs TEXT, read_iops REAL, write_iops REAL, mixed_iops REAL, read_bw_bytes REAL,
-    write_bw_bytes REAL, read_clat_mean_ns REAL, write_clat_mean_ns REAL,
-    read_clat_p99_ns REAL, write_clat_p99_ns REAL, usr_cpu REAL, sys_cpu REAL, error INTEGER,
-    fio_version TEXT, PRIMARY KEY (run_id, job_index)
+    run_id TEXT, {", ".join(f"{c} {_JOB_SQL_TYPES.get(c, 'TEXT')}" for c in JOB_COLUMNS)},
+    PRIMARY KEY (run_id, job_index)
 );
 CREATE TABLE IF NOT EXISTS timeseries (
     run_id TEXT, job INTEGER, metric TEXT, direction TEXT, time_ms INTEGER, value REAL
@@ -114,8 +162,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 # What to do about a damaged file, by name (the raw run files are the truth: nothing else in a
 # campaign can be recreated from them).
 _DAMAGE_ADVICE = {
-    "run.json": "move that run directory aside and `blkcmp run --resume` runs it again",
-    "cpu.json": "move that run directory aside and `blkcmp run --resume` runs it again",
+    _RUN_META: "move that run directory aside and `blkcmp run --resume` runs it again",
+    _RUN_CPU: "move that run directory aside and `blkcmp run --resume` runs it again",
 }
 _DEFAULT_ADVICE = "restore it from a copy of the campaign (blkcmp cannot recreate it from the runs)"
 
@@ -180,30 +228,127 @@ def _notice(text: str) -> None:
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run directory (finished, failed, or being assembled)."""
+
+    dir: Path
+
+    @property
+    def job(self) -> Path:
+        return self.dir / _RUN_JOB
+
+    @property
+    def fio_output(self) -> Path:
+        return self.dir / _RUN_FIO_OUTPUT
+
+    @property
+    def stderr(self) -> Path:
+        return self.dir / _RUN_STDERR
+
+    @property
+    def cpu(self) -> Path:
+        return self.dir / _RUN_CPU
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / _RUN_META
+
+    def read_meta(self) -> dict:
+        return read_json(self.meta, dict)
+
+    def read_cpu(self) -> dict | None:
+        return read_json(self.cpu, dict) if self.cpu.exists() else None
+
+    def read_fio_output(self) -> fio.FioOutput:
+        return fio.parse(self.fio_output.read_text())
+
+    def write_meta(self, meta: dict) -> None:
+        atomic_write_json(self.meta, meta)
+
+    def write_cpu(self, cpu: dict) -> None:
+        atomic_write_json(self.cpu, cpu)
+
+
+@dataclass(frozen=True)
+class TargetSession:
+    """One set-up of the targets (a `run` or `run --resume`; a VM campaign: one boot)."""
+
+    started: str | None
+    pid: int | None
+    targets: dict[str, dict]          # name -> what it really was (driver, device, audit, ...)
+    allowed: list[str]                # audited differences the workload allowed, one line each
+
+    def audits(self) -> dict[str, dict]:
+        return {n: t["audit"] for n, t in self.targets.items() if "audit" in t}
+
+    def to_dict(self) -> dict:
+        return {"started": self.started, "pid": self.pid, "targets": self.targets,
+                "allowed_differences": self.allowed}
+
+
 @dataclass
 class Campaign:
     path: Path
     # Where the store says what it did on its own (an index rebuilt): stderr, one line.
     notice: Callable[[str], None] = field(default=_notice, repr=False, compare=False)
     _index_checked: bool = field(default=False, init=False, repr=False, compare=False)
+    _workload: Any = field(default=None, init=False, repr=False, compare=False)
 
+    # -- identity and format -----------------------------------------------------------------
     @property
     def name(self) -> str:
         return self.info().get("name", self.path.name)
 
     @property
     def runs_dir(self) -> Path:
-        return self.path / "runs"
+        return self.path / _RUNS
 
     @property
     def index_path(self) -> Path:
-        return self.path / "index.sqlite"
+        return self.path / _INDEX
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / _CAMPAIGN
 
     def info(self) -> dict:
-        return read_json(self.path / "campaign.json", dict)
+        info = read_json(self.info_path, dict)
+        version = info.get("format", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise damaged(self.info_path, f"format {shorten(repr(version))} is not a format number")
+        if version > FORMAT:
+            raise UsageError(f"{self.info_path}: format {version} is newer than this blkcmp reads "
+                             f"(format {FORMAT}); use a newer blkcmp")
+        return info
+
+    @property
+    def format(self) -> int:
+        return self.info().get("format", 1)
+
+    # -- the workload and the plan -----------------------------------------------------------
+    @property
+    def workload_path(self) -> Path:
+        return self.path / _WORKLOAD
+
+    def has_workload(self) -> bool:
+        """Ingested campaigns have none: their runs were not planned from a workload."""
+        return self.workload_path.exists()
+
+    def workload(self, fio_table=None) -> Workload:
+        """The resolved workload, validated (against `fio_table`, this fio's options, if given)."""
+        from bench import workload as workload_mod
+        if fio_table is not None:
+            return workload_mod.load(self.workload_path, fio_table=fio_table)
+        if self._workload is None:
+            self._workload = workload_mod.load(self.workload_path)
+        return self._workload
+
+    def workload_source_text(self) -> str:
+        return (self.path / _WORKLOAD_SOURCE).read_text()
 
     def plan(self) -> Plan:
-        path = self.path / "plan.json"
+        path = self.path / _PLAN
         data = read_json(path, dict)
         try:
             plan = Plan.from_dict(data)
@@ -214,21 +359,176 @@ class Campaign:
         for run in plan.runs:
             if not isinstance(run.run_id, str) or not _RUN_ID.fullmatch(run.run_id):
                 raise damaged(path, f"run id {shorten(repr(run.run_id))} is not a run directory name")
+        if "baseline" not in data:
+            plan = self._format1_plan(plan)
+        return plan
+
+    def _format1_plan(self, plan: Plan) -> Plan:
+        """A plan written before the baseline and the stopping rule were recorded in it: both
+        from the campaign's workload (a campaign that stopped adaptively left adaptive.json)."""
+        if not self.has_workload():
+            return plan
+        from bench import stopping
+        workload = self.workload()
+        plan.baseline = workload.baseline_name()
+        if plan.max_rounds > plan.rounds or (self.path / _ADAPTIVE).exists():
+            plan.stopping = stopping.rule_for(workload, plan.baseline)
         return plan
 
     def save_plan(self, plan: Plan) -> None:
         self.ensure_index()  # before plan.json changes: an index that lags it is not damage
-        atomic_write_json(self.path / "plan.json", plan.to_dict())
+        self.write_plan(plan)
         with self.index() as db:
             add_planned(db, plan, self.name)
 
+    def write_plan(self, plan: Plan) -> None:
+        """plan.json alone (the caller brings the index up to it, in its own transaction)."""
+        atomic_write_json(self.path / _PLAN, plan.to_dict())
+        self._migrated()
+
+    def _migrated(self) -> None:
+        """Once plan.json holds what format 2 records, campaign.json says format 2."""
+        info = self.info()
+        if info.get("format", 1) < FORMAT:
+            atomic_write_json(self.info_path, info | {"format": FORMAT})
+
+    def baseline(self) -> str:
+        """The target every other is compared with: the workload's `baseline:` (default its
+        first target) as recorded in plan.json when the campaign was created (the first available
+        target if that one was not); a campaign without a workload (ingested): its first target."""
+        plan = self.plan()
+        if plan.baseline:
+            return plan.baseline
+        if not plan.targets:
+            raise UsageError(f"{self.path}: no targets, so no baseline")
+        return plan.targets[0]
+
+    # -- where it ran ------------------------------------------------------------------------
     def environment(self) -> dict:
-        path = self.path / "environment.json"
+        path = self.path / _ENVIRONMENT
         return read_json(path, dict) if path.exists() else {}
 
+    def save_environment(self, environment: dict, kernel_config: str | None = None) -> None:
+        atomic_write_json(self.path / _ENVIRONMENT, environment)
+        if kernel_config:
+            atomic_write_text(self.path / _KERNEL_CONFIG, kernel_config)
+
+    def host_environment(self) -> dict:
+        """A VM campaign's host (environment() is the guest's)."""
+        path = self.path / _HOST_ENVIRONMENT
+        return read_json(path, dict) if path.exists() else {}
+
+    def save_host_environment(self, environment: dict) -> None:
+        atomic_write_json(self.path / _HOST_ENVIRONMENT, environment)
+
+    def add_vm_boot(self, boot: dict) -> None:
+        """Append one guest boot (attempts, early-boot failures retried, outcome) to the
+        environment record's `vm_boots`, so every result says which boots it came from."""
+        environment = self.environment()
+        environment.setdefault("vm_boots", []).append(boot)
+        atomic_write_json(self.path / _ENVIRONMENT, environment)
+
+    def kernel_release(self) -> str:
+        """The release the runs ran on: the environment's, else the VM kernel asked for."""
+        return (self.environment().get("kernel", {}).get("release")
+                or self.info().get("vm_kernel_release") or "unknown")
+
+    def executor_label(self) -> str:
+        return self.environment().get("executor", {}).get("label", "")
+
+    def new_console_log(self) -> Path:
+        """Where the console of the next guest boot goes: logs/console-NN.log."""
+        logs = self.path / _LOGS
+        with writing(logs):
+            logs.mkdir(exist_ok=True)
+        return logs / f"console-{len(list(logs.glob('console-??.log'))) + 1:02d}.log"
+
+    def console_logs(self) -> list[Path]:
+        return sorted((self.path / _LOGS).glob("console-??.log"))
+
+    def relative(self, path: Path | str) -> str:
+        """`path` relative to the campaign directory (as recorded), or as it is if outside."""
+        try:
+            return str(Path(path).relative_to(self.path))
+        except ValueError:
+            return str(path)
+
+    # -- the targets' sessions -----------------------------------------------------------------
+    def sessions(self) -> list[TargetSession]:
+        path = self.path / _SESSIONS
+        if not path.exists():
+            return []
+        entries = read_json(path, list)
+        sessions = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("targets", {}), dict):
+                raise damaged(path, "expected a list of session objects with `targets`")
+            targets = entry.get("targets") or {}
+            allowed = entry.get("allowed_differences")
+            if allowed is None:  # format 1 recorded none: every difference found was allowed
+                allowed = _allowed_in_audits({n: t["audit"] for n, t in targets.items()
+                                              if isinstance(t, dict) and "audit" in t})
+            sessions.append(TargetSession(entry.get("started"), entry.get("pid"), targets, list(allowed)))
+        return sessions
+
+    def add_session(self, session: TargetSession) -> None:
+        path = self.path / _SESSIONS
+        history = read_json(path, list) if path.exists() else []
+        atomic_write_json(path, history + [session.to_dict()])
+
+    def allowed_differences(self) -> list[str]:
+        """Audited settings that differed between targets and that the workload allowed."""
+        sessions = self.sessions()
+        return sessions[-1].allowed if sessions else []
+
+    # -- adaptive campaigns --------------------------------------------------------------------
+    def adaptive_state(self) -> dict | None:
+        """The stopping rule's last decision (None before the first)."""
+        path = self.path / _ADAPTIVE
+        return read_json(path, dict) if path.exists() else None
+
+    def save_adaptive_state(self, decision: Decision) -> None:
+        atomic_write_json(self.path / _ADAPTIVE, decision.to_dict()
+                          | {"points_at_cap": [list(k) for k in decision.points_at_cap],
+                             "points_above_target": [list(k) for k in decision.points_above_target],
+                             "points_settled": [list(k) for k in decision.points_settled]})
+
+    # -- runs ------------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
+    def run_files(self, run_id: str) -> RunFiles:
+        return RunFiles(self.run_dir(run_id))
+
+    def staging(self, run_id: str) -> RunFiles:
+        """A fresh runs/.tmp-<run_id>, where a run is assembled before it appears."""
+        tmp = self.runs_dir / f".tmp-{run_id}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        return RunFiles(tmp)
+
+    def staged(self) -> list[tuple[str, RunFiles]]:
+        """Runs being assembled (or cut off while they were): (run id, files)."""
+        return [(tmp.name.removeprefix(".tmp-"), RunFiles(tmp))
+                for tmp in sorted(self.runs_dir.glob(".tmp-*"))]
+
+    def finish_run(self, staged: RunFiles, run_id: str, *, failed: bool) -> RunFiles:
+        """Give an assembled run its name: runs/<run_id>, or runs/<run_id>.failed-N for a
+        failed one (kept, never overwritten: a resume runs it again under the real name)."""
+        final = self.run_dir(run_id)
+        if failed:
+            n = 1
+            while (self.runs_dir / f"{run_id}.failed-{n}").exists():
+                n += 1
+            final = self.runs_dir / f"{run_id}.failed-{n}"
+        finalize_run_dir(staged.dir, final)
+        return RunFiles(final)
+
+    def job_text(self, run_id: str) -> str | None:
+        path = self.run_files(run_id).job
+        return path.read_text() if path.exists() else None
+
+    # -- the index -------------------------------------------------------------------------------
     def ensure_index(self) -> None:
         """Rebuild the index from the run directories if it is missing, empty or unreadable."""
         if self._index_checked or self.path.resolve() in _MEMORY_INDEXES:
@@ -258,6 +558,16 @@ class Campaign:
             if is_storage_error(exc):
                 raise storage_error(exc, self.index_path) from None
             raise
+
+
+def _allowed_in_audits(audits: dict[str, dict]) -> list[str]:
+    """The differences between these audits, each as a line (format 1's sessions: the runner
+    refused any difference the workload did not allow, so every one found was allowed)."""
+    if len(audits) < 2:
+        return []
+    from bench.targets.blockdev import AUDIT_KEYS, audit_differences
+    _, tolerated = audit_differences(audits, allowed=list(AUDIT_KEYS))
+    return tolerated
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -293,16 +603,16 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
     try:
         with writing(root):
             info = {"name": name, "created": datetime.now(timezone.utc).isoformat(), "source": source,
-                    "blkcmp": bench.__version__, "format": 1} | (extra or {})
-            atomic_write_json(tmp / "campaign.json", info)
-            atomic_write_text(tmp / "workload.yaml", resolved_yaml)
-            atomic_write_text(tmp / "workload.source.yaml", workload_text)
-            atomic_write_json(tmp / "plan.json", plan.to_dict())
-            atomic_write_json(tmp / "environment.json", environment)
+                    "blkcmp": bench.__version__, "format": FORMAT} | (extra or {})
+            atomic_write_json(tmp / _CAMPAIGN, info)
+            atomic_write_text(tmp / _WORKLOAD, resolved_yaml)
+            atomic_write_text(tmp / _WORKLOAD_SOURCE, workload_text)
+            atomic_write_json(tmp / _PLAN, plan.to_dict())
+            atomic_write_json(tmp / _ENVIRONMENT, environment)
             if kernel_config:
-                atomic_write_text(tmp / "kernel-config.txt", kernel_config)
-            (tmp / "runs").mkdir()
-            db = connect(tmp / "index.sqlite")
+                atomic_write_text(tmp / _KERNEL_CONFIG, kernel_config)
+            (tmp / _RUNS).mkdir()
+            db = connect(tmp / _INDEX)
             with db:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('campaign', ?)", (name,))
                 add_planned(db, plan, name)
@@ -312,6 +622,20 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Campaign(final)
+
+
+def create_in_place(path: Path, name: str, *, plan: Plan, environment: dict, source: str = "ingest") -> Campaign:
+    """A campaign in the (new or empty) directory `path` itself, without a workload: ingested
+    runs."""
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path / _CAMPAIGN, {"name": name, "created": datetime.now(timezone.utc).isoformat(),
+                                             "source": source, "format": FORMAT})
+        atomic_write_json(path / _PLAN, plan.to_dict())
+        atomic_write_json(path / _ENVIRONMENT, environment)
+        (path / _RUNS).mkdir(exist_ok=True)
+        connect(path / _INDEX).close()
+    return Campaign(path)
 
 
 def _claim_name(tmp: Path, root: Path, name: str) -> Path:
@@ -353,18 +677,22 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 def open_campaign(path: Path | str) -> Campaign:
     path = Path(path)
-    if not (path / "campaign.json").is_file():
+    if not (path / _CAMPAIGN).is_file():
         if path.is_dir() and looks_like_campaign(path):
-            raise UsageError(f"{path}/campaign.json: missing; restore it from a copy of the "
+            raise UsageError(f"{path}/{_CAMPAIGN}: missing; restore it from a copy of the "
                              "campaign (blkcmp cannot recreate it from the runs)")
         raise UsageError(f"{shorten(path, 300)}: not a blkcmp campaign directory (no campaign.json)")
     campaign = Campaign(path)
-    campaign.info()  # damaged: say so now, naming the file
+    campaign.info()  # damaged or too new: say so now, naming the file
     return campaign
 
 
+def is_campaign(path: Path) -> bool:
+    return (path / _CAMPAIGN).is_file()
+
+
 def looks_like_campaign(path: Path) -> bool:
-    return any((path / name).exists() for name in ("campaign.json", "plan.json", "index.sqlite", "runs"))
+    return any((path / name).exists() for name in (_CAMPAIGN, _PLAN, _INDEX, _RUNS))
 
 
 # Campaign directories this process holds the lock of (flock is per open file: a second flock
@@ -375,8 +703,8 @@ _HELD: set[Path] = set()
 @contextlib.contextmanager
 def lock(campaign: Campaign) -> Iterator[None]:
     """One runner per campaign directory at a time."""
-    with writing(campaign.path / ".lock"):
-        fh = open(campaign.path / ".lock", "a+")
+    with writing(campaign.path / _LOCK):
+        fh = open(campaign.path / _LOCK, "a+")
     key = campaign.path.resolve()
     try:
         try:
@@ -396,7 +724,7 @@ def lock(campaign: Campaign) -> Iterator[None]:
 
 def is_locked(path: Path) -> bool:
     """Is another process running this campaign?"""
-    lock_path = path / ".lock"
+    lock_path = path / _LOCK
     if path.resolve() in _HELD or not lock_path.exists():
         return False
     with open(lock_path) as fh:
@@ -521,8 +849,6 @@ def _rebuild_on_disk(campaign: Campaign, plan: Plan) -> Rebuilt:
 
 
 def _fill(campaign: Campaign, plan: Plan, db: sqlite3.Connection) -> Rebuilt:
-    # The reader of one run directory lives with the runner, which writes them.
-    from bench.executors.local import index_run_dir
     name = campaign.name
     with db:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('campaign', ?)", (name,))
@@ -552,6 +878,69 @@ def _fill(campaign: Campaign, plan: Plan, db: sqlite3.Connection) -> Rebuilt:
 
 # ------------------------------------------------------------------------------------------
 # Runs in the index
+
+
+def _job_measure(job: fio.Job, column: str) -> float | None:
+    """A `<direction>_<measure>` column of JOB_MEASURES, read from one fio job entry."""
+    if column in ("usr_cpu", "sys_cpu"):
+        return getattr(job, column)
+    direction, measure = column.split("_", 1)
+    d = job.directions.get(direction)
+    if not d or not d.used:
+        return None
+    if measure in ("iops", "bw_bytes"):
+        return getattr(d, measure)
+    if measure == "clat_mean_ns":
+        lat = d.completion_latency()
+        return lat.mean if lat else None
+    if measure == "clat_p99_ns":
+        return fio.direction_percentile(d, 99.0)
+    raise ValueError(f"no reader for job column {column}")
+
+
+def job_rows(output: fio.FioOutput) -> list[dict]:
+    """The `jobs` rows of one fio output: one per job entry (per host in client/server mode),
+    keyed by JOB_COLUMNS."""
+    rows = []
+    for job in output.jobs:
+        values = {
+            "job_index": job.index, "host": job.host or None, "job": job.jobname,
+            "rw": job.option("rw") or job.option("readwrite") or "read",
+            "bs": job.option("bs") or job.option("blocksize") or "4k",
+            "iodepth": job.option("iodepth") or "1", "numjobs": job.option("numjobs") or "1",
+            "error": job.error, "fio_version": output.fio_version,
+        } | {column: _job_measure(job, column) for column in JOB_MEASURES}
+        rows.append({column: values[column] for column in JOB_COLUMNS})
+    return rows
+
+
+def index_run_dir(campaign: Campaign, run_id: str, run_dir: Path, db=None) -> str:
+    """(Re)build the index rows of a finished run from its files; returns its status.
+
+    `db`: an open index to write to (a rebuild fills a new one); default the campaign's."""
+    files = RunFiles(run_dir)
+    meta = files.read_meta()
+    status, error = meta.get("status", "done"), meta.get("error")
+    metrics, rows, version = {}, [], meta.get("fio_version")
+    cpu = files.read_cpu()
+    samples: list[dict] = []
+    if status == "done":
+        output = files.read_fio_output()
+        metrics = fio.run_metrics(output).to_dict()
+        rows = job_rows(output)
+        version = output.fio_version
+        try:
+            samples = [s.to_dict() for s in timeseries.read_run(run_dir)]
+        except timeseries.TimeseriesError as exc:
+            raise RunError(f"time-series log of run {run_id} unreadable: {exc}") from None
+    elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
+        rows = job_rows(files.read_fio_output())
+    with contextlib.nullcontext(db) if db is not None else campaign.index() as index:
+        record_run(index, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
+                   host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
+                   metrics=metrics, cpu=cpu, fio_version=version, job_rows=rows)
+        record_timeseries(index, run_id, samples)
+    return status
 
 
 def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str | None,
@@ -622,15 +1011,6 @@ def list_campaigns(root: Path) -> list[Campaign]:
             if p.is_dir() and not p.name.startswith(".") and looks_like_campaign(p)]
 
 
-def add_vm_boot(campaign: Campaign, boot: dict) -> None:
-    """Append one guest boot (attempts, early-boot failures retried, outcome) to the environment
-    record's `vm_boots`, so every result says which boots it came from and what they survived."""
-    path = campaign.path / "environment.json"
-    environment = read_json(path) if path.exists() else {}
-    environment.setdefault("vm_boots", []).append(boot)
-    atomic_write_json(path, environment)
-
-
 def require_writable(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise UsageError(f"{root}: not a directory (give --results a directory)")
@@ -648,9 +1028,9 @@ def _read_only_fs(path: Path) -> bool:
 def remove_partial_runs(campaign: Campaign) -> list[str]:
     """Delete the scraps of runs cut off mid-way (they are re-run); return their run ids."""
     removed = []
-    for tmp in campaign.runs_dir.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp.name.removeprefix(".tmp-"))
+    for run_id, files in campaign.staged():
+        shutil.rmtree(files.dir, ignore_errors=True)
+        removed.append(run_id)
     return removed
 
 

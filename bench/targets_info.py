@@ -7,7 +7,7 @@ import platform
 from bench.targets import configfs, nullblk, rnull
 from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
 from bench.targets.base import Context
-from bench.targets.options import DRIVER_OPTIONS
+from bench.driver_options import DRIVER_OPTIONS
 from bench.workload import QueueSettings
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from bench.errors import RunError, UsageError
 from bench.procs import kill_all_with
-from bench.targets import state
+from bench import ledger
 from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, terminate_cleanly
 
 # Where the per-run control folder is mounted in the guest (created in the chroot if missing).
@@ -192,7 +192,7 @@ def _probe(accel: str, timeout_s: float = 15.0, kernel: Path | None = None) -> t
         machine = ["-machine", "pc,accel=kvm", "-cpu", "host,topoext=on"]
     else:
         machine = ["-machine", "pc,accel=tcg", "-cpu", "max"]
-    with state.temporary_directory("blkcmp-probe-") as tmp:
+    with ledger.temporary_directory("blkcmp-probe-") as tmp:
         base = [_qemu(), *machine, "-m", "256", "-nodefaults", "-display", "none", "-no-reboot"]
         if kernel is None:
             img = Path(tmp) / "boot.img"
@@ -509,7 +509,7 @@ def _boot_once(bz: Path, root: Path, command: str, rw: Mapping[str, Path],
     _remove_stale_init_scripts(root)
     token = secrets.token_hex(8)
     # Recorded in the state file before it exists: `blkcmp cleanup` removes it after a SIGKILL.
-    with state.temporary_directory("blkcmp-guest-") as ctl:
+    with ledger.temporary_directory("blkcmp-guest-") as ctl:
         return _boot_in(bz, root, command, rw, ro, token, ctl, cpus=cpus, memory=memory,
                         append=append, timeout_s=timeout_s, console_log=console_log, accel=accel,
                         failures=failures)

@@ -20,10 +20,10 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from bench import fio_options
+from bench import fio_options, stopping
 from bench.errors import UsageError, quoted
 from bench.names import MAX_CAMPAIGN_NAME, name_problem
-from bench.targets.options import BLOCK_DRIVERS, DRIVER_OPTIONS
+from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS
 
 Scalar = Union[bool, int, float, str]
 FioValue = Union[bool, int, float, str, None]
@@ -105,9 +105,9 @@ class AdaptiveRepetitions(_Strict):
     """Add interleaved rounds for every point whose verdict is not settled at `margin` and whose
     ratio CI half-width is above target_ci, up to max."""
 
-    min: int = Field(5, ge=2, le=MAX_ROUNDS)
-    max: int = Field(40, ge=2, le=MAX_ROUNDS)
-    target_ci: float = Field(0.01, gt=0, lt=1, allow_inf_nan=False,
+    min: int = Field(stopping.DEFAULT_MIN_ROUNDS, ge=2, le=MAX_ROUNDS)
+    max: int = Field(stopping.DEFAULT_MAX_ROUNDS, ge=2, le=MAX_ROUNDS)
+    target_ci: float = Field(stopping.DEFAULT_TARGET_CI, gt=0, lt=1, allow_inf_nan=False,
                              description="relative half-width of the ratio CI")
     margin: float = Field(0.02, gt=0, lt=1, allow_inf_nan=False,
                           description="equivalence margin a point's verdict is settled at")
@@ -523,13 +523,6 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
         other = spellings.get(same(key))
         if other is not None and other != key:
             yield ("matrix", key), f"{quoted(key)} is the same fio option as {other!r} in `fio:`"
-
-
-def job_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Options as they go into a job file: log paths reduced to a file name in the run directory."""
-    return {k: (fio_options.log_file_name(str(v)) if fio_options.fold(k) in fio_options.LOG_PATH_OPTIONS
-                and v is not None else v)
-            for k, v in options.items()}
 
 
 # ------------------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
     environment = dict(os.environ, BLKCMP_STATE_DIR=str(state_dir))
     environment.pop("BLKCMP_DEBUG", None)
     yield environment
-    from bench.targets import state
-    if state.resources():
-        state.cleanup(force=True)
+    from bench import ledger
+    if ledger.resources():
+        ledger.cleanup(force=True)
 
 
 def cli_command(*args) -> list[str]:

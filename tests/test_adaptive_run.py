@@ -58,22 +58,32 @@ def test_unreachable_precision_runs_to_the_cap(tmp_path):
     assert decision["points_at_cap"] == [["b", "rw=randread,bs=4k"]]
 
 
+def decide(camp, plan, **rule):
+    """The stopping rule on the campaign's runs, its decision saved as the runner saves it:
+    (add another round?, why, for which points)."""
+    from bench import stopping
+    from bench.results import load_runs
+    decision = stopping.evaluate(stopping.StoppingRule(baseline=camp.baseline(), **rule), plan,
+                                 load_runs(camp))
+    camp.save_adaptive_state(decision)
+    return not decision.stop, decision.reason, stopping.undecided_points(decision)
+
+
 def test_stopping_rule_on_a_campaign_with_known_noise(tmp_path, template):
-    from bench import analysis, store
+    from bench import store
     # Two targets, equal means, CV 1 %, five rounds: the ratio CI is a few per cent wide.
     camp = store.open_campaign(make_campaign(tmp_path, template, {"null_blk": {1: 100_000},
                                                                  "rnull": {1: 100_000}}, n=5))
     plan = camp.plan()
-    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=0.05, min_rounds=3, max_rounds=10)
+    more, reason, undecided = decide(camp, plan, target_ci=0.05, min_rounds=3, max_rounds=10, margin=0.02)
     assert more is False and "within" in reason and undecided == set()
     decision = json.loads((camp.path / "adaptive.json").read_text())
     assert decision["stop"] is True and decision["max_halfwidth"] <= 0.05
-    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3,
-                                                            max_rounds=10, margin=1e-6)
+    more, reason, undecided = decide(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=10, margin=1e-6)
     assert more is True and undecided == {"rw=randread,bs=4k,iodepth=1"}
     assert json.loads((camp.path / "adaptive.json").read_text())["points_above_target"] == [
         ["rnull", "rw=randread,bs=4k,iodepth=1"]]
-    more, _, _ = analysis.adaptive_more_rounds(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=5, margin=1e-6)
+    more, _, _ = decide(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=5, margin=1e-6)
     assert more is False
     assert json.loads((camp.path / "adaptive.json").read_text())["points_at_cap"] == [
         ["rnull", "rw=randread,bs=4k,iodepth=1"]]
@@ -90,13 +100,15 @@ def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env
     prepared = camp_mod.prepare(w, seed=5, probe=True)
     camp_mod.check_with_fio(prepared)
     campaign = camp_mod.create_campaign(prepared, tmp_path / "res")
+    from bench.stats import Decision
     undecided = {"rw=randread,bs=8k"}
 
     def policy(campaign, plan):
-        return plan.rounds < 3, "test policy", undecided
+        return Decision(plan.rounds >= 3, "test policy", plan.rounds, (("b", "rw=randread,bs=8k"),), (), 0.1)
 
-    counts = local.execute(campaign, prepared.workload, reporter_for(2.0, quiet=True), adaptive_decision=policy)
+    counts = local.execute(campaign, prepared.workload, reporter_for(2.0, quiet=True), decide=policy)
     assert counts["done"] == 2 * 2 * 2 + 2
+    assert {p for _, p in json.loads((campaign.path / "adaptive.json").read_text())["points_above_target"]} == undecided
     db = sqlite3.connect(campaign.path / "index.sqlite")
     third = db.execute("SELECT DISTINCT point_key FROM runs WHERE round = 3").fetchall()
     assert third == [("rw=randread,bs=8k",)]
@@ -104,7 +116,7 @@ def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env
 
 
 def test_the_rule_names_only_the_undecided_points(tmp_path, template):
-    from bench import analysis, store
+    from bench import store
     # qd1: equal means, CV 0.2 % -> equivalent after 5 rounds; qd8: CV 5 % -> still undecided
     rng = np.random.default_rng(6)
     files = []
@@ -119,7 +131,7 @@ def test_the_rule_names_only_the_undecided_points(tmp_path, template):
     assert out.returncode == 0, out.stderr
     camp = store.open_campaign(tmp_path / "c")
     plan = camp.plan()
-    more, reason, undecided = analysis.adaptive_more_rounds(camp, plan, target_ci=1e-9, min_rounds=3, max_rounds=10)
+    more, reason, undecided = decide(camp, plan, target_ci=1e-9, min_rounds=3, max_rounds=10, margin=0.02)
     assert more is True and undecided == {"rw=randread,bs=4k,iodepth=8"}, reason
     decision = json.loads((camp.path / "adaptive.json").read_text())
     assert decision["points_settled"] == [["rnull", "rw=randread,bs=4k,iodepth=1"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.targets import state
+from bench import ledger
 from conftest import campaign_dir, needs_root, run_cli, start_cli, wait_for, write_workload
 
 pytestmark = needs_root
@@ -63,7 +63,7 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
         wait_for(lambda: len(fio_processes(job_tail)) <= 1, "fio's main process to die with blkcmp")
         orphans = fio_processes(job_tail)
         assert orphans, "fio's job process outlives blkcmp (what cleanup is for)"
-        recorded = [e["data"] for e in state.resources().values() if e["kind"] == "processes"]
+        recorded = [e["data"] for e in ledger.resources().values() if e["kind"] == "processes"]
         assert len(recorded) == 1 and recorded[0]["argv"] == argv and recorded[0]["pid"] == main.pid
         assert recorded[0]["start"] == pytest.approx(main.create_time(), abs=0.01)
 
@@ -71,7 +71,7 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
         assert out.returncode == 0, out.stdout + out.stderr
         assert fio_processes(job_tail) == []
         assert all(alive(b) for b in bystanders), "cleanup killed a process blkcmp did not start"
-        assert not [e for e in state.resources().values() if e["kind"] == "processes"]
+        assert not [e for e in ledger.resources().values() if e["kind"] == "processes"]
         assert run_cli("cleanup", env=env).stdout.strip() == "nothing to clean up"
         assert campaign_dir(results).is_dir()
     finally:
@@ -96,13 +96,13 @@ def test_a_reused_pid_or_another_program_is_never_killed(tmp_path, env):
              "pid": sleeper.pid, "start": start},
         ]
         for record in cases:
-            state.register("processes", record)
+            ledger.register("processes", record)
         # The recorder (this test) is alive: --force considers its entries too (state dir is ours).
         out = run_cli("cleanup", "--force", env=env)
         assert out.returncode == 0, out.stdout + out.stderr
         assert out.stdout.count("processes: ") == 2 and out.stdout.count(": removed") == 2, out.stdout
         assert alive(sleeper)
-        assert state.resources() == {}
+        assert ledger.resources() == {}
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -113,8 +113,8 @@ def test_an_entry_whose_creator_pid_was_reused_counts_as_left_behind(tmp_path, e
     # entry is a leftover, removed without --force.
     leftover = tmp_path / "blkcmp-check-leftover"
     leftover.mkdir()
-    rid = state.register("temp-dir", {"path": str(leftover)})
-    path = state.state_dir() / "state.json"
+    rid = ledger.register("temp-dir", {"path": str(leftover)})
+    path = ledger.state_dir() / "state.json"
     data = json.loads(path.read_text())
     data["resources"][rid]["pid_start"] -= 100
     path.write_text(json.dumps(data))
@@ -166,4 +166,4 @@ def test_a_finished_check_leaves_no_temporary_directory(tmp_path, env):
     assert out.returncode == 0, out.stderr
     out = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=dict(env, TMPDIR=str(tmp)))
     assert out.returncode == 0, out.stderr
-    assert list(tmp.iterdir()) == [] and state.resources() == {}
+    assert list(tmp.iterdir()) == [] and ledger.resources() == {}

@@ -358,13 +358,12 @@ def test_percentiles_written_only_for_total_latency_are_used():
 
 def test_reindexing_an_ingested_failed_run_keeps_its_jobs_and_error(tmp_path, env):
     from bench import export, store
-    from bench.executors.local import index_run_dir
     camp = tmp_path / "c"
     assert run_cli("ingest", DATA / "fio-3.16-error22.json", "--into", camp, env=env).returncode == 0
     campaign = store.open_campaign(camp)
     before = export.rows(campaign)
     (run_id,) = [r["run_id"] for r in before]
-    assert index_run_dir(campaign, run_id, campaign.run_dir(run_id)) == "failed"
+    assert store.index_run_dir(campaign, run_id, campaign.run_dir(run_id)) == "failed"
     after = export.rows(campaign)
     assert after == before and after[0]["error"] == "fio job 'raid' failed: error 22 (Invalid argument)"
     assert after[0]["job"] == "raid"

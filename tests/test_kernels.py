@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import kernels
+from bench.releases import parse_config
 from bench.errors import UsageError
 
 
@@ -36,7 +37,7 @@ def _fake_entry(cache: Path, name: str, release: str, version: str, overflow: bo
     (entry / ".config").write_text(cfg)
     meta = {"name": name, "release": release, "version": version, "overflow_checks": overflow,
             "source_package": f"linux-source-{version}", "source_version": f"{release}-1",
-            "toolchain": {"rustc": "1.97.1"}, "config": kernels.parse_config(cfg)}
+            "toolchain": {"rustc": "1.97.1"}, "config": parse_config(cfg)}
     (entry / "kernel.json").write_text(json.dumps(meta))
     return entry
 
@@ -62,10 +63,10 @@ def test_cache_dir_follows_env(tmp_path, monkeypatch):
 def test_parse_config():
     text = ('CONFIG_RUST=y\n# CONFIG_RUST_OVERFLOW_CHECKS is not set\nCONFIG_HZ=250\n'
             'CONFIG_LOCALVERSION=""\nCONFIG_FOO=m\n# a comment\n')
-    assert kernels.parse_config(text) == {
+    assert parse_config(text) == {
         "CONFIG_RUST": "y", "CONFIG_RUST_OVERFLOW_CHECKS": "n", "CONFIG_HZ": "250",
         "CONFIG_LOCALVERSION": "", "CONFIG_FOO": "m"}
-    assert kernels.parse_config(text, ("CONFIG_HZ",)) == {"CONFIG_HZ": "250"}
+    assert parse_config(text, ("CONFIG_HZ",)) == {"CONFIG_HZ": "250"}
 
 
 def test_bzimage_release(tmp_path):
@@ -279,7 +280,7 @@ def test_build_7_2_entry(kernel_7_2):
         assert meta["config"][sym] == "y", sym
     assert info.overflow_checks is True
     # The recorded symbols are the .config's.
-    real = kernels.parse_config((info.path / ".config").read_text(), kernels.RECORDED_SYMBOLS)
+    real = parse_config((info.path / ".config").read_text(), kernels.RECORDED_SYMBOLS)
     assert real == meta["config"]
     # No build tree or half entry left behind.
     assert not list((kernels.chroot_dir() / "var" / "tmp").glob(f"blkcmp-build-{info.version}-*"))

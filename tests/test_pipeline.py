@@ -16,7 +16,7 @@ import pytest
 import bench
 from bench import fio, store
 from bench.executors.local import campaign_id
-from bench.targets import state
+from bench import ledger
 from bench.targets.blockdev import safety_problems
 from conftest import (REPO, campaign_dir, done_count, index_rows, loop_devices, needs_root,
                       no_traceback, planned_ids, run_cli, scratch_loop, start_cli, wait_for,
@@ -76,7 +76,7 @@ def leftovers(campaign: Path) -> tuple[list[str], list[Path]]:
 
 
 def state_entries() -> dict:
-    return state.resources()
+    return ledger.resources()
 
 
 def assert_complete(campaign: Path) -> None:

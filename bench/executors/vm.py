@@ -60,7 +60,7 @@ def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campa
         plan=prepared.plan, environment={"pending": "written by the guest when it starts"},
         kernel_config=None,
         extra={"vm_kernel": kernel_spec, "vm_kernel_release": kernel.release})
-    store.atomic_write_json(campaign.path / "host-environment.json", host_env)
+    campaign.save_host_environment(host_env)
     return campaign
 
 
@@ -121,7 +121,9 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
         raise UsageError(f"{campaign.path}: campaign runs on kernel {recorded}, not {kernel.release}")
     plan = campaign.plan()
     done = sum(1 for r in store.run_rows(campaign) if r["status"] == "done")
-    adaptive_open = plan.max_rounds > plan.rounds and not (campaign.path / "adaptive.json").exists()
+    state = campaign.adaptive_state()
+    # an adaptive campaign whose rule has not said stop yet may still add rounds
+    adaptive_open = plan.adaptive and plan.max_rounds > plan.rounds and not (state and state.get("stop"))
     if done == len(plan.runs) and not adaptive_open:
         if not quiet:
             print(f"blkcmp: every planned run is done; nothing to boot {kernel.release} for", flush=True)
@@ -129,13 +131,11 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
     max_runs = len(plan.targets) * len(plan.points) * max(plan.max_rounds, plan.rounds)
     per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
     timeout = timeout_s or BOOT_ALLOWANCE_S + max(max_runs - done, 1) * per_run
-    logs = campaign.path / "logs"
-    logs.mkdir(exist_ok=True)
-    console = logs / f"console-{len(list(logs.glob('console-??.log'))) + 1:02d}.log"
+    console = campaign.new_console_log()
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
     from bench import vm
-    boot = {"started": fio.utc_now(), "kernel": kernel.release, "console_log": _rel(campaign, console)}
+    boot = {"started": fio.utc_now(), "kernel": kernel.release, "console_log": campaign.relative(console)}
     try:
         command = (_CRASH_WATCHER if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
                    else "python3 -m bench run --resume /campaign{quiet}")
@@ -143,20 +143,20 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
                               rw_dirs={"/campaign": campaign.path}, timeout_s=timeout,
                               console_log=console, boot_attempts=boot_attempts)
     except vm.BootFailed as exc:
-        store.add_vm_boot(campaign, boot | {"outcome": "no boot",
+        campaign.add_vm_boot(boot | {"outcome": "no boot",
                                             "failed_boots": _failed(campaign, exc.failures)})
         raise
     except vm.GuestCrashed as exc:
         crashed = record_crashed_runs(campaign, exc.oops_line or "guest kernel died",
-                                      _rel(campaign, console))
-        store.add_vm_boot(campaign, boot | {"outcome": "crashed during a run",
+                                      campaign.relative(console))
+        campaign.add_vm_boot(boot | {"outcome": "crashed during a run",
                                             "oops": exc.oops_line, "runs": crashed,
                                             "failed_boots": _failed(campaign, exc.boot_failures)})
         which = f"run {crashed[0]}" if crashed else "the campaign"
         raise RunError(f"guest kernel crashed during {which}: {exc.oops_line or 'no oops line'} "
                        f"(console log: {console}); recorded as failed; "
                        f"`blkcmp run --resume {campaign.path}` continues") from None
-    store.add_vm_boot(campaign, boot | {"outcome": f"exit {result.exit_code}", "accel": accel,
+    campaign.add_vm_boot(boot | {"outcome": f"exit {result.exit_code}", "accel": accel,
                                         "failed_boots": _failed(campaign, result.boot_failures)})
     if result.boot_failures and not quiet:
         print(f"blkcmp: the guest booted at attempt {len(result.boot_failures) + 1} "
@@ -166,33 +166,22 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
         raise (UsageError if result.exit_code == 2 else RunError)(error)
 
 
-def _rel(campaign: store.Campaign, path: Path) -> str:
-    try:
-        return str(Path(path).relative_to(campaign.path))
-    except ValueError:
-        return str(path)
-
-
 def _failed(campaign: store.Campaign, failures) -> list[dict]:
-    return [f.to_dict() | {"console_log": _rel(campaign, f.console_log)} for f in failures]
+    return [f.to_dict() | {"console_log": campaign.relative(f.console_log)} for f in failures]
 
 
 def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -> list[str]:
     """Runs cut off by a guest kernel crash become failed runs (kept, with the oops line), so
     the crash is in the results; `--resume` runs them again under their real names."""
     crashed = []
-    for tmp in sorted(campaign.runs_dir.glob(".tmp-*")):
-        run_id = tmp.name.removeprefix(".tmp-")
+    for run_id, staged in campaign.staged():
         error = f"guest kernel crashed during this run: {oops}"
-        store.atomic_write_json(tmp / "run.json", {
+        staged.write_meta({
             "run_id": run_id, "status": "failed", "error": error, "started": None,
             "ended": fio.utc_now(), "host": socket.gethostname(), "kernel": campaign.info().get(
                 "vm_kernel_release", ""), "guest_crash": {"oops": oops, "console_log": console_log},
         })
-        n = 1
-        while (campaign.runs_dir / f"{run_id}.failed-{n}").exists():
-            n += 1
-        store.finalize_run_dir(tmp, campaign.runs_dir / f"{run_id}.failed-{n}")
+        campaign.finish_run(staged, run_id, failed=True)
         with campaign.index() as db:
             store.record_run(db, run_id, status="failed", started=None, ended=fio.utc_now(),
                              host=socket.gethostname(),
@@ -204,8 +193,8 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
 
 def targets_in_vm(kernel_spec: str) -> str:
     kernel = _kernel(kernel_spec)
-    from bench.targets import state
-    with state.temporary_directory("blkcmp-targets-") as tmp:
+    from bench import ledger
+    with ledger.temporary_directory("blkcmp-targets-") as tmp:
         out = Path(tmp)
         result, _ = _boot(kernel, "python3 -m bench targets > /out/targets.txt 2>&1",
                           rw_dirs={"/out": out}, timeout_s=BOOT_ALLOWANCE_S,
@@ -227,6 +216,4 @@ def record_guest_environment(campaign: store.Campaign) -> None:
         return
     if previous.get("vm_boots"):  # boots that failed before this one wrote the record
         environment["vm_boots"] = previous["vm_boots"]
-    store.atomic_write_json(campaign.path / "environment.json", environment)
-    if config:
-        store.atomic_write_text(campaign.path / "kernel-config.txt", config)
+    campaign.save_environment(environment, config)

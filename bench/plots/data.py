@@ -10,39 +10,24 @@ kernels' runs under one mean would hide exactly what a kernel comparison asks ab
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from bench import points as points_mod
 from bench import store
+from bench.analysis import baseline_target
 from bench.plots import style
+from bench.releases import release_key
 from bench.results import RunRecord, load_runs
 
 # The matrix keys the figures lay out by; any other key is folded into the panel label.
-LAYOUT_KEYS = ("rw", "bs", "iodepth", "numjobs")
+LAYOUT_KEYS = points_mod.LAYOUT_KEYS
 
 
 def block_size_bytes(text) -> float:
     """fio's block size spelling ('4k', '128K', '1m', '4096', '4kib') in bytes; NaN if unreadable."""
     return points_mod.size_bytes(text)
-
-
-def release_key(release: str) -> tuple:
-    """Sort kernel releases as versions: 6.9 before 6.12, 7.2-rc1 before 7.2."""
-    parts = re.split(r"[.\-+~_]", release)
-    key = []
-    for part in parts:
-        if part.isdigit():
-            key.append((1, int(part), ""))
-        elif part.startswith("rc") and part[2:].isdigit():
-            key.append((0, int(part[2:]), ""))  # a release candidate sorts before the release
-        else:
-            key.append((1, -1, part))
-    return tuple(key)
 
 
 @dataclass(frozen=True)
@@ -83,11 +68,7 @@ class Point:
 
     def label(self, without: Iterable[str] = ()) -> str:
         """'4k qd8 j2' style: short enough for a tick label; keys in `without` left out."""
-        short = {"iodepth": "qd{}", "numjobs": "j{}"}
-        skip = set(without)
-        parts = [short.get(k, "{}").format(v) if k in (*LAYOUT_KEYS,) else f"{k}={v}"
-                 for k, v in self.options if k not in skip]
-        return " ".join(parts) or "default"
+        return points_mod.label(self.values, without)
 
 
 @dataclass(frozen=True)
@@ -196,18 +177,12 @@ def sorted_points(records: list[RunRecord], campaigns: list[CampaignFacts] | Non
 # Loading
 
 
-def kernel_release(campaign: store.Campaign) -> str:
-    env = campaign.environment()
-    return (env.get("kernel", {}).get("release") or campaign.info().get("vm_kernel_release")
-            or "unknown")
-
-
 def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
     env = campaign.environment()
     executor = env.get("executor") or {}
     plan = campaign.plan()
     return CampaignFacts(
-        path=campaign.path, name=campaign.name, kernel=kernel_release(campaign),
+        path=campaign.path, name=campaign.name, kernel=campaign.kernel_release(),
         executor_label=str(executor.get("label") or env.get("source") or "unknown executor"),
         emulated=bool(executor.get("emulated")), runtime_s=float(plan.runtime or math.nan),
         fio_version=str(env.get("fio_version") or ""), rounds=int(plan.rounds),
@@ -215,35 +190,15 @@ def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
 
 
 def target_drivers(campaign: store.Campaign) -> dict[str, str]:
-    """{target: driver} from what was set up (targets.json), else from the workload."""
+    """{target: driver} from what was set up (the target sessions), else from the workload."""
     drivers: dict[str, str] = {}
-    sessions = campaign.path / "targets.json"
-    if sessions.exists():
-        for session in store.read_json(sessions):
-            for name, described in (session.get("targets") or {}).items():
-                if described.get("driver"):
-                    drivers[name] = str(described["driver"])
-    if not drivers:
-        workload = workload_document(campaign)
-        for name, spec in (workload.get("targets") or {}).items():
-            if name != "common" and isinstance(spec, dict) and spec.get("driver"):
-                drivers[name] = str(spec["driver"])
+    for session in campaign.sessions():
+        for name, described in session.targets.items():
+            if described.get("driver"):
+                drivers[name] = str(described["driver"])
+    if not drivers and campaign.has_workload():
+        drivers = {name: spec.driver for name, spec in campaign.workload().targets.named().items()}
     return drivers
-
-
-def workload_document(campaign: store.Campaign) -> dict:
-    """The resolved workload as plain data ({} when there is none, e.g. ingested runs)."""
-    path = campaign.path / "workload.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _baseline_of(campaign: store.Campaign, targets: list[str]) -> str:
-    wanted = workload_document(campaign).get("baseline")
-    return wanted if wanted in targets else targets[0]
 
 
 def load(dirs: Iterable[Path], *, baseline: str | None = None, with_bins: bool = True) -> Dataset:
@@ -262,8 +217,10 @@ def load(dirs: Iterable[Path], *, baseline: str | None = None, with_bins: bool =
             drivers.setdefault(name, driver)
     for name in targets:
         drivers.setdefault(name, name if name in style.DRIVER_COLOURS else "unknown")
+    # --baseline target=NAME (or NAME) names a target; any other side (kernel=…) leaves the
+    # campaign's baseline target first
     wanted = baseline.partition("=")[2] or baseline if baseline else None
-    base = wanted if wanted in targets else (_baseline_of(campaigns[0], targets) if targets else "")
+    base = wanted if wanted in targets else (baseline_target(campaigns[0], targets) if targets else "")
     ordered = ([base] if base else []) + [t for t in targets if t != base]
     colours = style.target_colours((t, drivers[t]) for t in ordered)
     facts = [campaign_facts(c) for c in campaigns]

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from bench import fio, plan as plan_mod, store
-from bench.executors.local import index_run_dir
+from bench.targets.blockdev import audit_differences
 from bench.plots.data import block_size_bytes
 
 LABEL = "specimen: synthetic numbers with a known truth, not a measurement"
@@ -108,7 +108,8 @@ def create(root: Path, spec: Specimen) -> Path:
     drivers = dict(spec.targets)
     plan = plan_mod.Plan(campaign=spec.name, seed=spec.seed, order="interleaved", targets=names,
                          points=[plan_mod.Point(i, p) for i, p in enumerate(_points(spec.matrix))],
-                         runtime=spec.runtime, ramp_time=0, rounds=0, max_rounds=spec.rounds)
+                         runtime=spec.runtime, ramp_time=0, rounds=0, max_rounds=spec.rounds,
+                         baseline=names[0])
     plan = plan_mod.add_rounds(plan, spec.rounds)
     workload = {"name": spec.name, "targets": {t: {"driver": d} for t, d in spec.targets},
                 "baseline": names[0], "fio": {"ioengine": "io_uring", "direct": 1},
@@ -125,9 +126,11 @@ def create(root: Path, spec: Specimen) -> Path:
                             resolved_yaml=yaml.safe_dump(workload, sort_keys=False), source="specimen",
                             plan=plan, environment=environment, kernel_config=None)
     audits = spec.audits or {t: dict(AUDIT) for t, d in spec.targets if d in ("null_blk", "rnull")}
-    store.atomic_write_json(campaign.path / "targets.json", [{"started": "2026-01-01T00:00:00Z", "pid": 0, "targets": {
+    # as the runner records a session: the differences found, each allowed by the workload
+    _, allowed = audit_differences(audits, list(spec.allow_differences)) if len(audits) > 1 else ([], [])
+    campaign.add_session(store.TargetSession("2026-01-01T00:00:00Z", 0, {
         t: {"driver": d, "device": f"/dev/{t}0"} | ({"audit": audits[t]} if t in audits else {})
-        for t, d in spec.targets}}])
+        for t, d in spec.targets}, list(allowed)))
     rng = np.random.default_rng(spec.seed)
     # one shared disturbance per round and point: what pairing by round is meant to cancel
     round_noise = {(r, p.index): rng.normal(0, spec.cv) for r in range(1, spec.rounds + 1) for p in plan.points}
@@ -136,22 +139,21 @@ def create(root: Path, spec: Specimen) -> Path:
         iops = (spec.base_iops(point) * spec.factor(run.target, point)
                 * (1 + round_noise[(run.round, run.point_index)]) * (1 + rng.normal(0, spec.cv / 4)))
         median = spec.latency_ns * int(point.get("iodepth", 1)) / spec.factor(run.target, point)
-        run_dir = campaign.run_dir(run.run_id)
+        files = campaign.run_files(run.run_id)
+        run_dir = files.dir
         run_dir.mkdir(parents=True)
         job = fio.JobSpec(run.target, f"/dev/{run.target}0", workload["fio"], point, {}, spec.runtime, 0,
                           (f"specimen campaign {spec.name}: target {run.target} ({drivers[run.target]}), "
                            f"point {run.point_key}",), spec.timeseries_msec)
-        (run_dir / "job.fio").write_text(fio.job_text(job))
-        (run_dir / "fio.json").write_text(json.dumps(_fio_json(run.target, point, iops, spec.runtime, median, rng)))
+        files.job.write_text(fio.job_text(job))
+        files.fio_output.write_text(json.dumps(_fio_json(run.target, point, iops, spec.runtime, median, rng)))
         if spec.timeseries_msec:
             (run_dir / "timeseries_iops.1.log").write_text(
                 "".join(f"{t}, {v}, {d}, 0, 0\n" for t, v, d in iops_log(spec, run.target, iops, point)))
         ios = iops * spec.runtime
-        store.atomic_write_json(run_dir / "cpu.json", {"seconds": {"softirq": ios * 150e-9, "system": ios * 900e-9,
-                                                                    "user": ios * 300e-9, "irq": 0.0},
-                                                       "block_softirqs": int(ios)})
-        store.atomic_write_json(run_dir / "run.json", {"run": run.__dict__, "status": "done", "error": None,
-                                                       "started": None, "ended": None, "host": "specimen",
-                                                       "kernel": spec.kernel, "fio_version": "fio-3.33"})
-        index_run_dir(campaign, run.run_id, run_dir)
+        files.write_cpu({"seconds": {"softirq": ios * 150e-9, "system": ios * 900e-9, "user": ios * 300e-9,
+                                     "irq": 0.0}, "block_softirqs": int(ios)})
+        files.write_meta({"run": run.__dict__, "status": "done", "error": None, "started": None, "ended": None,
+                          "host": "specimen", "kernel": spec.kernel, "fio_version": "fio-3.33"})
+        store.index_run_dir(campaign, run.run_id, run_dir)
     return campaign.path

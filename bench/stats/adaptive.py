@@ -37,12 +37,13 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bench.stopping import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_ROUNDS, DEFAULT_TARGET_CI
+
 from ._json import JsonDataclass
 from .compare import Comparison
 
-DEFAULT_MIN_ROUNDS = 5
-DEFAULT_MAX_ROUNDS = 40
-DEFAULT_TARGET_CI = 0.01
+__all__ = ["DEFAULT_MAX_ROUNDS", "DEFAULT_MIN_ROUNDS", "DEFAULT_TARGET_CI", "Decision", "adaptive_decision",
+           "sequential_confidence", "settled"]
 
 
 @dataclass(frozen=True)

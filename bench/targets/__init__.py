@@ -1,27 +1,52 @@
-"""Target families (one module each) and the factory that builds a target from a workload."""
+"""Target families (one module each, imported when first needed) and building targets from a
+workload.
+
+Families are loaded lazily: the workload schema, the analysis and the figures never need device
+code, so `import bench.targets` loads none of them. `load_families()` imports every family (so
+that `blkcmp cleanup` knows each one's resource cleaner).
+"""
 
 from __future__ import annotations
 
-from bench.targets.base import Availability, Context, Device, Target
-from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
+import importlib
+from typing import TYPE_CHECKING
 
-FAMILIES: dict[str, type[Target]] = {
-    "file": FileTarget,
-    "loop": LoopTarget,
-    "fio-null": FioNullTarget,
+from bench.targets.base import Availability, Context, Device, Target
+
+if TYPE_CHECKING:
+    from bench.workload import Workload
+
+# driver -> (module, class)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "file": ("bench.targets.host", "FileTarget"),
+    "loop": ("bench.targets.host", "LoopTarget"),
+    "fio-null": ("bench.targets.host", "FioNullTarget"),
+    "null_blk": ("bench.targets.nullblk", "NullBlkTarget"),
+    "rnull": ("bench.targets.rnull", "RnullTarget"),
 }
 
-try:  # the kernel drivers; imported here so their state-file cleaners are registered
-    from bench.targets.nullblk import NullBlkTarget
-    from bench.targets.rnull import RnullTarget
-    FAMILIES["null_blk"] = NullBlkTarget
-    FAMILIES["rnull"] = RnullTarget
-except ImportError:  # pragma: no cover - until those modules exist
-    pass
+
+def family(driver: str) -> type[Target]:
+    module, cls = FAMILIES[driver]
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_families() -> None:
+    for driver in FAMILIES:
+        family(driver)
 
 
 def make_target(name: str, driver: str, options: dict, queue, context: Context) -> Target:
-    return FAMILIES[driver](name, options, queue, context)
+    return family(driver)(name, options, queue, context)
 
 
-__all__ = ["Availability", "Context", "Device", "Target", "FAMILIES", "make_target"]
+def build_targets(workload: Workload, context: Context, names: list[str] | None = None) -> dict[str, Target]:
+    """The workload's targets (or those named), configured, nothing created yet."""
+    named = workload.targets.named()
+    return {name: make_target(name, named[name].driver, workload.effective_options(name),
+                              workload.effective_queue(name), context)
+            for name in (names or list(named))}
+
+
+__all__ = ["Availability", "Context", "Device", "Target", "FAMILIES", "build_targets", "family",
+           "load_families", "make_target"]

@@ -2,7 +2,7 @@
 
 blktests-style: each step is explicit, teardown is the mirror of setup, and both are idempotent
 (teardown of a target that was never set up, or already torn down, does nothing). Every resource
-a target creates is first recorded in the state file (bench.targets.state) so `blkcmp cleanup`
+a target creates is first recorded in the state file (bench.ledger) so `blkcmp cleanup`
 can remove it after a SIGKILL.
 """
 
@@ -14,7 +14,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.targets import state
+from bench import ledger
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -93,4 +93,4 @@ class Target(abc.ABC):
 
 def registered(kind: str, data: dict) -> str:
     """Record a resource about to be created; returns its state-file id."""
-    return state.register(kind, data)
+    return ledger.register(kind, data)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunError
-from bench.targets import blockdev, state
+from bench import ledger
+from bench.targets import blockdev
 from bench.targets.base import Availability, Device, Target
 
 DEFAULT_SIZE_MIB = 256
@@ -41,7 +42,7 @@ def _fs_type(path: Path) -> str:
     return fstype
 
 
-@state.cleaner("file")
+@ledger.cleaner("file")
 def _remove_file(data: dict) -> None:
     Path(data["path"]).unlink(missing_ok=True)
 
@@ -65,7 +66,7 @@ class FileTarget(Target):
 
     def setup(self) -> Device:
         path = _backing_path(self)
-        self._rid = state.register("file", {"path": str(path)})
+        self._rid = ledger.register("file", {"path": str(path)})
         _make_file(path, int(self.options.get("size", DEFAULT_SIZE_MIB)))
         self.device = Device(str(path), {"size": f"{int(self.options.get('size', DEFAULT_SIZE_MIB))}M"})
         return self.device
@@ -79,7 +80,7 @@ class FileTarget(Target):
     def teardown(self) -> None:
         _backing_path(self).unlink(missing_ok=True)
         if getattr(self, "_rid", None):
-            state.forget(self._rid)
+            ledger.forget(self._rid)
             self._rid = None
         self.device = None
 
@@ -111,7 +112,7 @@ def _detach(backing: Path) -> None:
         time.sleep(0.1)
 
 
-@state.cleaner("loop")
+@ledger.cleaner("loop")
 def _remove_loop(data: dict) -> None:
     backing = Path(data["backing"])
     if backing.exists():
@@ -141,7 +142,7 @@ class LoopTarget(Target):
 
     def setup(self) -> Device:
         backing = _backing_path(self)
-        self._rid = state.register("loop", {"backing": str(backing)})
+        self._rid = ledger.register("loop", {"backing": str(backing)})
         _make_file(backing, int(self.options.get("size", DEFAULT_SIZE_MIB)))
         cmd = ["losetup", "--find", "--show"]
         if "blocksize" in self.options:
@@ -152,7 +153,7 @@ class LoopTarget(Target):
         if out.returncode != 0:
             raise RunError(f"target {self.name}: losetup failed: {out.stderr.strip()}")
         dev = out.stdout.strip()
-        state.update(self._rid, {"device": dev})
+        ledger.update(self._rid, {"device": dev})
         settle()
         blockdev.require_safe(dev)
         self.applied_queue = blockdev.apply_queue(dev, self.queue)
@@ -175,7 +176,7 @@ class LoopTarget(Target):
             _detach(backing)
         backing.unlink(missing_ok=True)
         if getattr(self, "_rid", None):
-            state.forget(self._rid)
+            ledger.forget(self._rid)
             self._rid = None
         self.device = None
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunError, UsageError
-from bench.targets import blockdev, configfs, state
+from bench import ledger
+from bench.targets import blockdev, configfs
 from bench.targets.base import Availability, Device, Target
 
 # configfs name -> module parameter name, where they differ (size is MiB in configfs, GiB as `gb`).
@@ -57,12 +58,12 @@ def _ensure_loaded() -> None:
         raise RunError(f"null_blk configfs ({subsystem()}) missing on kernel {platform.release()}")
 
 
-@state.cleaner("nullb-configfs")
+@ledger.cleaner("nullb-configfs")
 def _remove_configfs(data: dict) -> None:
     configfs.remove(subsystem(), data["name"])
 
 
-@state.cleaner("nullb-module")
+@ledger.cleaner("nullb-module")
 def _remove_module(data: dict) -> None:
     subprocess.run(["modprobe", "-r", "null_blk"], capture_output=True)
 
@@ -110,7 +111,7 @@ class NullBlkTarget(Target):
         features = configfs.read_features(subsystem())
         self.check_options(features)
         name = configfs.free_name(subsystem(), "nullb")
-        self._rid = state.register("nullb-configfs", {"name": name})
+        self._rid = ledger.register("nullb-configfs", {"name": name})
         self._name = name
         dev = configfs.create(subsystem(), name, self.options)
         blockdev.require_safe(dev)
@@ -131,7 +132,7 @@ class NullBlkTarget(Target):
         if Path("/sys/module/null_blk").exists():
             raise RunError(f"target {self.name}: null_blk is already loaded; without configfs blkcmp "
                            "needs to load it itself with the workload's parameters")
-        self._rid = state.register("nullb-module", {"params": params})
+        self._rid = ledger.register("nullb-module", {"params": params})
         if not configfs.modprobe("null_blk", "nr_devices=1", *params):
             raise RunError(f"target {self.name}: modprobe null_blk {' '.join(params)} failed")
         self._name = "nullb0"
@@ -169,6 +170,6 @@ class NullBlkTarget(Target):
             _remove_module({})
         else:
             configfs.remove(subsystem(), self._name)
-        state.forget(self._rid)
+        ledger.forget(self._rid)
         self._rid = None
         self.device = None

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RunError, UsageError
-from bench.targets import blockdev, configfs, state
+from bench import ledger
+from bench.targets import blockdev, configfs
 from bench.targets.base import Availability, Device, Target
 
 FIXED_DEVICE = "rnullb0"
@@ -89,12 +90,12 @@ def option_problems(options: dict[str, Any], kind: str, features: set[str]) -> l
     return problems
 
 
-@state.cleaner("rnull-configfs")
+@ledger.cleaner("rnull-configfs")
 def _remove_configfs(data: dict) -> None:
     configfs.remove(subsystem(), data["name"])
 
 
-@state.cleaner("queue-restore")
+@ledger.cleaner("queue-restore")
 def _restore_queue(data: dict) -> None:
     if Path(data["device"]).exists():
         blockdev.restore_queue(data["device"], data["saved"])
@@ -141,12 +142,12 @@ class RnullTarget(Target):
             blockdev.require_safe(dev)
             # The fixed device outlives blkcmp: save its queue settings and restore them on teardown.
             saved = blockdev.save_queue(dev, self.queue)
-            self._rid = state.register("queue-restore", {"device": dev, "saved": saved})
+            self._rid = ledger.register("queue-restore", {"device": dev, "saved": saved})
             self._saved = saved
         else:
             settable = {k: v for k, v in self.options.items() if k in features}
             name = configfs.free_name(subsystem(), "rnullb")
-            self._rid = state.register("rnull-configfs", {"name": name})
+            self._rid = ledger.register("rnull-configfs", {"name": name})
             self._name = name
             dev = configfs.create(subsystem(), name, settable)
             blockdev.require_safe(dev)
@@ -182,6 +183,6 @@ class RnullTarget(Target):
             blockdev.restore_queue(f"/dev/{FIXED_DEVICE}", self._saved)
         else:
             configfs.remove(subsystem(), self._name)
-        state.forget(self._rid)
+        ledger.forget(self._rid)
         self._rid = None
         self.device = None

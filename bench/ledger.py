@@ -1,5 +1,5 @@
-"""The state file: every device, file, temporary directory and process blkcmp creates, so
-`blkcmp cleanup` can remove it.
+"""The resource ledger (the state file): every device, file, temporary directory and process
+blkcmp creates, so `blkcmp cleanup` can remove it.
 
 A resource is recorded *before* it is created and forgotten only after it is removed, so a
 SIGKILL at any moment leaves an entry for anything that may exist. Entries carry the creating
@@ -141,7 +141,10 @@ def temporary_directory(prefix: str) -> Iterator[Path]:
 
 def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
     """Remove leftovers; returns (kind, description, outcome) per resource considered."""
-    import bench.targets  # noqa: F401  (registers every target family's cleaner)
+    # Every kind's cleaner must be known before anything is removed: the device families
+    # register theirs when imported.
+    from bench.targets import load_families
+    load_families()
 
     report = []
     for rid, entry in sorted(resources().items(), key=lambda kv: kv[1]["created"], reverse=True):
