@@ -117,7 +117,7 @@ def side_of(rec: RunRecord, by: str, kernel: str) -> str | None:
 def point_of(rec: RunRecord, by: str) -> str:
     if by == "target":
         return rec.point_key
-    rest = ",".join(f"{k}={v}" for k, v in rec.point.items() if k != by) or "default"
+    rest = points_mod.key_of({k: v for k, v in rec.point.items() if k != by})
     return f"{rest} [{rec.target}]"
 
 

@@ -13,26 +13,24 @@ import json
 
 from bench import store
 
-# The columns users load by name; their order is part of the interface.
-COLUMNS = ("campaign", "run_id", "target", "host", "job", "repetition", "round", "rw", "bs",
-           "iodepth", "numjobs", "read_iops", "write_iops", "mixed_iops", "read_bw_bytes",
-           "write_bw_bytes", "read_clat_mean_ns", "write_clat_mean_ns", "read_clat_p99_ns",
-           "write_clat_p99_ns", "usr_cpu", "sys_cpu", "fio_version")
+# The columns users load by name; their order is part of the interface. The job columns are the
+# index's (bench.store.JOB_*): a column added there is exported without being spelled again.
+COLUMNS = ("campaign", "run_id", "target", *store.JOB_IDENTITY, "repetition", "round", *store.JOB_OPTIONS,
+           *store.JOB_MEASURES, "fio_version")
 EXTRA = ("point_key", "position", "job_index", "kernel", "started", "ended", "error")
 # `--timeseries`: job is fio's job number (1 … numjobs); time_ms since the job started; metric is
 # iops, bw_bytes (bytes/s), clat_ns, lat_ns or slat_ns, each averaged over its logging window.
 TIMESERIES_COLUMNS = ("campaign", "run_id", "target", "point_key", "round", "repetition", "job",
                       "metric", "direction", "time_ms", "value")
+# Where each column comes from: the job's row, except the run's error (a failed run has no job rows).
+_FROM_JOB = frozenset(store.JOB_COLUMNS) - {"error"}
+_SELECT = ", ".join(f"{'j' if c in _FROM_JOB else 'r'}.{c}" for c in COLUMNS + EXTRA)
 
 
 def rows(campaign: store.Campaign) -> list[dict]:
     with campaign.index() as db:
         result = db.execute(
-            "SELECT r.campaign, r.run_id, r.target, j.host, j.job, r.repetition, r.round, j.rw, j.bs,"
-            " j.iodepth, j.numjobs, j.read_iops, j.write_iops, j.mixed_iops, j.read_bw_bytes,"
-            " j.write_bw_bytes, j.read_clat_mean_ns, j.write_clat_mean_ns, j.read_clat_p99_ns,"
-            " j.write_clat_p99_ns, j.usr_cpu, j.sys_cpu, j.fio_version, r.point_key, r.position,"
-            " j.job_index, r.kernel, r.started, r.ended, r.error"
+            f"SELECT {_SELECT}"
             # failed runs too, with their error: a failed fio job is a result the user must see
             " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.status IN ('done', 'failed')"
             " ORDER BY r.position, j.job_index").fetchall()

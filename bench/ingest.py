@@ -6,7 +6,7 @@ the options fio wrote), the point is read from the job options (rw, bs, iodepth,
 rwmixread for mixed workloads; spellings normalised by bench.points), and each (target, point)
 gets the next repetition number.  A job that fio reports as failed (`"error": N`) makes a failed
 run, kept and indexed with its error.  What the files say about how they were run — runtime,
-ramp time, fio versions, hostnames, start times — goes into the plan and environment.json.
+ramp time, fio versions, hostnames, start times — goes into the plan and the environment record.
 
 Every file is parsed once, before anything is written (a bad file leaves the campaign as it
 was); the whole batch then costs one flush to disk (syncfs, instead of an fsync per file), one
@@ -274,7 +274,7 @@ def _count_up(counts: dict | None, values) -> Counter:
 
 
 def ingested_environment(previous: dict, files: list[IngestedFile]) -> dict:
-    """environment.json of an ingested campaign: what the files say, merged over every ingest.
+    """The environment record of an ingested campaign: what the files say, merged over every ingest.
 
     Counts are kept (files per fio version, per runtime, per ramp time) so that a later ingest
     can merge without re-reading earlier files."""
@@ -305,7 +305,7 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
     parsed = [IngestedFile.read(path, target) for path in files]  # a bad file: nothing written
     campaign = _open_or_create(into)
     with store.lock(campaign):
-        # A damaged index is rebuilt now, before plan.json grows (an index lagging the plan
+        # A damaged index is rebuilt now, before the plan grows (an index lagging the plan
         # it is about to be brought up to is not damage).
         campaign.ensure_index()
         plan = campaign.plan()

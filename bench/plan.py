@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from bench import points as points_mod
 from bench.stopping import StoppingRule, rule_for
@@ -27,7 +28,7 @@ class Point:
     index: int
     options: dict[str, Scalar]
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable identity of the point across campaigns: `rw=randread,bs=4k,iodepth=1`."""
         return points_mod.key_of(self.options)

@@ -105,7 +105,7 @@ def label(options: Mapping[str, Any], without: Iterable[str] = ()) -> str:
     left out; short enough for a tick label or a table cell."""
     skip = set(without)
     parts = [_SHORT.get(k, "{}").format(v) if k in LAYOUT_KEYS else f"{k}={v}"
-             for k, v in options.items() if k not in skip]
+             for k, v in normalise(options).items() if k not in skip]
     return " ".join(parts) or "default"
 
 

@@ -49,7 +49,7 @@ def recorded_processes(record: dict) -> list[psutil.Process]:
     started its `pid` with its start time. It matches the process with that pid *and* start time,
     and processes of that name with exactly that command line started since (fio's job processes
     are forked without exec, so they carry fio's command line; they leave its session, so
-    nothing else reaches them). A process merely mentioning the job file (`tail -f job.fio`),
+    nothing else reaches them). A process merely mentioning the job file (`tail -f` of the job file),
     or a later process that reuses the pid, does not match. Records of older versions hold
     only a `marker`: they match processes of the name that have it as one argument."""
     names = set(record.get("names") or ("fio",))

@@ -40,7 +40,7 @@ class CampaignReport:
     status: dict[str, int]
     audit_sessions: list[store.TargetSession]
     allow_differences: list[str]
-    jobs: list[tuple[str, str, str]]     # (point key, target, job.fio text), in matrix order
+    jobs: list[tuple[str, str, str]]     # (point key, target, fio job text), in matrix order
 
 
 @dataclass
@@ -339,7 +339,7 @@ def _quality_html(group: catalogue_mod.KernelGroup) -> str:
 def _fairness_html(campaign: CampaignReport) -> str:
     targets, rows = audit_table(campaign)
     if not targets:
-        return "<p class='note'>No fairness audit recorded (targets.json is missing: ingested runs?).</p>"
+        return "<p class='note'>No fairness audit recorded (no target set-up session: ingested runs?).</p>"
     body, classes = [], []
     for key, values, state in rows:
         tag = {"differs": " <span class='tag'>differs</span>",

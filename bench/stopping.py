@@ -1,6 +1,6 @@
 """The stopping rule of an adaptive campaign, as data recorded in its plan, and its evaluation.
 
-A workload with `repetitions: {min, max, target_ci, margin}` gets a `StoppingRule` in plan.json
+A workload with `repetitions: {min, max, target_ci, margin}` gets a `StoppingRule` in its plan
 when the campaign is created: the rounds (min, max), the precision asked for (target_ci), the
 margin a verdict is settled at, the baseline and metric compared, the confidence level of the
 intervals and the number of bootstrap resamples. `evaluate` is the one function that applies
@@ -15,8 +15,9 @@ The defaults of `repetitions: {}` live here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench.plan import Plan
@@ -52,7 +53,7 @@ class StoppingRule:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StoppingRule":
+    def from_dict(cls, data: dict) -> StoppingRule:
         return cls(**data)
 
 

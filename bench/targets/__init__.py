@@ -48,5 +48,14 @@ def build_targets(workload: Workload, context: Context, names: list[str] | None 
             for name in (names or list(named))}
 
 
-__all__ = ["Availability", "Context", "Device", "Target", "FAMILIES", "build_targets", "family",
-           "load_families", "make_target"]
+__all__ = [
+    "FAMILIES",
+    "Availability",
+    "Context",
+    "Device",
+    "Target",
+    "build_targets",
+    "family",
+    "load_families",
+    "make_target",
+]
