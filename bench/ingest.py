@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -312,7 +313,6 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
         by_key = {points.key_of(p.options): p for p in plan.points}
         reps = Counter((r.target, points.key_of(r.point)) for r in plan.runs)
         added: list[tuple[PlannedRun, IngestedFile, str | None]] = []
-        staging: list[store.RunFiles] = []
         for item in parsed:
             key = points.key_of(item.point)
             point = by_key.get(key)
@@ -327,12 +327,10 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
             run = PlannedRun(run_id, item.target, point.index, key, item.point, rep, rep, len(plan.runs))
             plan.runs.append(run)
             plan.rounds = max(plan.rounds, rep)
-            staged = campaign.staging(run.run_id)  # scraps of an ingest cut off before its renames go
-            added.append((run, item, _assemble_run_dir(staged, run, item)))
-            staging.append(staged)
+            added.append((run, item, _assemble_run_dir(campaign, run, item)))
         store.sync_filesystem(campaign.runs_dir)  # the batch's files are on disk before they appear
-        for (run, _, _), staged in zip(added, staging):
-            campaign.finish_run(staged, run.run_id, failed=False)
+        for run, _, _ in added:
+            store.finalize_run_dir(_tmp_dir(campaign, run), campaign.run_dir(run.run_id))
         plan.max_rounds = max(plan.max_rounds, plan.rounds)
         # a campaign blkcmp ran keeps its own environment and plan settings; files ingested into
         # it are runs like the others
@@ -361,11 +359,19 @@ def _free_run_id(campaign: store.Campaign, number: int, target: str) -> str:
     return run_id
 
 
-def _assemble_run_dir(staged: store.RunFiles, run: PlannedRun, item: IngestedFile) -> str | None:
-    """The staged run directory with the raw output, the run's record and its job file (flushed
-    and renamed by the caller for the whole batch); returns the run's error (None when every fio
-    job succeeded)."""
+def _tmp_dir(campaign: store.Campaign, run: PlannedRun) -> Path:
+    return campaign.staging_path(run.run_id)
+
+
+def _assemble_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedFile) -> str | None:
+    """The run's staging directory with the raw output, its record and its job file (flushed and
+    renamed by the caller for the whole batch); returns the run's error (None when every fio job
+    succeeded)."""
     error = item.output.error
+    tmp = _tmp_dir(campaign, run)
+    shutil.rmtree(tmp, ignore_errors=True)  # scraps of an ingest cut off before its renames
+    tmp.mkdir(parents=True)
+    staged = store.RunFiles(tmp)
     staged.fio_output.write_text(item.text)
     staged.job.write_text(job_file_text(item.output, item.path))
     staged.meta.write_text(json.dumps({

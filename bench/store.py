@@ -500,9 +500,13 @@ class Campaign:
     def run_files(self, run_id: str) -> RunFiles:
         return RunFiles(self.run_dir(run_id))
 
+    def staging_path(self, run_id: str) -> Path:
+        """runs/.tmp-<run_id>: where a run is assembled before it appears under its name."""
+        return self.runs_dir / f".tmp-{run_id}"
+
     def staging(self, run_id: str) -> RunFiles:
-        """A fresh runs/.tmp-<run_id>, where a run is assembled before it appears."""
-        tmp = self.runs_dir / f".tmp-{run_id}"
+        """A fresh staging directory for the run (scraps of an earlier attempt removed)."""
+        tmp = self.staging_path(run_id)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         return RunFiles(tmp)

@@ -20,7 +20,6 @@ import pytest
 from conftest import REPO, campaign_dir, cli_command, no_traceback, write_workload
 
 from bench import stats
-from bench.releases import release_key
 from bench.plots import catalogue, data, latency, scaling, specimen, style, throughput
 
 HOST_WORKLOAD = """\
@@ -274,6 +273,7 @@ def test_ratio_axes_are_symmetric_and_keep_the_band_visible():
 
 
 def test_block_sizes_and_releases_sort_as_people_expect():
+    from bench.releases import release_key
     assert data.block_size_bytes("4k") == 4096 and data.block_size_bytes("1M") == 2**20
     assert data.block_size_bytes("512") == 512 and math.isnan(data.block_size_bytes("big"))
     releases = ["7.2.13", "6.12.8", "6.9", "7.2-rc3", "6.12.10"]
