@@ -289,3 +289,15 @@ def test_stopping_and_reporting_see_the_same_interval(campaign):
     assert campaign.adaptive_state() is None
     campaign.save_adaptive_state(decision)
     assert campaign.adaptive_state()["points_above_target"] == [list(k) for k in decision.points_above_target]
+
+
+def test_the_report_states_the_stopping_rule_exactly(campaign):
+    from bench import report
+    assert [k for k, _ in report.plan_rows(report.campaign_report(campaign.path))][-1] == "runtime"
+    plan = campaign.plan()
+    plan.stopping = stopping.StoppingRule(margin=0.02, baseline="null_blk", min_rounds=3, max_rounds=10)
+    campaign.save_plan(plan)
+    rows = dict(report.plan_rows(report.campaign_report(campaign.path)))
+    assert rows["stopping rule"] == (
+        "3-10 rounds; a point stops once its iops ratio to null_blk is settled at \u00b12 % or its CI "
+        "half-width is within \u00b11 % (97.5 % CI, 10000 bootstrap resamples, seed 0)")
