@@ -83,11 +83,7 @@ class Point:
 
     def label(self, without: Iterable[str] = ()) -> str:
         """'4k qd8 j2' style: short enough for a tick label; keys in `without` left out."""
-        short = {"iodepth": "qd{}", "numjobs": "j{}"}
-        skip = set(without)
-        parts = [short.get(k, "{}").format(v) if k in (*LAYOUT_KEYS,) else f"{k}={v}"
-                 for k, v in self.options if k not in skip]
-        return " ".join(parts) or "default"
+        return points_mod.label(self.values, without)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-METHODS = ("holm", "bh")
+from .defaults import CORRECTIONS
+
+METHODS = tuple(CORRECTIONS)
 
 
 def adjust_pvalues(pvalues: Iterable[float], method: str = "holm") -> np.ndarray:
