@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import points, store
+from bench.results import group, load_runs
 from bench.stats.histogram import merge_bins, percentiles_from_bins
 from bench.units import si
-from bench.results import group, load_runs
 
 
 def summary_rows(campaign: store.Campaign) -> list[dict]:

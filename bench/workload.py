@@ -23,6 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from bench import fio_options
 from bench.errors import UsageError, quoted
 from bench.names import MAX_CAMPAIGN_NAME, name_problem
+from bench.stats.defaults import DEFAULT_MARGIN
 from bench.targets.options import BLOCK_DRIVERS, DRIVER_OPTIONS
 
 Scalar = Union[bool, int, float, str]
@@ -109,7 +110,7 @@ class AdaptiveRepetitions(_Strict):
     max: int = Field(40, ge=2, le=MAX_ROUNDS)
     target_ci: float = Field(0.01, gt=0, lt=1, allow_inf_nan=False,
                              description="relative half-width of the ratio CI")
-    margin: float = Field(0.02, gt=0, lt=1, allow_inf_nan=False,
+    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1, allow_inf_nan=False,
                           description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")

@@ -18,8 +18,16 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import (REPO, campaign_dir, check_golden, index_rows, needs_root, no_traceback, run_cli,
-                      write_workload)
+from conftest import (
+    REPO,
+    campaign_dir,
+    check_golden,
+    index_rows,
+    needs_root,
+    no_traceback,
+    run_cli,
+    write_workload,
+)
 
 from bench.plots import specimen
 

@@ -119,6 +119,7 @@ def test_every_format_labels_points_alike(analysis):
 def test_margin_is_said_alike_everywhere(analysis):
     # --margin 0.005 printed "±0%" in the header and "±0.5 %" in the sentences
     from dataclasses import replace
+
     from bench.units import margin_text
     half = replace(analysis, margin=0.005)
     assert margin_text(0.005) == "±0.5 %" and margin_text(0.02) == "±2 %"

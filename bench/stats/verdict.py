@@ -33,7 +33,7 @@ from bench.units import margin_text, percent
 from ._json import JsonDataclass
 from .compare import Comparison
 from .correction import adjust_pvalues
-from .defaults import CORRECTIONS
+from .defaults import CORRECTIONS, DEFAULT_CORRECTION
 from .significance import ratio_tost_from_moments
 
 FASTER = "faster"
@@ -160,7 +160,7 @@ def _tost_at(c: Comparison, margin: float) -> float:
 def decide(
     comparisons: Mapping[Hashable, Comparison] | Sequence[Comparison],
     *,
-    method: str = "holm",
+    method: str = DEFAULT_CORRECTION,
     margin: float | None = None,
     alpha: float | None = None,
     baseline_name: str = "null_blk",
