@@ -24,8 +24,11 @@ def cmd_schema(args) -> int:
 def cmd_plan(args) -> int:
     from bench import campaign as camp
     from bench.executors import local
+    from bench.analysis_options import AnalysisOptions
     from bench.targets import Context
 
+    # --pilot's options are checked before anything else is done
+    pilot_options = AnalysisOptions.parse(margin=args.margin, alpha=args.alpha) if args.pilot else None
     prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
     camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
@@ -41,8 +44,7 @@ def cmd_plan(args) -> int:
         print(f"wrote {len(jobs)} fio job files to {args.export_fio}/")
     if args.pilot:
         from bench import sizing
-        from bench.analysis_options import AnalysisOptions
-        pilot = sizing.load(args.pilot, AnalysisOptions.parse(margin=args.margin, alpha=args.alpha))
+        pilot = sizing.load(args.pilot, pilot_options)
         plan = prepared.plan
         planned = {p.key: max(plan.rounds, plan.max_rounds) for p in plan.points}
         print()

@@ -209,6 +209,15 @@ def test_bad_analysis_options_are_one_line_before_anything_is_read(command, args
     assert not (tmp_path / "o").exists()
 
 
+def test_plan_pilot_options_are_checked_before_the_plan(tmp_path, env):
+    path = write_workload(tmp_path, "targets:\n  a: {driver: fio-null}\n  b: {driver: fio-null}\n"
+                                    "matrix:\n  rw: [randread]\n")
+    proc = run_cli("plan", path, "--pilot", tmp_path, "--alpha", "0", env=env)
+    no_traceback(proc)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "blkcmp: error: --alpha 0: expected a probability between 0 and 1\n"
+
+
 def test_plot_says_why_a_kernel_has_no_verdicts(tmp_path, env):
     # one target only: nothing to compare is a fact about the data, said instead of the forest
     alone = specimen.create(tmp_path, specimen.Specimen(name="alone", targets=(("null_blk", "null_blk"),), rounds=3))
