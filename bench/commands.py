@@ -23,8 +23,8 @@ def cmd_schema(args) -> int:
 
 def cmd_plan(args) -> int:
     from bench import campaign as camp
-    from bench.executors import local
     from bench.analysis_options import AnalysisOptions
+    from bench.executors import local
     from bench.targets import Context
 
     # --pilot's options are checked before anything else is done

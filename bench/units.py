@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-
 _STEPS = {  # unit -> (prefixes from the largest, separator)
     "ns": ((("s", 1e9), ("ms", 1e6), ("\u00b5s", 1e3), ("ns", 1.0)), ""),
     "B/s": ((("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10), ("B/s", 1.0)), " "),
