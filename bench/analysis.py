@@ -15,32 +15,21 @@ from pathlib import Path
 
 from bench import points as points_mod
 from bench import stats, store
-from bench.errors import UsageError
+from bench.analysis_options import DEFAULTS, METRICS, AnalysisOptions, Metric
+from bench.errors import UsageError, shorten
 from bench.results import RunRecord, load_runs, missing_reason
 from bench.stats.quality import UNDERPOWERED
 
 UNDER_REPLICATED = "one run per target at every point: ingest or run repetitions to get confidence intervals"
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    column: str
-    higher_is_better: bool
-    label: str
-    unit: str
+__all__ = ["METRICS", "Analysis", "AnalysisOptions", "Metric", "NothingToCompare", "PointResult",
+           "SideComparison", "analyse"]
 
 
-METRICS = {m.name: m for m in (
-    Metric("iops", "iops", True, "IOPS", "IOPS"),
-    Metric("bw", "bw_bytes", True, "bandwidth", "B/s"),
-    Metric("read_iops", "read_iops", True, "read IOPS", "IOPS"),
-    Metric("write_iops", "write_iops", True, "write IOPS", "IOPS"),
-    Metric("clat_mean", "clat_mean_ns", False, "mean completion latency", "ns"),
-    Metric("clat_p50", "clat_p50_ns", False, "p50 completion latency", "ns"),
-    Metric("clat_p99", "clat_p99_ns", False, "p99 completion latency", "ns"),
-    Metric("clat_p999", "clat_p999_ns", False, "p99.9 completion latency", "ns"),
-)}
+class NothingToCompare(UsageError):
+    """The campaigns hold nothing these options can compare (one side only, an empty metric, no
+    finished runs): a fact about the data, which `plot` and `report` say in place of a verdict."""
 
 
 # Flag of a point whose ratio varies mostly between sessions (boots, resumed runs), not within.
@@ -49,7 +38,7 @@ SESSION_EFFECT = "session effect"
 
 @dataclass
 class PointResult:
-    point: str                  # point label (matrix point, plus target when sides are not targets)
+    point: str                  # point key (matrix point, plus target when sides are not targets)
     baseline_values: list[float]
     candidate_values: list[float]
     comparison: stats.Comparison
@@ -57,6 +46,7 @@ class PointResult:
     quality_baseline: stats.Quality | None = None
     quality_candidate: stats.Quality | None = None
     flags: list[str] = field(default_factory=list)
+    label: str = ""             # the point in reading order for people: "randread 4k qd1"
 
 
 @dataclass
@@ -121,29 +111,20 @@ def point_of(rec: RunRecord, by: str) -> str:
     return f"{rest} [{rec.target}]"
 
 
-def _parse_baseline(spec: str | None, by: str) -> str | None:
-    if spec is None:
-        return None
-    key, sep, value = spec.partition("=")
-    if not sep:
-        return spec
-    if key != by:
-        raise UsageError(f"--baseline {spec}: names {key!r} but the comparison is --by {by}")
-    return value
+def label_of(rec: RunRecord, by: str) -> str:
+    """The point as people read it: "randread 4k qd1", plus "[target]" when sides are not targets."""
+    if by == "target":
+        return points_mod.label(rec.point)
+    return f"{points_mod.label({k: v for k, v in rec.point.items() if k != by})} [{rec.target}]"
 
 
-def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", baseline: str | None = None,
-            margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
-            correction: str = "holm", seed: int = 0, n_boot: int | None = None) -> Analysis:
-    """`n_boot` (bootstrap resamples): default, an adaptive campaign's own (its plan's stopping
+def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
+            n_boot: int | None = None) -> Analysis:
+    """Compare every side with the baseline side, point by point, as `options` (already checked)
+    say. `n_boot` (bootstrap resamples): default, an adaptive campaign's own (its plan's stopping
     rule, so the intervals are the ones it stopped on), else stats.DEFAULT_N_BOOT."""
-    if metric not in METRICS:
-        raise UsageError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
-    if not 0 < margin < 1:
-        raise UsageError(f"--margin {margin}: expected a fraction between 0 and 1 (0.02 = 2 %)")
-    if not 0 < alpha < 1:
-        raise UsageError(f"--alpha {alpha}: expected a probability between 0 and 1")
-    m = METRICS[metric]
+    by, m, margin, alpha = options.by, options.metric, options.margin, options.alpha
+    correction, seed = options.correction, options.seed
     campaigns = [store.open_campaign(d) for d in dirs]
     confidence = 0.95
     rules = _stopping_rules(campaigns)
@@ -162,29 +143,31 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
         for rec in load_runs(campaign):
             side = side_of(rec, by, kernel)
             if side is None:
-                raise UsageError(f"--by {by}: campaign {campaign.path} has no matrix key {by!r}")
+                raise UsageError(f"--by {shorten(by)}: campaign {campaign.path} has no matrix key {shorten(by)!r}")
             records.append((rec, side, ci))
             if side not in sides:
                 sides.append(side)
     if not records:
-        raise UsageError("no finished runs in " + ", ".join(str(d) for d in dirs))
-    wanted = _parse_baseline(baseline, by)
+        raise NothingToCompare("no finished runs in " + ", ".join(str(d) for d in dirs))
+    wanted = options.baseline
     if wanted is None:
         wanted = baseline_target(campaigns[0], sides) if by == "target" else sides[0]
     if wanted not in sides:
-        raise UsageError(f"--baseline {wanted}: no such {by} (found: {', '.join(sides)})")
+        raise UsageError(f"--baseline {shorten(wanted)}: no such {by} (found: {shorten(', '.join(sides))})")
     # Points in reading order: rw as the plans list them, then bs, iodepth, numjobs … as numbers.
     rw_order: dict[str, int] = {}
     for campaign in campaigns:
         for p in campaign.plan().points:
             rw_order.setdefault(str(points_mod.normalise(p.options).get("rw", "")), len(rw_order))
     point_order: dict[str, tuple] = {}
+    labels: dict[str, str] = {}
     for rec, _, _ in records:
+        labels.setdefault(point_of(rec, by), label_of(rec, by))
         options = {k: v for k, v in rec.point.items() if k != by}
         point_order.setdefault(point_of(rec, by), (points_mod.sort_key(options, rw_order),
                                                    rec.target if by != "target" else ""))
     if len(sides) < 2:
-        raise UsageError(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
+        raise NothingToCompare(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
     comparisons = []
     empty: dict[tuple[str, str], dict[str, RunRecord]] = {}   # (point, side) -> runs without a value
     for candidate in [s for s in sides if s != wanted]:
@@ -224,7 +207,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
             if min(len(b), len(c)) < 2:  # no spread to measure: said once (UNDER_REPLICATED), not per point
                 flags.discard(UNDERPOWERED)
             results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc,
-                                       sorted(flags))
+                                       sorted(flags), labels[key])
             # rounds of different campaigns are different rounds: number them apart
             runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],
                                         [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
@@ -246,7 +229,7 @@ def analyse(dirs: list[Path], *, by: str = "target", metric: str = "iops", basel
                 for reason, where in empty_reasons.items()]
     if not any(side.points for side in comparisons):
         why = "; ".join(empty_reasons) or f"no point has runs of both {wanted} and another {by}"
-        raise UsageError(f"{m.name}: nothing to compare: {why}")
+        raise NothingToCompare(f"{m.name}: nothing to compare: {why}")
     failed = sum(store.status_counts(c).get("failed", 0) for c in campaigns)
     notes = []
     compared = [p for side in comparisons for p in side.points]

@@ -1,30 +1,22 @@
-"""Arguments and handlers of the analysis commands: compare (and plot, report when present)."""
+"""What compare, plot and report do with their parsed arguments (cli.py declares the arguments).
+
+Each handler first turns the analysis arguments into one checked `AnalysisOptions`: a bad
+value is refused here, before any campaign is read, and nothing below checks it again.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from dataclasses import replace
+
+from bench.analysis_options import AnalysisOptions
+from bench.errors import UsageError
 
 
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("compare", help="candidate vs baseline per point, with CIs and verdicts")
-    p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="campaign directories")
-    p.add_argument("--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)")
-    p.add_argument("--by", default="target", help="target | kernel | host | a matrix key (default: target)")
-    p.add_argument("--metric", default="iops",
-                   help="iops | bw | read_iops | write_iops | clat_mean | clat_p50 | clat_p99 | clat_p999")
-    p.add_argument("--margin", type=float, default=0.02, help="equivalence margin as a fraction (0.02 = ±2 %%)")
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--correction", choices=("holm", "bh"), default="holm",
-                   help="multiple-comparison correction across points")
-    p.add_argument("--format", choices=("table", "markdown", "text", "csv", "json"), default="table")
-    p.add_argument("--fail-on", choices=("slower",), help="exit 1 when any point is slower (a CI gate)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--pilot", type=Path, metavar="DIR",
-                   help="also say how many rounds each point needs for 80 %% power, from this pilot campaign")
-    add_plot(sub)
-    add_report(sub)
+def options_of(args, by: str = "target") -> AnalysisOptions:
+    """The analysis options of compare, plot and report, checked once."""
+    return AnalysisOptions.parse(metric=args.metric, margin=args.margin, alpha=args.alpha,
+                                 correction=args.correction, by=by, baseline=args.baseline, seed=args.seed)
 
 
 def _pilot_output(pilot, fmt_name: str) -> str:
@@ -47,20 +39,20 @@ def _pilot_output(pilot, fmt_name: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from bench import analysis, compare_format as fmt, sizing
-    from bench.errors import UsageError
+    from bench import analysis, sizing
+    from bench import compare_format as fmt
+    options = options_of(args, by=args.by)
     if not args.dirs and not args.pilot:
         raise UsageError("compare: give campaign directories (or --pilot DIR)")
     if args.dirs and args.pilot and args.format == "csv":
         raise UsageError("--pilot with campaign directories: use --format table, text, markdown or json "
                          "(csv holds one table)")
-    pilot = sizing.load(args.pilot, margin=args.margin, alpha=args.alpha, metric=args.metric,
-                        seed=args.seed) if args.pilot else None
+    # the pilot is sized as `compare --by target` of that campaign, at these margin, alpha and metric
+    pilot = sizing.load(args.pilot, replace(options, by="target", baseline=None)) if args.pilot else None
     if not args.dirs:
         sys.stdout.write(_pilot_output(pilot, args.format))
         return 0
-    a = analysis.analyse(args.dirs, by=args.by, metric=args.metric, baseline=args.baseline,
-                         margin=args.margin, alpha=args.alpha, correction=args.correction, seed=args.seed)
+    a = analysis.analyse(args.dirs, options)
     for line in a.warnings:
         print(f"blkcmp: warning: {line}", file=sys.stderr)
     if args.format == "table":
@@ -82,43 +74,6 @@ def cmd_compare(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------
-# plot and report
-
-
-def _add_figure_analysis_args(p) -> None:
-    """The analysis options plot and report share with compare (sides are always targets)."""
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="campaign directories")
-    p.add_argument("--baseline", help="target=NAME (default: the workload's baseline)")
-    p.add_argument("--metric", default="iops",
-                   help="metric of the ratio forest and the sample plots: iops | bw | read_iops | "
-                        "write_iops | clat_mean | clat_p50 | clat_p99 | clat_p999")
-    p.add_argument("--margin", type=float, default=0.02, help="equivalence margin as a fraction (0.02 = ±2 %%)")
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--correction", choices=("holm", "bh"), default="holm",
-                   help="multiple-comparison correction across points")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-
-
-def add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="draw every figure of one or more campaigns")
-    _add_figure_analysis_args(p)
-    p.add_argument("--out", type=Path, default=Path("plots"), metavar="DIR", help="where figures go (default: plots)")
-    p.add_argument("--format", default="png,svg", help="comma-separated: png, svg, pdf (default: png,svg)")
-
-
-def add_report(sub) -> None:
-    p = sub.add_parser("report", help="self-contained HTML report, Markdown and 72-column text")
-    _add_figure_analysis_args(p)
-    p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR",
-                   help="where report.html, report.md, report.txt and figures/ go (default: report)")
-
-
-def _analysis_args(args) -> dict:
-    return {"metric": args.metric, "baseline": args.baseline, "margin": args.margin, "alpha": args.alpha,
-            "correction": args.correction, "seed": args.seed}
-
-
 def _print_warnings(built) -> None:
     for group in built.groups:
         for line in (group.analysis.warnings if group.analysis else []):
@@ -127,8 +82,9 @@ def _print_warnings(built) -> None:
 
 def cmd_plot(args) -> int:
     from bench.plots import catalogue
+    options = options_of(args)
     formats = catalogue.parse_formats(args.format)
-    built = catalogue.build(args.dirs, **_analysis_args(args))
+    built = catalogue.build(args.dirs, options)
     _print_warnings(built)
     written = catalogue.write(built.figures, args.out, formats)
     for skipped in built.skipped:
@@ -139,7 +95,7 @@ def cmd_plot(args) -> int:
 
 def cmd_report(args) -> int:
     from bench import report
-    built = report.collect(args.dirs, **_analysis_args(args))
+    built = report.collect(args.dirs, options_of(args))
     _print_warnings(built.catalogue)
     paths = report.write(built, args.out)
     for skipped in built.catalogue.skipped:

@@ -23,8 +23,11 @@ def cmd_schema(args) -> int:
 
 def cmd_plan(args) -> int:
     from bench import campaign as camp
+    from bench.analysis_options import AnalysisOptions
     from bench.targets import Context, build_targets
 
+    # --pilot's options are checked before anything else is done
+    pilot_options = AnalysisOptions.parse(margin=args.margin, alpha=args.alpha) if args.pilot else None
     prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
     camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
@@ -40,7 +43,7 @@ def cmd_plan(args) -> int:
         print(f"wrote {len(jobs)} fio job files to {args.export_fio}/")
     if args.pilot:
         from bench import sizing
-        pilot = sizing.load(args.pilot, margin=args.margin, alpha=args.alpha)
+        pilot = sizing.load(args.pilot, pilot_options)
         plan = prepared.plan
         planned = {p.key: max(plan.rounds, plan.max_rounds) for p in plan.points}
         print()
@@ -59,7 +62,7 @@ def cmd_run(args) -> int:
     if not args.resume and not args.workload:
         raise UsageError("give a workload file (or --resume DIR)")
     kernel = args.kernel
-    if args.auto and not kernel:
+    if args.auto and not kernel and not args.resume:
         kernel = _auto_kernel(args)
     if args.resume:
         campaign = store.open_campaign(args.resume)
@@ -96,9 +99,14 @@ def cmd_run(args) -> int:
         if isinstance(exc, StorageError):
             raise StorageError(f"{exc}; {hint}") from None
         raise storage_error(exc, hint=hint) from None
+    in_guest = bool(os.environ.get("BLKCMP_VM_ACCEL"))  # the host that booted it says the rest
     if not args.quiet:
         summary.render(campaign)
+        if not in_guest:
+            summary.verdicts(campaign, warn=lambda line: print(f"blkcmp: warning: {line}", file=sys.stderr))
     print(f"results: {campaign.path}")
+    if not in_guest:
+        print("\n".join(summary.next_commands(campaign.path)))
     return 0
 
 
@@ -124,11 +132,18 @@ def _same_kernel(campaign) -> None:
 
 
 def _auto_kernel(args) -> str | None:
-    """`--auto`: the host when it has both drivers, else the VM on the 7.2 test kernel."""
-    from bench.targets import nullblk, rnull
-    if nullblk.host_available().ok and rnull.host_available().ok:
-        _say("the host has null_blk and rnull: running on the host")
+    """`--auto`: the host when it has every driver the workload names, else the VM on the 7.2
+    test kernel (whose guest has null_blk, rnull and loop)."""
+    from bench import campaign as camp
+    from bench.targets import Context, build_targets
+    workload = camp.prepare(args.workload, seed=args.seed, probe=False).workload
+    targets = build_targets(workload, Context("plan")).values()
+    missing = {t.driver: avail.reason for t in targets if not (avail := t.probe()).ok}
+    if not missing:
+        drivers = ", ".join(sorted({t.driver for t in targets}))
+        _say(f"the host has every driver of this workload ({drivers}): running on the host")
         return None
+    _say("the host lacks " + "; ".join(f"{d} ({why})" for d, why in missing.items()))
     from bench import kernels
     cached = {k.version for k in kernels.list_cached()}
     if "7.2" not in cached:
@@ -213,13 +228,16 @@ def cmd_targets(args) -> int:
     return 0
 
 
-def cmd_kernel(args) -> int:
+def cmd_kernel_build(args) -> int:
     from bench import kernels
-    if args.kernel_command == "build":
-        info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks,
-                             toolchain=args.toolchain)
-        print(f"{info.release}: {info.path}")
-        return 0
+    info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks,
+                         toolchain=args.toolchain)
+    print(f"{info.release}: {info.path}")
+    return 0
+
+
+def cmd_kernel_list(args) -> int:
+    from bench import kernels
     rows = kernels.list_cached()
     if not rows:
         print("no cached kernels (build one with `blkcmp kernel build 7.2`)")

@@ -13,7 +13,6 @@ machinery, not the drivers.
 from __future__ import annotations
 
 import html
-import math
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from pathlib import Path
 
 from bench import compare_format, store
 from bench.analysis import Analysis
+from bench.analysis_options import DEFAULTS, AnalysisOptions
 from bench.plots import catalogue as catalogue_mod
 from bench.plots import data as plot_data
-from bench.plots import style
 from bench.plots.result import Plotted
 
 TEXT_WIDTH = 72
@@ -93,8 +92,8 @@ def campaign_report(path: Path) -> CampaignReport:
         audit_sessions=campaign.sessions(), allow_differences=allow, jobs=_jobs(campaign, plan))
 
 
-def collect(dirs: list[Path], **analysis_args) -> Report:
-    cat = catalogue_mod.build(dirs, **analysis_args)
+def collect(dirs: list[Path], options: AnalysisOptions = DEFAULTS) -> Report:
+    cat = catalogue_mod.build(dirs, options)
     campaigns = [campaign_report(Path(d)) for d in dirs]
     names = list(dict.fromkeys(c.name for c in campaigns))
     title = "blkcmp report: " + ", ".join(names)
@@ -226,12 +225,6 @@ def quality_rows(a: Analysis, reading_order: list[plot_data.Point] = ()) -> list
     return rows
 
 
-def _ci_text(c) -> str:
-    if not (math.isfinite(c.ratio_ci_low) and math.isfinite(c.ratio_ci_high)):
-        return "no CI"
-    return f"{style.ratio_text(c.ratio_ci_low, c.ratio)}\u2013{style.ratio_text(c.ratio_ci_high, c.ratio)}"
-
-
 def _num(value: float, fmt: str = ".2f") -> str:
     return "-" if value is None or value != value else format(value, fmt)
 
@@ -291,34 +284,28 @@ def inline_svg(svg: str, prefix: str) -> str:
     return svg
 
 
+def _verdict_cell(r: compare_format.Row, column: str) -> str:
+    if column == compare_format.POINT:   # the label; the point's full key on hover
+        return f'<span title="{_e(r.key)}">{_e(r.label)}</span>'
+    if column == compare_format.VERDICT:
+        return f'<span class="{_e(r.verdict)}">{_e(r.verdict_text())}</span>'
+    return _e(r.cell(column))
+
+
 def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
-    a, reading_order = group.analysis, group.dataset.points
-    labels = {p.key: p.label() for p in reading_order}
-    unit = a.metric.unit
+    """compare's verdict tables (the same rows, labels and columns as every other format)."""
+    a = group.analysis
+    columns = compare_format.ALL_COLUMNS
+    numeric = {i for i, col in enumerate(columns) if col in compare_format.NUMERIC}
     parts = [f"<p class='note'><b>warning:</b> {_e(w)}</p>" for w in a.warnings]
-    for side in a.comparisons:
-        head = compare_format.header_lines(a, side)
-        parts.append(f"<h4>{_e(head[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in head[1:])}</p>")
-        rows = []
-        for p in _in_reading_order(reading_order, side):
-            c, v = p.comparison, p.verdict
-            word = v.verdict if v else "inconclusive"
-            rows.append([f'<span title="{_e(p.point)}">{_e(labels.get(p.point, p.point))}</span>',
-                         _e(f"{compare_format.si(c.baseline.mean, unit)} \u00b1 {compare_format.si(c.baseline.stdev, unit)}"),
-                         _e(f"{compare_format.si(c.candidate.mean, unit)} \u00b1 {compare_format.si(c.candidate.stdev, unit)}"),
-                         _e(style.ratio_text(c.ratio)), _e(_ci_text(c)),
-                         _e(_num(v.p_adjusted, ".3g") if v else "-"), _e(_num(v.p_equiv_adjusted, ".3g") if v else "-"),
-                         f'<span class="{word}">{_e(compare_format.verdict_word(p))}</span>',
-                         _e(", ".join(p.flags))])
-        parts.append(_table(["point", f"{side.baseline} (mean \u00b1 sd)", f"{side.candidate} (mean \u00b1 sd)",
-                             "ratio", "95 % CI", "p (adj.)", "p equiv (adj.)", "verdict", "flags"], rows,
-                            numeric={1, 2, 3, 4, 5, 6}))
-        foot = compare_format.footer_lines(side)
-        if foot:
-            parts.append("<p class='note'>" + "<br>".join(_e(x) for x in foot) + "</p>")
-        sentences = [p.verdict.sentence for p in _in_reading_order(reading_order, side) if p.verdict]
+    for t in compare_format.tables(a):
+        parts.append(f"<h4>{_e(t.header[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in t.header[1:])}</p>")
+        rows = [[_verdict_cell(r, col) for col in columns] for r in t.rows]
+        parts.append(_table([t.heading(col) for col in columns], rows, numeric=numeric))
+        if t.footer:
+            parts.append("<p class='note'>" + "<br>".join(_e(x) for x in t.footer) + "</p>")
         parts.append("<details><summary>Each verdict in words</summary><ul>"
-                     + "".join(f"<li>{_e(s)}</li>" for s in sentences) + "</ul></details>")
+                     + "".join(f"<li>{_e(r.sentence)}</li>" for r in t.rows if r.sentence) + "</ul></details>")
     return "\n".join(parts)
 
 

@@ -24,6 +24,7 @@ from bench import fio_options, stopping
 from bench.errors import UsageError, quoted
 from bench.names import MAX_CAMPAIGN_NAME, name_problem
 from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS
+from bench.stats.defaults import DEFAULT_MARGIN
 
 Scalar = Union[bool, int, float, str]
 FioValue = Union[bool, int, float, str, None]
@@ -109,7 +110,7 @@ class AdaptiveRepetitions(_Strict):
     max: int = Field(stopping.DEFAULT_MAX_ROUNDS, ge=2, le=MAX_ROUNDS)
     target_ci: float = Field(stopping.DEFAULT_TARGET_CI, gt=0, lt=1, allow_inf_nan=False,
                              description="relative half-width of the ratio CI")
-    margin: float = Field(0.02, gt=0, lt=1, allow_inf_nan=False,
+    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1, allow_inf_nan=False,
                           description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")

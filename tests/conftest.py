@@ -185,3 +185,19 @@ def fio_servers(count: int, directory: Path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
             proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------------
+# Golden outputs
+
+
+GOLDEN = REPO / "tests" / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    """`text` must equal tests/golden/NAME; BLKCMP_UPDATE_GOLDEN=1 rewrites the file instead (then
+    read the diff: the change must be the one intended)."""
+    path = GOLDEN / name
+    if os.environ.get("BLKCMP_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from its golden output (BLKCMP_UPDATE_GOLDEN=1 rewrites it)"

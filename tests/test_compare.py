@@ -11,6 +11,7 @@ import copy
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,14 +100,37 @@ def test_known_shift_equivalence_and_formats(tmp_path, template):
 
 
 def test_latency_direction_wording(tmp_path, template):
-    camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000}, "rnull": {1: 105_000}})
-    # clat in the template is the same for every run: a latency comparison of identical values
-    # must not claim a difference.
+    # Lower is better for latency: rnull's mean completion latency 5 % below null_blk's must read as
+    # rnull *faster* (ratio ~0.952 < 1), and as null_blk *slower* with the sides swapped. (Identical
+    # latencies, as this test once used, pass whatever the direction logic does.)
+    rng = np.random.default_rng(8)
+    files = []
+    for rep in range(10):
+        for target, latency in (("null_blk", 20_000.0), ("rnull", 19_000.0)):
+            doc = fake_run(template, target, 100_000.0)
+            doc["jobs"][0]["read"]["clat_ns"]["mean"] = float(rng.normal(latency, 0.005 * latency))
+            path = tmp_path / f"lat-{target}-{rep}.json"
+            path.write_text(json.dumps(doc))
+            files.append(str(path))
+    camp = tmp_path / "latency"
+    assert blkcmp("ingest", *files, "--into", str(camp)).returncode == 0
     res = blkcmp("compare", str(camp), "--metric", "clat_mean", "--format", "json")
+    assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["higher_is_better"] is False
-    assert all(p["verdict"]["verdict"] != "slower" and p["verdict"]["verdict"] != "faster"
-               for p in doc["comparisons"][0]["points"])
+    (point,) = doc["comparisons"][0]["points"]
+    assert point["comparison"]["ratio"] == pytest.approx(0.95, abs=0.005)
+    assert point["verdict"]["verdict"] == "faster" and point["verdict"]["beyond_margin"]
+    # the sentence speaks of speed: 20 / 19 = 1.053 × faster, not "0.95 × faster"
+    assert re.match(r"rnull is 1\.0[45]\d* ± [\d.]+ × faster than null_blk ", point["verdict"]["sentence"])
+    swapped = json.loads(blkcmp("compare", str(camp), "--metric", "clat_mean", "--baseline", "target=rnull",
+                                "--format", "json").stdout)
+    (other,) = swapped["comparisons"][0]["points"]
+    assert other["verdict"]["verdict"] == "slower" and other["comparison"]["ratio"] == pytest.approx(1.053, abs=0.006)
+    assert re.match(r"null_blk is 1\.0[45]\d* ± [\d.]+ × slower than rnull ", other["verdict"]["sentence"])
+    # IOPS are identical in these runs: no difference is claimed on them
+    iops = json.loads(blkcmp("compare", str(camp), "--format", "json").stdout)
+    assert iops["comparisons"][0]["points"][0]["verdict"]["verdict"] in ("equivalent", "inconclusive")
 
 
 def test_compare_by_kernel_across_campaigns(tmp_path, template):

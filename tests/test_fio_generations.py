@@ -370,14 +370,14 @@ def test_reindexing_an_ingested_failed_run_keeps_its_jobs_and_error(tmp_path, en
 
 
 GOLDEN_COMPARE_TEXT = """new vs old (baseline), mean completion latency (lower is better)
-ratio = new/old; margin ±2%, alpha 0.05, Holm across 1 points
+ratio = new/old; margin ±2 %, alpha 0.05, Holm across 1 points
 kernel unknown
 one run per target at every point: ingest or run repetitions to get
   confidence intervals
 1 failed run(s) excluded from every statistic (blkcmp export shows their
   errors)
-point                     old      new  ratio      95% CI verdict
-randread 4k qd1 j1     67.1µs   98.8µs  1.473         --- inconclusive
+point                 old    new ratio 95 % CI verdict
+randread 4k qd1 j1 67.1µs 98.8µs 1.473   no CI inconclusive
 geomean ratio 1.473 (no CI: one run (or round) per point: the points are
   different workloads, not repetitions)
 points: 0 faster, 0 slower, 0 equivalent, 1 inconclusive (0 beyond the

@@ -15,9 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import analysis as analysis_mod
+from bench.analysis_options import DEFAULTS, AnalysisOptions
 from bench.errors import UsageError
-from bench.plots import (cpu, data, forest, latency, layout, overtime, samples, scaling, style, throughput,
-                         trend)
+from bench.plots import (
+    cpu,
+    data,
+    forest,
+    latency,
+    layout,
+    overtime,
+    samples,
+    scaling,
+    style,
+    throughput,
+    trend,
+)
 from bench.plots.result import Plotted, Skipped
 
 FORMATS = ("png", "svg", "pdf")
@@ -84,21 +96,17 @@ def group_figures(group: KernelGroup) -> list[Plotted | Skipped]:
     return out
 
 
-def build(dirs: list[Path], *, metric: str = "iops", baseline: str | None = None, margin: float = 0.02,
-          alpha: float = 0.05, correction: str = "holm", seed: int = 0) -> Catalogue:
-    everything = data.load(dirs, baseline=baseline)
+def build(dirs: list[Path], options: AnalysisOptions = DEFAULTS) -> Catalogue:
+    """Every figure of these campaigns, each kernel's analysed as `compare --by target` would."""
+    everything = data.load(dirs, baseline=options.baseline)
     if not everything.records:
         raise UsageError("no finished runs in " + ", ".join(str(d) for d in dirs))
     groups = []
     for kernel, ds in data.by_kernel(everything):
         try:
-            a = analysis_mod.analyse([c.path for c in ds.campaigns], by="target", metric=metric,
-                                     baseline=ds.baseline, margin=margin, alpha=alpha,
-                                     correction=correction, seed=seed)
+            a = analysis_mod.analyse([c.path for c in ds.campaigns], options.with_baseline(ds.baseline))
             groups.append(KernelGroup(kernel, ds, a))
-        except UsageError as exc:
-            if "--metric" in str(exc) or "--margin" in str(exc) or "--alpha" in str(exc):
-                raise
+        except analysis_mod.NothingToCompare as exc:  # said in place of this kernel's verdicts
             groups.append(KernelGroup(kernel, ds, None, str(exc)))
     catalogue = Catalogue(everything, groups)
     several = len(groups) > 1

@@ -18,6 +18,8 @@ from bench.analysis import Analysis, SideComparison
 from bench.plots import style
 from bench.plots.data import Dataset, Point
 from bench.plots.result import Plotted, Skipped
+from bench.stats.defaults import CORRECTIONS
+from bench.units import margin_text, ratio_ci_text, ratio_text
 
 ROW_IN = 0.24
 TALL_ROWS = 30
@@ -53,10 +55,9 @@ def _right_label(row: dict) -> str:
         return ""
     if not math.isfinite(row["ratio"]):
         return "no ratio"
-    ci = (f" ({style.ratio_text(row['ci_low'], row['ratio'])}\u2013{style.ratio_text(row['ci_high'], row['ratio'])})"
-          if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]) else " (no CI)")
+    ci = f" ({ratio_ci_text(row['ci_low'], row['ci_high'], row['ratio'])})"
     beyond = ", beyond margin" if row["beyond_margin"] else ""
-    return f"{style.ratio_text(row['ratio'])}{ci} {row['verdict']}{beyond}"
+    return f"{ratio_text(row['ratio'])}{ci} {row['verdict']}{beyond}"
 
 
 def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
@@ -113,7 +114,7 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
                 ax.tick_params(axis="x", labeltop=True, top=True)
             ax.set_xlabel(f"{analysis.metric.label} ratio {side.candidate} / {side.baseline} (log scale)")
             ax.set_title(f"{side.candidate} vs {side.baseline}", loc="left")
-        handles = [Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"\u00b1{analysis.margin:.0%} equivalence margin"),
+        handles = [Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"{margin_text(analysis.margin)} equivalence margin"),
                    Line2D([], [], color="#555555", linewidth=1.8, label="95 % CI")]
         handles += [Line2D([], [], marker=m, color="#555555", linestyle="none",
                            markerfacecolor="white" if word == "inconclusive" else "#555555", label=word)
@@ -121,7 +122,7 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
         style.legend(fig, handles, fontsize=7.5,
                    handlelength=1.4, columnspacing=1.0)
         better = "higher" if analysis.metric.higher_is_better else "lower"
-        correction = "Holm" if analysis.correction == "holm" else "Benjamini-Hochberg"
+        correction = CORRECTIONS[analysis.correction]
         n = style.n_text([r[k] for r in data for k in ("n_baseline", "n_candidate")], "rounds")
         style.stamp(fig, [
             f"ratio of means; {better} is better \u00b7 CI: hull of bootstrap over rounds and Fieller "
@@ -132,7 +133,7 @@ def ratio_forest(analysis: Analysis, dataset: Dataset) -> Plotted | Skipped:
         name=f"forest-{analysis.metric.name}",
         title=f"Ratio forest: {candidates} / {sides[0].baseline}, {analysis.metric.label}",
         caption=(f"Each row is one point: the ratio of mean {analysis.metric.label} (candidate / baseline) "
-                 f"with its 95 % confidence interval; the grey band is the \u00b1{analysis.margin:.0%} "
+                 f"with its 95 % confidence interval; the grey band is the {margin_text(analysis.margin)} "
                  "equivalence margin, the marker shape the verdict (faster/slower: a significant difference; "
                  "\u201cbeyond margin\u201d: its whole CI lies outside the band)."),
         figure=fig, data=data)

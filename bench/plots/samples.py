@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from bench.plots import layout, style
 from bench.plots.data import Dataset, Point
 from bench.plots.result import Plotted, Skipped
+from bench.stats.defaults import DEFAULT_MARGIN
 
 VIOLIN_MIN_N = 10
 PANELS_PER_PAGE = 16
@@ -108,7 +109,7 @@ def run_order(dataset: Dataset, column: str = "iops", label: str = "IOPS") -> Pl
     with style.rc_context():
         fig = style.new_figure(3.6, footer_lines=2, banner=dataset.emulated_label is not None)
         ax = fig.subplots()
-        limits = style.ratio_limits([d["relative"] for d in data], margin=0.02)
+        limits = style.ratio_limits([d["relative"] for d in data], margin=DEFAULT_MARGIN)
         style.ratio_axis(ax, limits, axis="y")
         for target in dataset.targets:
             mine = [d for d in data if d["target"] == target]

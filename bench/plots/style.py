@@ -11,8 +11,6 @@ printed on the figure itself, because figures travel without their captions.
 from __future__ import annotations
 
 import math
-
-from bench.units import si
 import textwrap
 from collections.abc import Iterable, Sequence
 
@@ -22,6 +20,9 @@ matplotlib.use("Agg")  # files only: never a display, never a GUI toolkit
 
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator  # noqa: E402
+
+from bench.stats.defaults import DEFAULT_MARGIN
+from bench.units import si
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -199,7 +200,7 @@ _NICE_STEPS = (0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5)
 _DECADE_TICKS = (1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def ratio_limits(ratios: Iterable[float], bounds: Iterable[float] = (), margin: float = 0.02) -> tuple[float, float]:
+def ratio_limits(ratios: Iterable[float], bounds: Iterable[float] = (), margin: float = DEFAULT_MARGIN) -> tuple[float, float]:
     """Limits symmetric around 1 in log space, always showing twice the equivalence margin.
 
     Every ratio is shown; CI bounds widen the axis by at most one more decade, so one wild
@@ -256,17 +257,6 @@ def ratio_axis(ax, limits: tuple[float, float], *, axis: str = "x") -> None:
 def equivalence_band(ax, margin: float, *, axis: str = "x", label: str | None = None) -> None:
     span = ax.axvspan if axis == "x" else ax.axhspan
     span(1.0 - margin, 1.0 + margin, color=BAND_COLOUR, alpha=0.45, linewidth=0, zorder=0, label=label)
-
-
-def ratio_text(value: float, like: float | None = None) -> str:
-    """Ratios near 1 need three decimals (1.048, not 1.05); far from 1, three digits do.
-
-    `like` picks the format from another number (a CI bound formatted like its ratio).
-    """
-    if value is None or not math.isfinite(value):
-        return "-"
-    ref = value if like is None or not math.isfinite(like) else like
-    return f"{value:.3f}" if 0.1 <= ref < 10 else f"{value:.3g}"
 
 
 def n_text(counts: Iterable[int], unit: str = "runs") -> str:

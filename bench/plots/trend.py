@@ -18,6 +18,7 @@ from bench.analysis import Analysis
 from bench.plots import style
 from bench.plots.data import Dataset
 from bench.plots.result import Plotted, Skipped
+from bench.units import margin_text
 
 SPREAD = 0.32   # half-width of a kernel's slot used by the per-point ratios
 
@@ -83,7 +84,7 @@ def kernel_trend(per_kernel: list[tuple[str, Analysis]], dataset: Dataset) -> Pl
                           label=f"{c} / {baseline}: geomean, 95 % CI") for c in candidates]
         handles += [Line2D([], [], color="#777777", marker="o", alpha=0.5, linestyle="none", markersize=3.5,
                            label="single points"),
-                    Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"\u00b1{first.margin:.0%} margin")]
+                    Patch(color=style.BAND_COLOUR, alpha=0.45, label=f"{margin_text(first.margin)} margin")]
         style.legend(fig, handles)
         style.stamp(fig, ["each kernel analysed on its own; geomean over points with a log-t 95 % CI "
                           "(spread between points included) \u00b7 faint: each point's ratio and CI",

@@ -21,7 +21,8 @@ _HOMES = {
                  "adaptive_decision", "sequential_confidence"),
     "aggregate": ("AcrossPoints", "PointRuns", "summarize_points"),
     "bootstrap": ("DEFAULT_N_BOOT",),
-    "compare": ("DEFAULT_ALPHA", "DEFAULT_MARGIN", "Comparison", "compare"),
+    "compare": ("Comparison", "compare"),
+    "defaults": ("CORRECTIONS", "DEFAULT_ALPHA", "DEFAULT_CORRECTION", "DEFAULT_MARGIN"),
     "correction": ("adjust_pvalues",),
     "describe": ("Summary", "describe"),
     "fieller": ("fieller_from_samples", "fieller_interval"),
@@ -62,8 +63,10 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AcrossPoints",
+    "CORRECTIONS",
     "Comparison",
     "DEFAULT_ALPHA",
+    "DEFAULT_CORRECTION",
     "DEFAULT_MARGIN",
     "DEFAULT_MAX_ROUNDS",
     "DEFAULT_MIN_ROUNDS",

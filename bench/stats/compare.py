@@ -45,8 +45,8 @@ from .rank import cliffs_delta, hodges_lehmann
 from .sessions import SessionLevel, session_level
 from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
 
-DEFAULT_MARGIN = 0.02
-DEFAULT_ALPHA = 0.05
+from .defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
+
 DEFAULT_POWER = 0.8
 
 # A bootstrap interval narrower than this (relative to the ratio) means no variability was seen.

@@ -13,10 +13,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-METHODS = ("holm", "bh")
+from .defaults import CORRECTIONS, DEFAULT_CORRECTION
+
+METHODS = tuple(CORRECTIONS)
 
 
-def adjust_pvalues(pvalues: Iterable[float], method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvalues: Iterable[float], method: str = DEFAULT_CORRECTION) -> np.ndarray:
     """Adjusted p-values, in the input order; compare them with alpha directly."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")

@@ -25,6 +25,8 @@ import math
 import numpy as np
 from scipy import optimize, special
 
+from .defaults import DEFAULT_ALPHA
+
 DEFAULT_POWER = 0.8
 
 
@@ -39,7 +41,7 @@ def _usable(se: float, df: float) -> bool:
     return math.isfinite(se) and se > 0 and (math.isfinite(df) or df == math.inf) and df > 0
 
 
-def power_difference(shift: float, se: float, df: float, *, alpha: float = 0.05) -> float:
+def power_difference(shift: float, se: float, df: float, *, alpha: float = DEFAULT_ALPHA) -> float:
     """Probability that the two-sided t-test at `alpha` rejects when the true relative difference is `shift`."""
     _check(alpha)
     if not _usable(se, df):
@@ -59,7 +61,7 @@ def power_difference(shift: float, se: float, df: float, *, alpha: float = 0.05)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(128)
 
 
-def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0, alpha: float = 0.05) -> float:
+def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0, alpha: float = DEFAULT_ALPHA) -> float:
     """Probability that the ratio TOST (alpha/2 per side) shows equivalence within ±margin at a true `shift`."""
     _check(alpha)
     if not 0.0 < margin < 1.0:
@@ -90,7 +92,7 @@ def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0
 
 
 def minimum_detectable_effect(
-    relative_se: float, *, df: float = math.inf, alpha: float = 0.05, power: float = DEFAULT_POWER
+    relative_se: float, *, df: float = math.inf, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER
 ) -> float:
     """Smallest relative difference the verdict calls faster/slower with probability `power`.
 
@@ -107,7 +109,7 @@ def minimum_detectable_effect(
 
 
 def rounds_for_power(
-    unit_sd: float, margin: float, *, paired: bool = True, alpha: float = 0.05, power: float = DEFAULT_POWER,
+    unit_sd: float, margin: float, *, paired: bool = True, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
     max_rounds: int = 10_000,
 ) -> tuple[int, int]:
     """Rounds a point needs for `power` at the margin: (to call a ±margin shift faster/slower,

@@ -28,9 +28,12 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bench.units import margin_text, percent
+
 from ._json import JsonDataclass
 from .compare import Comparison
 from .correction import adjust_pvalues
+from .defaults import CORRECTIONS, DEFAULT_CORRECTION
 from .significance import ratio_tost_from_moments
 
 FASTER = "faster"
@@ -38,8 +41,6 @@ SLOWER = "slower"
 EQUIVALENT = "equivalent"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (FASTER, SLOWER, EQUIVALENT, INCONCLUSIVE)
-
-_METHOD_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,6 @@ def _decimals(halfwidth: float) -> int:
     return int(min(4, max(2, math.ceil(-math.log10(halfwidth)))))
 
 
-def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
-
-
 def _factor_sentence(
     word: str, factor: float, low: float, high: float, confidence: float, candidate: str, baseline: str
 ) -> str:
@@ -83,7 +80,7 @@ def _factor_sentence(
     d = _decimals(halfwidth)
     return (
         f"{candidate} is {factor:.{d}f} ± {halfwidth:.{d}f} × {word} than {baseline} "
-        f"({_percent(confidence)} CI {low:.{d}f}-{high:.{d}f})"
+        f"({percent(confidence)} CI {low:.{d}f}-{high:.{d}f})"
     )
 
 
@@ -91,7 +88,7 @@ def _ratio_text(c: Comparison, candidate: str, baseline: str) -> str:
     d = max(3, _decimals((c.ratio_ci_high - c.ratio_ci_low) / 2.0))
     text = f"{candidate}/{baseline} = {c.ratio:.{d}f}" if math.isfinite(c.ratio) else "no ratio"
     if math.isfinite(c.ratio_ci_low) and math.isfinite(c.ratio_ci_high):
-        text += f" ({_percent(c.confidence)} CI {c.ratio_ci_low:.{d}f}-{c.ratio_ci_high:.{d}f})"
+        text += f" ({percent(c.confidence)} CI {c.ratio_ci_low:.{d}f}-{c.ratio_ci_high:.{d}f})"
     return text
 
 
@@ -104,7 +101,7 @@ def _classify(
     margin: float, correction: str,
 ) -> tuple[str, str]:
     low, high = c.ratio_ci_low, c.ratio_ci_high
-    band = f"±{_percent(margin)} margin"
+    band = f"{margin_text(margin)} margin"
     p_text = _p_text(p_adj, correction)
     q_text = _p_text(p_equiv_adj, correction, "TOST p")
     if c.ci_problem:
@@ -133,7 +130,7 @@ def _classify(
 
 def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant: bool,
               candidate: str, baseline: str) -> str:
-    band = f"±{_percent(margin)} margin"
+    band = f"{margin_text(margin)} margin"
     if word in (FASTER, SLOWER):
         # speed factor > 1 means "candidate better"; latency ratios are inverted
         if c.higher_is_better:
@@ -148,7 +145,7 @@ def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant
     ratio = _ratio_text(c, candidate, baseline)
     if word == EQUIVALENT:
         tail = " (a significant but negligible difference)" if significant else ""
-        return f"{candidate} and {baseline} are equivalent within ±{_percent(margin)}: {ratio}{tail}"
+        return f"{candidate} and {baseline} are equivalent within {margin_text(margin)}: {ratio}{tail}"
     return f"inconclusive: {ratio}"
 
 
@@ -163,7 +160,7 @@ def _tost_at(c: Comparison, margin: float) -> float:
 def decide(
     comparisons: Mapping[Hashable, Comparison] | Sequence[Comparison],
     *,
-    method: str = "holm",
+    method: str = DEFAULT_CORRECTION,
     margin: float | None = None,
     alpha: float | None = None,
     baseline_name: str = "null_blk",
@@ -185,7 +182,7 @@ def decide(
         raise ValueError("margin must be in (0, 1)")
     p_equiv = [c.p_equiv if m == c.margin else _tost_at(c, m) for (_, c), m in zip(items, margins)]
     adjusted_equiv = adjust_pvalues(p_equiv, method=method)
-    correction = _METHOD_NAMES[method]
+    correction = CORRECTIONS[method]
     verdicts = []
     for (key, c), point_margin, p_eq, p_adj, p_eq_adj in zip(items, margins, p_equiv, adjusted, adjusted_equiv):
         point_alpha = c.alpha if alpha is None else float(alpha)
