@@ -139,15 +139,3 @@ def sorted_keys(points: Iterable[Mapping[str, Any]]) -> list[str]:
         rw_order.setdefault(str(normalise(p).get("rw", "")), len(rw_order))
     unique = {key_of(p): p for p in points}
     return sorted(unique, key=lambda k: sort_key(unique[k], rw_order))
-
-
-# How the layout keys appear in a label; any other option appears as key=value.
-_LABEL_FORMS = {"rw": "{}", "bs": "{}", "iodepth": "qd{}", "numjobs": "j{}"}
-
-
-def label(options: Mapping[str, Any], without: Iterable[str] = ()) -> str:
-    """The point for people, as every table and figure shows it: 'randread 4k qd8 j2' (other
-    options as key=value, in the point's own order); keys in `without` left out."""
-    skip = set(without)
-    parts = [_LABEL_FORMS.get(k, f"{k}={{}}").format(v) for k, v in options.items() if k not in skip]
-    return " ".join(parts) or "default"

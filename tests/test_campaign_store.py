@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from bench import analysis, stats, stopping, store
+from bench.analysis_options import AnalysisOptions
 from bench.errors import UsageError
 from bench.plots import data as plot_data
 from bench.plots import specimen
@@ -182,7 +183,8 @@ def test_a_baseline_without_runs_is_an_error_everywhere(campaign):
     with pytest.raises(UsageError, match=message):
         plot_data.load([campaign.path], with_bins=False)
     # asked for explicitly, it is honoured by both
-    assert analysis.analyse([campaign.path], baseline="target=loop", n_boot=200).baseline == "loop"
+    options = AnalysisOptions.parse(baseline="target=loop")
+    assert analysis.analyse([campaign.path], options, n_boot=200).baseline == "loop"
     assert plot_data.load([campaign.path], baseline="target=loop", with_bins=False).baseline == "loop"
 
 
@@ -279,7 +281,7 @@ def test_stopping_and_reporting_see_the_same_interval(campaign):
     plan.stopping = rule
     campaign.save_plan(plan)
     decision = stopping.evaluate(rule, campaign.plan(), load_runs(campaign))
-    a = analysis.analyse([campaign.path], baseline="target=null_blk")
+    a = analysis.analyse([campaign.path], AnalysisOptions.parse(baseline="target=null_blk"))
     assert a.confidence == rule.confidence
     widths = {(side.candidate, p.point): p.comparison.ratio_ci_halfwidth for side in a.comparisons
               for p in side.points}
