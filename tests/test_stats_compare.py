@@ -151,7 +151,10 @@ def test_pairing_cancels_a_shared_round_effect():
     rounds = list(range(12))
     paired = compare(base, cand, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True)
     independent = compare(base, cand, higher_is_better=True)
-    width = lambda c: c.ratio_ci_high - c.ratio_ci_low  # noqa: E731
+
+    def width(c):
+        return c.ratio_ci_high - c.ratio_ci_low
+
     assert paired.paired and not independent.paired
     assert width(paired) < width(independent) / 4
     assert paired.ratio_ci_low > 1.02  # the 3 % shows through the drift only when paired

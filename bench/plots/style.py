@@ -11,8 +11,6 @@ printed on the figure itself, because figures travel without their captions.
 from __future__ import annotations
 
 import math
-
-from bench.units import si
 import textwrap
 from collections.abc import Iterable, Sequence
 
@@ -20,8 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never a display, never a GUI toolkit
 
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -145,11 +143,6 @@ def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) 
 
 # ------------------------------------------------------------------------------------------
 # Units
-
-
-def si_text(value: float, unit: str = "") -> str:
-    """1234567 -> '1.23M'; with unit 'B/s' -> '1.18 GiB/s' (bytes in binary prefixes)."""
-    return si(value, unit)
 
 
 class SIFormatter(Formatter):

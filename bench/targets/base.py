@@ -14,7 +14,6 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.targets import state
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -89,8 +88,3 @@ class Target(abc.ABC):
 
     def resource_name(self) -> str:
         return f"blkcmp-{self.context.campaign_id}-{self.name}"
-
-
-def registered(kind: str, data: dict) -> str:
-    """Record a resource about to be created; returns its state-file id."""
-    return state.register(kind, data)
