@@ -15,8 +15,10 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +29,12 @@ from bench.errors import RunError
 
 DIRECTIONS = ("read", "write", "trim", "mixed")
 FIO = os.environ.get("BLKCMP_FIO", "fio")
+# Test-only seam: a program run in place of fio for measured runs (`run`) and nothing else (fio's
+# option table and --parse-only still come from the real fio). The test suite points it at
+# tests/fake_fio.py, which writes a recorded json+ document, to reach failure paths whose timing
+# a real fio cannot be made to hit (a run failing mid-campaign, a target changed under a run).
+# Never set outside the tests: its runs measure nothing.
+FAKE_FIO_ENV = "BLKCMP_TEST_FAKE_FIO"
 
 
 class FioParseError(ValueError):
@@ -142,6 +150,8 @@ class Invocation:
     elapsed_s: float
     stderr: str
     stdout: str
+    # fio's own cost: CPU seconds and peak RSS of fio and of the job processes it waited for
+    usage: dict[str, float] | None = None
 
 
 def utc_now() -> str:
@@ -152,9 +162,10 @@ def command(job_path: Path, output_path: Path, fio: str = FIO) -> list[str]:
     return [fio, "--output-format=json+", f"--output={output_path}", str(job_path)]
 
 
-def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
+def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None = None,
         extra_args: list[str] | None = None) -> Invocation:
     """Run fio on one job file; fio's JSON goes to output_path. Ctrl-C stops fio too."""
+    fio = fio or os.environ.get(FAKE_FIO_ENV) or FIO
     # fio runs in the job's directory: relative paths (the default results/) would miss.
     job_path, output_path = Path(job_path).absolute(), Path(output_path).absolute()
     cmd = command(job_path, output_path, fio)
@@ -172,28 +183,67 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     rid = state.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
     proc = None
-    try:
-        with procs.stop_signals_held() as mask:
-            try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        cwd=job_path.parent, start_new_session=True,
-                                        preexec_fn=lambda: _in_child(mask))
-            except FileNotFoundError:
-                raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
-            record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
-            state.update(rid, record)
+    # Files, not pipes: fio is reaped by wait4 below (for its resource usage), not by
+    # communicate(), so nothing may block on a full pipe meanwhile.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}") from None
-    except BaseException:
-        if proc is not None:
-            _stop(proc, record)
-        raise
+            with procs.stop_signals_held() as mask:
+                try:
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=job_path.parent,
+                                            start_new_session=True, preexec_fn=lambda: _in_child(mask))
+                except FileNotFoundError:
+                    raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+                record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
+                state.update(rid, record)
+            if (reaped := _reap(proc, timeout_s)) is None:
+                raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}")
+            proc.returncode, usage = reaped
+        except BaseException:
+            if proc is not None:
+                _stop(proc, record)
+            raise
+        finally:
+            if not state.processes_left(record):
+                state.forget(rid)
+        stdout, stderr = (_text(f) for f in (out, err))
+    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout,
+                      usage)
+
+
+def _text(file) -> str:
+    file.seek(0)
+    return file.read().decode("utf-8", errors="replace")
+
+
+def _reap(proc: subprocess.Popen, timeout_s: float) -> tuple[int, dict[str, float]] | None:
+    """Wait for fio to exit and reap it with wait4: (exit code, its resource usage), or None
+    after timeout_s (fio still running).
+
+    The usage is the kernel's own accounting of fio and of every job process fio waited for
+    (user and system CPU seconds, peak RSS). psutil cannot give it: it reads live processes
+    only, and fio's job processes are gone before fio exits."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        exited = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel before 5.3: poll instead
+        exited = None
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status), {
+                    "user_s": round(usage.ru_utime, 6), "system_s": round(usage.ru_stime, 6),
+                    "max_rss_kib": usage.ru_maxrss}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if exited is not None:
+                select.select([exited], [], [], left)
+            else:
+                time.sleep(min(0.02, left))
     finally:
-        if not state.processes_left(record):
-            state.forget(rid)
-    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
+        if exited is not None:
+            os.close(exited)
 
 
 def _stop(proc: subprocess.Popen, record: dict) -> None:
