@@ -180,6 +180,7 @@ def test_rounds_for_one_side_only_or_too_few_in_common_fall_back_to_independent(
     assert not c.paired
 
 
+@pytest.mark.slow
 def test_hull_keeps_nominal_coverage_at_four_rounds():
     # a bootstrap alone cannot reach beyond the data's range: at n = 4 it covers ~88 %
     rng = np.random.default_rng(44)
