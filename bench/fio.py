@@ -18,12 +18,12 @@ import re
 import select
 import signal
 import subprocess
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench.errors import RunError
 
@@ -183,36 +183,52 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
     rid = state.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
     proc = None
-    # Files, not pipes: fio is reaped by wait4 below (for its resource usage), not by
-    # communicate(), so nothing may block on a full pipe meanwhile.
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            with procs.stop_signals_held() as mask:
-                try:
-                    proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=job_path.parent,
-                                            start_new_session=True, preexec_fn=lambda: _in_child(mask))
-                except FileNotFoundError:
-                    raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
-                record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
-                state.update(rid, record)
-            if (reaped := _reap(proc, timeout_s)) is None:
-                raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}")
-            proc.returncode, usage = reaped
-        except BaseException:
-            if proc is not None:
-                _stop(proc, record)
-            raise
-        finally:
-            if not state.processes_left(record):
-                state.forget(rid)
-        stdout, stderr = (_text(f) for f in (out, err))
-    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout,
+    try:
+        with procs.stop_signals_held() as mask:
+            try:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        cwd=job_path.parent, start_new_session=True,
+                                        preexec_fn=lambda: _in_child(mask))
+            except FileNotFoundError:
+                raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
+            record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
+            state.update(rid, record)
+        # fio is reaped by wait4 (for its resource usage), not by communicate(): its output is
+        # read meanwhile, so it never blocks on a full pipe.
+        stdout, stderr = _drain(proc.stdout), _drain(proc.stderr)
+        if (reaped := _reap(proc, timeout_s)) is None:
+            raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}")
+        proc.returncode, usage = reaped
+    except BaseException:
+        if proc is not None:
+            _stop(proc, record)
+        raise
+    finally:
+        if not state.processes_left(record):
+            state.forget(rid)
+    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr(), stdout(),
                       usage)
 
 
-def _text(file) -> str:
-    file.seek(0)
-    return file.read().decode("utf-8", errors="replace")
+def _drain(stream) -> Callable[[], str]:
+    """Read a pipe to its end in a thread; the returned function gives what was read.
+
+    It waits a little for the end (fio's job processes, which share the pipe, are gone once fio
+    has exited) and otherwise gives what came so far."""
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        with stream:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=read, name="fio-output", daemon=True)
+    reader.start()
+
+    def text() -> str:
+        reader.join(timeout=10)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+    return text
 
 
 def _reap(proc: subprocess.Popen, timeout_s: float) -> tuple[int, dict[str, float]] | None:
