@@ -134,7 +134,8 @@ def frequencies_mhz() -> list[dict[str, float | None]]:
 
 
 def memory() -> dict[str, int]:
-    vm, swap = require_psutil().virtual_memory(), require_psutil().swap_memory()
+    ps = require_psutil()
+    vm, swap = ps.virtual_memory(), ps.swap_memory()
     return {"total_bytes": vm.total, "available_bytes": vm.available, "swap_total_bytes": swap.total}
 
 

@@ -180,11 +180,13 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
     from bench.targets import state
     record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
               "after": time.time()}
-    rid = state.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
-    proc = None
+    rid, proc = None, None
     try:
+        # Stop signals held from the record on and while it is forgotten: a Ctrl-C landing
+        # between the two steps of either would leave a record of a fio that never ran.
         with procs.stop_signals_held() as mask:
+            rid = state.register("processes", record)
             try:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         cwd=job_path.parent, start_new_session=True,
@@ -204,8 +206,9 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
             _stop(proc, record)
         raise
     finally:
-        if not state.processes_left(record):
-            state.forget(rid)
+        with procs.stop_signals_held():
+            if rid is not None and not state.processes_left(record):
+                state.forget(rid)
     return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr(), stdout(),
                       usage)
 
