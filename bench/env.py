@@ -1,10 +1,16 @@
-"""The environment a measurement was taken in, and per-run CPU accounting from /proc.
+"""The environment a measurement was taken in, and per-run CPU accounting.
 
 `snapshot()` records what decides a block benchmark's numbers (kernel release and config, CPU,
-governor, boost, SMT, mitigations, clocksource, fio and Python versions, blkcmp version and git
-commit, virtualisation). `cpu_counters()` reads /proc/stat and /proc/softirqs; the difference
-of two readings around a run (`cpu_delta`) shows completion work (softirq, IPIs) that fio's own
-usr/sys CPU figures cannot see.
+per-CPU frequencies, governor, boost, SMT, mitigations, clocksource, memory, boot time, fio and
+Python versions, blkcmp version and git commit, virtualisation). `cpu_counters()` reads the
+machine's CPU times per CPU (user … softirq, steal), each CPU's frequency, available memory and
+the per-vector softirq counts; the difference of two readings around a run (`cpu_delta`) shows
+completion work (softirq, IPIs) that fio's own usr/sys CPU figures cannot see.
+
+CPU times, frequencies, memory and boot time come from psutil (the same /proc/stat jiffies as
+before, converted back to jiffies so `cpu.json` keeps its format and its numbers); what psutil
+does not read (the kernel's .config, /proc/softirqs per vector, governors, mitigations, the CPU
+model) is read here.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import platform
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import bench
 from bench import fio
+from bench.errors import RunError
 from bench.releases import parse_config
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -28,6 +36,18 @@ KEY_CONFIG = ("CONFIG_BLK_DEV_NULL_BLK", "CONFIG_BLK_DEV_RUST_NULL", "CONFIG_RUS
               "CONFIG_PREEMPT", "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_DYNAMIC",
               "CONFIG_PREEMPT_LAZY", "CONFIG_HZ", "CONFIG_KASAN", "CONFIG_LOCKDEP",
               "CONFIG_DEBUG_KERNEL", "CONFIG_IO_URING")
+
+
+def require_psutil():
+    """psutil, or a one-line error saying how to get it (it is a dependency of blkcmp; a VM guest
+    runs blkcmp with its root's python3, whose package list includes python3-psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        raise RunError("psutil is missing (blkcmp reads processes, CPU times, memory and boot time through it): "
+                       "`pip install psutil`, or `apt-get install python3-psutil` for the system "
+                       "python3 a VM guest uses") from None
+    return psutil
 
 
 def _read(path: Path | str, default: str | None = None) -> str | None:
@@ -97,8 +117,32 @@ def virtualization() -> str:
         return "vm" if " hypervisor" in flags else "unknown"
 
 
+def frequencies_mhz() -> list[dict[str, float | None]]:
+    """Each CPU's current, minimum and maximum frequency in MHz, as psutil reads them (cpufreq in
+    sysfs, else /proc/cpuinfo's "cpu MHz" with no minimum or maximum: those are None); [] when
+    the machine exposes neither."""
+    try:
+        readings = require_psutil().cpu_freq(percpu=True) or []
+    except (OSError, NotImplementedError):
+        return []
+    return [{"current": f.current, "min": f.min or None, "max": f.max or None} for f in readings]
+
+
+def memory() -> dict[str, int]:
+    ps = require_psutil()
+    vm, swap = ps.virtual_memory(), ps.swap_memory()
+    return {"total_bytes": vm.total, "available_bytes": vm.available, "swap_total_bytes": swap.total}
+
+
+def boot_time() -> str:
+    """When the kernel booted (UTC), so runs of one boot can be told from another's."""
+    booted = datetime.fromtimestamp(require_psutil().boot_time(), timezone.utc)
+    return booted.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def snapshot() -> dict:
     config, config_source = kernel_config()
+    mem = memory()
     vulnerabilities = {p.name: _read(p, "?") for p in sorted((SYS_CPU / "vulnerabilities").glob("*"))}
     return {
         "hostname": socket.gethostname(),
@@ -106,6 +150,7 @@ def snapshot() -> dict:
             "release": platform.release(),
             "version": _read("/proc/version"),
             "cmdline": _read("/proc/cmdline"),
+            "boot_time": boot_time(),
             "config_source": config_source,
             "config_symbols": config_symbols(config),
             "preempt": _read("/sys/kernel/debug/sched/preempt"),
@@ -113,7 +158,9 @@ def snapshot() -> dict:
         "cpu": {
             "model": cpu_model(),
             "count": os.cpu_count(),
+            "physical_cores": require_psutil().cpu_count(logical=False),
             "online": _read(SYS_CPU / "online"),
+            "frequency_mhz": frequencies_mhz(),
             "governors": governors(),
             "boost": _read(SYS_CPU / "cpufreq/boost"),
             "intel_no_turbo": _read(SYS_CPU / "intel_pstate/no_turbo"),
@@ -122,7 +169,8 @@ def snapshot() -> dict:
         },
         "clocksource": _read(SYS_CPU.parent / "clocksource/clocksource0/current_clocksource"),
         "io_uring_disabled": _read("/proc/sys/kernel/io_uring_disabled"),
-        "memory_total_kib": _meminfo_total(),
+        "memory_total_kib": mem["total_bytes"] // 1024,  # /proc/meminfo's MemTotal, as before
+        "memory": mem,
         "virtualization": virtualization(),
         "fio_version": fio.version(),
         "python": sys.version.split()[0],
@@ -142,45 +190,75 @@ def executor_info() -> dict:
     return {"kind": "local", "emulated": False, "label": "host"}
 
 
-def _meminfo_total() -> int | None:
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1])
-    return None
-
-
 # ------------------------------------------------------------------------------------------
-# /proc/stat and /proc/softirqs around a run
+# CPU times and softirqs around a run
 
+# /proc/stat's fields, as cpu.json has always kept them (psutil names them the same).
 _STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
-def cpu_counters() -> dict:
-    """Per-CPU jiffies from /proc/stat and per-CPU softirq counts (BLOCK and friends)."""
-    cpus: dict[str, dict[str, int]] = {}
-    for line in (_read("/proc/stat") or "").splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu"):
-            cpus[parts[0]] = {f: int(v) for f, v in zip(_STAT_FIELDS, parts[1:])}
+def online_cpus() -> list[int]:
+    """The online CPUs' numbers: /proc/stat (so psutil's per-CPU list) has a line only for these."""
+    numbers: list[int] = []
+    for part in (_read(SYS_CPU / "online") or "").split(","):
+        first, _, last = part.strip().partition("-")
+        if first.isdigit():
+            numbers.extend(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+def cpu_times() -> dict[str, dict[str, int]]:
+    """Jiffies per field for the whole machine ("cpu") and each online CPU ("cpu0", …), read by
+    psutil from /proc/stat and turned back into the kernel's integer jiffies."""
+    ps = require_psutil()
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def jiffies(times) -> dict[str, int]:
+        return {f: round(getattr(times, f) * ticks) for f in _STAT_FIELDS if hasattr(times, f)}
+
+    per_cpu = ps.cpu_times(percpu=True)
+    numbers = online_cpus()
+    if len(numbers) != len(per_cpu):  # hot-plugged between the two reads: name them by position
+        numbers = list(range(len(per_cpu)))
+    return {"cpu": jiffies(ps.cpu_times())} | {f"cpu{n}": jiffies(t) for n, t in zip(numbers, per_cpu)}
+
+
+def softirq_counts() -> dict[str, list[int]]:
+    """Per-CPU counts of each softirq vector (BLOCK, NET_RX, TIMER, …) from /proc/softirqs.
+
+    Read by hand: psutil has only the machine's total (`cpu_stats().soft_interrupts`), and the
+    BLOCK vector per CPU is what shows where block completions ran."""
     softirqs: dict[str, list[int]] = {}
-    lines = (_read("/proc/softirqs") or "").splitlines()
-    for line in lines[1:]:
+    for line in (_read("/proc/softirqs") or "").splitlines()[1:]:
         name, _, rest = line.partition(":")
         softirqs[name.strip()] = [int(v) for v in rest.split()]
-    return {"stat": cpus, "softirqs": softirqs, "clock_ticks": os.sysconf("SC_CLK_TCK")}
+    return softirqs
+
+
+def cpu_counters() -> dict:
+    """One reading: CPU times (jiffies), softirq counts, CPU frequencies, available memory."""
+    return {"stat": cpu_times(), "softirqs": softirq_counts(), "clock_ticks": os.sysconf("SC_CLK_TCK"),
+            "frequency_mhz": [f["current"] for f in frequencies_mhz()],
+            "memory_available_bytes": require_psutil().virtual_memory().available}
 
 
 def cpu_delta(before: dict, after: dict) -> dict:
+    """What happened between two readings: jiffies and softirqs per CPU, the machine's seconds
+    per field; frequencies and available memory at both ends (they are levels, not counters)."""
     stat = {cpu: {f: after["stat"][cpu][f] - v for f, v in fields.items() if f in after["stat"].get(cpu, {})}
             for cpu, fields in before["stat"].items() if cpu in after["stat"]}
     softirqs = {name: [a - b for a, b in zip(after["softirqs"].get(name, []), counts)]
                 for name, counts in before["softirqs"].items()}
     total = stat.get("cpu", {})
     ticks = before.get("clock_ticks", 100)
-    return {
+    delta = {
         "clock_ticks": ticks,
         "stat": stat,
         "softirqs": softirqs,
         "seconds": {f: total.get(f, 0) / ticks for f in _STAT_FIELDS},
         "block_softirqs": sum(softirqs.get("BLOCK", [])),
     }
+    for level in ("frequency_mhz", "memory_available_bytes"):
+        if level in before and level in after:
+            delta[level] = {"before": before[level], "after": after[level]}
+    return delta

@@ -15,13 +15,15 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from bench import fio_options as fio_options_mod
 from bench.errors import RunError
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 
 DIRECTIONS = ("read", "write", "trim", "mixed")
 FIO = os.environ.get("BLKCMP_FIO", "fio")
+# Test-only seam: a program run in place of fio for measured runs (`run`) and nothing else (fio's
+# option table and --parse-only still come from the real fio). The test suite points it at
+# tests/fake_fio.py, which writes a recorded json+ document, to reach failure paths whose timing
+# a real fio cannot be made to hit (a run failing mid-campaign, a target changed under a run).
+# Never set outside the tests: its runs measure nothing.
+FAKE_FIO_ENV = "BLKCMP_TEST_FAKE_FIO"
 
 
 class FioParseError(ValueError):
@@ -168,6 +176,8 @@ class Invocation:
     elapsed_s: float
     stderr: str
     stdout: str
+    # fio's own cost: CPU seconds and peak RSS of fio and of the job processes it waited for
+    usage: dict[str, float] | None = None
 
 
 def utc_now() -> str:
@@ -178,9 +188,10 @@ def command(job_path: Path, output_path: Path, fio: str = FIO) -> list[str]:
     return [fio, "--output-format=json+", f"--output={output_path}", str(job_path)]
 
 
-def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
+def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None = None,
         extra_args: list[str] | None = None) -> Invocation:
     """Run fio on one job file; fio's JSON goes to output_path. Ctrl-C stops fio too."""
+    fio = fio or os.environ.get(FAKE_FIO_ENV) or FIO
     # fio runs in the job's directory: relative paths (the default results/) would miss.
     job_path, output_path = Path(job_path).absolute(), Path(output_path).absolute()
     cmd = command(job_path, output_path, fio)
@@ -195,31 +206,89 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str = FIO,
     from bench import ledger
     record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
               "after": time.time()}
-    rid = ledger.register("processes", record)
     started, t0 = utc_now(), time.monotonic()
-    proc = None
+    rid, proc = None, None
     try:
+        # Stop signals held from the record on and while it is forgotten: a Ctrl-C landing
+        # between the two steps of either would leave a record of a fio that never ran.
         with procs.stop_signals_held() as mask:
+            rid = ledger.register("processes", record)
             try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         cwd=job_path.parent, start_new_session=True,
                                         preexec_fn=lambda: _in_child(mask))
             except FileNotFoundError:
                 raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
             record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
             ledger.update(rid, record)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}") from None
+        # fio is reaped by wait4 (for its resource usage), not by communicate(): its output is
+        # read meanwhile, so it never blocks on a full pipe.
+        stdout, stderr = _drain(proc.stdout), _drain(proc.stderr)
+        if (reaped := _reap(proc, timeout_s)) is None:
+            raise RunError(f"fio did not finish within {timeout_s:.0f} s: {' '.join(cmd)}")
+        proc.returncode, usage = reaped
     except BaseException:
         if proc is not None:
             _stop(proc, record)
         raise
     finally:
-        if not ledger.processes_left(record):
-            ledger.forget(rid)
-    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr, stdout)
+        with procs.stop_signals_held():
+            if rid is not None and not ledger.processes_left(record):
+                ledger.forget(rid)
+    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr(), stdout(),
+                      usage)
+
+
+def _drain(stream) -> Callable[[], str]:
+    """Read a pipe to its end in a thread; the returned function gives what was read.
+
+    It waits a little for the end (fio's job processes, which share the pipe, are gone once fio
+    has exited) and otherwise gives what came so far."""
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        with stream:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=read, name="fio-output", daemon=True)
+    reader.start()
+
+    def text() -> str:
+        reader.join(timeout=10)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+    return text
+
+
+def _reap(proc: subprocess.Popen, timeout_s: float) -> tuple[int, dict[str, float]] | None:
+    """Wait for fio to exit and reap it with wait4: (exit code, its resource usage), or None
+    after timeout_s (fio still running).
+
+    The usage is the kernel's own accounting of fio and of every job process fio waited for
+    (user and system CPU seconds, peak RSS). psutil cannot give it: it reads live processes
+    only, and fio's job processes are gone before fio exits."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        exited = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel before 5.3: poll instead
+        exited = None
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status), {
+                    "user_s": round(usage.ru_utime, 6), "system_s": round(usage.ru_stime, 6),
+                    "max_rss_kib": usage.ru_maxrss}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if exited is not None:
+                select.select([exited], [], [], left)
+            else:
+                time.sleep(min(0.02, left))
+    finally:
+        if exited is not None:
+            os.close(exited)
 
 
 def _stop(proc: subprocess.Popen, record: dict) -> None:

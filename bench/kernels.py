@@ -1047,7 +1047,10 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         base = config_base()
         progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng "
                  f"+ blkcmp fragment)")
-        in_tree = lambda cmd: _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])  # noqa: E731
+
+        def in_tree(cmd: str) -> list[str]:
+            return _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])
+
         step.run(f"make {base}", in_tree(f"make ARCH=x86_64 {base}"))
         fragment = GUEST_FRAGMENT + _virtme_fragment() + CONFIG_FRAGMENT
         if not overflow_checks:

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import psutil
+from bench.env import require_psutil
+
+psutil = require_psutil()  # missing: one line saying how to get it, not a traceback
 
 # psutil's start times come from the boot time, which /proc/stat gives in whole seconds: a
 # process can appear to have started up to a second before it really did.

@@ -29,7 +29,7 @@ class RunRecord:
     host: str
     kernel: str
     metrics: dict
-    bins: dict[int, int] | None = None   # loaded on demand (load_bins)
+    bins: dict[int, int] | None = None   # loaded on demand (run_bins)
 
 
 def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunRecord]:

@@ -775,10 +775,7 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
             hint = _did_you_mean(key, _fields_at(Workload, path[:-1]))
             text = f"unknown key{hint or ''}"
         elif kind == "missing":
-            path = path
             text = f"missing required field {loc[-1]!r}"
-            if not path or path[-1] != loc[-1]:
-                text = f"missing required field {loc[-1]!r}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
             text = msg if "found" in msg else f"{msg[0].lower() + msg[1:]}, found {_describe_found(err.get('input'))}"

@@ -1,13 +1,17 @@
-"""Shared fixtures: workload files, the CLI in a subprocess, real fio runs, loop devices.
+"""Shared fixtures and helpers: workload files, the CLI in a subprocess, real fio runs, loop
+devices, fio json+ documents with chosen numbers, the session's real host campaign.
 
-Every test that runs blkcmp gets its own state file (BLKCMP_STATE_DIR in a tmp dir, passed to
-subprocesses through `env`), and whatever a test's blkcmp left in it is removed afterwards, so a
-failing test never leaves loop devices or backing files behind for the next one.
+Every fixture lives here (pytest finds it; no test module imports another); helpers that are
+plain functions are imported `from conftest import …`.  Every test that runs blkcmp gets its own
+state file (BLKCMP_STATE_DIR in a tmp dir, passed to subprocesses through `env`), and whatever a
+test's blkcmp left in it is removed afterwards, so a failing test never leaves loop devices or
+backing files behind for the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import socket
@@ -52,8 +56,15 @@ def cli_command(*args) -> list[str]:
     return [sys.executable, "-m", "bench", *map(str, args)]
 
 
-def run_cli(*args, env: dict[str, str], cwd: Path | None = None, timeout: float = 300,
+def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300,
             input: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m bench ARGS`, the one way tests run the command line.
+
+    `env`: the subprocess's environment; pass the `env` fixture to any command that creates
+    devices or files (`run`, `cleanup`), so the state file is the test's own.  Default: this
+    process's environment without BLKCMP_DEBUG (enough for ingest, compare, report, plot …)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "BLKCMP_DEBUG"}
     return subprocess.run(cli_command(*args), env=env, cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout, input=input)
 
@@ -185,6 +196,96 @@ def fio_servers(count: int, directory: Path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
             proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------------
+# fio json+ documents with chosen numbers (campaigns whose right answer the test sets)
+
+
+@pytest.fixture(scope="session")
+def template() -> dict:
+    """A real fio json+ output (fio's null engine, 1 s): the template of `fake_run`."""
+    out = subprocess.run([FIO, "--name=t", "--ioengine=null", "--size=16M", "--rw=randread", "--bs=4k",
+                          "--time_based=1", "--runtime=1", "--output-format=json+"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def fake_run(template: dict, target: str, iops: float, rw: str = "randread", iodepth: int = 1) -> dict:
+    """A copy of the template as a run of `target` at that point, with `iops` read IOPS."""
+    doc = copy.deepcopy(template)
+    job = doc["jobs"][0]
+    job["jobname"] = target
+    job["job options"].update({"rw": rw, "iodepth": str(iodepth), "bs": "4k"})
+    job["read"]["iops"] = iops
+    job["read"]["bw_bytes"] = iops * 4096
+    return doc
+
+
+def make_campaign(tmp: Path, template: dict, means: dict[str, dict[int, float]], *, n: int = 10,
+                  cv: float = 0.01, seed: int = 1, name: str = "camp") -> Path:
+    """Runs of each target at each iodepth with IOPS ~ N(mean, cv*mean), ingested round by round."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    files = []
+    for rep in range(n):
+        for target, per_point in means.items():
+            for iodepth, mean in per_point.items():
+                path = tmp / f"{name}-{target}-qd{iodepth}-{rep}.json"
+                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(mean, cv * mean)),
+                                                    iodepth=iodepth)))
+                files.append(str(path))
+    into = tmp / name
+    out = run_cli("ingest", *files, "--into", str(into))
+    assert out.returncode == 0, out.stderr
+    return into
+
+
+# ------------------------------------------------------------------------------------------
+# The session's real host campaign (figures and the HTML report are drawn from it)
+
+HOST_WORKLOAD = """\
+name: plots-host
+targets:
+  common:
+    options: {size: 16}
+  loop:
+    driver: loop
+  fionull:
+    driver: fio-null
+fio:
+  ioengine: libaio
+  direct: 1
+matrix:
+  rw: [randread, randwrite]
+  bs: [4k]
+  iodepth: [1, 4]
+  numjobs: [1, 2]
+  exclude:
+    - {rw: randwrite, numjobs: 2}
+repetitions: 3
+runtime: 1
+ramp_time: 0
+seed: 5
+timeseries: 250ms
+"""
+
+
+@pytest.fixture(scope="session")
+def host_campaign(tmp_path_factory) -> Path:
+    """A loop device against fio's null engine, run by `blkcmp run` with the real fio (1 s runs,
+    no ramp, 3 rounds), once per test session."""
+    if os.geteuid() != 0:
+        pytest.skip("loop devices need root")
+    root = tmp_path_factory.mktemp("plots-host")
+    env = {k: v for k, v in os.environ.items() if k != "BLKCMP_DEBUG"} | {"BLKCMP_STATE_DIR": str(root / "state")}
+    workload = write_workload(root, HOST_WORKLOAD)
+    try:
+        proc = run_cli("run", workload, "--results", root / "results", "--quiet", env=env, timeout=900)
+    finally:  # never leave a loop device behind, whatever happened
+        run_cli("cleanup", "--force", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return campaign_dir(root / "results")
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from test_compare import fake_run, make_campaign, template  # noqa: F401  (fio json+ template fixture)
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import fake_run, make_campaign, run_cli
 
 WORKLOAD = """
 name: adaptive
@@ -34,9 +31,8 @@ def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2, 
     # margin 1e-6: no verdict can be settled, so only the width rule and the cap stop the campaign
     w = tmp_path / "w.yaml"
     w.write_text(WORKLOAD.format(min=min_rounds, max=max_rounds, target=target_ci, margin=margin))
-    out = subprocess.run([sys.executable, "-m", "bench", "run", str(w), "--results", str(tmp_path / "res"),
-                          "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=600,
-                         env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    out = run_cli("run", w, "--results", tmp_path / "res", "--quiet", timeout=600,
+                  env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
     assert out.returncode == 0, out.stderr
     return next((tmp_path / "res").iterdir())
 
@@ -126,8 +122,7 @@ def test_the_rule_names_only_the_undecided_points(tmp_path, template):
                 path = tmp_path / f"{target}-{qd}-{rep}.json"
                 path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
                 files.append(str(path))
-    out = subprocess.run([sys.executable, "-m", "bench", "ingest", *files, "--into", str(tmp_path / "c")],
-                         capture_output=True, text=True, cwd=REPO)
+    out = run_cli("ingest", *files, "--into", tmp_path / "c")
     assert out.returncode == 0, out.stderr
     camp = store.open_campaign(tmp_path / "c")
     plan = camp.plan()

@@ -23,13 +23,15 @@ LONG = ("targets:\n  lp:\n    driver: loop\n    options: {size: 16}\n"
         "fio:\n  ioengine: psync\nrepetitions: 1\nruntime: 60\nramp_time: 0\n")
 
 
-def fio_processes(argv_tail: str) -> list[psutil.Process]:
-    """Live processes named fio whose last argument ends with `argv_tail`."""
+def fio_processes(argv_tail: str, under: Path) -> list[psutil.Process]:
+    """Live processes named fio whose last argument ends with `argv_tail` and lies under `under`
+    (this test's own: other sessions may run the same campaign on this machine meanwhile)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
             if proc.info["name"] == "fio" and proc.info["cmdline"] and \
-                    proc.info["cmdline"][-1].endswith(argv_tail) and proc.status() != psutil.STATUS_ZOMBIE:
+                    proc.info["cmdline"][-1].endswith(argv_tail) and \
+                    proc.info["cmdline"][-1].startswith(f"{under}/") and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             pass
@@ -47,8 +49,8 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
     run = start_cli("run", path, "--results", results, "--quiet", env=env)
     bystanders = []
     try:
-        wait_for(lambda: len(fio_processes(job_tail)) >= 2, "fio and its job process")
-        main = min(fio_processes(job_tail), key=lambda p: p.create_time())
+        wait_for(lambda: len(fio_processes(job_tail, results)) >= 2, "fio and its job process")
+        main = min(fio_processes(job_tail, results), key=lambda p: p.create_time())
         argv = main.cmdline()
         job = Path(argv[-1])
         # Unrelated processes: one follows the job file, one has fio's exact command line but is
@@ -60,8 +62,8 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
                  "the bystanders to start")
         run.send_signal(signal.SIGKILL)
         run.communicate(timeout=60)
-        wait_for(lambda: len(fio_processes(job_tail)) <= 1, "fio's main process to die with blkcmp")
-        orphans = fio_processes(job_tail)
+        wait_for(lambda: len(fio_processes(job_tail, results)) <= 1, "fio's main process to die with blkcmp")
+        orphans = fio_processes(job_tail, results)
         assert orphans, "fio's job process outlives blkcmp (what cleanup is for)"
         recorded = [e["data"] for e in ledger.resources().values() if e["kind"] == "processes"]
         assert len(recorded) == 1 and recorded[0]["argv"] == argv and recorded[0]["pid"] == main.pid
@@ -69,7 +71,7 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
 
         out = run_cli("cleanup", env=env)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert fio_processes(job_tail) == []
+        assert fio_processes(job_tail, results) == []
         assert all(alive(b) for b in bystanders), "cleanup killed a process blkcmp did not start"
         assert not [e for e in ledger.resources().values() if e["kind"] == "processes"]
         assert run_cli("cleanup", env=env).stdout.strip() == "nothing to clean up"

@@ -1,73 +1,28 @@
 """`blkcmp compare` end to end on campaigns whose truth is set by the test.
 
-A real fio json+ output (fio's null engine, made in the test) is the template; copies of it
-with IOPS drawn around chosen means are ingested as runs of two targets, so the verdicts have a
-known right answer.
+A real fio json+ output (fio's null engine, made once per session: conftest's `template`) is
+the template; copies of it with IOPS drawn around chosen means are ingested as runs of two
+targets, so the verdicts have a known right answer.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def blkcmp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> dict:
-    out = subprocess.run(["fio", "--name=t", "--ioengine=null", "--size=16M", "--rw=randread", "--bs=4k",
-                          "--time_based=1", "--runtime=1", "--output-format=json+"],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout[out.stdout.index("{"):])
-
-
-def fake_run(template: dict, target: str, iops: float, rw: str = "randread", iodepth: int = 1) -> dict:
-    doc = copy.deepcopy(template)
-    job = doc["jobs"][0]
-    job["jobname"] = target
-    job["job options"].update({"rw": rw, "iodepth": str(iodepth), "bs": "4k"})
-    job["read"]["iops"] = iops
-    job["read"]["bw_bytes"] = iops * 4096
-    return doc
-
-
-def make_campaign(tmp: Path, template: dict, means: dict[str, dict[int, float]], *, n: int = 10,
-                  cv: float = 0.01, seed: int = 1, name: str = "camp") -> Path:
-    """Runs of each target at each iodepth with IOPS ~ N(mean, cv*mean), ingested round by round."""
-    rng = np.random.default_rng(seed)
-    files = []
-    for rep in range(n):
-        for target, per_point in means.items():
-            for iodepth, mean in per_point.items():
-                path = tmp / f"{name}-{target}-qd{iodepth}-{rep}.json"
-                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(mean, cv * mean)),
-                                                    iodepth=iodepth)))
-                files.append(str(path))
-    into = tmp / name
-    out = blkcmp("ingest", *files, "--into", str(into))
-    assert out.returncode == 0, out.stderr
-    return into
+from conftest import fake_run, make_campaign, run_cli
 
 
 def test_known_shift_equivalence_and_formats(tmp_path, template):
     # qd1: rnull 5 % faster; qd8: identical means (equivalent within 2 % at CV 1 %, n 10).
     camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000, 8: 200_000},
                                               "rnull": {1: 105_000, 8: 200_000}})
-    res = blkcmp("compare", str(camp), "--baseline", "target=null_blk", "--format", "json")
+    res = run_cli("compare", str(camp), "--baseline", "target=null_blk", "--format", "json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     points = {p["point"]: p for p in doc["comparisons"][0]["points"]}
@@ -81,21 +36,21 @@ def test_known_shift_equivalence_and_formats(tmp_path, template):
     assert qd8["comparison"]["p_equiv"] <= qd8["verdict"]["p_equiv_adjusted"]
     assert doc["comparisons"][0]["candidate"] == "rnull" and doc["baseline"] == "null_blk"
 
-    text = blkcmp("compare", str(camp), "--baseline", "target=null_blk", "--format", "text").stdout
+    text = run_cli("compare", str(camp), "--baseline", "target=null_blk", "--format", "text").stdout
     assert all(len(line) <= 72 for line in text.splitlines())
     assert "faster" in text and "equivalent" in text and "null_blk" in text
 
-    rows = list(csv.DictReader(io.StringIO(blkcmp("compare", str(camp), "--format", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(run_cli("compare", str(camp), "--format", "csv").stdout)))
     assert {r["verdict"] for r in rows} == {"faster", "equivalent"}
     assert {(r["verdict"], r["beyond_margin"]) for r in rows} == {("faster", "1"), ("equivalent", "0")}
     assert all(r["p_equiv"] and r["p_equiv_adjusted"] for r in rows)
     assert all(float(r["baseline_mean"]) > 0 and float(r["candidate_mean"]) > 0 for r in rows)
 
-    md = blkcmp("compare", str(camp), "--format", "markdown").stdout
+    md = run_cli("compare", str(camp), "--format", "markdown").stdout
     assert "| point |" in md and "**faster**" in md
 
-    assert blkcmp("compare", str(camp), "--fail-on", "slower").returncode == 0
-    swapped = blkcmp("compare", str(camp), "--baseline", "target=rnull", "--fail-on", "slower", "--format", "text")
+    assert run_cli("compare", str(camp), "--fail-on", "slower").returncode == 0
+    swapped = run_cli("compare", str(camp), "--baseline", "target=rnull", "--fail-on", "slower", "--format", "text")
     assert swapped.returncode == 1 and "slower" in swapped.stderr
 
 
@@ -113,8 +68,8 @@ def test_latency_direction_wording(tmp_path, template):
             path.write_text(json.dumps(doc))
             files.append(str(path))
     camp = tmp_path / "latency"
-    assert blkcmp("ingest", *files, "--into", str(camp)).returncode == 0
-    res = blkcmp("compare", str(camp), "--metric", "clat_mean", "--format", "json")
+    assert run_cli("ingest", *files, "--into", str(camp)).returncode == 0
+    res = run_cli("compare", str(camp), "--metric", "clat_mean", "--format", "json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["higher_is_better"] is False
@@ -123,13 +78,13 @@ def test_latency_direction_wording(tmp_path, template):
     assert point["verdict"]["verdict"] == "faster" and point["verdict"]["beyond_margin"]
     # the sentence speaks of speed: 20 / 19 = 1.053 × faster, not "0.95 × faster"
     assert re.match(r"rnull is 1\.0[45]\d* ± [\d.]+ × faster than null_blk ", point["verdict"]["sentence"])
-    swapped = json.loads(blkcmp("compare", str(camp), "--metric", "clat_mean", "--baseline", "target=rnull",
+    swapped = json.loads(run_cli("compare", str(camp), "--metric", "clat_mean", "--baseline", "target=rnull",
                                 "--format", "json").stdout)
     (other,) = swapped["comparisons"][0]["points"]
     assert other["verdict"]["verdict"] == "slower" and other["comparison"]["ratio"] == pytest.approx(1.053, abs=0.006)
     assert re.match(r"null_blk is 1\.0[45]\d* ± [\d.]+ × slower than rnull ", other["verdict"]["sentence"])
     # IOPS are identical in these runs: no difference is claimed on them
-    iops = json.loads(blkcmp("compare", str(camp), "--format", "json").stdout)
+    iops = json.loads(run_cli("compare", str(camp), "--format", "json").stdout)
     assert iops["comparisons"][0]["points"][0]["verdict"]["verdict"] in ("equivalent", "inconclusive")
 
 
@@ -138,7 +93,7 @@ def test_compare_by_kernel_across_campaigns(tmp_path, template):
     new = make_campaign(tmp_path, template, {"null_blk": {1: 90_000}}, name="new", seed=3)
     for camp, release in ((old, "6.12.117"), (new, "7.2.13")):
         (camp / "environment.json").write_text(json.dumps({"kernel": {"release": release}}))
-    res = blkcmp("compare", str(old), str(new), "--by", "kernel", "--format", "json")
+    res = run_cli("compare", str(old), str(new), "--by", "kernel", "--format", "json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     side = doc["comparisons"][0]
@@ -154,10 +109,10 @@ def test_bad_compare_arguments(tmp_path, template):
                          (["--baseline", "target=nosuch"], "no such target"),
                          (["--margin", "5"], "--margin 5"),
                          (["--by", "iodepth"], "only one iodepth")):
-        out = blkcmp("compare", str(camp), *args)
+        out = run_cli("compare", str(camp), *args)
         assert out.returncode == 2, (args, out.stderr)
         assert needle in out.stderr and "Traceback" not in out.stderr
-    out = blkcmp("compare", str(tmp_path / "missing"))
+    out = run_cli("compare", str(tmp_path / "missing"))
     assert out.returncode == 2 and "not a blkcmp campaign directory" in out.stderr
 
 
@@ -174,9 +129,9 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
                 path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
                 files.append(str(path))
     pilot = tmp_path / "pilot"
-    assert blkcmp("ingest", *files, "--into", str(pilot)).returncode == 0
+    assert run_cli("ingest", *files, "--into", str(pilot)).returncode == 0
 
-    res = blkcmp("compare", "--pilot", str(pilot), "--format", "json")
+    res = run_cli("compare", "--pilot", str(pilot), "--format", "json")
     assert res.returncode == 0, res.stderr
     sizes = {s["point"]: s for s in json.loads(res.stdout)}
     qd1, qd8 = sizes["rw=randread,bs=4k,iodepth=1"], sizes["rw=randread,bs=4k,iodepth=8"]
@@ -188,17 +143,17 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
         assert s["rounds"] == max(s["rounds_detect"], s["rounds_equivalence"])
     assert qd8["rounds"] > qd1["rounds"] > 6 - 4
 
-    text = blkcmp("compare", str(pilot), "--pilot", str(pilot), "--format", "text")
+    text = run_cli("compare", str(pilot), "--pilot", str(pilot), "--format", "text")
     assert text.returncode == 0 and "rounds needed for 80% power" in text.stdout
     assert all(len(line) <= 72 for line in text.stdout.splitlines() if "pilot " not in line)
-    assert blkcmp("compare", str(pilot), "--pilot", str(pilot), "--format", "csv").returncode == 2
-    missing = blkcmp("compare", "--pilot", str(tmp_path / "nope"))
+    assert run_cli("compare", str(pilot), "--pilot", str(pilot), "--format", "csv").returncode == 2
+    missing = run_cli("compare", "--pilot", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "--pilot" in missing.stderr
 
     workload = tmp_path / "w.yaml"
     workload.write_text("targets:\n  null_blk: {driver: null_blk}\n  rnull: {driver: rnull}\n"
                         "matrix:\n  rw: [randread]\n  bs: [4k]\n  iodepth: [1, 8, 32]\nrepetitions: 3\n")
-    plan = blkcmp("plan", str(workload), "--pilot", str(pilot))
+    plan = run_cli("plan", str(workload), "--pilot", str(pilot))
     assert plan.returncode == 0, plan.stderr
     assert f"{qd8['rounds']:>6d} (plan: 3)" in plan.stdout
     assert "no pilot data for 1 planned point(s): rw=randread,bs=4k,iodepth=32" in plan.stdout
@@ -218,11 +173,11 @@ def test_runs_from_two_sessions_are_analysed_at_the_session_level(tmp_path, temp
             path.write_text(json.dumps(doc))
             files.append(str(path))
     camp = tmp_path / "sessions"
-    assert blkcmp("ingest", *files, "--into", str(camp)).returncode == 0
-    one_session = json.loads(blkcmp("compare", str(camp), "--format", "json").stdout)
+    assert run_cli("ingest", *files, "--into", str(camp)).returncode == 0
+    one_session = json.loads(run_cli("compare", str(camp), "--format", "json").stdout)
     (camp / "targets.json").write_text(json.dumps([{"started": "2027-01-15T08:00:00Z", "targets": {}},
                                                    {"started": "2027-01-15T08:00:45Z", "targets": {}}]))
-    res = blkcmp("compare", str(camp), "--format", "json")
+    res = run_cli("compare", str(camp), "--format", "json")
     assert res.returncode == 0, res.stderr
     point = json.loads(res.stdout)["comparisons"][0]["points"][0]
     level = point["comparison"]["sessions"]

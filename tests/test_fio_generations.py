@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import fio
+import specimen
+from conftest import run_cli
+
+from bench import fio, points
 
 DATA = Path(__file__).resolve().parent / "data" / "fio"
 
@@ -133,10 +136,6 @@ def test_version_major(text, expected):
 
 # ------------------------------------------------------------------------------------------
 # ingest → export / compare / report on these files
-
-
-from bench import points  # noqa: E402
-from conftest import run_cli  # noqa: E402
 
 
 def variant(name: str, tmp: Path, stem: str, **options) -> Path:
@@ -400,7 +399,6 @@ def test_compare_text_of_an_ingested_mixed_version_campaign_is_golden(tmp_path, 
 
 def test_files_ingested_into_a_campaign_blkcmp_ran_leave_its_environment_alone(tmp_path):
     from bench import ingest, store
-    from bench.plots import specimen
     camp = specimen.create(tmp_path, specimen.Specimen(matrix={"rw": ["randread"], "bs": ["4k"]}, rounds=2))
     before_env = (camp / "environment.json").read_text()
     before_plan = json.loads((camp / "plan.json").read_text())

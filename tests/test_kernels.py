@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
+
 from bench import kernels
 from bench.releases import parse_config
 from bench.errors import UsageError
@@ -199,7 +201,6 @@ def test_resolve_prefers_the_default_toolchain(fake_cache):
 
 
 def test_kernel_list_shows_toolchain_and_smoke_boot(fake_cache, env):
-    from conftest import run_cli
     _keyed_entry(fake_cache, "6.12", "6.12.118", "trixie", TOOLCHAIN)
     proc = run_cli("kernel", "list", env=env | {"BLKCMP_CACHE": str(fake_cache)})
     assert proc.returncode == 0, proc.stderr
@@ -211,6 +212,44 @@ def test_kernel_list_shows_toolchain_and_smoke_boot(fake_cache, env):
 
 # ----------------------------------------------------------------------------------------------
 # The Debian mirror
+
+
+def test_kernel_list_output(fake_cache, env):
+    # Every entry, oldest release first (numerically: 6.12.117 < 6.12.118 < 7.2.13), each with
+    # its release, the version asked for, the toolchain, the recorded symbols, the smoke boot and
+    # the image size; an interrupted build (.partial-…) and an entry without kernel.json are not
+    # listed. Reviewed by eye once, then pinned.
+    keyed = _keyed_entry(fake_cache, "6.12", "6.12.118", "trixie", TOOLCHAIN)
+    with open(keyed / "bzImage", "ab") as fh:  # 1.5 MiB in all
+        fh.write(bytes(3 * 2**19 - 0x4000))
+    (fake_cache / "kernels" / "7.3.1-sid-00000000").mkdir()  # no kernel.json: a damaged entry
+    proc = run_cli("kernel", "list", env=env | {"BLKCMP_CACHE": str(fake_cache)})
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    k = fake_cache / "kernels"
+    assert proc.stdout == (
+        "6.12.117\n"
+        "  release 6.12.117, asked 6.12, built with ?: rustc 1.97.1\n"
+        "  rust_overflow_checks=y null_blk=? rnull=y, no smoke boot recorded, 0.0 MiB\n"
+        f"  {k / '6.12.117'}\n"
+        f"{keyed.name}\n"
+        "  release 6.12.118, asked 6.12, built with trixie: gcc 14.2.0, as 2.44, ld 2.44, rustc 1.85.0, "
+        "bindgen 0.71.1, clang 19.1.7, libclang 1:19.1.7-3\n"
+        "  rust_overflow_checks=y null_blk=? rnull=y, smoke boot ok (2 attempt(s), tcg), 1.5 MiB\n"
+        f"  {keyed}\n"
+        "7.2.13\n"
+        "  release 7.2.13, asked 7.2, built with ?: rustc 1.97.1\n"
+        "  rust_overflow_checks=y null_blk=? rnull=y, no smoke boot recorded, 0.0 MiB\n"
+        f"  {k / '7.2.13'}\n"
+        "7.2.13-nooverflow\n"
+        "  release 7.2.13, asked 7.2, built with ?: rustc 1.97.1\n"
+        "  rust_overflow_checks=n null_blk=? rnull=y, no smoke boot recorded, 0.0 MiB\n"
+        f"  {k / '7.2.13-nooverflow'}\n")
+
+
+def test_kernel_list_of_an_empty_cache_says_how_to_fill_it(tmp_path, env):
+    proc = run_cli("kernel", "list", env=env | {"BLKCMP_CACHE": str(tmp_path / "empty")})
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout == "no cached kernels (build one with `blkcmp kernel build 7.2`)\n"
 
 
 def test_mirror_from_host_apt_sources(tmp_path, monkeypatch):

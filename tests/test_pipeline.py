@@ -295,11 +295,14 @@ def test_safety_check_reports_signatures_and_passes_a_blank_device(tmp_path):
     assert safety_problems(str(tmp_path / "scratch-loop.img")) == [f"{tmp_path / 'scratch-loop.img'} is not a block device"]
 
 
-def _fio_pids(marker: str) -> list[int]:
+def _fio_pids(marker: str, under: Path) -> list[int]:
+    """Live processes whose command line holds `marker` and this test's directory `under` (other
+    sessions may run the same campaign on this machine meanwhile)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes() \
+            cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+            if marker.encode() in cmdline and f"{under}/".encode() in cmdline \
                     and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
                 pids.append(int(proc.name))
         except OSError:
@@ -317,15 +320,15 @@ def test_cleanup_ends_fio_job_processes_orphaned_by_sigkill(tmp_path, env):
     proc = start_cli("run", path, "--results", results, "--quiet", env=env)
     try:
         # fio's main process plus its job process, both running this campaign's job file
-        wait_for(lambda: len(_fio_pids(job)) >= 2, "fio and its job process")
+        wait_for(lambda: len(_fio_pids(job, results)) >= 2, "fio and its job process")
     finally:
         _kill(proc)
     campaign = campaign_dir(results)
-    wait_for(lambda: len(_fio_pids(job)) <= 1, "fio's main process to die with blkcmp")
-    assert _fio_pids(job), "fio's job process outlives blkcmp (what cleanup is for)"
+    wait_for(lambda: len(_fio_pids(job, results)) <= 1, "fio's main process to die with blkcmp")
+    assert _fio_pids(job, results), "fio's job process outlives blkcmp (what cleanup is for)"
     assert len(leftovers(campaign)[0]) == 1
 
     out = run_cli("cleanup", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert _fio_pids(job) == []
+    assert _fio_pids(job, results) == []
     assert_nothing_left(campaign)

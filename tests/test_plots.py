@@ -1,8 +1,8 @@
 """Figures: every type drawn from a real host campaign, and checked against a known truth.
 
 The real campaign is a loop device against fio's null engine, run by `blkcmp run` with the real
-fio (1 s runs, no ramp, 3 rounds) once per test session.  Specimen campaigns (bench.plots.
-specimen: real campaign directories whose fio json+ files carry chosen numbers) have a truth
+fio (1 s runs, no ramp, 3 rounds) once per test session.  Specimen campaigns (tests/
+specimen.py: real campaign directories whose fio json+ files carry chosen numbers) have a truth
 the plotted data must show: a 5 % shift sits at 1.05 with its CI around it, the kernel trend
 follows the factors set per kernel.  Tests read the data each figure plotted, not pixels.
 """
@@ -10,70 +10,16 @@ follows the factors set per kernel.  Tests read the data each figure plotted, no
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, campaign_dir, cli_command, no_traceback, write_workload
+import specimen
+from conftest import no_traceback, run_cli
 
 from bench import stats
-from bench.plots import catalogue, data, latency, scaling, specimen, style, throughput
-
-HOST_WORKLOAD = """\
-name: plots-host
-targets:
-  common:
-    options: {size: 16}
-  loop:
-    driver: loop
-  fionull:
-    driver: fio-null
-fio:
-  ioengine: libaio
-  direct: 1
-matrix:
-  rw: [randread, randwrite]
-  bs: [4k]
-  iodepth: [1, 4]
-  numjobs: [1, 2]
-  exclude:
-    - {rw: randwrite, numjobs: 2}
-repetitions: 3
-runtime: 1
-ramp_time: 0
-seed: 5
-timeseries: 250ms
-"""
-
-_REAL: dict[str, Path] = {}
-
-
-def real_campaign(tmp_path_factory) -> Path:
-    """The host campaign, made once per session (test_report.py uses the same one)."""
-    if "dir" not in _REAL:
-        root = tmp_path_factory.mktemp("plots-host")
-        env = dict(os.environ, BLKCMP_STATE_DIR=str(root / "state"))
-        env.pop("BLKCMP_DEBUG", None)
-        workload = write_workload(root, HOST_WORKLOAD)
-        try:
-            proc = subprocess.run(cli_command("run", workload, "--results", root / "results", "--quiet"),
-                                  env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-        finally:  # never leave a loop device behind, whatever happened
-            subprocess.run(cli_command("cleanup", "--force"), env=env, cwd=REPO, capture_output=True,
-                           timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        _REAL["dir"] = campaign_dir(root / "results")
-    return _REAL["dir"]
-
-
-@pytest.fixture(scope="session")
-def host_campaign(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("loop devices need root")
-    return real_campaign(tmp_path_factory)
+from bench.plots import catalogue, data, latency, scaling, style, throughput
 
 
 @pytest.fixture(scope="session")
@@ -159,16 +105,14 @@ def test_real_campaign_figures_plot_the_indexed_numbers(host_campaign, host_cata
 
 def test_plot_command_writes_every_format(host_campaign, tmp_path):
     out = tmp_path / "figs"
-    proc = subprocess.run(cli_command("plot", host_campaign, "--out", out, "--format", "png,svg,pdf"),
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = run_cli("plot", host_campaign, "--out", out, "--format", "png,svg,pdf", timeout=600)
     no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
     assert "skipped kernel-trend: kernel trend: all campaigns ran on one kernel" in proc.stdout
     for ext in ("png", "svg", "pdf"):
         assert (out / f"forest-iops.{ext}").stat().st_size > 0
     assert len(list(out.iterdir())) == 10 * 3
-    bad = subprocess.run(cli_command("plot", host_campaign, "--format", "gif"), cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    bad = run_cli("plot", host_campaign, "--format", "gif", timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--format gif" in bad.stderr
 
 

@@ -1,6 +1,6 @@
 """`blkcmp report`: the HTML page in headless Chromium, the Markdown twin, the 72-column text.
 
-Chromium opens the real host campaign's report (from test_plots' session campaign) straight from
+Chromium opens the real host campaign's report (conftest's session campaign) straight from
 disk: the page must render with no console message at all (a blocked fetch or a script error
 would log one), every figure must have a size, and the page must load nothing.  To measure, a
 copy of the page gets a small script that writes what it found into the DOM, read back with
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_command, no_traceback
-from test_plots import host_campaign  # noqa: F401  (the session's real campaign, made once)
+import specimen
+from conftest import no_traceback, run_cli
 
 from bench import report
-from bench.plots import specimen
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # `make test` installs chromium (scripts/install.sh test): without it this is a set-up failure,
@@ -80,10 +79,9 @@ def specimen_report(unfair_specimens, tmp_path_factory) -> tuple[report.Report, 
 
 
 @needs_chromium
-def test_html_report_renders_in_chromium_with_every_figure_visible(host_campaign, tmp_path):  # noqa: F811
+def test_html_report_renders_in_chromium_with_every_figure_visible(host_campaign, tmp_path):
     out = tmp_path / "report"
-    proc = subprocess.run(cli_command("report", host_campaign, "--out", out), cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    proc = run_cli("report", host_campaign, "--out", out, timeout=600)
     no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
     page = out / "report.html"

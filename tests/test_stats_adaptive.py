@@ -104,14 +104,17 @@ def _rarely_faster_or_slower(results):
     assert rounds.min() >= MIN and np.mean(rounds < MAX) > 0.95  # the rule does stop early
 
 
+@pytest.mark.slow
 def test_a_a_campaigns_stopped_by_the_rule_are_rarely_faster_or_slower():
     _rarely_faster_or_slower(run_campaigns(1.0, 300, cv=0.01, confidence=0.95, seed=10))
 
 
+@pytest.mark.slow
 def test_same_with_sequential_confidence(a_a_sequential):
     _rarely_faster_or_slower(a_a_sequential)
 
 
+@pytest.mark.slow
 def test_with_sequential_confidence_stopped_campaigns_keep_their_coverage(a_a_sequential):
     # Stopping on a narrow CI picks rounds whose noise looked small; at 95 % the CIs of stopped
     # campaigns miss 1 about 7-9 % of the time at CV 1-1.5 % (see bench/stats/adaptive.py).
@@ -120,6 +123,7 @@ def test_with_sequential_confidence_stopped_campaigns_keep_their_coverage(a_a_se
     assert missed / len(a_a_sequential) <= bound(0.05, len(a_a_sequential))
 
 
+@pytest.mark.slow
 def test_with_sequential_confidence_a_difference_on_the_margin_is_rarely_misjudged(a_a_sequential):
     # Multiplying the candidate by 1.02 multiplies every CI by exactly 1.02 (bootstrap ratio
     # replicates and Fieller's roots both scale) and leaves the relative half-widths, hence the

@@ -151,7 +151,10 @@ def test_pairing_cancels_a_shared_round_effect():
     rounds = list(range(12))
     paired = compare(base, cand, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True)
     independent = compare(base, cand, higher_is_better=True)
-    width = lambda c: c.ratio_ci_high - c.ratio_ci_low  # noqa: E731
+
+    def width(c):
+        return c.ratio_ci_high - c.ratio_ci_low
+
     assert paired.paired and not independent.paired
     assert width(paired) < width(independent) / 4
     assert paired.ratio_ci_low > 1.02  # the 3 % shows through the drift only when paired
@@ -177,6 +180,7 @@ def test_rounds_for_one_side_only_or_too_few_in_common_fall_back_to_independent(
     assert not c.paired
 
 
+@pytest.mark.slow
 def test_hull_keeps_nominal_coverage_at_four_rounds():
     # a bootstrap alone cannot reach beyond the data's range: at n = 4 it covers ~88 %
     rng = np.random.default_rng(44)

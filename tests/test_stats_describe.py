@@ -38,6 +38,7 @@ def test_ci_is_about_as_wide_as_the_t_interval():
     assert (s.ci_high - s.ci_low) / 2 == pytest.approx(t_half, rel=0.15)
 
 
+@pytest.mark.slow
 def test_ci_covers_the_mean_at_its_nominal_rate():
     rng = np.random.default_rng(2024)
     samples = rng.normal(100.0, 1.0, size=(600, 8))

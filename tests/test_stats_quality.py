@@ -63,6 +63,7 @@ def test_few_values_are_not_judged_for_modality():
     assert math.isnan(report.bimodality_coefficient) and "multimodal" not in report.flags
 
 
+@pytest.mark.slow
 def test_normal_samples_are_rarely_flagged_multimodal():
     rng = np.random.default_rng(8)
     flagged = sum("multimodal" in quality_flags(rng.normal(100, 1, 20), None, mde=0.0, margin=0.02)

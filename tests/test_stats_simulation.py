@@ -13,6 +13,8 @@ import pytest
 
 from bench.stats import EQUIVALENT, FASTER, SLOWER, compare, decide
 
+pytestmark = pytest.mark.slow
+
 ALPHA = 0.05
 N_ROUNDS = 10
 CV = 0.01
@@ -91,7 +93,6 @@ def test_a_difference_on_the_margin_is_rarely_called_equivalent_or_beyond_it():
     assert sum(v.verdict == FASTER for v in verdicts) / trials >= 0.9
 
 
-@pytest.mark.slow
 def test_a_three_percent_shift_is_faster_and_half_the_time_beyond_the_margin():
     # measured: faster 100 %, beyond the margin ~47 % (the CI half-width is ~1 %)
     trials = 400

@@ -10,11 +10,13 @@ import json
 
 import pytest
 
+import specimen
+from conftest import campaign_dir, index_rows, needs_root, no_traceback, run_cli, write_workload
+
 from bench import fio_options, timeseries
-from bench.plots import overtime, specimen
+from bench.plots import overtime
 from bench.plots.data import load
 from bench.workload import loads
-from conftest import campaign_dir, index_rows, needs_root, no_traceback, run_cli, write_workload
 
 WORKLOAD = """name: ts
 targets:

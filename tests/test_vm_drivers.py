@@ -10,18 +10,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import REPO, run_cli
 
 from bench import kernels, vm
 from bench.executors import vm as vm_executor
 
 pytestmark = pytest.mark.vm
 
-REPO = Path(__file__).resolve().parent.parent
+VM_TIMEOUT = 1800  # a campaign inside a TCG guest, boots included
 VERSIONS = ["7.2", "6.12"]
 
 MATCHED = """
@@ -56,11 +56,6 @@ def workload(tmp: Path, name: str = "vmtest", *, c_options: str = "{}", rust_opt
     return path
 
 
-def blkcmp(*args: str, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=timeout, env=env)
-
-
 @pytest.fixture(scope="session", params=VERSIONS)
 def kernel(request) -> kernels.KernelInfo:
     return kernels.build(request.param, progress=print)
@@ -74,7 +69,7 @@ def only_campaign(results: Path) -> Path:
 
 def test_campaign_on_both_drivers(kernel, tmp_path):
     w = workload(tmp_path)
-    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
+    out = run_cli("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
     assert out.returncode == 0, out.stderr
     camp = only_campaign(tmp_path / "res")
     db = sqlite3.connect(camp / "index.sqlite")
@@ -113,7 +108,7 @@ def test_campaign_on_both_drivers(kernel, tmp_path):
     assert boot["console_log"] == "logs/console-01.log" and boot["outcome"] == "exit 0"
     assert all((camp / f["console_log"]).is_file() for f in boot["failed_boots"])
     # A finished VM campaign resumes to a no-op: nothing re-run, no guest booted.
-    again = blkcmp("run", "--resume", str(camp))
+    again = run_cli("run", "--resume", str(camp), timeout=VM_TIMEOUT)
     assert again.returncode == 0, again.stderr
     assert "nothing to boot" in again.stdout
     assert len(list((camp / "runs").iterdir())) == 8
@@ -132,7 +127,7 @@ def test_chance_boot_failure_does_not_sink_a_campaign(kernel_7_2, tmp_path):
     counter.write_text("1")
     env = dict(os.environ, **{vm.TEST_CRASH_BOOTS_ENV: str(counter)})
     w = workload(tmp_path, iodepths="[1]", reps=1)
-    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env)
+    out = run_cli("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env, timeout=VM_TIMEOUT)
     assert out.returncode == 0, out.stderr
     assert "booted at attempt 2" in out.stdout
     camp = only_campaign(tmp_path / "res")
@@ -152,7 +147,7 @@ def test_guest_crash_during_a_run_is_a_failed_run(kernel_7_2, tmp_path):
     # failed with the oops line, the campaign stops; --resume continues it.
     env = dict(os.environ, **{vm_executor.TEST_CRASH_DURING_RUN_ENV: "1"})
     w = workload(tmp_path, iodepths="[1]", reps=1)
-    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env)
+    out = run_cli("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env, timeout=VM_TIMEOUT)
     assert out.returncode == 1, out.stderr
     [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("blkcmp: error:")]
     assert "guest kernel crashed during run" in line and "sysrq" in line.lower()
@@ -166,13 +161,13 @@ def test_guest_crash_during_a_run_is_a_failed_run(kernel_7_2, tmp_path):
     environment = json.loads((camp / "environment.json").read_text())
     assert environment["vm_boots"][0]["outcome"] == "crashed during a run"
     # Resume (no crash this time) runs what is left, the crashed run again included.
-    again = blkcmp("run", "--resume", str(camp), "--quiet")
+    again = run_cli("run", "--resume", str(camp), "--quiet", timeout=VM_TIMEOUT)
     assert again.returncode == 0, again.stderr
     statuses = [r[0] for r in db.execute("SELECT status FROM runs")]
     assert statuses == ["done", "done"]
     assert len(json.loads((camp / "environment.json").read_text())["vm_boots"]) == 2
     # The report says so.
-    report = blkcmp("report", str(camp), "--out", str(tmp_path / "report"))
+    report = run_cli("report", str(camp), "--out", str(tmp_path / "report"), timeout=VM_TIMEOUT)
     assert report.returncode == 0, report.stderr
     text = " ".join((tmp_path / "report" / "report.txt").read_text().split())
     assert "guest kernel crashed during run" in text
@@ -183,7 +178,7 @@ def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):
     # refusals are checked inside each kernel's lifecycle boot below, to save boots.
     kernel = kernel_7_2
     w = workload(tmp_path, c_options="{blocksize: 512}", rust_options="{}")
-    out = blkcmp("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet")
+    out = run_cli("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
     assert out.returncode == 2
     assert "logical_block_size: c=512, rust=4096" in out.stderr
     errors = [l for l in out.stderr.splitlines() if "error:" in l]
@@ -196,7 +191,7 @@ def test_what_the_guest_kernel_refuses_leaves_results_untouched(kernel_7_2, tmp_
     # Checked on the host from the drivers the kernel's smoke boot recorded, before the
     # campaign directory is created (issue 9: nothing written for bad input).
     w = workload(tmp_path, rust_options="{memory_backed: 1}")
-    out = blkcmp("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), "--quiet")
+    out = run_cli("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
     assert out.returncode == 2, out.stderr
     [line] = [ln for ln in out.stderr.splitlines() if "error:" in ln]
     assert f"target rust: on kernel {kernel_7_2.release}" in line and "memory_backed" in line
@@ -296,13 +291,13 @@ seed: 11
 def test_aa_campaign_has_no_faster_or_slower_verdict(kernel_7_2, tmp_path):
     kernel = kernel_7_2
     (tmp_path / "aa.yaml").write_text(AA)
-    out = blkcmp("run", str(tmp_path / "aa.yaml"), "--kernel", kernel.version, "--results",
-                 str(tmp_path / "res"), "--quiet")
+    out = run_cli("run", str(tmp_path / "aa.yaml"), "--kernel", kernel.version, "--results",
+                  str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
     assert out.returncode == 0, out.stderr
     camp = only_campaign(tmp_path / "res")
     # alpha 0.01 keeps this test's own false-failure rate at 1 % (an A/A test at alpha 0.05
     # fails one time in twenty by design); the verdict rule is the same.
-    res = blkcmp("compare", str(camp), "--format", "json", "--alpha", "0.01")
+    res = run_cli("compare", str(camp), "--format", "json", "--alpha", "0.01", timeout=VM_TIMEOUT)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     verdicts = [p["verdict"]["verdict"] for c in doc["comparisons"] for p in c["points"]]
@@ -311,7 +306,7 @@ def test_aa_campaign_has_no_faster_or_slower_verdict(kernel_7_2, tmp_path):
 
 def test_targets_on_a_test_kernel(kernel_7_2):
     # Through `--kernel` (one boot); 6.12's listing is checked inside its lifecycle boot.
-    out = blkcmp("targets", "--kernel", "7.2", timeout=900)
+    out = run_cli("targets", "--kernel", "7.2", timeout=900)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"kernel {kernel_7_2.release}"
     assert "null_blk  available (configfs" in out.stdout

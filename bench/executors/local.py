@@ -59,7 +59,7 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
     before = env.cpu_counters()
     invocation = fio.run(staged.job, staged.fio_output,
                          timeout_s=workload.runtime + workload.ramp_time + FIO_GRACE_S)
-    cpu = env.cpu_delta(before, env.cpu_counters())
+    cpu = env.cpu_delta(before, env.cpu_counters()) | {"fio_process": invocation.usage}
     staged.stderr.write_text(invocation.stderr + invocation.stdout)
     status, error, version = "done", None, None
     try:

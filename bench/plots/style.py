@@ -18,11 +18,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never a display, never a GUI toolkit
 
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, Formatter, FuncFormatter, NullLocator
 
 from bench.stats.defaults import DEFAULT_MARGIN
-from bench.units import si
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -146,11 +145,6 @@ def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) 
 
 # ------------------------------------------------------------------------------------------
 # Units
-
-
-def si_text(value: float, unit: str = "") -> str:
-    """1234567 -> '1.23M'; with unit 'B/s' -> '1.18 GiB/s' (bytes in binary prefixes)."""
-    return si(value, unit)
 
 
 class SIFormatter(Formatter):

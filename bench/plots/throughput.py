@@ -13,6 +13,7 @@ import math
 
 from matplotlib.patches import Patch
 
+from bench import units
 from bench.plots import style
 from bench.plots.data import Dataset, Point, summary
 from bench.plots.result import Plotted, Skipped
@@ -93,7 +94,7 @@ def _bars(dataset: Dataset, points: list[Point], column: str, unit: str, name: s
                                yerr=[[lo], [hi]] if has_ci else None,
                                error_kw={"elinewidth": 1.0, "capsize": 2, "ecolor": "#222222"})
                         if n_bars <= LABEL_BARS_MAX:
-                            ax.annotate(style.si_text(s.mean, unit), (x[point.key] + offset, mean + hi),
+                            ax.annotate(units.si(s.mean, unit), (x[point.key] + offset, mean + hi),
                                         xytext=(0, 2), textcoords="offset points", ha="center",
                                         va="bottom", fontsize=7)
                         data.append({"target": target, "point": point.key, "rw": rw, "iodepth": depth,

@@ -108,7 +108,7 @@ class RnullTarget(Target):
         return host_available()
 
     def planned_filename(self) -> str:
-        return self.device.filename if self.device else f"/dev/{FIXED_DEVICE if not subsystem().is_dir() else 'rnullb0'}"
+        return self.device.filename if self.device else f"/dev/{FIXED_DEVICE}"
 
     def recorded_kernel_problems(self, drivers, release: str) -> list[str]:
         facts = drivers.get("rnull")

@@ -5,7 +5,8 @@ directory per planned run, indexed by the same code that indexes fio's output) w
 files are written here with chosen numbers: the candidate's IOPS are the baseline's times a
 known factor, with a known run-to-run spread, on a kernel release of our choosing.  Nothing is
 measured; the label says so (`executor.label`).  Tests use it to check the plotted data (a 5 %
-shift must sit at 1.05 with its CI around it); `blkcmp` itself never reads it.
+shift must sit at 1.05 with its CI around it).  Test data: it lives in tests/, never in the
+package, and `blkcmp` itself never reads it.
 """
 
 from __future__ import annotations
