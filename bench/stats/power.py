@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 DEFAULT_POWER = 0.8
 
@@ -102,6 +102,7 @@ def minimum_detectable_effect(
     high = relative_se
     while power_difference(high, relative_se, df, alpha=alpha) < power:
         high *= 2.0
+    from scipy import optimize  # on first use: it loads scipy.sparse and scipy.linalg
     return float(optimize.brentq(lambda d: power_difference(d, relative_se, df, alpha=alpha) - power,
                                  0.0, high, xtol=1e-12 * max(1.0, high), rtol=1e-12))
 
