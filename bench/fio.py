@@ -623,8 +623,9 @@ def run_metrics(output: FioOutput) -> RunMetrics:
     p50 = p99 = p999 = None
     sources = [d.latency_percentiles() for d in used]
     if sources and all(s is not None and s.bins for s in sources):
-        bins = merged_bins(sources)
-        p50, p99, p999 = (percentile_from_bins(bins, p) for p in (50.0, 99.0, 99.9))
+        from bench.stats.histogram import percentiles_from_bins
+        pct = percentiles_from_bins(merged_bins(sources), (50.0, 99.0, 99.9))  # one merge, one pass
+        p50, p99, p999 = (None if math.isnan(v) else float(v) for v in pct.values())
     elif len(sources) == 1 and sources[0] is not None:
         # plain JSON, one job entry and direction: fio's own percentiles are the run's
         pct = sources[0].percentiles
