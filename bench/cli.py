@@ -53,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     _add_run_args(sub.add_parser("run", help="run a workload's campaign (or --resume one)"))
 
     p = sub.add_parser("ingest", help="import fio JSON files into a campaign directory")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="fio JSON output files; a directory stands for its *.json files")
     p.add_argument("--into", type=Path, required=True, metavar="DIR")
     p.add_argument("--target", help="target name for these runs (default: the fio job name)")
 
