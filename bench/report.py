@@ -56,6 +56,12 @@ class Report:
             self._svgs[fig.name] = catalogue_mod.svg_text(fig)
         return self._svgs[fig.name]
 
+    def draw_all(self) -> None:
+        """Render every figure not rendered yet, in parallel processes (catalogue.svg_texts)."""
+        pending = [f for f in self.catalogue.figures if f.name not in self._svgs]
+        for fig, text in zip(pending, catalogue_mod.svg_texts(pending)):
+            self._svgs[fig.name] = text
+
     @property
     def emulated_labels(self) -> list[str]:
         return sorted({c.environment.get("executor", {}).get("label", "") for c in self.campaigns
@@ -529,6 +535,7 @@ def write(report: Report, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
+    report.draw_all()
     for fig in report.catalogue.figures:
         _write_readable(figures / f"{fig.name}.svg", report.svg(fig))
     paths = {"html": out / "report.html", "markdown": out / "report.md", "text": out / "report.txt"}
