@@ -559,7 +559,7 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
                cpu: dict | None, fio_version: str | None, job_rows: list[dict]) -> None:
     seconds = (cpu or {}).get("seconds", {})
     values = {c: metrics.get(c) for c in RUN_METRIC_COLUMNS}
-    bins = metrics.get("clat_bins")
+    bins = metrics.get("clat_bins")  # a dict, or already as encode_bins wrote it
     db.execute(
         "UPDATE runs SET status=?, started=?, ended=?, host=?, kernel=?, error=?, "
         + ", ".join(f"{c}=?" for c in values)
@@ -567,7 +567,8 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
         " clat_bins=? WHERE run_id=?",
         (status, started, ended, host, kernel, error, *values.values(), seconds.get("softirq"),
          seconds.get("system"), seconds.get("user"), seconds.get("irq"),
-         (cpu or {}).get("block_softirqs"), fio_version, None if bins is None else encode_bins(bins), run_id))
+         (cpu or {}).get("block_softirqs"), fio_version,
+         encode_bins(bins) if isinstance(bins, dict) else bins, run_id))
     db.execute("DELETE FROM jobs WHERE run_id=?", (run_id,))
     for row in job_rows:
         cols = ["run_id"] + list(row)
