@@ -52,15 +52,11 @@ class Report:
 
     def svg(self, fig: Plotted) -> str:
         """The figure as SVG, rendered once for both the HTML page and the Markdown's files."""
+        if fig.svg is not None:  # drawn by a worker process (catalogue.build(as_svg=True))
+            return fig.svg
         if fig.name not in self._svgs:
             self._svgs[fig.name] = catalogue_mod.svg_text(fig)
         return self._svgs[fig.name]
-
-    def draw_all(self) -> None:
-        """Render every figure not rendered yet, in parallel processes (catalogue.svg_texts)."""
-        pending = [f for f in self.catalogue.figures if f.name not in self._svgs]
-        for fig, text in zip(pending, catalogue_mod.svg_texts(pending)):
-            self._svgs[fig.name] = text
 
     @property
     def emulated_labels(self) -> list[str]:
@@ -102,7 +98,8 @@ def campaign_report(path: Path) -> CampaignReport:
 
 
 def collect(dirs: list[Path], **analysis_args) -> Report:
-    cat = catalogue_mod.build(dirs, **analysis_args)
+    # figures made and drawn in parallel: the report needs their SVG, titles and captions only
+    cat = catalogue_mod.build(dirs, as_svg=True, **analysis_args)
     campaigns = [campaign_report(Path(d)) for d in dirs]
     names = list(dict.fromkeys(c.name for c in campaigns))
     title = "blkcmp report: " + ", ".join(names)
@@ -535,7 +532,6 @@ def write(report: Report, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
-    report.draw_all()
     for fig in report.catalogue.figures:
         _write_readable(figures / f"{fig.name}.svg", report.svg(fig))
     paths = {"html": out / "report.html", "markdown": out / "report.md", "text": out / "report.txt"}
