@@ -3,7 +3,8 @@
 `build` loads the campaigns, splits them by kernel release, analyses each kernel's campaigns as
 `blkcmp compare` would, and calls every figure function (page by page for the per-point ones).
 Figures that do not apply come back as `Skipped` with a one-line reason.  `write` saves the
-figures in the asked formats; `svg_text` gives one figure as SVG for embedding.
+figures in the asked formats; `svg_text` gives one figure as SVG for embedding;
+`build(as_svg=True)` (the report) makes and draws them in one forked process per CPU.
 """
 
 from __future__ import annotations
