@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import optimize, stats as scipy_stats
+from scipy import optimize
+from scipy import stats as scipy_stats
 
 from bench import report, results, store
 from bench.stats import bootstrap, power, quality
@@ -53,7 +54,7 @@ def test_mde_root_equals_brentq():
             high = se
             while power.power_difference(high, se, df) < 0.8:
                 high *= 2
-            expected = optimize.brentq(lambda d: power.power_difference(d, se, df) - 0.8, 0, high,
+            expected = optimize.brentq(lambda d, se=se, df=df: power.power_difference(d, se, df) - 0.8, 0, high,
                                        xtol=1e-12 * max(1, high), rtol=1e-12)
             assert power.minimum_detectable_effect(se, df=df) == pytest.approx(expected, rel=1e-9)
 
