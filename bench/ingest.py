@@ -127,7 +127,7 @@ def _check_latency(value: Any, where: str) -> None:
         _number(key, f"{where}.percentile key {shorten(repr(key), 40)}", optional=False)
         _number(pct, f"{where}.percentile[{shorten(repr(key), 40)}]")
     for key, count in _object(latency.get("bins") or {}, f"{where}.bins").items():
-        if type(count) is int and count >= 0 and key.isdigit():  # what fio writes: checked, no message built
+        if type(count) is int and count >= 0 and key.isascii() and key.isdigit():  # what fio writes: no message built
             continue
         _number(key, f"{where}.bins key {shorten(repr(key), 40)} (a latency in ns)", integer=True,
                 optional=False)
