@@ -2,7 +2,7 @@
 VENV := .venv/bin
 WORKLOAD ?= workloads/quickstart.yaml
 
-.PHONY: setup setup-test run test test-fast clean
+.PHONY: setup setup-test run test test-fast bench bench-scale clean
 
 setup:
 	scripts/install.sh
@@ -20,6 +20,19 @@ test: setup-test
 # Inner loop for developers: everything but the tests that boot a kernel.
 test-fast: setup-test
 	$(VENV)/python -m pytest -q -ra -m "not vm"
+
+# blkcmp's own speed (never part of `make test`): pytest-benchmark runs saved as JSON under
+# benchmarks/results/ (compare a later change with --benchmark-compare), then the harness
+# overhead (blkcmp run vs bare fio, interleaved; root for the loop device).
+BENCH_ARGS ?=
+bench: setup-test
+	$(VENV)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-storage=benchmarks/results \
+		--benchmark-autosave --benchmark-columns=min,median,max,rounds $(BENCH_ARGS)
+	$(VENV)/python -m benchmarks.overhead
+
+# ingest, compare and report of a 9,600-run campaign and of issue 10's 98-file folder (minutes)
+bench-scale: setup-test
+	$(VENV)/python -m benchmarks.scale
 
 clean:
 	rm -rf .venv .pytest_cache

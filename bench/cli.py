@@ -99,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=commands.cmd_run)
 
     p = sub.add_parser("ingest", help="import fio JSON files into a campaign directory")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="fio JSON output files; a directory stands for its *.json files")
     p.add_argument("--into", type=Path, required=True, metavar="DIR")
     p.add_argument("--target", help="target name for these runs (default: the fio job name)")
     p.set_defaults(handler=commands.cmd_ingest)

@@ -692,6 +692,9 @@ class RunMetrics:
     errors: int
     fio_cpu_s: float | None = None   # CPU time of fio's threads over the run (usr + sys)
     runtime_s: float | None = None   # the longest runtime fio measured among the job entries
+    # the run's completion-latency json+ histogram, merged over its entries and directions
+    # ({} without json+): kept in the index so figures never re-read fio.json
+    clat_bins: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -717,9 +720,11 @@ def run_metrics(output: FioOutput) -> RunMetrics:
     clat_mean = (sum(m * n for m, n in weighted) / sum(n for _, n in weighted)) if weighted else None
     p50 = p99 = p999 = None
     sources = [d.latency_percentiles() for d in used]
+    bins = merged_bins([s for s in sources if s is not None])
     if sources and all(s is not None and s.bins for s in sources):
-        bins = merged_bins(sources)
-        p50, p99, p999 = (percentile_from_bins(bins, p) for p in (50.0, 99.0, 99.9))
+        from bench.stats.histogram import percentiles_from_bins
+        pct = percentiles_from_bins(bins, (50.0, 99.0, 99.9))  # one merge, one pass
+        p50, p99, p999 = (None if math.isnan(v) else float(v) for v in pct.values())
     elif len(sources) == 1 and sources[0] is not None:
         # plain JSON, one job entry and direction: fio's own percentiles are the run's
         pct = sources[0].percentiles
@@ -742,6 +747,7 @@ def run_metrics(output: FioOutput) -> RunMetrics:
         errors=sum(1 for j in output.jobs if j.error),
         fio_cpu_s=sum(cpu_seconds) if cpu_seconds and len(cpu_seconds) == len(output.jobs) else None,
         runtime_s=runtime_ms / 1000.0 if runtime_ms else None,
+        clat_bins=bins,
     )
 
 

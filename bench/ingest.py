@@ -22,6 +22,7 @@ from job names follow bench/names.py's rule.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -125,6 +126,8 @@ def _check_latency(value: Any, where: str) -> None:
         _number(key, f"{where}.percentile key {shorten(repr(key), 40)}", optional=False)
         _number(pct, f"{where}.percentile[{shorten(repr(key), 40)}]")
     for key, count in _object(latency.get("bins") or {}, f"{where}.bins").items():
+        if type(count) is int and count >= 0 and key.isascii() and key.isdigit():  # what fio writes: no message built
+            continue
         _number(key, f"{where}.bins key {shorten(repr(key), 40)} (a latency in ns)", integer=True,
                 optional=False)
         if (_number(count, f"{where}.bins[{shorten(repr(key), 40)}]", integer=True, optional=False) or 0) < 0:
@@ -216,17 +219,26 @@ def fio_seconds(text: str | None) -> float | None:
 
 @dataclass
 class IngestedFile:
-    """One fio output, parsed once, and what the campaign learns from it."""
+    """One fio output, parsed once, and what the campaign learns from it.
+
+    Only what the index and the run directory need is kept (metrics, job rows, the rebuilt job
+    file, a digest of the text), not the parsed document with its json+ bins: a 10,000-file
+    batch then holds a few KB per file instead of tens.  The raw text is read again when its
+    run directory is written, and must still have the digest it was checked with."""
 
     path: Path
-    text: str
-    output: fio.FioOutput
+    digest: str                 # sha256 of the bytes checked
     target: str
     point: dict
     runtime_s: float | None     # the runtime option, else what fio measured
     ramp_time_s: float
     started: str | None
     hosts: list[str]
+    fio_version: str
+    error: str | None           # the first fio job error; None when every job succeeded
+    metrics: dict
+    job_rows: list[dict]
+    job_text: str               # job.fio rebuilt from the options fio wrote
 
     @classmethod
     def read(cls, path: Path, target: str | None) -> "IngestedFile":
@@ -237,9 +249,28 @@ class IngestedFile:
             runtime = job.runtime_ms / 1000.0
         started = (datetime.fromtimestamp(output.timestamp, timezone.utc).isoformat()
                    if output.timestamp else None)
-        return cls(path, text, output, _target_for(output, path, target), _point(job), runtime,
+        error = output.error
+        metrics = {} if error else fio.run_metrics(output).to_dict()
+        if metrics:  # the bins as the index keeps them: text is a tenth of the dict's memory
+            metrics["clat_bins"] = store.encode_bins(metrics["clat_bins"])
+        return cls(path, _digest(text.encode("utf-8")), _target_for(output, path, target), _point(job), runtime,
                    fio_seconds(job.option("ramp_time")) or 0.0, started,
-                   sorted({j.host for j in output.jobs if j.host}))
+                   sorted({j.host for j in output.jobs if j.host}), output.fio_version, error,
+                   metrics, store.job_rows(output), job_file_text(output, path))
+
+    def raw_text(self) -> str:
+        """The file's text again, as it was checked (a file changed since is an error)."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot read: {exc.strerror}") from None
+        if _digest(data) != self.digest:
+            raise UsageError(f"{self.path}: changed while being ingested; ingest it again")
+        return data.decode("utf-8")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def job_file_text(output: fio.FioOutput, source: Path) -> str:
@@ -280,7 +311,7 @@ def ingested_environment(previous: dict, files: list[IngestedFile]) -> dict:
     Counts are kept (files per fio version, per runtime, per ramp time) so that a later ingest
     can merge without re-reading earlier files."""
     facts = dict(previous.get("ingested") or {})
-    versions = _count_up(facts.get("fio_versions"), (f.output.fio_version for f in files))
+    versions = _count_up(facts.get("fio_versions"), (f.fio_version for f in files))
     runtimes = _count_up(facts.get("runtime_s"), (f"{f.runtime_s:g}" for f in files if f.runtime_s))
     ramps = _count_up(facts.get("ramp_time_s"), (f"{f.ramp_time_s:g}" for f in files))
     hosts = sorted(set(facts.get("hostnames") or []) | {h for f in files for h in f.hosts})
@@ -289,7 +320,7 @@ def ingested_environment(previous: dict, files: list[IngestedFile]) -> dict:
     facts = {"files": count, "fio_versions": dict(versions.most_common()), "hostnames": hosts,
              "first_start": min(starts) if starts else None, "last_start": max(starts) if starts else None,
              "runtime_s": dict(runtimes.most_common()), "ramp_time_s": dict(ramps.most_common()),
-             "failed_runs": int(facts.get("failed_runs") or 0) + sum(1 for f in files if f.output.error)}
+             "failed_runs": int(facts.get("failed_runs") or 0) + sum(1 for f in files if f.error)}
     listed = ", ".join(versions)
     return {"source": f"ingested from {count} file{'s' if count != 1 else ''} of {listed}",
             "fio_version": listed, "hostname": ", ".join(hosts), "ingested": facts}
@@ -300,10 +331,25 @@ def _most_common(counts: dict) -> float:
     return float(next(iter(counts))) if counts else 0.0
 
 
+def input_files(paths: list[Path]) -> list[Path]:
+    """The files to ingest: each path given, a directory standing for its *.json files in name
+    order (so a 10,000-file folder is one argument, whatever the shell's argument limit)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+            if not found:
+                raise UsageError(f"{path}: a directory without *.json files; give fio's JSON output files")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str]:
     if target is not None:
         names.require_safe_name(target, "--target")
-    parsed = [IngestedFile.read(path, target) for path in files]  # a bad file: nothing written
+    parsed = [IngestedFile.read(path, target) for path in input_files(files)]  # a bad file: nothing written
     campaign = _open_or_create(into)
     with store.lock(campaign):
         # A damaged index is rebuilt now, before the plan grows (an index lagging the plan
@@ -343,12 +389,10 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
         with campaign.index() as db:  # one transaction for the whole batch
             store.add_planned(db, plan, campaign.name)
             for run, item, error in added:
-                output = item.output
                 store.record_run(
                     db, run.run_id, status="failed" if error else "done", started=item.started, ended=None,
-                    host=",".join(item.hosts), kernel="", error=error,
-                    metrics={} if error else fio.run_metrics(output).to_dict(), cpu=None,
-                    fio_version=output.fio_version, job_rows=store.job_rows(output))
+                    host=",".join(item.hosts), kernel="", error=error, metrics=item.metrics, cpu=None,
+                    fio_version=item.fio_version, job_rows=item.job_rows)
     return [run.run_id for run, _, _ in added]
 
 
@@ -367,16 +411,17 @@ def _assemble_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedF
     """The run's staging directory with the raw output, its record and its job file (flushed and
     renamed by the caller for the whole batch); returns the run's error (None when every fio job
     succeeded)."""
-    error = item.output.error
+    error = item.error
+    text = item.raw_text()
     tmp = _tmp_dir(campaign, run)
     shutil.rmtree(tmp, ignore_errors=True)  # scraps of an ingest cut off before its renames
     tmp.mkdir(parents=True)
     staged = store.RunFiles(tmp)
-    staged.fio_output.write_text(item.text)
-    staged.job.write_text(job_file_text(item.output, item.path))
+    staged.fio_output.write_text(text)
+    staged.job.write_text(item.job_text)
     staged.meta.write_text(json.dumps({
         "run": run.__dict__, "status": "failed" if error else "done", "error": error,
         "ingested_from": str(item.path.resolve()), "started": item.started, "ended": None,
-        "host": ",".join(item.hosts), "kernel": "", "fio_version": item.output.fio_version,
+        "host": ",".join(item.hosts), "kernel": "", "fio_version": item.fio_version,
         "runtime_s": item.runtime_s, "ramp_time_s": item.ramp_time_s}, indent=2) + "\n")
     return error

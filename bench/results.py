@@ -9,7 +9,7 @@ fio versions is one point.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import fio, points, store
@@ -29,10 +29,27 @@ class RunRecord:
     host: str
     kernel: str
     metrics: dict
-    bins: dict[int, int] | None = None   # loaded on demand (run_bins)
+    # the run's json+ histogram as the index keeps it (store.encode_bins); None: not in the
+    # index (indexed before it kept them) or not asked for.  Decoded on each use, not kept:
+    # 9,600 runs' bins as dicts would take hundreds of MB, as text a few tens.
+    bins_text: str | None = field(default=None, repr=False)
+
+    @property
+    def bins(self) -> dict[int, int]:
+        """The run's merged json+ completion-latency bins ({} without json+)."""
+        if self.bins_text is None:
+            self.bins_text = store.encode_bins(_bins_of(store.run_files_at(self.campaign_dir, self.run_id)))
+        return store.decode_bins(self.bins_text)
+
+    @property
+    def has_bins(self) -> bool:
+        if self.bins_text is None:
+            return bool(self.bins)
+        return self.bins_text != "[]"
 
 
 def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunRecord]:
+    """Finished runs; `with_bins` keeps each run's json+ histogram text from the index."""
     records = []
     for row in store.run_rows(campaign):
         if row["status"] != "done":
@@ -45,16 +62,19 @@ def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunR
         point = points.normalise(json.loads(row["point_json"] or "{}"))
         rec = RunRecord(campaign.name, campaign.path, row["run_id"], row["target"], points.key_of(point),
                         point, row["round"], row["repetition"],
-                        row["position"], row["host"] or "", row["kernel"] or "", metrics)
-        if with_bins:
-            rec.bins = run_bins(campaign, rec.run_id)
+                        row["position"], row["host"] or "", row["kernel"] or "", metrics,
+                        row["clat_bins"] if with_bins else None)
         records.append(rec)
     return records
 
 
 def run_bins(campaign: store.Campaign, run_id: str) -> dict[int, int]:
+    return _bins_of(campaign.run_files(run_id))
+
+
+def _bins_of(files: store.RunFiles) -> dict[int, int]:
     try:
-        output = campaign.run_files(run_id).read_fio_output()
+        output = files.read_fio_output()
     except (OSError, fio.FioParseError):
         return {}
     lats = [lat for d in fio.used_directions(output) if (lat := d.latency_percentiles())]

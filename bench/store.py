@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS runs (
     clat_mean_ns REAL, clat_p50_ns REAL, clat_p99_ns REAL, clat_p999_ns REAL,
     usr_cpu REAL, sys_cpu REAL, ctx INTEGER, total_ios INTEGER,
     cpu_softirq_s REAL, cpu_system_s REAL, cpu_user_s REAL, cpu_irq_s REAL, block_softirqs INTEGER,
-    fio_version TEXT, fio_cpu_s REAL, runtime_s REAL
+    fio_version TEXT, fio_cpu_s REAL, runtime_s REAL, clat_bins TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT, {", ".join(f"{c} {_JOB_SQL_TYPES.get(c, 'TEXT')}" for c in JOB_COLUMNS)},
@@ -117,7 +117,7 @@ RUN_METRIC_COLUMNS = ("iops", "read_iops", "write_iops", "mixed_iops", "bw_bytes
                       "clat_p50_ns", "clat_p99_ns", "clat_p999_ns", "usr_cpu", "sys_cpu", "ctx",
                       "total_ios", "fio_cpu_s", "runtime_s")
 # Columns added to `runs` after format 1 was first written: indexes that predate them get them.
-_ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL"}
+_ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL", "clat_bins": "TEXT"}
 
 
 def utc_stamp() -> str:
@@ -268,6 +268,11 @@ class RunFiles:
 
     def write_cpu(self, cpu: dict) -> None:
         atomic_write_json(self.cpu, cpu)
+
+
+def run_files_at(campaign_dir: Path, run_id: str) -> RunFiles:
+    """A run's files by the campaign's path, for records that outlive the open campaign."""
+    return RunFiles(Path(campaign_dir) / _RUNS / run_id)
 
 
 @dataclass(frozen=True)
@@ -952,19 +957,33 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
                cpu: dict | None, fio_version: str | None, job_rows: list[dict]) -> None:
     seconds = (cpu or {}).get("seconds", {})
     values = {c: metrics.get(c) for c in RUN_METRIC_COLUMNS}
+    bins = metrics.get("clat_bins")  # a dict, or already as encode_bins wrote it
     db.execute(
         "UPDATE runs SET status=?, started=?, ended=?, host=?, kernel=?, error=?, "
         + ", ".join(f"{c}=?" for c in values)
-        + ", cpu_softirq_s=?, cpu_system_s=?, cpu_user_s=?, cpu_irq_s=?, block_softirqs=?, fio_version=?"
-        " WHERE run_id=?",
+        + ", cpu_softirq_s=?, cpu_system_s=?, cpu_user_s=?, cpu_irq_s=?, block_softirqs=?, fio_version=?,"
+        " clat_bins=? WHERE run_id=?",
         (status, started, ended, host, kernel, error, *values.values(), seconds.get("softirq"),
          seconds.get("system"), seconds.get("user"), seconds.get("irq"),
-         (cpu or {}).get("block_softirqs"), fio_version, run_id))
+         (cpu or {}).get("block_softirqs"), fio_version,
+         encode_bins(bins) if isinstance(bins, dict) else bins, run_id))
     db.execute("DELETE FROM jobs WHERE run_id=?", (run_id,))
     for row in job_rows:
         cols = ["run_id"] + list(row)
         db.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                    (run_id, *row.values()))
+
+
+def encode_bins(bins: dict[int, int]) -> str:
+    """A json+ histogram as the index keeps it: a flat JSON list [ns, count, ns, count, …]
+    ("[]" for a run without bins; NULL in the index means "not summarised": an index written
+    before the column existed, read from fio.json instead)."""
+    return json.dumps([x for item in sorted(bins.items()) for x in item], separators=(",", ":"))
+
+
+def decode_bins(text: str) -> dict[int, int]:
+    flat = json.loads(text)
+    return dict(zip(flat[::2], flat[1::2]))
 
 
 def record_timeseries(db: sqlite3.Connection, run_id: str, samples: list[dict]) -> None:

@@ -20,7 +20,7 @@ from bench import analysis, stats, stopping, store
 from bench.analysis_options import AnalysisOptions
 from bench.errors import UsageError
 from bench.plots import data as plot_data
-from bench.plots import specimen
+import specimen
 from bench.results import load_runs
 
 BENCH = REPO / "bench"

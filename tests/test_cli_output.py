@@ -3,7 +3,7 @@
 `--by host` and `--by KEY`, `--correction bh`, the analysis options checked once, and what
 `blkcmp run --auto` (what `make run` runs) ends with.
 
-The golden campaign is a specimen (bench.plots.specimen): a real campaign directory whose fio
+The golden campaign is a specimen (tests/specimen.py): a real campaign directory whose fio
 json+ files carry chosen numbers (rnull 5 % faster at randread qd1, equal elsewhere), so the
 output is the same on every machine. BLKCMP_UPDATE_GOLDEN=1 rewrites the files; read the diff.
 """
@@ -29,7 +29,7 @@ from conftest import (
     write_workload,
 )
 
-from bench.plots import specimen
+import specimen
 
 LABELS = ["randread 4k qd1", "randread 4k qd32", "randwrite 4k qd1", "randwrite 4k qd32"]
 

@@ -300,13 +300,20 @@ def test_figures_from_plain_json_percentiles_and_fio_cpu(tmp_path, env):
 
 
 def test_ingest_writes_the_plan_once_and_the_index_in_one_transaction(tmp_path, monkeypatch):
-    """O(files): the plan and the index are written once per ingest whatever the batch size
-    (they were rewritten per file, which made ingest quadratic)."""
+    """O(files): per batch the plan and the index are written once, every input file is read
+    twice (checked, then copied after its digest is confirmed), no run directory is listed or
+    re-read and the index is not rebuilt, whatever the batch size and however many runs the
+    campaign already holds (the plan and the run scan were per file, which made ingest
+    quadratic: 66 s for 500 files, 114 s for the next 500)."""
     from bench import ingest, store
-    files = [variant("fio-3.1-randread.json", tmp_path, f"f{i}", iodepth=1 + i % 4) for i in range(40)]
+    files = [variant("fio-3.1-randread.json", tmp_path, f"f{i}", iodepth=1 + i % 4) for i in range(70)]
     writes: list[str] = []
     transactions: list[int] = []
+    reads: list[str] = []
+    listed: list[str] = []
+    rebuilds: list[int] = []
     real_write, real_index = store.atomic_write_json, store.Campaign.index
+    real_read, real_iterdir, real_rebuild = Path.read_bytes, Path.iterdir, store.rebuild_index
 
     def counting_write(path, data):
         writes.append(Path(path).name)
@@ -315,19 +322,74 @@ def test_ingest_writes_the_plan_once_and_the_index_in_one_transaction(tmp_path, 
     def counting_index(self):
         transactions.append(1)
         return real_index(self)
+
+    def counting_read(self):
+        reads.append(str(self))
+        return real_read(self)
+
+    def counting_iterdir(self):
+        listed.append(str(self))
+        return real_iterdir(self)
+
+    def counting_rebuild(*args, **kwargs):
+        rebuilds.append(1)
+        return real_rebuild(*args, **kwargs)
     ingest.ingest(files[:1], tmp_path / "c", target="t")   # creating the campaign: a constant cost
     monkeypatch.setattr(store, "atomic_write_json", counting_write)
     monkeypatch.setattr(store.Campaign, "index", counting_index)
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    monkeypatch.setattr(Path, "iterdir", counting_iterdir)
+    monkeypatch.setattr(store, "rebuild_index", counting_rebuild)
     total = 1
-    for batch in (files[1:10], files[10:]):   # 9 files, then 30: the same number of plan/index writes
-        writes.clear(), transactions.clear()
+    # 9 files, then 30, then 30 more into the same, now larger, campaign: the same fixed work
+    for batch in (files[1:10], files[10:40], files[40:]):
+        for seen in (writes, transactions, reads, listed, rebuilds):
+            seen.clear()
         added = ingest.ingest(batch, tmp_path / "c", target="t")
         total += len(added)
         assert len(added) == len(batch)
         assert writes.count("plan.json") == 1 and len(transactions) == 1, (writes.count("plan.json"), transactions)
-        run_dirs = sorted(p.name for p in (tmp_path / "c" / "runs").iterdir())
+        inputs = sorted(r for r in reads if Path(r).parent == tmp_path)
+        assert inputs == sorted([str(f) for f in batch] * 2), "each input read twice"
+        # the campaign's own small files (campaign.json, plan.json …) only, never a run's files
+        assert not [r for r in reads if "runs" in Path(r).parts], reads
+        assert len(reads) - len(inputs) <= 8, reads
+        assert not [d for d in listed if "runs" in Path(d).parts], listed   # runs/ never listed
+        assert not rebuilds
+        run_dirs = sorted(p.name for p in real_iterdir(tmp_path / "c" / "runs"))
         assert len(run_dirs) == total and not [d for d in run_dirs if d.startswith(".tmp-")]
-    assert len(json.loads((tmp_path / "c" / "plan.json").read_text())["runs"]) == 40
+    assert len(json.loads((tmp_path / "c" / "plan.json").read_text())["runs"]) == 70
+
+
+def test_ingest_takes_a_directory_and_refuses_a_file_changed_while_ingesting(tmp_path, monkeypatch):
+    from bench import ingest
+    from bench.errors import UsageError
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        variant("fio-3.1-randread.json", folder, f"f{i}", iodepth=1 + i)
+    (folder / "notes.txt").write_text("not a json file: not taken")
+    added = ingest.ingest([folder], tmp_path / "c", target="t")
+    assert len(added) == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="a directory without"):
+        ingest.ingest([empty], tmp_path / "c2")
+    # the file changes between its check and its copy: refused, and no run appears
+    target = variant("fio-3.1-randread.json", tmp_path, "late", iodepth=9)
+    real_read = ingest.IngestedFile.read
+
+    def read_then_change(path, name):
+        item = real_read(path, name)
+        path.write_text(path.read_text() + "\n")   # still fio's output, but not the bytes checked
+        return item
+    monkeypatch.setattr(ingest.IngestedFile, "read", staticmethod(read_then_change))
+    before = sorted(p.name for p in (tmp_path / "c" / "runs").iterdir())
+    with pytest.raises(UsageError, match="changed while being ingested"):
+        ingest.ingest([target], tmp_path / "c", target="t")
+    after = sorted(p.name for p in (tmp_path / "c" / "runs").iterdir() if not p.name.startswith(".tmp-"))
+    assert after == before
+    assert len(json.loads((tmp_path / "c" / "plan.json").read_text())["runs"]) == 3
 
 
 def test_point_values_have_one_spelling_and_sort_as_numbers():

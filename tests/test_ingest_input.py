@@ -51,6 +51,8 @@ CASES = {
                                 'jobs[0].read: expected an object, found a string "lots"'),
     "bin latency is not a number": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"abc": 1})),
                                     "jobs[0].read.clat_ns.bins key 'abc' (a latency in ns): expected an integer"),
+    "bin latency is a non-ASCII digit": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"\u00b2": 1})),
+                                         "jobs[0].read.clat_ns.bins key '\u00b2' (a latency in ns): expected an integer"),
     "bin count is not a number": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": "many"})),
                                   "jobs[0].read.clat_ns.bins['1000']: expected an integer, found a string"),
     "negative bin count": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": -5})),

@@ -94,6 +94,7 @@ class Dataset:
     baseline: str
     points: list[Point] = field(default_factory=list)
     _pooled: dict = field(default_factory=dict, repr=False)
+    _by_cell: dict | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -132,7 +133,11 @@ class Dataset:
 
     # -- runs -------------------------------------------------------------------------------
     def runs(self, target: str, point: Point) -> list[RunRecord]:
-        return [r for r in self.records if r.target == target and r.point_key == point.key]
+        if self._by_cell is None:  # figures ask per target and point: index once, not scan each time
+            self._by_cell = {}
+            for rec in self.records:
+                self._by_cell.setdefault((rec.target, rec.point_key), []).append(rec)
+        return list(self._by_cell.get((target, point.key), ()))
 
     def values(self, target: str, point: Point, column: str) -> list[float]:
         out = []

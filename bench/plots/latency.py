@@ -43,12 +43,12 @@ def _percent(p: float) -> str:
 
 
 def _has_bins(dataset: Dataset) -> bool:
-    return any(r.bins for r in dataset.records)
+    return any(r.has_bins for r in dataset.records)
 
 
 def _available_percentiles(dataset: Dataset) -> list[float]:
     """The percentiles some run holds (from its bins or fio's plain-JSON percentiles)."""
-    return [p for p in PERCENTILES if any(r.bins or r.metrics.get(PERCENTILE_COLUMNS[p]) is not None
+    return [p for p in PERCENTILES if any(r.has_bins or r.metrics.get(PERCENTILE_COLUMNS[p]) is not None
                                           for r in dataset.records)]
 
 

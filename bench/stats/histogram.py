@@ -16,6 +16,7 @@ So for a single run the p99 here equals the p99 fio printed for that run.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from itertools import accumulate
@@ -48,10 +49,13 @@ def _count(value: object, key: object) -> int:
 def merge_bins(bin_dicts: Iterable[Mapping[str | int, int]]) -> dict[int, int]:
     """Add up fio histograms bucket by bucket; returns {bucket value: count} sorted by value."""
     merged: dict[int, int] = {}
+    get = merged.get
     for bins in bin_dicts:
         for key, value in bins.items():
-            bucket = _bucket_value(key)
-            merged[bucket] = merged.get(bucket, 0) + _count(value, key)
+            # fast path for what bench.fio gives (int: int); anything else is read and checked
+            if type(key) is not int or type(value) is not int or value < 0:
+                key, value = _bucket_value(key), _count(value, key)
+            merged[key] = get(key, 0) + value
     return {bucket: merged[bucket] for bucket in sorted(merged) if merged[bucket] > 0}
 
 
@@ -78,10 +82,10 @@ def percentiles_from_bins(
     cumulative = list(accumulate(counts))  # Python ints: exact against the Fraction below
     result: dict[float, float] = {}
     for p in wanted:
-        # first bucket with cumulative >= p/100 * total, i.e. 100 * cumulative >= p * total
-        threshold = Fraction(p) * total / 100
-        index = next(i for i, c in enumerate(cumulative) if c >= threshold)
-        result[p] = values[index]
+        # first bucket with cumulative >= p/100 * total; cumulative counts are integers, so that
+        # is the first one >= the exact threshold rounded up (a binary search, not a scan)
+        threshold = math.ceil(Fraction(p) * total / 100)
+        result[p] = values[bisect_left(cumulative, threshold)]
     return result
 
 

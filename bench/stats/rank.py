@@ -12,7 +12,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .bootstrap import check_confidence
 
@@ -53,7 +53,7 @@ def _moses_k(m: int, n: int, confidence: float) -> int:
         # k - 1 is the largest u with P(U <= u) <= tail, so coverage is >= confidence.
         admissible = np.nonzero(cdf <= tail * (1 + 1e-12))[0]
         return int(admissible[-1]) + 1 if admissible.size else 0
-    z = stats.norm.ppf(1.0 - tail)
+    z = special.ndtri(1.0 - tail)  # standard normal quantile
     return max(0, math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0)))
 
 
