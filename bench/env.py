@@ -8,7 +8,7 @@ the per-vector softirq counts; the difference of two readings around a run (`cpu
 completion work (softirq, IPIs) that fio's own usr/sys CPU figures cannot see.
 
 CPU times, frequencies, memory and boot time come from psutil (the same /proc/stat jiffies as
-before, converted back to jiffies so `cpu.json` keeps its format and its numbers); what psutil
+before, converted back to jiffies so the per-run CPU record keeps its format and its numbers); what psutil
 does not read (the kernel's .config, /proc/softirqs per vector, governors, mitigations, the CPU
 model) is read here.
 """
@@ -193,7 +193,7 @@ def executor_info() -> dict:
 # ------------------------------------------------------------------------------------------
 # CPU times and softirqs around a run
 
-# /proc/stat's fields, as cpu.json has always kept them (psutil names them the same).
+# /proc/stat's fields, as the per-run CPU record has always kept them (psutil names them the same).
 _STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 

@@ -693,7 +693,7 @@ class RunMetrics:
     fio_cpu_s: float | None = None   # CPU time of fio's threads over the run (usr + sys)
     runtime_s: float | None = None   # the longest runtime fio measured among the job entries
     # the run's completion-latency json+ histogram, merged over its entries and directions
-    # ({} without json+): kept in the index so figures never re-read fio.json
+    # ({} without json+): kept in the index so figures never re-read the raw output
     clat_bins: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

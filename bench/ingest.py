@@ -238,7 +238,7 @@ class IngestedFile:
     error: str | None           # the first fio job error; None when every job succeeded
     metrics: dict
     job_rows: list[dict]
-    job_text: str               # job.fio rebuilt from the options fio wrote
+    job_text: str               # the job file rebuilt from the options fio wrote
 
     @classmethod
     def read(cls, path: Path, target: str | None) -> "IngestedFile":

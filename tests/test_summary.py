@@ -75,11 +75,11 @@ def test_table_shows_each_row_and_says_what_it_is(campaign):
     text = console.export_text()
     lines = text.splitlines()
     assert "summary: IOPS mean ± stdev, p99 clat pooled over repetitions" in lines[0]
-    body = [line for line in lines if "rw=randread" in line]
+    body = [line for line in lines if "randread" in line]
     rows = summary.summary_rows(camp)
     assert len(body) == len(rows)
     for line, row in zip(body, rows):
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        assert cells == [row["point"], row["target"], f"{si(row['iops_mean'])} ± {si(row['iops_stdev'])}",
+        assert cells == [row["label"], row["target"], f"{si(row['iops_mean'])} ± {si(row['iops_stdev'])}",
                          si(row["clat_p99_ns"], "ns"), "4"]
     assert specimen.LABEL in " ".join(line.strip() for line in lines[-3:])  # not a host run: said
