@@ -317,6 +317,12 @@ def version(fio: str = FIO) -> str:
     return out.stdout.strip() or "unknown"
 
 
+# How long fio may take to answer a question (its version, options, a job's parse). Generous:
+# in an emulated guest on a busy host, fio's first start (loaded over 9p) has taken over 30 s;
+# a fio that never answers is still caught.
+ANSWER_TIMEOUT_S = 180
+
+
 def parse_only(job_text: str, fio: str = FIO) -> str | None:
     """fio's verdict on a job file's options without running it: None when fio accepts it.
 
@@ -324,11 +330,11 @@ def parse_only(job_text: str, fio: str = FIO) -> str | None:
     """
     try:
         out = subprocess.run([fio, "--parse-only", "-"], input=job_text, capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=ANSWER_TIMEOUT_S)
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
     except subprocess.TimeoutExpired:
-        raise RunError("fio --parse-only did not answer within 60 s") from None
+        raise RunError(f"fio --parse-only did not answer within {ANSWER_TIMEOUT_S} s") from None
     if out.returncode == 0:
         return None
     lines = [l.strip() for l in (out.stderr + out.stdout).splitlines() if l.strip()]

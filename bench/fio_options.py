@@ -253,12 +253,14 @@ class OptionTable:
 
 
 def _fio(args: list[str], fio: str) -> str:
+    from bench.fio import ANSWER_TIMEOUT_S
     try:
-        out = subprocess.run([fio, *args], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([fio, *args], capture_output=True, text=True,
+                             timeout=ANSWER_TIMEOUT_S)
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
     except subprocess.TimeoutExpired:
-        raise RunError(f"fio {' '.join(args)} did not answer within 30 s") from None
+        raise RunError(f"fio {' '.join(args)} did not answer within {ANSWER_TIMEOUT_S} s") from None
     return out.stdout + out.stderr
 
 

@@ -64,6 +64,17 @@ def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campa
     return campaign
 
 
+GUEST_CACHE = "/blkcmp-cache"
+
+
+def guest_cache_dir() -> Path:
+    """The host folder a guest keeps its blkcmp cache in (shared by every guest boot)."""
+    from bench.kernels import cache_dir
+    path = cache_dir() / "guest"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def guest_command(inner: str, *, accel: str, kernel_release: str) -> str:
     exports = {
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -72,6 +83,9 @@ def guest_command(inner: str, *, accel: str, kernel_release: str) -> str:
         "BLKCMP_KERNEL_CONFIG": "/kconfig/.config",
         "BLKCMP_GIT_COMMIT": env.git_commit() or "unknown",
         "PYTHONPATH": "/blkcmp",
+        # What blkcmp learns about the guest's fio (its option table) outlives the boot: without
+        # it every guest process asks fio again, seconds per question under emulation.
+        "BLKCMP_CACHE": GUEST_CACHE,
     }
     return ("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
             + f"; cd /tmp && {inner}")
@@ -88,6 +102,7 @@ def _boot(kernel, command: str, *, rw_dirs: dict, timeout_s: float, console_log:
     from bench import vm
     accel = _accel(kernel)
     ro_dirs = {"/blkcmp": _repo_root(), "/kconfig": kernel.path}
+    rw_dirs = {**rw_dirs, GUEST_CACHE: guest_cache_dir()}
     result = vm.run_in_guest(kernel, guest_command(command, accel=accel, kernel_release=kernel.release),
                              rw_dirs=rw_dirs, ro_dirs=ro_dirs, timeout_s=timeout_s,
                              console_log=console_log, accel=accel, boot_attempts=boot_attempts)
