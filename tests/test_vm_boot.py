@@ -149,15 +149,17 @@ def test_7_2_unmounted_folder_is_reported(kernel_7_2, tmp_path):
     # read-only root. The command must not run and the failure must be named.
     host = tmp_path / "shadowed"
     host.mkdir()
+    # A name of its own: two test runs on one machine share the chroot.
+    name = f"blkcmp-shadowed-{secrets.token_hex(4)}"
     try:
-        with pytest.raises(RunError, match=r"/proc/blkcmp-shadowed is not mounted.*console"):
+        with pytest.raises(RunError, match=rf"/proc/{name} is not mounted.*console"):
             vm.run_in_guest(kernel_7_2, "echo should-not-run > /tmp/ran; exit 0",
-                            rw_dirs={"/proc/blkcmp-shadowed": host}, timeout_s=600,
+                            rw_dirs={f"/proc/{name}": host}, timeout_s=600,
                             console_log=tmp_path / "c.log")
         assert "should-not-run" not in (tmp_path / "c.log").read_text(errors="replace")
         assert not list(host.iterdir())
     finally:
-        (kernels.chroot_dir() / "proc" / "blkcmp-shadowed").rmdir()
+        (kernels.chroot_dir() / "proc" / name).rmdir()
 
 
 @pytest.mark.vm
