@@ -155,10 +155,15 @@ def tables(a: Analysis | GapAnalysis) -> list[VerdictTable]:
     kernels in version order), then one table per candidate and later kernel whose columns are
     the gap on the reference kernel and on the later one, and whose ratio is their ratio."""
     if isinstance(a, GapAnalysis):
-        return [t for _, k in a.per_kernel for t in tables(k)] + [_gap_table(a, side) for side in a.gaps]
+        return [t for _, k in a.per_kernel for t in tables(k)] + gap_tables(a)
     return [VerdictTable(side.baseline, side.candidate, header_lines(a, side),
                          [row(p, a.metric.unit) for p in side.points], footer_lines(side), a.margin)
             for side in a.comparisons]
+
+
+def gap_tables(a: GapAnalysis) -> list[VerdictTable]:
+    """The gap tables alone (the report shows each kernel's own tables elsewhere)."""
+    return [_gap_table(a, side) for side in a.gaps]
 
 
 def gap_header_lines(a: GapAnalysis, side: GapSide) -> list[str]:
@@ -215,8 +220,12 @@ def _fixed_width(t: VerdictTable, columns: tuple[str, ...]) -> list[str]:
 
 def text(a: Analysis | GapAnalysis) -> str:
     """Plain text, at most 72 columns: fit for a mailing-list post."""
+    return text_of(tables(a))
+
+
+def text_of(verdict_tables: list[VerdictTable]) -> str:
     out = []
-    for t in tables(a):
+    for t in verdict_tables:
         out += t.header
         out += _fixed_width(t, (POINT, BASELINE, CANDIDATE, RATIO, CI, VERDICT))
         if t.any_beyond:
@@ -233,8 +242,12 @@ def _md(text: str) -> str:
 
 
 def markdown(a: Analysis | GapAnalysis) -> str:
+    return markdown_of(tables(a))
+
+
+def markdown_of(verdict_tables: list[VerdictTable]) -> str:
     out = []
-    for t in tables(a):
+    for t in verdict_tables:
         out += [f"**{_md(line)}**  " if i == 0 else f"{_md(line)}  " for i, line in enumerate(t.header)]
         out += ["", "| " + " | ".join(_md(t.heading(col)) for col in ALL_COLUMNS) + " |",
                 "|" + "|".join("---:" if col in NUMERIC else "---" for col in ALL_COLUMNS) + "|"]

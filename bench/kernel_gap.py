@@ -85,6 +85,16 @@ def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
         raise UsageError(f"--baseline kernel={shorten(reference)}: no campaign ran on it (kernels: {', '.join(kernels)})")
     per_target = replace(options, by="target", baseline=None)
     per_kernel = [(k, analyse(paths, per_target)) for k, paths in groups.items()]
+    return gaps_between(per_kernel, options, reference)
+
+
+def gaps_between(per_kernel: list[tuple[str, Analysis]], options: AnalysisOptions,
+                 reference: str | None = None) -> GapAnalysis:
+    """The gap analysis of kernels already analysed each on its own (`compare --by target`, in
+    version order), against `reference` (default: the first kernel)."""
+    kernels = [k for k, _ in per_kernel]
+    reference = reference or kernels[0]
+    groups = {k: [c.path for c in a.campaigns] for k, a in per_kernel}
     ref = dict(per_kernel)[reference]
     for kernel, a in per_kernel:
         where = ", ".join(str(p) for p in groups[kernel])

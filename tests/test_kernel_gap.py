@@ -239,3 +239,35 @@ def test_one_kernel_only_and_a_missing_target_are_one_line_errors(tmp_path, thre
     assert unknown.returncode == 2 and "--baseline kernel=5.4: no campaign ran on it" in unknown.stderr
     with pytest.raises(UsageError, match="names 'target' but the comparison is --by gap"):
         AnalysisOptions.parse(by="gap", baseline="target=rnull")
+
+
+def test_kernel_trend_and_report_show_absolute_numbers_and_the_gap_per_kernel(tmp_path):
+    from bench import report
+    from bench.plots import catalogue
+    dirs = [make(tmp_path, "7.2.13", 2, both=0.9), make(tmp_path, "6.12.57", 1)]
+    cat = catalogue.build(dirs)
+    trend = next(f for f in cat.figures if f.name == "kernel-trend")
+    absolute = {(d["target"], d["kernel"]): d["mean"] for d in trend.data if d["kind"] == "absolute-geomean"}
+    for target in ("null_blk", "rnull"):   # both drivers 10 % lower on 7.2.13, in kernel order
+        assert absolute[(target, "7.2.13")] / absolute[(target, "6.12.57")] == pytest.approx(0.9, abs=0.02)
+    gaps = [d for d in trend.data if d["kind"] == "geomean"]
+    assert [d["kernel"] for d in gaps] == ["6.12.57", "7.2.13"]
+    assert [d["ratio"] for d in gaps] == pytest.approx([GAP, GAP], abs=0.01)   # the gap did not move
+    assert len(trend.figure.axes) == 2
+    built = report.collect(dirs)
+    assert built.gap is not None and not built.gap_problem
+    text = report.to_text(built)
+    assert "gap = rnull/null_blk per kernel; ratio = gap 7.2.13 / gap 6.12.57" in text
+    assert all(len(line) <= 72 for line in text.splitlines())
+    html = report.to_html(built)
+    assert "<h2 id='gap'>Gap between kernels</h2>" in html and "<th>gap 6.12.57</th>" in html
+    assert "| point | gap 6.12.57 | gap 7.2.13 |" in report.to_markdown(built)
+
+
+def test_report_says_why_there_is_no_gap(tmp_path):
+    from bench import report
+    dirs = [make(tmp_path, "6.12.57", 1),
+            make(tmp_path, "7.2.13", 2, targets=(("null_blk", "null_blk"), ("other", "rnull")))]
+    built = report.collect(dirs)
+    assert built.gap is None and "target rnull has no runs on kernel 7.2.13" in built.gap_problem
+    assert "no gap between kernels: " in report.to_text(built)
