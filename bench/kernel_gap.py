@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import stats, store
-from bench.analysis import Analysis, PointResult, analyse
+from bench.analysis import Analysis, NothingToCompare, PointResult, analyse
 from bench.analysis_options import AnalysisOptions, Metric
 from bench.errors import UsageError, shorten
 from bench.releases import release_key
@@ -84,7 +84,12 @@ def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
     if reference not in groups:
         raise UsageError(f"--baseline kernel={shorten(reference)}: no campaign ran on it (kernels: {', '.join(kernels)})")
     per_target = replace(options, by="target", baseline=None)
-    per_kernel = [(k, analyse(paths, per_target)) for k, paths in groups.items()]
+    per_kernel = []
+    for kernel, paths in groups.items():
+        try:
+            per_kernel.append((kernel, analyse(paths, per_target)))
+        except NothingToCompare as exc:  # the same fact, said of the kernel it is about
+            raise NothingToCompare(f"kernel {kernel} ({', '.join(str(p) for p in paths)}): {exc}") from exc
     return gaps_between(per_kernel, options, reference)
 
 

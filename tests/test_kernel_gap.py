@@ -235,6 +235,10 @@ def test_one_kernel_only_and_a_missing_target_are_one_line_errors(tmp_path, thre
     missing = run_cli("compare", "--by", "gap", three[1], lonely)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "target rnull has no runs on kernel 7.3.0" in missing.stderr and str(lonely) in missing.stderr
+    alone = make(tmp_path, "7.4.0", 5, targets=(("null_blk", "null_blk"),))
+    single = run_cli("compare", "--by", "gap", three[1], alone)
+    assert single.returncode == 2 and single.stderr.count("\n") == 1
+    assert f"kernel 7.4.0 ({alone}): --by target: only one target (null_blk)" in single.stderr
     unknown = run_cli("compare", "--by", "gap", *three, "--baseline", "kernel=5.4")
     assert unknown.returncode == 2 and "--baseline kernel=5.4: no campaign ran on it" in unknown.stderr
     with pytest.raises(UsageError, match="names 'target' but the comparison is --by gap"):
