@@ -47,6 +47,7 @@ class PointResult:
     quality_candidate: stats.Quality | None = None
     flags: list[str] = field(default_factory=list)
     label: str = ""             # the point in reading order for people: "randread 4k qd1"
+    runs: stats.PointRuns | None = None   # the values behind the comparison, with their rounds
 
 
 @dataclass
@@ -212,6 +213,7 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
             runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],
                                         [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
                                         paired=same_campaign)
+            results[key].runs = runs[key]
         if results:
             # adaptive campaigns test at the sequential level too (alpha/2, as their CIs)
             test_alpha = alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - alpha)

@@ -52,7 +52,11 @@ def cmd_compare(args) -> int:
     if not args.dirs:
         sys.stdout.write(_pilot_output(pilot, args.format))
         return 0
-    a = analysis.analyse(args.dirs, options)
+    if options.by == "gap":
+        from bench import kernel_gap
+        a = kernel_gap.analyse_gap(args.dirs, options)
+    else:
+        a = analysis.analyse(args.dirs, options)
     for line in a.warnings:
         print(f"blkcmp: warning: {line}", file=sys.stderr)
     if args.format == "table":
@@ -67,7 +71,8 @@ def cmd_compare(args) -> int:
     if pilot and args.format in ("table", "text", "markdown"):
         sys.stdout.write("\n" + _pilot_output(pilot, "text"))
     if args.fail_on == "slower":
-        slower = [p.point for s in a.comparisons for p in s.points if p.verdict and p.verdict.verdict == "slower"]
+        sides = a.gaps if options.by == "gap" else a.comparisons
+        slower = [p.point for s in sides for p in s.points if p.verdict and p.verdict.verdict == "slower"]
         if slower:
             print(f"blkcmp: {len(slower)} point(s) slower: {', '.join(slower)} (--fail-on slower)", file=sys.stderr)
             return 1

@@ -43,8 +43,9 @@ METRICS = {m.name: m for m in (
     Metric("clat_p999", "clat_p999_ns", False, "p99.9 completion latency", "ns"),
 )}
 DEFAULT_METRIC = "iops"
-# What runs are grouped into sides by, besides any matrix key.
-SIDES = ("target", "kernel", "host")
+# What runs are grouped into sides by, besides any matrix key ("gap": the candidate/baseline
+# ratio compared across kernels, bench.kernel_gap).
+SIDES = ("target", "kernel", "host", "gap")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _baseline_side(spec: str | None, by: str) -> str | None:
     key, sep, value = spec.partition("=")
     if not sep:
         return spec
-    if key != by:
+    if key != by and not (by == "gap" and key == "kernel"):   # --by gap: the reference kernel
         raise UsageError(f"--baseline {shorten(spec)}: names {key!r} but the comparison is --by {by}")
     if not value:
         raise UsageError(f"--baseline {shorten(spec)}: give a name after '=' ({by}=NAME)")

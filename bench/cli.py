@@ -145,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="candidate vs baseline per point, with CIs and verdicts")
     p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="campaign directories")
     p.add_argument("--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)")
-    p.add_argument("--by", default="target", help="target | kernel | host | a matrix key (default: target)")
+    p.add_argument("--by", default="target", help="target | kernel | host | gap (the candidate/baseline gap compared across kernels, "
+                   "--baseline kernel=X) | a matrix key (default: target)")
     _add_analysis_args(p, metric_help="metric compared")
     p.add_argument("--format", choices=COMPARE_FORMATS, default="table",
                    help="table: for the terminal (fits its width); text: 72 columns, for mail")

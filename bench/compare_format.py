@@ -21,6 +21,7 @@ import textwrap
 from dataclasses import dataclass
 
 from bench.analysis import Analysis, PointResult, SideComparison
+from bench.kernel_gap import GapAnalysis, GapPoint, GapSide
 from bench.stats.defaults import CORRECTIONS
 from bench.units import margin_text, ratio_ci_text, ratio_text, si
 
@@ -57,7 +58,7 @@ class Row:
     beyond_margin: bool
     flags: tuple[str, ...]
     sentence: str
-    result: PointResult
+    result: PointResult | GapPoint
 
     def verdict_text(self, short: bool = False) -> str:
         """'faster, beyond margin', or 'faster*' where space is short (the mark is explained below)."""
@@ -71,7 +72,7 @@ class Row:
         if column in (BASELINE, CANDIDATE):
             mean, sd = ((self.baseline_mean, self.baseline_sd) if column == BASELINE
                         else (self.candidate_mean, self.candidate_sd))
-            return f"{mean} \u00b1 {sd}" if with_sd else mean
+            return f"{mean} \u00b1 {sd}" if with_sd and sd else mean   # a gap row has no sd
         if column == VERDICT:
             return self.verdict_text(short_verdict)
         return {RATIO: self.ratio, CI: self.ci, P: self.p_adjusted, P_EQUIV: self.p_equiv_adjusted,
@@ -147,11 +148,58 @@ def row(p: PointResult, unit: str) -> Row:
                flags=tuple(p.flags), sentence=v.sentence if v else "", result=p)
 
 
-def tables(a: Analysis) -> list[VerdictTable]:
-    """The view-model of every format: one table per candidate, points in reading order."""
+def tables(a: Analysis | GapAnalysis) -> list[VerdictTable]:
+    """The view-model of every format: one table per candidate, points in reading order.
+
+    `compare --by gap`: each kernel's own tables (absolute numbers and the gap on that kernel,
+    kernels in version order), then one table per candidate and later kernel whose columns are
+    the gap on the reference kernel and on the later one, and whose ratio is their ratio."""
+    if isinstance(a, GapAnalysis):
+        return [t for _, k in a.per_kernel for t in tables(k)] + gap_tables(a)
     return [VerdictTable(side.baseline, side.candidate, header_lines(a, side),
                          [row(p, a.metric.unit) for p in side.points], footer_lines(side), a.margin)
             for side in a.comparisons]
+
+
+def gap_tables(a: GapAnalysis) -> list[VerdictTable]:
+    """The gap tables alone (the report shows each kernel's own tables elsewhere)."""
+    return [_gap_table(a, side) for side in a.gaps]
+
+
+def gap_header_lines(a: GapAnalysis, side: GapSide) -> list[str]:
+    direction = "higher is better" if a.metric.higher_is_better else "lower is better"
+    gap = f"{side.candidate}/{side.baseline}"
+    lines = [f"{gap} gap, kernel {side.kernel} vs {side.reference_kernel} (reference), {a.metric.label} ({direction})",
+             f"gap = {gap} per kernel; ratio = gap {side.kernel} / gap {side.reference_kernel}",
+             f"margin {margin_text(a.margin)}, alpha {a.alpha:g}, {CORRECTIONS[a.correction]} across {len(side.points)} points",
+             "kernels unpaired (other boots); sessions within a kernel: a design level"]
+    if a.labels:
+        lines.append("; ".join(a.labels))
+    if a.confidence != 0.95:
+        lines.append(f"adaptive campaign: CIs at {a.confidence:.1%} and tests at alpha {1 - a.confidence:.3g} "
+                     "to keep 95 % claims")
+    if a.gaps and side is a.gaps[0]:
+        lines += a.notes
+    return lines
+
+
+def gap_row(p: GapPoint) -> Row:
+    g, v = p.gap, p.verdict
+    return Row(key=p.point, label=p.label or p.point,
+               baseline_mean=ratio_text(g.reference_ratio), baseline_sd="",
+               candidate_mean=ratio_text(g.later_ratio), candidate_sd="",
+               ratio=ratio_text(g.ratio), ci=ratio_ci_text(g.ratio_ci_low, g.ratio_ci_high, g.ratio),
+               p_adjusted=_p(v.p_adjusted if v else None), p_equiv_adjusted=_p(v.p_equiv_adjusted if v else None),
+               verdict=v.verdict if v else "-", beyond_margin=bool(v and v.beyond_margin),
+               flags=(), sentence=v.sentence if v else "", result=p)
+
+
+def _gap_table(a: GapAnalysis, side: GapSide) -> VerdictTable:
+    counts = ", ".join(f"{n} {w}" for w, n in side.counts.items())
+    beyond = sum(1 for p in side.points if p.verdict and p.verdict.beyond_margin)
+    return VerdictTable(f"gap {side.reference_kernel}", f"gap {side.kernel}", gap_header_lines(a, side),
+                        [gap_row(p) for p in side.points], [f"points: {counts} ({beyond} beyond the margin)"],
+                        a.margin)
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,10 +218,14 @@ def _fixed_width(t: VerdictTable, columns: tuple[str, ...]) -> list[str]:
     return [line(heads)] + [line(c) for c in cells]
 
 
-def text(a: Analysis) -> str:
+def text(a: Analysis | GapAnalysis) -> str:
     """Plain text, at most 72 columns: fit for a mailing-list post."""
+    return text_of(tables(a))
+
+
+def text_of(verdict_tables: list[VerdictTable]) -> str:
     out = []
-    for t in tables(a):
+    for t in verdict_tables:
         out += t.header
         out += _fixed_width(t, (POINT, BASELINE, CANDIDATE, RATIO, CI, VERDICT))
         if t.any_beyond:
@@ -189,9 +241,13 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(a: Analysis) -> str:
+def markdown(a: Analysis | GapAnalysis) -> str:
+    return markdown_of(tables(a))
+
+
+def markdown_of(verdict_tables: list[VerdictTable]) -> str:
     out = []
-    for t in tables(a):
+    for t in verdict_tables:
         out += [f"**{_md(line)}**  " if i == 0 else f"{_md(line)}  " for i, line in enumerate(t.header)]
         out += ["", "| " + " | ".join(_md(t.heading(col)) for col in ALL_COLUMNS) + " |",
                 "|" + "|".join("---:" if col in NUMERIC else "---" for col in ALL_COLUMNS) + "|"]
@@ -253,7 +309,7 @@ def fitted(t: VerdictTable, width: int) -> Layout:
     return layouts(t)[-1]
 
 
-def table(a: Analysis, console=None) -> None:
+def table(a: Analysis | GapAnalysis, console=None) -> None:
     """The verdict tables for the terminal, as wide as it is, then each verdict in words."""
     from rich.console import Console
     from rich.markup import escape
@@ -313,16 +369,71 @@ def _rows(a: Analysis) -> list[dict]:
     return rows
 
 
-def to_csv(a: Analysis) -> str:
+GAP_CSV_COLUMNS = ("baseline", "candidate", "reference_kernel", "kernel", "metric", "point", "label",
+                   "reference_baseline_mean", "reference_candidate_mean", "reference_ratio", "reference_ci_low",
+                   "reference_ci_high", "later_baseline_mean", "later_candidate_mean", "later_ratio", "later_ci_low",
+                   "later_ci_high", "ratio", "ci_low", "ci_high", "bootstrap_low", "bootstrap_high", "fieller_low",
+                   "fieller_high", "session_low", "session_high", "p_value", "p_adjusted", "p_equiv",
+                   "p_equiv_adjusted", "verdict", "beyond_margin")
+
+
+def _gap_rows(a: GapAnalysis) -> list[dict]:
+    rows = []
+    for side in a.gaps:
+        for r in (gap_row(p) for p in side.points):
+            p = r.result
+            g, v, ref, later = p.gap, p.verdict, p.reference.comparison, p.later.comparison
+            rows.append({"baseline": side.baseline, "candidate": side.candidate,
+                         "reference_kernel": side.reference_kernel, "kernel": side.kernel, "metric": a.metric.name,
+                         "point": r.key, "label": r.label, "reference_baseline_mean": ref.baseline.mean,
+                         "reference_candidate_mean": ref.candidate.mean, "reference_ratio": ref.ratio,
+                         "reference_ci_low": ref.ratio_ci_low, "reference_ci_high": ref.ratio_ci_high,
+                         "later_baseline_mean": later.baseline.mean, "later_candidate_mean": later.candidate.mean,
+                         "later_ratio": later.ratio, "later_ci_low": later.ratio_ci_low,
+                         "later_ci_high": later.ratio_ci_high, "ratio": g.ratio, "ci_low": g.ratio_ci_low,
+                         "ci_high": g.ratio_ci_high, "bootstrap_low": g.bootstrap_ci_low,
+                         "bootstrap_high": g.bootstrap_ci_high, "fieller_low": g.fieller_ci_low,
+                         "fieller_high": g.fieller_ci_high, "session_low": g.session_ci_low,
+                         "session_high": g.session_ci_high, "p_value": g.p_value,
+                         "p_adjusted": v.p_adjusted if v else math.nan, "p_equiv": g.p_equiv,
+                         "p_equiv_adjusted": v.p_equiv_adjusted if v else math.nan, "verdict": r.verdict,
+                         "beyond_margin": int(r.beyond_margin)})
+    return rows
+
+
+def to_csv(a: Analysis | GapAnalysis) -> str:
+    """One row per point (csv holds one table; with --by gap, the gaps' rows, which carry each
+    kernel's means and gap beside the ratio of the gaps)."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    gap = isinstance(a, GapAnalysis)
+    w = csv.DictWriter(buf, fieldnames=list(GAP_CSV_COLUMNS if gap else CSV_COLUMNS), lineterminator="\n")
     w.writeheader()
-    for row_ in _rows(a):
+    for row_ in (_gap_rows(a) if gap else _rows(a)):
         w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row_.items()})
     return buf.getvalue()
 
 
-def to_json(a: Analysis) -> str:
+def _gap_json(a: GapAnalysis) -> dict:
+    return {"by": "gap", "metric": a.metric.name, "higher_is_better": a.metric.higher_is_better,
+            "margin": a.margin, "alpha": a.alpha, "correction": a.correction, "confidence": a.confidence,
+            "kernels": a.kernels, "reference_kernel": a.reference_kernel, "labels": a.labels, "notes": a.notes,
+            "campaigns": [str(c.path) for c in a.campaigns],
+            "per_kernel": [{"kernel": k} | _json_doc(analysis) for k, analysis in a.per_kernel],
+            "gaps": [{"baseline": side.baseline, "candidate": side.candidate,
+                      "reference_kernel": side.reference_kernel, "kernel": side.kernel, "counts": side.counts,
+                      "points": [{"point": p.point, "label": p.label, "gap": p.gap.to_dict(),
+                                  "verdict": p.verdict.to_dict() if p.verdict else None,
+                                  "reference": p.reference.comparison.to_dict(),
+                                  "later": p.later.comparison.to_dict()} for p in side.points]}
+                     for side in a.gaps]}
+
+
+def to_json(a: Analysis | GapAnalysis) -> str:
+    doc = _gap_json(a) if isinstance(a, GapAnalysis) else _json_doc(a)
+    return json.dumps(doc, indent=1, default=str) + "\n"
+
+
+def _json_doc(a: Analysis) -> dict:
     doc = {"by": a.by, "metric": a.metric.name, "higher_is_better": a.metric.higher_is_better,
            "margin": a.margin, "alpha": a.alpha, "correction": a.correction, "baseline": a.baseline,
            "kernels": a.kernels, "labels": a.labels,
@@ -340,4 +451,4 @@ def to_json(a: Analysis) -> str:
                            "baseline_values": r.result.baseline_values,
                            "candidate_values": r.result.candidate_values}
                           for r in t.rows]} for t, s in zip(tables(a), a.comparisons)]}
-    return json.dumps(doc, indent=1, default=str) + "\n"
+    return doc

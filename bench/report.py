@@ -18,9 +18,10 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import compare_format, store
+from bench import compare_format, kernel_gap, store
 from bench.analysis import Analysis
 from bench.analysis_options import DEFAULTS, AnalysisOptions
+from bench.errors import UsageError
 from bench.plots import catalogue as catalogue_mod
 from bench.plots import data as plot_data
 from bench.plots.result import Plotted
@@ -47,6 +48,8 @@ class Report:
     title: str
     catalogue: catalogue_mod.Catalogue
     campaigns: list[CampaignReport]
+    gap: kernel_gap.GapAnalysis | None = None   # campaigns on two or more kernels: did the gap change?
+    gap_problem: str = ""                       # why there is no gap analysis though there are kernels
     _svgs: dict = field(default_factory=dict, repr=False)
 
     def svg(self, fig: Plotted) -> str:
@@ -100,7 +103,19 @@ def collect(dirs: list[Path], options: AnalysisOptions = DEFAULTS) -> Report:
     campaigns = [campaign_report(Path(d)) for d in dirs]
     names = list(dict.fromkeys(c.name for c in campaigns))
     title = "blkcmp report: " + ", ".join(names)
-    return Report(title, cat, campaigns)
+    analysed = [(g.kernel, g.analysis) for g in cat.groups if g.analysis is not None]
+    gap, problem = None, ""
+    if len(analysed) > 1:
+        try:  # a fact about the data (a target missing on one kernel), said in place of the gaps
+            gap = kernel_gap.gaps_between(analysed, options)
+        except UsageError as exc:
+            problem = str(exc)
+    return Report(title, cat, campaigns, gap, problem)
+
+
+def gap_lines(report: Report) -> list[str]:
+    """What the report says about the gap between kernels when there is no gap table."""
+    return [f"no gap between kernels: {report.gap_problem}"] if report.gap_problem else []
 
 
 # ------------------------------------------------------------------------------------------
@@ -300,10 +315,15 @@ def _verdict_cell(r: compare_format.Row, column: str) -> str:
 def _verdicts_html(group: catalogue_mod.KernelGroup) -> str:
     """compare's verdict tables (the same rows, labels and columns as every other format)."""
     a = group.analysis
+    parts = [f"<p class='note'><b>warning:</b> {_e(w)}</p>" for w in a.warnings]
+    return "\n".join(parts + [_tables_html(compare_format.tables(a))])
+
+
+def _tables_html(tables: list[compare_format.VerdictTable]) -> str:
     columns = compare_format.ALL_COLUMNS
     numeric = {i for i, col in enumerate(columns) if col in compare_format.NUMERIC}
-    parts = [f"<p class='note'><b>warning:</b> {_e(w)}</p>" for w in a.warnings]
-    for t in compare_format.tables(a):
+    parts = []
+    for t in tables:
         parts.append(f"<h4>{_e(t.header[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in t.header[1:])}</p>")
         rows = [[_verdict_cell(r, col) for col in columns] for r in t.rows]
         parts.append(_table([t.heading(col) for col in columns], rows, numeric=numeric))
@@ -377,6 +397,11 @@ def to_html(report: Report) -> str:
             out.append(f"<p class='note'>kernel {_e(group.kernel)}: {_e(group.why_no_analysis)}</p>")
         else:
             out.append(_verdicts_html(group))
+    if report.gap or report.gap_problem:
+        out.append("<h2 id='gap'>Gap between kernels</h2>")
+        out += [f"<p class='note'>{_e(line)}</p>" for line in gap_lines(report)]
+        if report.gap:
+            out.append(_tables_html(compare_format.gap_tables(report.gap)))
     out.append("<h2 id='quality'>Data quality</h2>")
     analysed = [g for g in cat.groups if g.analysis is not None]
     for group in analysed:
@@ -428,6 +453,9 @@ def to_markdown(report: Report, figure_dir: str = "figures") -> str:
             out += [f"> warning: {w}" for w in group.analysis.warnings] + ([""] if group.analysis.warnings else [])
         out += [compare_format.markdown(group.analysis)] if group.analysis else [f"kernel {group.kernel}: "
                                                                                   f"{group.why_no_analysis}", ""]
+    if report.gap or report.gap_problem:
+        out += ["## Gap between kernels", ""] + [line + "  " for line in gap_lines(report)]
+        out += [compare_format.markdown_of(compare_format.gap_tables(report.gap))] if report.gap else [""]
     out += ["## Data quality", ""]
     for group in (g for g in cat.groups if g.analysis is not None):
         out += [f"kernel {group.kernel}:", ""] if len(cat.groups) > 1 else []
@@ -495,6 +523,9 @@ def to_text(report: Report) -> str:
             out += compare_format.text(group.analysis).rstrip("\n").splitlines() + [""]
         else:
             out += _wrap(f"kernel {group.kernel}: {group.why_no_analysis}") + [""]
+    out += [line for text in gap_lines(report) for line in _wrap(text)]
+    if report.gap:
+        out += compare_format.text_of(compare_format.gap_tables(report.gap)).rstrip("\n").splitlines() + [""]
     for c in report.campaigns:
         out += [f"Campaign {c.name}", "-" * min(TEXT_WIDTH, len(c.name) + 9)]
         out += [line for k, v in environment_rows(c) + plan_rows(c) for line in _wrap(f"{k}: {v}")]

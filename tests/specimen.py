@@ -50,6 +50,10 @@ class Specimen:
     timeseries_msec: int | None = None   # write fio-style IOPS logs at this interval
     # (target, window index, factor): that target's IOPS in that window of every run times factor
     stall: tuple[str, int, float] | None = None
+    # sessions (boots, resumed runs): the rounds are split evenly over them, in order, and each
+    # target's IOPS in session s are multiplied by session_factor(target, s)
+    sessions: int = 1
+    session_factor: Callable[[str, int], float] = lambda target, session: 1.0
 
 
 def iops_log(spec: Specimen, target: str, iops: float, point: dict) -> list[tuple[int, int, int]]:
@@ -129,15 +133,17 @@ def create(root: Path, spec: Specimen) -> Path:
     audits = spec.audits or {t: dict(AUDIT) for t, d in spec.targets if d in ("null_blk", "rnull")}
     # as the runner records a session: the differences found, each allowed by the workload
     _, allowed = audit_differences(audits, list(spec.allow_differences)) if len(audits) > 1 else ([], [])
-    campaign.add_session(store.TargetSession("2026-01-01T00:00:00Z", 0, {
-        t: {"driver": d, "device": f"/dev/{t}0"} | ({"audit": audits[t]} if t in audits else {})
-        for t, d in spec.targets}, list(allowed)))
+    for s in range(spec.sessions):
+        campaign.add_session(store.TargetSession(f"2026-01-0{1 + s}T00:00:00Z", s, {
+            t: {"driver": d, "device": f"/dev/{t}0"} | ({"audit": audits[t]} if t in audits else {})
+            for t, d in spec.targets}, list(allowed)))
     rng = np.random.default_rng(spec.seed)
     # one shared disturbance per round and point: what pairing by round is meant to cancel
     round_noise = {(r, p.index): rng.normal(0, spec.cv) for r in range(1, spec.rounds + 1) for p in plan.points}
     for run in plan.runs:
         point = run.point
-        iops = (spec.base_iops(point) * spec.factor(run.target, point)
+        session = (run.round - 1) * spec.sessions // spec.rounds
+        iops = (spec.base_iops(point) * spec.factor(run.target, point) * spec.session_factor(run.target, session)
                 * (1 + round_noise[(run.round, run.point_index)]) * (1 + rng.normal(0, spec.cv / 4)))
         median = spec.latency_ns * int(point.get("iodepth", 1)) / spec.factor(run.target, point)
         files = campaign.run_files(run.run_id)
@@ -154,7 +160,8 @@ def create(root: Path, spec: Specimen) -> Path:
         ios = iops * spec.runtime
         files.write_cpu({"seconds": {"softirq": ios * 150e-9, "system": ios * 900e-9, "user": ios * 300e-9,
                                      "irq": 0.0}, "block_softirqs": int(ios)})
-        files.write_meta({"run": run.__dict__, "status": "done", "error": None, "started": None, "ended": None,
+        files.write_meta({"run": run.__dict__, "status": "done", "error": None,
+                          "started": f"2026-01-0{1 + session}T01:00:00Z" if spec.sessions > 1 else None, "ended": None,
                           "host": "specimen", "kernel": spec.kernel, "fio_version": "fio-3.33"})
         store.index_run_dir(campaign, run.run_id, run_dir)
     return campaign.path

@@ -106,6 +106,13 @@ class Comparison(JsonDataclass):
     def has_ci(self) -> bool:
         return not self.ci_problem
 
+    def tost(self, margin: float) -> float:
+        """The ratio TOST p-value at another margin (the session level's too, when it has one)."""
+        p = ratio_tost_from_moments(self.moments, margin)[0]
+        if self.sessions is not None and math.isfinite(self.sessions.tost(margin)):
+            p = max(p, self.sessions.tost(margin))
+        return p
+
     @property
     def ratio_ci_halfwidth(self) -> float:
         """Half the CI width relative to the ratio (what the adaptive rule drives down)."""

@@ -34,7 +34,6 @@ from ._json import JsonDataclass
 from .compare import Comparison
 from .correction import adjust_pvalues
 from .defaults import CORRECTIONS, DEFAULT_CORRECTION
-from .significance import ratio_tost_from_moments
 
 FASTER = "faster"
 SLOWER = "slower"
@@ -150,11 +149,9 @@ def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant
 
 
 def _tost_at(c: Comparison, margin: float) -> float:
-    """The comparison's TOST p-value at another margin (the session level's too, when it has one)."""
-    p = ratio_tost_from_moments(c.moments, margin)[0]
-    if c.sessions is not None and math.isfinite(c.sessions.tost(margin)):
-        p = max(p, c.sessions.tost(margin))
-    return p
+    """The comparison's TOST p-value at another margin (a Comparison, or anything decided like
+    one, e.g. stats.gap's GapComparison, says it with `tost`)."""
+    return c.tost(margin)
 
 
 def decide(
