@@ -34,10 +34,6 @@ def available_here() -> list[dict]:
     return rows
 
 
-IDENTITY_SHOWN = ("model", "serial", "wwn", "firmware", "size_bytes", "logical_block_size",
-                  "physical_block_size", "driver", "nr_hw_queues", "backing_file")
-
-
 def existing_devices() -> list[dict]:
     """Every whole block device here: its identity, and whether blkcmp would refuse to write
     to it (the policy of driver blockdev, without overrides) and why."""
@@ -50,8 +46,7 @@ def render_devices(devices: list[dict]) -> str:
     lines = ["existing block devices (driver blockdev):"]
     for row in devices:
         ident = row["identity"]
-        shown = ", ".join(f"{k}={ident[k]}" for k in IDENTITY_SHOWN if ident.get(k))
-        lines.append(f"  {row['device']}: {shown}")
+        lines.append(f"  {row['device']}: {blockdev.identity_summary(ident)}")
         for link in ident.get("by_id") or []:
             lines.append(f"    by-id: {link}")
         if row["refusals"]:

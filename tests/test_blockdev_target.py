@@ -132,6 +132,27 @@ def assert_refused(tmp_path: Path, env, workload: Path, backing: Path, *fragment
     return line
 
 
+def write_swap_header(dev: str, scratch: Path) -> None:
+    """What mkswap writes, put on `dev` without mkswap's exclusive open: a check that runs at
+    that moment must find the signature, not a device busy with mkswap."""
+    image = scratch / "swap-header.img"
+    with open(image, "wb") as fh:
+        fh.truncate(MIB)
+    _sh("mkswap", str(image))
+    fd = os.open(dev, os.O_WRONLY)
+    try:
+        os.pwrite(fd, image.read_bytes()[:4096], 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def runs_done(results: Path) -> int:
+    """Finished runs of the one campaign under results/ (0 while it is still being created)."""
+    visible = [p for p in results.iterdir() if not p.name.startswith(".")] if results.exists() else []
+    return done_count(visible[0]) if len(visible) == 1 else 0
+
+
 def codes(dev: str, allow=frozenset()) -> set[str]:
     return {r.code for r in blockdev.write_refusals(dev, allow)}
 
@@ -334,6 +355,14 @@ def test_an_allowed_signature_is_overwritten_and_the_override_recorded(tmp_path,
         campaign = campaign_dir(tmp_path / "results")
         disk = json.loads((campaign / "targets.json").read_text())[-1]["targets"]["disk"]
         assert disk["overridden"] == ["signature ext4"] and disk["allowed_signatures"] == ["ext4"]
+        out = run_cli("report", campaign, "--out", tmp_path / "report", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+                   if "write refusals overridden" in line)
+        assert "signature ext4" in row, row
+        row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+                   if line.lstrip("| ").startswith("identity"))
+        assert f"backing_file={backing}" in row and "driver=loop" in row, row
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,9 +377,8 @@ def test_a_device_that_becomes_unsafe_mid_campaign_stops_it_before_the_next_run(
                           fio_extra=", offset: 1m", repetitions=40)
         proc = start_cli("run", w, "--results", tmp_path / "results", env=env)
         try:
-            wait_for(lambda: (tmp_path / "results").exists() and any((tmp_path / "results").iterdir())
-                     and done_count(campaign_dir(tmp_path / "results")) >= 1, "the first run")
-            _sh("mkswap", dev)
+            wait_for(lambda: runs_done(tmp_path / "results") >= 1, "the first run")
+            write_swap_header(dev, tmp_path)
             stdout, stderr = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:
@@ -386,3 +414,27 @@ def test_targets_lists_devices_with_identity_and_refusals(tmp_path, env):
     root = blockdev.system_disks()
     for role in root.values():
         assert f"it is the {role} device of this system" in out.stdout
+
+
+def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_run(tmp_path, env):
+    """The same policy guards blkcmp's own devices: here its loop target (a real loop device,
+    no stand-in) gets a swap header written by someone else between runs."""
+    w = write_workload(tmp_path, "\n".join([
+        "name: own", "targets:", "  own:", "    driver: loop",
+        f"    options: {{size: 8, directory: {tmp_path}}}",
+        "fio: {ioengine: psync, direct: 1, bs: 4k, offset: 1m}", "matrix: {rw: [randwrite]}",
+        "repetitions: 40", "runtime: 1", "ramp_time: 0", ""]))
+    results = tmp_path / "results"
+    proc = start_cli("run", w, "--results", results, env=env)
+    try:
+        wait_for(lambda: runs_done(results) >= 1, "the first run")
+        dev = json.loads((campaign_dir(results) / "targets.json").read_text())[-1]["targets"]["own"]["device"]
+        write_swap_header(dev, tmp_path)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stdout + stderr
+    assert f"refusing to write to {dev}: it carries a swap signature" in stderr, stderr
+    assert 1 <= done_count(campaign_dir(results)) < 40

@@ -379,6 +379,16 @@ def identity(dev: str) -> dict[str, Any]:
     }
 
 
+# The identity facts shown to people (`blkcmp targets`, the report's target section).
+IDENTITY_SHOWN = ("model", "serial", "wwn", "firmware", "size_bytes", "logical_block_size",
+                  "physical_block_size", "driver", "nr_hw_queues", "backing_file")
+
+
+def identity_summary(found: dict[str, Any]) -> str:
+    """`key=value, …` of the identity facts a device has."""
+    return ", ".join(f"{k}={found[k]}" for k in IDENTITY_SHOWN if found.get(k))
+
+
 def identity_mismatches(wanted: dict[str, str], found: dict[str, Any]) -> list[str]:
     """Each identity key the workload gives that the device does not have, as `key: wanted X, found Y`."""
     return [f"{key}: wanted {wanted[key]!r}, found {found.get(key)!r}"
