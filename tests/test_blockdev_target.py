@@ -438,3 +438,18 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
     assert proc.returncode == 1, stdout + stderr
     assert f"refusing to write to {dev}: it carries a swap signature" in stderr, stderr
     assert 1 <= done_count(campaign_dir(results)) < 40
+
+
+@pytest.mark.parametrize(("target", "field", "says"), [
+    ("{driver: loop, destructive: true}", "targets.t.destructive", "only driver blockdev has `destructive`"),
+    ("{driver: blockdev}", "targets.t", "needs `device:`"),
+    ("{driver: blockdev, device: sdb}", "targets.t.device", "a path under /dev/"),
+    ("{driver: blockdev, device: /dev/sdb, destructive: true, identity: {model: X}}",
+     "targets.t.identity", "wwn, serial"),
+])
+def test_blockdev_fields_are_checked_with_the_workload(tmp_path, env, target, field, says):
+    w = write_workload(tmp_path, f"targets:\n  t: {target}\nfio: {{rw: read}}\n")
+    out = run_cli("plan", w, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    line, = out.stderr.strip().splitlines()
+    assert f"{w}:2: {field}:" in line and says in line, line

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import RunError
+from bench.errors import RunError, shorten
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -391,7 +391,7 @@ def identity_summary(found: dict[str, Any]) -> str:
 
 def identity_mismatches(wanted: dict[str, str], found: dict[str, Any]) -> list[str]:
     """Each identity key the workload gives that the device does not have, as `key: wanted X, found Y`."""
-    return [f"{key}: wanted {wanted[key]!r}, found {found.get(key)!r}"
+    return [f"{key}: wanted {shorten(repr(wanted[key]))}, found {shorten(repr(found.get(key)))}"
             for key in IDENTITY_KEYS if key in wanted and str(found.get(key)) != str(wanted[key])]
 
 

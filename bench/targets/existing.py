@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import ledger
-from bench.errors import RunError, UsageError
+from bench.errors import RunError, UsageError, shorten
 from bench.targets import blockdev
 from bench.targets.base import Availability, Device, Target
 from bench.targets.blockdev import Refusal
@@ -54,19 +54,19 @@ class ExistingBlockDevice(Target):
             try:
                 st = os.stat(self.device_path)
             except OSError as exc:
-                raise UsageError(f"{self._where()}: device {self.device_path}: {exc.strerror} "
+                raise UsageError(f"{self._where()}: device {shorten(self.device_path)}: {exc.strerror} "
                                  "(name an existing whole block device)") from None
             if not stat.S_ISBLK(st.st_mode):
-                raise UsageError(f"{self._where()}: {self.device_path} is not a block device "
+                raise UsageError(f"{self._where()}: {shorten(self.device_path)} is not a block device "
                                  "(name a whole block device)")
             name = blockdev.disk_name(self.device_path)
             if not (blockdev.SYS_BLOCK / name).exists():
-                raise UsageError(f"{self._where()}: {self.device_path} is a partition ({name}); "
+                raise UsageError(f"{self._where()}: {shorten(self.device_path)} is a partition ({name}); "
                                  "name the whole disk")
             return f"/dev/{name}"
         matching = [dev for dev in blockdev.whole_disks()
                     if not blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))]
-        given = ", ".join(f"{k}={v}" for k, v in self.wanted.items())
+        given = ", ".join(f"{k}={shorten(v)}" for k, v in self.wanted.items())
         if not matching:
             raise UsageError(f"{self._where()}: no block device here has identity {given} "
                              "(`blkcmp targets` lists the devices and their identities)")
