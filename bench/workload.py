@@ -273,7 +273,9 @@ BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures")
 
 
 def _blockdev_problems(spec: TargetSpec, base: tuple):
-    given = [f for f in BLOCKDEV_FIELDS if f in spec.model_fields_set]
+    # A field counts as given when it differs from its default: a resolved workload (dump())
+    # spells every default out.
+    given = [f for f in BLOCKDEV_FIELDS if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)]
     if spec.driver != "blockdev":
         for field in given:
             yield base + (field,), f"only driver blockdev has `{field}`; remove it"
@@ -925,4 +927,8 @@ def json_schema() -> dict:
 def dump(workload: Workload) -> str:
     """The resolved workload as YAML (what a campaign directory keeps)."""
     data = workload.model_dump(mode="json", exclude_none=False)
+    for name, spec in workload.targets.named().items():
+        if spec.driver != "blockdev":  # fields only blockdev has stay out of the others' record
+            for field in BLOCKDEV_FIELDS:
+                data["targets"][name].pop(field, None)
     return yaml.safe_dump(data, sort_keys=False)
