@@ -225,6 +225,7 @@ def cmd_targets(args) -> int:
         print(vm.targets_in_vm(args.kernel))
     else:
         print(targets_info.render(targets_info.available_here()))
+        print(targets_info.render_devices(targets_info.existing_devices()))
     return 0
 
 

@@ -27,6 +27,7 @@ import subprocess
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.errors import RunError
 
@@ -390,3 +391,14 @@ def log_file_name(value: str) -> str:
     base = value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", base).lstrip(".")
     return base or "log"
+
+
+# Every fio `rw` value that only reads (fio also takes `rw=randread:8`, so the suffix is cut).
+READ_ONLY_RW = frozenset({"read", "randread"})
+
+
+def job_writes(options: dict[str, Any]) -> bool:
+    """Does a fio job with these options write (or trim) its file? fio's default rw is read.
+    Decides whether an existing block device must pass the write-safety policy."""
+    rw = next((v for k, v in options.items() if fold(k) in ("rw", "readwrite")), "read")
+    return str(rw).split(":", 1)[0].strip().lower() not in READ_ONLY_RW

@@ -136,6 +136,14 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
         values = [str(described[t].get(key, "")) for t in targets]
         if any(values):
             rows.append((key, values, "info"))
+    # An existing device (driver blockdev): what it is, and any write refusal the workload overrode.
+    from bench.targets.blockdev import identity_summary
+    identities = [identity_summary(described[t].get("identity") or {}) for t in targets]
+    if any(identities):
+        rows.append(("identity", identities, "info"))
+    overridden = [", ".join(described[t].get("overridden") or []) for t in targets]
+    if any(overridden):
+        rows.append(("write refusals overridden", overridden, "info"))
     keys = list(dict.fromkeys(k for t in targets for k in (described[t].get("audit") or {})))
     for key in keys:
         values = [str((described[t].get("audit") or {}).get(key, "-")) for t in targets]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from bench.targets import configfs, nullblk, rnull
+from bench.targets import blockdev, configfs, nullblk, rnull
 from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
 from bench.targets.base import Context
 from bench.driver_options import DRIVER_OPTIONS
@@ -32,6 +32,30 @@ def available_here() -> list[dict]:
     rows.append({"driver": "rnull", "available": avail.ok, "reason": avail.reason,
                  "interface": avail.interface, "options": options})
     return rows
+
+
+def existing_devices() -> list[dict]:
+    """Every whole block device here: its identity, and whether blkcmp would refuse to write
+    to it (the policy of driver blockdev, without overrides) and why."""
+    return [{"device": dev, "identity": blockdev.identity(dev),
+             "refusals": [r.line() for r in blockdev.write_refusals(dev)]}
+            for dev in blockdev.whole_disks()]
+
+
+def render_devices(devices: list[dict]) -> str:
+    lines = ["existing block devices (driver blockdev):"]
+    for row in devices:
+        ident = row["identity"]
+        lines.append(f"  {row['device']}: {blockdev.identity_summary(ident)}")
+        for link in ident.get("by_id") or []:
+            lines.append(f"    by-id: {link}")
+        if row["refusals"]:
+            lines.append("    write: refused: " + "; ".join(row["refusals"]))
+        else:
+            lines.append("    write: allowed with destructive: true and a matching identity")
+    if not devices:
+        lines.append("  none")
+    return "\n".join(lines)
 
 
 def render(rows: list[dict]) -> str:

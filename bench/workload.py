@@ -75,13 +75,29 @@ class CommonSpec(_Strict):
                                  description="queue settings for every block device (scheduler none by default)")
 
 
+class DeviceIdentity(_Strict):
+    """What an existing block device must be (driver blockdev), compared with what sysfs says."""
+
+    wwn: str | None = Field(None, description="World Wide Name, as sysfs `wwid` spells it")
+    serial: str | None = Field(None, description="serial number")
+    model: str | None = Field(None, description="model, as sysfs `device/model` spells it")
+    size_bytes: int | None = Field(None, ge=1, description="capacity in bytes")
+    backing_file: str | None = Field(None, description="a loop device's backing file")
+
+
 class TargetSpec(_Strict):
     """One device under test: a driver and its options."""
 
-    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null"]
+    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev"]
     options: dict[str, Scalar] = Field(default_factory=dict, description="driver options")
     queue: QueueSettings = Field(default_factory=QueueSettings,
                                  description="queue settings for this target only (over common.queue)")
+    # driver blockdev only: an existing whole block device (README, Existing block devices)
+    device: str | None = Field(None, description="blockdev: the device, e.g. /dev/disk/by-id/…")
+    identity: DeviceIdentity | None = Field(None, description="blockdev: what the device must be")
+    destructive: bool = Field(False, description="blockdev: fio may write to the device (its data is lost)")
+    allow_signatures: list[str] = Field(default_factory=list, max_length=32,
+                                        description="blockdev: signature types (blkid TYPE) writing may overwrite")
 
 
 class Targets(BaseModel):
@@ -253,6 +269,29 @@ def _option_problems(driver: str, options: dict[str, Any], path: tuple):
             yield where, f"expected a string, found {value!r}"
 
 
+BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures")
+
+
+def _blockdev_problems(spec: TargetSpec, base: tuple):
+    # A field counts as given when it differs from its default: a resolved workload (dump())
+    # spells every default out.
+    given = [f for f in BLOCKDEV_FIELDS if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)]
+    if spec.driver != "blockdev":
+        for field in given:
+            yield base + (field,), f"only driver blockdev has `{field}`; remove it"
+        return
+    identity = spec.identity.model_dump(exclude_none=True) if spec.identity else {}
+    if spec.device is None and not identity:
+        yield base, ("driver blockdev needs `device:` (e.g. /dev/disk/by-id/…) or `identity:` "
+                     "(wwn, serial, model, size_bytes), found neither")
+    elif spec.device is not None and not spec.device.startswith("/dev/"):
+        yield base + ("device",), f"expected a path under /dev/, found {quoted(spec.device)}"
+    if spec.destructive and not any(k in identity for k in ("wwn", "serial", "backing_file")):
+        yield base + ("identity",), ("destructive: true needs the device's identity (wwn, serial, "
+                                     "or a loop device's backing_file) under `identity:`, so that "
+                                     "blkcmp never writes to another disk; found none")
+
+
 def semantic_problems(workload: Workload):
     """Checks across fields, each yielding (path, message) so errors point at the exact line."""
     named = workload.targets.named()
@@ -268,6 +307,7 @@ def semantic_problems(workload: Workload):
         yield from _option_problems(spec.driver, spec.options, base + ("options",))
         if spec.driver not in BLOCK_DRIVERS and spec.queue.model_dump(exclude_none=True):
             yield base + ("queue",), f"driver {spec.driver} has no block queue; remove `queue`"
+        yield from _blockdev_problems(spec, base)
         for where, text in _option_problems(spec.driver, workload.targets.common.options,
                                             ("targets", "common", "options")):
             yield where, f"{text} (applies to target {name})"
@@ -884,4 +924,8 @@ def json_schema() -> dict:
 def dump(workload: Workload) -> str:
     """The resolved workload as YAML (what a campaign directory keeps)."""
     data = workload.model_dump(mode="json", exclude_none=False)
+    for name, spec in workload.targets.named().items():
+        if spec.driver != "blockdev":  # fields only blockdev has stay out of the others' record
+            for field in BLOCKDEV_FIELDS:
+                data["targets"][name].pop(field, None)
     return yaml.safe_dump(data, sort_keys=False)

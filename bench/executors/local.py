@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Callable
 
 from bench import env, fio, ledger, stopping, store
 from bench.driver_options import BLOCK_DRIVERS
+from bench.fio_options import job_writes
 from bench.errors import RunError, UsageError
 from bench.plan import Plan, PlannedRun, add_rounds
 from bench.procs import signals_raise
 from bench.progress import Reporter
 from bench.results import load_runs
 from bench.targets import Context, Target, build_targets
-from bench.targets.blockdev import audit_differences, require_safe
+from bench.targets.blockdev import audit_differences
 from bench.workload import Workload
 
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
     device = target.device
     spec = fio.job_spec(workload, run, target, device.filename, device.fio_options, campaign.name)
     staged.job.write_text(fio.job_text(spec))
-    if device.block_device:
-        require_safe(device.block_device)
+    target.check_before_run(job_writes(workload.fio | run.point))
     described = target.describe()
     before = env.cpu_counters()
     invocation = fio.run(staged.job, staged.fio_output,
@@ -185,7 +185,8 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
         recover(campaign, reporter)
         plan = campaign.plan()
         names = plan.targets
-        targets = build_targets(workload, Context(campaign_id(campaign)), names)
+        targets = build_targets(workload, Context(campaign_id(campaign), campaign.info().get("source", "")),
+                                names)
         try:
             campaign.add_session(setup_targets(targets, workload, reporter))
             counts = {"done": 0, "failed": 0}

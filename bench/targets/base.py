@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.workload import QueueSettings
+    from bench.workload import QueueSettings, TargetSpec
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Context:
     """Per-campaign facts a target needs to name its resources uniquely."""
 
     campaign_id: str      # short, unique per campaign directory
+    source: str = ""      # the workload file, for refusals that name it
 
 
 class Target(abc.ABC):
@@ -52,6 +53,19 @@ class Target(abc.ABC):
         self.queue = queue
         self.context = context
         self.device: Device | None = None
+
+    def accept_spec(self, spec: TargetSpec, writes: bool) -> None:
+        """The workload's fields beyond options and queue (blockdev: device, identity,
+        destructive, allow_signatures) and whether any of its jobs writes. Most families
+        need neither."""
+
+    def check_before_run(self, writes: bool) -> None:
+        """Refuse (raise) before fio starts a run that writes to a device which must not be
+        written (bench.targets.blockdev.write_refusals). The devices blkcmp creates are
+        checked before every run whatever the job does: anything on them is not blkcmp's."""
+        if self.device and self.device.block_device:
+            from bench.targets.blockdev import require_safe
+            require_safe(self.device.block_device)
 
     @abc.abstractmethod
     def probe(self) -> Availability:

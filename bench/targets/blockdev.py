@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import RunError
+from bench.errors import RunError, shorten
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -107,70 +108,169 @@ def audit_differences(audits: dict[str, dict[str, Any]], allowed: list[str]) -> 
 
 
 # ------------------------------------------------------------------------------------------
-# Write safety
+# Write safety: one policy for every block device blkcmp hands to fio, its own and the user's.
 
 
-def _rdev(dev: str) -> int:
-    return os.stat(dev).st_rdev
+@dataclass(frozen=True)
+class Refusal:
+    """One reason not to write to a device: `code` is what tests and overrides key on (never
+    the text), `what` says what was found, `fix` what the user can do about it."""
+
+    code: str       # partitions, holders, mounted, swap, signature, root, boot, read-only, exclusive, ...
+    what: str
+    fix: str
+    detail: str = ""  # the signature type for code "signature" (what allow_signatures names)
+
+    def line(self) -> str:
+        return f"{self.what} ({self.fix})"
 
 
-def safety_problems(dev: str) -> list[str]:
-    """Reasons not to write to `dev`: partitions, holders, mounts, swap, signatures, exclusive use.
-
-    blkcmp runs this on every block device it is about to hand to fio, including the ones it
-    created itself: a device that is not what blkcmp made must never be written.
-    """
-    problems: list[str] = []
-    try:
-        st = os.stat(dev)
-    except OSError as exc:
-        return [f"{dev}: {exc.strerror}"]
-    if not stat.S_ISBLK(st.st_mode):
-        return [f"{dev} is not a block device"]
-    name = disk_name(dev)
+def _partitions(name: str) -> list[str]:
     base = SYS_BLOCK / name
-    if any((p / "partition").exists() for p in base.glob(f"{name}*")):
-        problems.append("it has partitions")
-    if any((base / "holders").glob("*")):
-        problems.append("it has holders (device-mapper, MD, bcache): " +
-                        ", ".join(p.name for p in (base / "holders").glob("*")))
-    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-    real = os.path.realpath(dev)
+    return sorted(p.name for p in base.glob(f"{name}*") if (p / "partition").exists())
+
+
+def _majmin(name: str) -> str | None:
+    return _read(Path("/sys/class/block") / name / "dev")
+
+
+def _whole_disks_under(name: str, seen: set[str] | None = None) -> set[str]:
+    """The whole disks a block device (a partition, a dm/md device) finally lives on."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    node = Path("/sys/class/block") / name
+    if (node / "partition").exists():
+        return {Path(os.path.realpath(node)).parent.name}
+    slaves = [p.name for p in (node / "slaves").glob("*")] if (node / "slaves").is_dir() else []
+    if not slaves:
+        return {name}
+    return set().union(*(_whole_disks_under(s, seen) for s in slaves))
+
+
+def system_disks() -> dict[str, str]:
+    """Whole disks holding the root filesystem or /boot (/boot/efi): {disk: "root" | "boot"}."""
+    found: dict[str, str] = {}
+    for mountpoint, role in (("/", "root"), ("/boot", "boot"), ("/boot/efi", "boot")):
+        try:
+            st = os.stat(mountpoint)
+        except OSError:
+            continue
+        if role == "boot" and os.stat("/").st_dev == st.st_dev:
+            continue  # no separate /boot: the root disk is already listed
+        node = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+        if node.exists():
+            for disk in _whole_disks_under(Path(os.path.realpath(node)).name):
+                found.setdefault(disk, role)
+    return found
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(major:minor, source, mountpoint) of every mount this process sees."""
+    out = []
     for line in (_read(Path("/proc/self/mountinfo")) or "").splitlines():
         fields = line.split()
         source = line.split(" - ", 1)[1].split()[1] if " - " in line else ""
-        if fields[2] == majmin or os.path.realpath(source) == real:
-            problems.append(f"it is mounted on {fields[4]}")
-            break
-    for line in (_read(Path("/proc/swaps")) or "").splitlines()[1:]:
-        swap = line.split()[0]
-        if os.path.realpath(swap) == real:
-            problems.append("it is in use as swap")
-    if _read(base / "ro") == "1":
-        problems.append("it is read-only")
+        out.append((fields[2], source, fields[4]))
+    return out
+
+
+def signatures(dev: str) -> tuple[list[str], str | None]:
+    """(signature types `blkid -p` finds on dev, a problem probing it or None)."""
+    # blkid exits 2 both for "no signature" and for "cannot open": open it first to tell them apart.
+    try:
+        os.close(os.open(dev, os.O_RDONLY))
+    except OSError as exc:
+        return [], f"it cannot be read to look for signatures ({exc.strerror})"
     try:
         probe = subprocess.run(["blkid", "-p", "-o", "export", dev], capture_output=True, text=True,
                                timeout=30)
-        if probe.returncode == 0:
-            found = dict(l.split("=", 1) for l in probe.stdout.splitlines() if "=" in l)
-            what = found.get("TYPE") or found.get("PTTYPE") or found.get("USAGE") or "a signature"
-            problems.append(f"it carries a {what} signature")
-        elif probe.returncode == 8:
-            problems.append("blkid finds ambivalent signatures on it")
-    except (OSError, subprocess.TimeoutExpired):
-        problems.append("blkid could not probe it")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], f"blkid could not probe it ({exc})"
+    if probe.returncode == 0:
+        found = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
+        kinds = [found[k] for k in ("TYPE", "PTTYPE") if found.get(k)]
+        return kinds or [found.get("USAGE") or "unknown"], None
+    if probe.returncode == 8:
+        return ["ambivalent"], None
+    if probe.returncode == 2:
+        return [], None
+    return [], f"blkid -p failed with status {probe.returncode}: {probe.stderr.strip()[:200]}"
+
+
+def write_refusals(dev: str, allow_signatures: frozenset[str] | set[str] = frozenset()) -> list[Refusal]:
+    """Every reason not to write to `dev` (a whole block device), each with its fix.
+
+    blkcmp runs this on every block device it is about to let fio write, including the ones it
+    created itself: a device that is not what blkcmp made (or what the user named) is never
+    written. Only a signature whose type is listed in `allow_signatures` is let through; no
+    other reason can be overridden. Cheap enough to run before every fio start: sysfs,
+    /proc, one `blkid -p`, one O_EXCL open.
+    """
+    try:
+        st = os.stat(dev)
+    except OSError as exc:
+        return [Refusal("missing", f"{dev}: {exc.strerror}", "name an existing block device")]
+    if not stat.S_ISBLK(st.st_mode):
+        return [Refusal("not-block", f"{dev} is not a block device", "name a whole block device")]
+    name = disk_name(dev)
+    if (SYS_BLOCK / name).exists() is False and (Path("/sys/class/block") / name / "partition").exists():
+        return [Refusal("partition", f"{dev} is a partition", "name the whole disk")]
+    refusals: list[Refusal] = []
+    parts = _partitions(name)
+    if parts:
+        refusals.append(Refusal("partitions", f"it has partitions ({', '.join(parts)})",
+                                "delete the partition table, e.g. wipefs -a, if its data may go"))
+    family = [name, *parts]
+    holders = sorted({h.name for n in family for h in (Path("/sys/class/block") / n / "holders").glob("*")})
+    if holders:
+        refusals.append(Refusal("holders", "it has holders (device-mapper, LVM, MD, bcache): "
+                                + ", ".join(holders), "remove them (dmsetup remove, vgchange -an, mdadm --stop)"))
+    numbers = {_majmin(n): n for n in family}
+    paths = {os.path.realpath(f"/dev/{n}"): n for n in family} | {os.path.realpath(dev): name}
+    mounted = sorted({f"{numbers.get(majmin) or paths.get(os.path.realpath(source))} on {point}"
+                      for majmin, source, point in _mounts()
+                      if majmin in numbers or (source.startswith("/") and os.path.realpath(source) in paths)})
+    if mounted:
+        refusals.append(Refusal("mounted", "it is mounted: " + ", ".join(mounted), "unmount it"))
+    swaps = [line.split()[0] for line in (_read(Path("/proc/swaps")) or "").splitlines()[1:] if line.split()]
+    swapping = sorted(paths[os.path.realpath(s)] for s in swaps if os.path.realpath(s) in paths)
+    if swapping:
+        refusals.append(Refusal("swap", "it is in use as swap: " + ", ".join(swapping), "swapoff it"))
+    role = system_disks().get(name)
+    if role:
+        refusals.append(Refusal(role, f"it is the {role} device of this system",
+                                "blkcmp never writes to it; name another disk"))
+    if _read(SYS_BLOCK / name / "ro") == "1":
+        refusals.append(Refusal("read-only", "it is read-only", "make it writable (blockdev --setrw)"))
+    kinds, problem = signatures(dev)
+    if problem:
+        refusals.append(Refusal("unprobed", problem, "give blkcmp read access to it"))
+    for kind in kinds:
+        if kind not in allow_signatures:
+            article = "an" if kind[:1].lower() in "aeiou" else "a"
+            refusals.append(Refusal("signature", f"it carries {article} {kind} signature",
+                                    f"wipefs -a it if its data may go, or allow_signatures: [{kind}]",
+                                    detail=kind))
     try:
         fd = os.open(dev, os.O_RDONLY | os.O_EXCL)
         os.close(fd)
     except OSError as exc:
-        problems.append(f"another user holds it exclusively ({exc.strerror})")
-    return problems
+        refusals.append(Refusal("exclusive", f"it cannot be opened exclusively ({exc.strerror})",
+                                "stop whatever holds it open"))
+    return refusals
+
+
+def safety_problems(dev: str) -> list[str]:
+    """write_refusals() as lines, no override: the check of the devices blkcmp creates."""
+    return [r.what for r in write_refusals(dev)]
 
 
 def require_safe(dev: str) -> None:
-    problems = safety_problems(dev)
-    if problems:
-        raise RunError(f"refusing to write to {dev}: {'; '.join(problems)}")
+    refusals = write_refusals(dev)
+    if refusals:
+        raise RunError(f"refusing to write to {dev}: {'; '.join(r.line() for r in refusals)}")
 
 
 def save_queue(dev: str, settings: "QueueSettings") -> dict[str, str]:
@@ -191,3 +291,111 @@ def restore_queue(dev: str, saved: dict[str, str]) -> None:
             (qdir / key).write_text(value)
         except OSError:
             pass  # the device may be going away; nothing else to restore to
+
+
+# ------------------------------------------------------------------------------------------
+# Identity: what a whole block device is, read from sysfs (names like sda and nvme0n1 move
+# between boots; serial, WWN and model do not).
+
+# The identity keys a workload may give, and those that single out one device (model and size
+# do not: two disks of a batch share them). A loop device, the tests' stand-in for a user's
+# disk, has no serial or WWN; its backing file is what names it.
+IDENTITY_KEYS = ("wwn", "serial", "model", "size_bytes", "backing_file")
+UNIQUE_IDENTITY_KEYS = ("wwn", "serial", "backing_file")
+
+
+def _vpd_serial(path: Path) -> str | None:
+    # SCSI VPD page 0x80: 4-byte header (byte 3 = length), then the unit serial number.
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if len(raw) < 4:
+        return None
+    return raw[4:4 + raw[3]].decode("ascii", "replace").strip() or None
+
+
+def _first(*paths: Path) -> str | None:
+    for path in paths:
+        value = _read(path)
+        if value:
+            return value
+    return None
+
+
+def _driver(name: str) -> str | None:
+    """The driver bound to the device (or the nearest parent that has one), else the name the
+    block major is registered under in /proc/devices (loop, virtblk, ...)."""
+    node = Path(os.path.realpath(SYS_BLOCK / name))
+    for parent in [node / "device", *(node / "device").parents] if (node / "device").exists() else []:
+        link = parent / "driver"
+        if link.exists():
+            return Path(os.path.realpath(link)).name
+        if parent == Path("/sys/devices"):
+            break
+    majmin = _majmin(name)
+    if majmin:
+        major = majmin.split(":")[0]
+        text = (_read(Path("/proc/devices")) or "").split("Block devices:", 1)[-1]
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == major:
+                return parts[1]
+    return None
+
+
+def by_id_links(name: str) -> list[str]:
+    """The /dev/disk/by-id names udev gave the device (none without udev)."""
+    directory = Path("/dev/disk/by-id")
+    if not directory.is_dir():
+        return []
+    return sorted(str(p) for p in directory.iterdir() if disk_name(str(p)) == name)
+
+
+def identity(dev: str) -> dict[str, Any]:
+    """A whole block device's identity and shape, read back from sysfs: model, serial, firmware,
+    WWN, size, block sizes, the driver bound, queue counts (None where the device has none)."""
+    name = disk_name(dev)
+    base = SYS_BLOCK / name
+    device = base / "device"
+    sectors = _read(base / "size")
+    return {
+        "name": name,
+        "model": _first(device / "model", base / "model"),
+        "vendor": _first(device / "vendor"),
+        "serial": _first(device / "serial", base / "serial") or _vpd_serial(device / "vpd_pg80"),
+        "firmware": _first(device / "firmware_rev", device / "rev"),
+        "wwn": _first(base / "wwid", device / "wwid"),
+        "nsid": _read(base / "nsid"),
+        "size_bytes": str(int(sectors) * 512) if sectors and sectors.isdigit() else None,
+        "logical_block_size": _read(base / "queue" / "logical_block_size"),
+        "physical_block_size": _read(base / "queue" / "physical_block_size"),
+        "rotational": _read(base / "queue" / "rotational"),
+        "read_only": _read(base / "ro"),
+        "driver": _driver(name),
+        "nr_hw_queues": str(len(list((base / "mq").glob("*")))) if (base / "mq").is_dir() else None,
+        "backing_file": _read(base / "loop" / "backing_file"),
+        "by_id": by_id_links(name),
+    }
+
+
+# The identity facts shown to people (`blkcmp targets`, the report's target section).
+IDENTITY_SHOWN = ("model", "serial", "wwn", "firmware", "size_bytes", "logical_block_size",
+                  "physical_block_size", "driver", "nr_hw_queues", "backing_file")
+
+
+def identity_summary(found: dict[str, Any]) -> str:
+    """`key=value, …` of the identity facts a device has."""
+    return ", ".join(f"{k}={found[k]}" for k in IDENTITY_SHOWN if found.get(k))
+
+
+def identity_mismatches(wanted: dict[str, str], found: dict[str, Any]) -> list[str]:
+    """Each identity key the workload gives that the device does not have, as `key: wanted X, found Y`."""
+    return [f"{key}: wanted {shorten(repr(wanted[key]))}, found {shorten(repr(found.get(key)))}"
+            for key in IDENTITY_KEYS if key in wanted and str(found.get(key)) != str(wanted[key])]
+
+
+def whole_disks() -> list[str]:
+    """Every whole block device in sysfs with a capacity (unattached loop devices left out)."""
+    return [f"/dev/{p.name}" for p in sorted(SYS_BLOCK.iterdir())
+            if (_read(p / "size") or "0") not in ("0", "")]
