@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import env, fio, fio_options, names, store, workload as workload_mod
+from bench import env, fio, fio_options, names, store
+from bench import workload as workload_mod
 from bench.errors import RunError, UsageError, shorten
 from bench.plan import Plan, PlannedRun, make_plan
 from bench.targets import Context, Target, build_targets

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — the one place every error is printed
         if os.environ.get("BLKCMP_DEBUG"):
             traceback.print_exc()
         if is_storage_error(exc):  # a full or read-only filesystem, wherever it was met

@@ -7,8 +7,7 @@ import os
 import sqlite3
 import sys
 
-from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
-                          storage_error)
+from bench.errors import RunError, StorageError, UsageError, is_storage_error, shorten, storage_error
 
 
 def _say(text: str) -> None:
@@ -55,7 +54,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from bench import campaign as camp, store, summary
+    from bench import campaign as camp
+    from bench import store, summary
 
     if args.resume and args.workload:
         raise UsageError("give either a workload file or --resume DIR, not both")

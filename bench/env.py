@@ -21,7 +21,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bench
@@ -136,7 +136,7 @@ def memory() -> dict[str, int]:
 
 def boot_time() -> str:
     """When the kernel booted (UTC), so runs of one boot can be told from another's."""
-    booted = datetime.fromtimestamp(require_psutil().boot_time(), timezone.utc)
+    booted = datetime.fromtimestamp(require_psutil().boot_time(), UTC)
     return booted.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

@@ -20,10 +20,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from bench import fio_options as fio_options_mod
 from bench.errors import RunError
@@ -181,7 +182,7 @@ class Invocation:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def command(job_path: Path, output_path: Path, fio: str = FIO) -> list[str]:
@@ -202,8 +203,7 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
     # program name and exact command line, which its job processes share), then by pid and start
     # time, so `blkcmp cleanup` and the next session can end exactly these processes. The record
     # goes only once none of them is left.
-    from bench import procs
-    from bench import ledger
+    from bench import ledger, procs
     record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
               "after": time.time()}
     started, t0 = utc_now(), time.monotonic()
@@ -425,7 +425,7 @@ class Latency:
     counted_by_fio: bool = True   # False when n is the direction's I/O count (no `N` in the file)
 
     @classmethod
-    def parse(cls, data: dict | None, *, scale: float = 1.0, ios: int = 0) -> "Latency | None":
+    def parse(cls, data: dict | None, *, scale: float = 1.0, ios: int = 0) -> Latency | None:
         if not isinstance(data, dict) or not data:
             return None
         pct = {}
@@ -472,7 +472,7 @@ class Direction:
         return int(round(self.iops * self.runtime_ms / 1000.0))
 
     @classmethod
-    def parse(cls, data: dict, *, fio_major: int | None = None) -> "Direction":
+    def parse(cls, data: dict, *, fio_major: int | None = None) -> Direction:
         """One direction's object; fio_major (from "fio version") decides the units when the
         keys alone do not (a direction without any latency object)."""
         if any(k in data for k in ("clat_ns", "lat_ns", "slat_ns")):

@@ -97,38 +97,9 @@ SAFE_ENGINES = frozenset({"sync", "psync", "vsync", "pvsync", "pvsync2", "libaio
 
 # fio 3.33's options that only shape the I/O on the job's own file, as fio spells them (aliases
 # resolve to these through fio's table). Engine options of SAFE_ENGINES are plain too.
-PLAIN = frozenset("""
-description wait_for lockfile rw bs ba bsrange bssplit bs_unaligned randrepeat randseed
-norandommap ignore_error rw_sequencer ioengine iodepth iodepth_batch iodepth_batch_complete_min
-iodepth_batch_complete_max iodepth_low serialize_overlap io_submit_mode size io_size fill_device
-filesize file_append offset offset_increment offset_align number_ios random_generator
-random_distribution percentage_random allrandrepeat nrfiles file_service_type openfiles fallocate
-fadvise_hint fsync fdatasync write_barrier sync_file_range direct atomic buffered overwrite loops
-numjobs startdelay verify_only clocksource mem verify do_verify verify_interval verify_offset
-verify_pattern verify_fatal verify_dump verify_async verify_backlog verify_backlog_batch
-experimental_verify verify_state_load verify_state_save trim_percentage trim_verify_zero
-trim_backlog trim_backlog_batch read_iolog_chunked replay_no_stall replay_scale replay_align
-replay_time_scale replay_skip merge_blktrace_scalars merge_blktrace_iters zonemode zonesize
-zonecapacity zonerange zoneskip read_beyond_wp max_open_zones job_max_open_zones
-ignore_zone_limits zone_reset_threshold zone_reset_frequency lockmem rwmixread rwmixwrite nice
-prio prioclass thinktime thinktime_spin thinktime_blocks thinktime_blocks_type thinktime_iotime
-rate rate_min rate_process rate_cycle rate_ignore_thinktime rate_iops rate_iops_min max_latency
-latency_target latency_window latency_percentile latency_run invalidate sync write_hint
-create_serialize create_fsync create_on_open create_only allow_file_create pre_read cpumask
-cpus_allowed cpus_allowed_policy numa_cpu_nodes numa_mem_policy end_fsync fsync_on_close exitall
-exit_what exitall_on_error stonewall new_group thread per_job_logs bwavgtime iopsavgtime
-log_entries log_avg_msec log_hist_msec log_hist_coarseness log_max_value log_offset log_prio
-log_compression log_compression_cpus log_store_compressed log_unix_epoch log_alternate_epoch
-log_alternate_epoch_clock_id block_error_percentiles group_reporting stats zero_buffers
-refill_buffers scramble_buffers buffer_pattern buffer_compress_percentage buffer_compress_chunk
-dedupe_percentage dedupe_mode dedupe_working_set_percentage dedupe_global clat_percentiles
-lat_percentiles slat_percentiles percentile_list significant_figures disk_util gtod_reduce
-disable_lat disable_clat disable_slat disable_bw_measurement gtod_cpu unified_rw_reporting
-continue_on_error error_dump kb_base unit_base hugepage-size flow_id flow flow_sleep steadystate
-steadystate_duration steadystate_ramp_time
-""".split())
+PLAIN = frozenset(["description", "wait_for", "lockfile", "rw", "bs", "ba", "bsrange", "bssplit", "bs_unaligned", "randrepeat", "randseed", "norandommap", "ignore_error", "rw_sequencer", "ioengine", "iodepth", "iodepth_batch", "iodepth_batch_complete_min", "iodepth_batch_complete_max", "iodepth_low", "serialize_overlap", "io_submit_mode", "size", "io_size", "fill_device", "filesize", "file_append", "offset", "offset_increment", "offset_align", "number_ios", "random_generator", "random_distribution", "percentage_random", "allrandrepeat", "nrfiles", "file_service_type", "openfiles", "fallocate", "fadvise_hint", "fsync", "fdatasync", "write_barrier", "sync_file_range", "direct", "atomic", "buffered", "overwrite", "loops", "numjobs", "startdelay", "verify_only", "clocksource", "mem", "verify", "do_verify", "verify_interval", "verify_offset", "verify_pattern", "verify_fatal", "verify_dump", "verify_async", "verify_backlog", "verify_backlog_batch", "experimental_verify", "verify_state_load", "verify_state_save", "trim_percentage", "trim_verify_zero", "trim_backlog", "trim_backlog_batch", "read_iolog_chunked", "replay_no_stall", "replay_scale", "replay_align", "replay_time_scale", "replay_skip", "merge_blktrace_scalars", "merge_blktrace_iters", "zonemode", "zonesize", "zonecapacity", "zonerange", "zoneskip", "read_beyond_wp", "max_open_zones", "job_max_open_zones", "ignore_zone_limits", "zone_reset_threshold", "zone_reset_frequency", "lockmem", "rwmixread", "rwmixwrite", "nice", "prio", "prioclass", "thinktime", "thinktime_spin", "thinktime_blocks", "thinktime_blocks_type", "thinktime_iotime", "rate", "rate_min", "rate_process", "rate_cycle", "rate_ignore_thinktime", "rate_iops", "rate_iops_min", "max_latency", "latency_target", "latency_window", "latency_percentile", "latency_run", "invalidate", "sync", "write_hint", "create_serialize", "create_fsync", "create_on_open", "create_only", "allow_file_create", "pre_read", "cpumask", "cpus_allowed", "cpus_allowed_policy", "numa_cpu_nodes", "numa_mem_policy", "end_fsync", "fsync_on_close", "exitall", "exit_what", "exitall_on_error", "stonewall", "new_group", "thread", "per_job_logs", "bwavgtime", "iopsavgtime", "log_entries", "log_avg_msec", "log_hist_msec", "log_hist_coarseness", "log_max_value", "log_offset", "log_prio", "log_compression", "log_compression_cpus", "log_store_compressed", "log_unix_epoch", "log_alternate_epoch", "log_alternate_epoch_clock_id", "block_error_percentiles", "group_reporting", "stats", "zero_buffers", "refill_buffers", "scramble_buffers", "buffer_pattern", "buffer_compress_percentage", "buffer_compress_chunk", "dedupe_percentage", "dedupe_mode", "dedupe_working_set_percentage", "dedupe_global", "clat_percentiles", "lat_percentiles", "slat_percentiles", "percentile_list", "significant_figures", "disk_util", "gtod_reduce", "disable_lat", "disable_clat", "disable_slat", "disable_bw_measurement", "gtod_cpu", "unified_rw_reporting", "continue_on_error", "error_dump", "kb_base", "unit_base", "hugepage-size", "flow_id", "flow", "flow_sleep", "steadystate", "steadystate_duration", "steadystate_ramp_time"])
 
-_CACHE: dict[str, "OptionTable"] = {}
+_CACHE: dict[str, OptionTable] = {}
 
 
 def fold(key: str) -> str:
@@ -236,7 +207,7 @@ class OptionTable:
                 "engine_options": self.engine_options}
 
     @classmethod
-    def from_dict(cls, data: dict, fio: str | None = None) -> "OptionTable":
+    def from_dict(cls, data: dict, fio: str | None = None) -> OptionTable:
         infos = {o["name"]: OptionInfo(o["name"], o["alias"], o["type"], tuple(o["values"]))
                  for o in data["infos"]}
         return cls(data["version"], list(data["names"]), list(data["engines"]), infos,

@@ -29,7 +29,7 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -241,13 +241,13 @@ class IngestedFile:
     job_text: str               # the job file rebuilt from the options fio wrote
 
     @classmethod
-    def read(cls, path: Path, target: str | None) -> "IngestedFile":
+    def read(cls, path: Path, target: str | None) -> IngestedFile:
         text, output = read_fio_file(path)
         job = output.jobs[0]
         runtime = fio_seconds(job.option("runtime"))
         if runtime is None and job.runtime_ms:
             runtime = job.runtime_ms / 1000.0
-        started = (datetime.fromtimestamp(output.timestamp, timezone.utc).isoformat()
+        started = (datetime.fromtimestamp(output.timestamp, UTC).isoformat()
                    if output.timestamp else None)
         error = output.error
         metrics = {} if error else fio.run_metrics(output).to_dict()

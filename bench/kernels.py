@@ -37,8 +37,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.procs import signals_raise
 from bench.errors import RunError, UsageError
+from bench.procs import signals_raise
 from bench.releases import parse_config, release_key
 
 Progress = Callable[[str], None]
@@ -489,7 +489,7 @@ class _Step:
         self.progress = progress
         self.what = what
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log, "a", buffering=1, errors="replace")
+        self._log = open(log, "a", buffering=1, errors="replace")  # noqa: SIM115 — closed by close()
 
     def close(self) -> None:
         self._log.close()
@@ -664,7 +664,7 @@ def _require_root(what: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1139,7 +1139,7 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
             "config": config,
             "chroot": suite,
             "make_jobs": jobs,
-            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
             "bzimage_size": bz.stat().st_size,
         }

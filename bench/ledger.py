@@ -19,9 +19,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bench.procs import kill_recorded, recorded_processes, same_process, start_time
 
@@ -56,7 +56,7 @@ def register(kind: str, data: dict) -> str:
     rid = uuid.uuid4().hex[:12]
     with _locked() as st:
         st["resources"][rid] = {"kind": kind, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
-                                "data": data, "created": datetime.now(timezone.utc).isoformat()}
+                                "data": data, "created": datetime.now(UTC).isoformat()}
     return rid
 
 
@@ -157,7 +157,7 @@ def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
             continue
         try:
             fn(entry["data"])
-        except Exception as exc:  # report and keep the entry so a later cleanup can retry
+        except Exception as exc:  # noqa: BLE001 — report and keep the entry so a later cleanup can retry
             report.append((entry["kind"], json.dumps(entry["data"]), f"failed: {exc}"))
             continue
         forget(rid)

@@ -81,7 +81,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
+    def from_dict(cls, data: dict) -> Plan:
         plan = cls(campaign=data["campaign"], seed=data["seed"], order=data["order"],
                    targets=list(data["targets"]),
                    points=[Point(p["index"], dict(p["options"])) for p in data["points"]],

@@ -4,8 +4,8 @@ terminal, plain log lines otherwise, or nothing."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from bench.plan import PlannedRun
 

@@ -8,14 +8,14 @@ before it did.  The analysis treats sessions as a level of the design (stats/ses
 from __future__ import annotations
 
 import bisect
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import store
 
 
 def _instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def run_sessions(campaign: store.Campaign) -> dict[str, int]:

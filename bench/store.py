@@ -41,15 +41,15 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import bench
 from bench import fio, timeseries
-from bench.errors import (RunError, StorageError, UsageError, is_storage_error, shorten,
-                          storage_error)
+from bench.errors import RunError, StorageError, UsageError, is_storage_error, shorten, storage_error
 from bench.names import MAX_CAMPAIGN_NAME, require_safe_name
 from bench.plan import Plan
 
@@ -121,7 +121,7 @@ _ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL", "clat_bins": "TE
 
 
 def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 # ------------------------------------------------------------------------------------------
@@ -611,7 +611,7 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".tmp"))
     try:
         with writing(root):
-            info = {"name": name, "created": datetime.now(timezone.utc).isoformat(), "source": source,
+            info = {"name": name, "created": datetime.now(UTC).isoformat(), "source": source,
                     "blkcmp": bench.__version__, "format": FORMAT} | (extra or {})
             atomic_write_json(tmp / _CAMPAIGN, info)
             atomic_write_text(tmp / _WORKLOAD, resolved_yaml)
@@ -638,7 +638,7 @@ def create_in_place(path: Path, name: str, *, plan: Plan, environment: dict, sou
     runs."""
     with writing(path):
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / _CAMPAIGN, {"name": name, "created": datetime.now(timezone.utc).isoformat(),
+        atomic_write_json(path / _CAMPAIGN, {"name": name, "created": datetime.now(UTC).isoformat(),
                                              "source": source, "format": FORMAT})
         atomic_write_json(path / _PLAN, plan.to_dict())
         atomic_write_json(path / _ENVIRONMENT, environment)
@@ -713,7 +713,7 @@ _HELD: set[Path] = set()
 def lock(campaign: Campaign) -> Iterator[None]:
     """One runner per campaign directory at a time."""
     with writing(campaign.path / _LOCK):
-        fh = open(campaign.path / _LOCK, "a+")
+        fh = open(campaign.path / _LOCK, "a+")  # noqa: SIM115 — held for the lock's lifetime
     key = campaign.path.resolve()
     try:
         try:
@@ -846,9 +846,7 @@ def _rebuild_on_disk(campaign: Campaign, plan: Plan) -> Rebuilt:
         db.close()
         # The damaged file is kept beside for a post-mortem; its journals belong to it alone (a
         # hot journal left next to the new index would be "rolled back" into it).
-        if path.is_file() and path.stat().st_size:
-            os.replace(path, path.with_name(path.name + ".damaged"))
-        elif path.is_dir() and not path.is_symlink():
+        if path.is_file() and path.stat().st_size or path.is_dir() and not path.is_symlink():
             os.replace(path, path.with_name(path.name + ".damaged"))
         for suffix in _INDEX_COMPANIONS:
             path.with_name(path.name + suffix).unlink(missing_ok=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import platform
 
-from bench.targets import blockdev, configfs, nullblk, rnull
-from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
-from bench.targets.base import Context
 from bench.driver_options import DRIVER_OPTIONS
+from bench.targets import blockdev, configfs, nullblk, rnull
+from bench.targets.base import Context
+from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
 from bench.workload import QueueSettings
 
 

@@ -41,10 +41,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import RunError, UsageError
-from bench.procs import kill_all_with
 from bench import ledger
+from bench.errors import RunError, UsageError
 from bench.kernels import KernelInfo, _mounts_under, chroot_dir, resolve, terminate_cleanly
+from bench.procs import kill_all_with
 
 # Where the per-run control folder is mounted in the guest (created in the chroot if missing).
 GUEST_CTL = "/var/lib/blkcmp/ctl"

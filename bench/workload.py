@@ -14,20 +14,19 @@ import itertools
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench import fio_options, stopping
+from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS
 from bench.errors import UsageError, quoted
 from bench.names import MAX_CAMPAIGN_NAME, name_problem
-from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS
 from bench.stats.defaults import DEFAULT_MARGIN
 
-Scalar = Union[bool, int, float, str]
-FioValue = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str
+FioValue = bool | int | float | str | None
 
 # Bounds on everything a workload can make large, checked before anything is built from it:
 # each refusal is one line naming the field and the limit.
@@ -61,7 +60,7 @@ class QueueSettings(_Strict):
     nr_requests: int | None = Field(None, ge=1, description="requests per hardware queue")
     wbt_lat_usec: int | None = Field(None, ge=0, description="writeback throttling target (0 off)")
 
-    def merged_over(self, base: "QueueSettings") -> "QueueSettings":
+    def merged_over(self, base: QueueSettings) -> QueueSettings:
         values = base.model_dump(exclude_none=True) | self.model_dump(exclude_none=True)
         return QueueSettings(**values)
 
@@ -109,7 +108,7 @@ class Targets(BaseModel):
     common: CommonSpec = Field(default_factory=CommonSpec)
 
     @model_validator(mode="after")
-    def _names(self) -> "Targets":
+    def _names(self) -> Targets:
         if not self.__pydantic_extra__:
             raise ValueError("expected at least one target besides `common`, found none")
         return self
@@ -130,7 +129,7 @@ class AdaptiveRepetitions(_Strict):
                           description="equivalence margin a point's verdict is settled at")
 
     @model_validator(mode="after")
-    def _order(self) -> "AdaptiveRepetitions":
+    def _order(self) -> AdaptiveRepetitions:
         if self.max < self.min:
             raise ValueError(f"expected max >= min, found min {self.min} and max {self.max}")
         return self
@@ -551,9 +550,7 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
             seen[canonical] = key
             for i, value in enumerate(values):
                 where = path if block == "fio" else path + (i,)
-                if text := _value_problem(key, value, raw.get(where), table, allowed):
-                    yield where, text
-                elif has_file_target and (text := _growth_problem(
+                if (text := _value_problem(key, value, raw.get(where), table, allowed)) or has_file_target and (text := _growth_problem(
                         canonical if table else fio_options.fold(key), value)):
                     yield where, text
 

@@ -189,7 +189,7 @@ def fio_servers(count: int, directory: Path):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
             ports.append(port)
         for port in ports:
-            wait_for(lambda: _listening(port), f"fio server on port {port}", timeout=30)
+            wait_for(lambda port=port: _listening(port), f"fio server on port {port}", timeout=30)
         yield ports
     finally:
         for proc in procs:

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench import fio, plan as plan_mod, store
-from bench.targets.blockdev import audit_differences
+from bench import fio, store
+from bench import plan as plan_mod
 from bench.plots.data import block_size_bytes
+from bench.targets.blockdev import audit_differences
 
 LABEL = "specimen: synthetic numbers with a known truth, not a measurement"
 AUDIT = {"logical_block_size": "4096", "physical_block_size": "4096", "capacity_bytes": "4294967296",

@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-
 from conftest import fake_run, make_campaign, run_cli
 
 WORKLOAD = """

@@ -7,11 +7,11 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from conftest import no_traceback, run_cli, write_workload
 
 from bench import store
 from bench.errors import UsageError
 from bench.plan import Plan, PlannedRun, Point
-from conftest import no_traceback, run_cli, write_workload
 
 SAME_SECOND = "20260101T000000Z"
 
@@ -31,7 +31,7 @@ def _create_in_the_same_second(root: str, barrier, results) -> None:
         campaign = store.create(Path(root), "race", workload_text="w", resolved_yaml="w", source="w.yaml",
                                 plan=tiny_plan(), environment={"kernel": {}}, kernel_config=None)
         results.put(("created", str(campaign.path)))
-    except BaseException as exc:  # reported to the test, which fails on it
+    except BaseException as exc:  # noqa: BLE001 — reported to the test, which fails on it
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 

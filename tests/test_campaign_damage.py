@@ -14,7 +14,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import index_rows, no_traceback, planned_ids, run_cli, write_workload
 
 WORKLOAD = """name: dmg

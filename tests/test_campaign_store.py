@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import specimen
 from conftest import REPO, run_cli
 
 from bench import analysis, stats, stopping, store
 from bench.analysis_options import AnalysisOptions
 from bench.errors import UsageError
 from bench.plots import data as plot_data
-import specimen
 from bench.results import load_runs
 
 BENCH = REPO / "bench"
@@ -266,7 +266,7 @@ def test_the_stopping_rule_is_recorded_in_the_plan(tmp_path, env):
     # the defaults live in one place
     assert (stats.DEFAULT_MIN_ROUNDS, stats.DEFAULT_MAX_ROUNDS, stats.DEFAULT_TARGET_CI) == (5, 40, 0.01)
     assert stats.DEFAULT_MIN_ROUNDS is stopping.DEFAULT_MIN_ROUNDS
-    assert stopping.SEQUENTIAL_CONFIDENCE == stats.sequential_confidence(0.95)
+    assert stats.sequential_confidence(0.95) == stopping.SEQUENTIAL_CONFIDENCE
     assert stopping.DEFAULT_RESAMPLES == stats.DEFAULT_N_BOOT
     workload.write_text(workload.read_text().replace("repetitions: {}", "repetitions: 3"))
     assert camp.prepare(workload, seed=1, probe=False).plan.stopping is None

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import campaign_dir, needs_root, run_cli, start_cli, wait_for, write_workload
 
 from bench import ledger
-from conftest import campaign_dir, needs_root, run_cli, start_cli, wait_for, write_workload
 
 pytestmark = needs_root
 

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 import pytest
+import specimen
 from conftest import (
     REPO,
     campaign_dir,
@@ -28,8 +29,6 @@ from conftest import (
     run_cli,
     write_workload,
 )
-
-import specimen
 
 LABELS = ["randread 4k qd1", "randread 4k qd32", "randwrite 4k qd1", "randwrite 4k qd32"]
 

@@ -14,7 +14,6 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import fake_run, make_campaign, run_cli
 
 

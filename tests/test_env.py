@@ -13,12 +13,11 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import FIO, campaign_dir, no_traceback, run_cli, write_workload
 
 from bench import env as bench_env  # `env` is conftest's fixture
@@ -90,7 +89,7 @@ def test_memory_and_boot_time_are_procs_numbers(tmp_path, monkeypatch):
     swap = re.search(r"^SwapTotal:\s+(\d+) kB", (proc / "meminfo").read_text(), re.M)
     assert memory["swap_total_bytes"] == int(swap.group(1)) * 1024
     btime = int(re.search(r"^btime (\d+)$", (proc / "stat").read_text(), re.M).group(1))
-    assert bench_env.boot_time() == datetime.fromtimestamp(btime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert bench_env.boot_time() == datetime.fromtimestamp(btime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_frequencies_are_what_the_machine_exposes(tmp_path, monkeypatch):
@@ -139,7 +138,7 @@ def test_a_run_records_the_environment_and_fios_own_cost(tmp_path, env):
     assert environment["memory_total_kib"] == old_meminfo_total_kib(Path("/proc/meminfo").read_text())
     assert 0 < environment["memory"]["available_bytes"] <= environment["memory"]["total_bytes"]
     btime = int(re.search(r"^btime (\d+)$", Path("/proc/stat").read_text(), re.M).group(1))
-    assert environment["kernel"]["boot_time"] == datetime.fromtimestamp(btime, timezone.utc).strftime(
+    assert environment["kernel"]["boot_time"] == datetime.fromtimestamp(btime, UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     assert environment["cpu"]["physical_cores"] == psutil.cpu_count(logical=False)
     assert len(environment["cpu"]["frequency_mhz"]) in (0, environment["cpu"]["count"])

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from bench.errors import LINE_LIMIT, shorten, shorten_line
 from conftest import no_traceback, run_cli, write_workload
+
+from bench.errors import LINE_LIMIT, shorten, shorten_line
 
 
 def test_shorten_keeps_short_text_and_says_how_much_it_cut():

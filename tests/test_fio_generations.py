@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import specimen
 from conftest import run_cli
 

@@ -13,10 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import FIO, fio_servers, run_cli, run_fio
 
 from bench import fio
 from bench.export import COLUMNS, EXTRA
-from conftest import FIO, fio_servers, run_cli, run_fio
 
 NULL = "[global]\nioengine=null\nsize=64M\ntime_based=1\nruntime=1\n"
 

@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import campaign_dir, needs_root, no_traceback, run_cli, scratch_loop, write_workload
 
 from bench import fio_options
 from bench.workload import loads
-from conftest import campaign_dir, needs_root, no_traceback, run_cli, scratch_loop, write_workload
 
 pytestmark = needs_root
 
@@ -296,6 +296,7 @@ def test_a_read_only_option_cache_costs_only_asking_fio_again(tmp_path, monkeypa
     # must still check workloads (every VM campaign failed on this once). The store reports such
     # a write as a StorageError; for a cache that is no error.
     import errno
+
     from bench import errors, fio_options, store
 
     def refuse(path, data):

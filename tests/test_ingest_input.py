@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import no_traceback, run_cli, run_fio
 
 NULL_JOB = ("[global]\nioengine=null\nsize=64M\ntime_based=1\nruntime=1\n"

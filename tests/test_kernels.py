@@ -12,12 +12,11 @@ import struct
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 from bench import kernels
-from bench.releases import parse_config
 from bench.errors import UsageError
+from bench.releases import parse_config
 
 
 def _fake_bzimage(path: Path, release: str) -> None:

@@ -12,15 +12,26 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import (
+    REPO,
+    campaign_dir,
+    done_count,
+    index_rows,
+    loop_devices,
+    needs_root,
+    no_traceback,
+    planned_ids,
+    run_cli,
+    scratch_loop,
+    start_cli,
+    wait_for,
+    write_workload,
+)
 
 import bench
-from bench import fio, store
+from bench import fio, ledger, store
 from bench.executors.local import campaign_id
-from bench import ledger
 from bench.targets.blockdev import safety_problems
-from conftest import (REPO, campaign_dir, done_count, index_rows, loop_devices, needs_root,
-                      no_traceback, planned_ids, run_cli, scratch_loop, start_cli, wait_for,
-                      write_workload)
 
 pytestmark = needs_root
 

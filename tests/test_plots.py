@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import specimen
 from conftest import no_traceback, run_cli
 

@@ -9,11 +9,11 @@ Linux 7.2 and 6.12 write them. The real drivers are exercised in the VM tier."""
 from __future__ import annotations
 
 import pytest
+from conftest import needs_root, no_traceback, run_cli, write_workload
 
 from bench import campaign
 from bench.errors import UsageError
 from bench.workload import loads
-from conftest import needs_root, no_traceback, run_cli, write_workload
 
 LOOP_BLOCKSIZE = """name: pre
 targets:

@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import specimen
 from conftest import no_traceback, run_cli
 

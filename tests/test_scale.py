@@ -126,8 +126,9 @@ def _normalised(svg: str) -> str:
 
 
 def test_figures_drawn_in_worker_processes_equal_those_drawn_here(tmp_path):
-    from bench.plots import catalogue
     from specimen import Specimen, create
+
+    from bench.plots import catalogue
     camp = create(tmp_path, Specimen(matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 8]}, rounds=4,
                                      factor=lambda t, p: 1.03 if t == "rnull" else 1.0))
     here = catalogue.build([camp])

@@ -17,8 +17,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import EQUIVALENT, FASTER, INCONCLUSIVE, SLOWER, PointRuns, compare, decide, summarize_points
-from bench.stats import aggregate
+from bench.stats import (
+    EQUIVALENT,
+    FASTER,
+    INCONCLUSIVE,
+    SLOWER,
+    PointRuns,
+    aggregate,
+    compare,
+    decide,
+    summarize_points,
+)
 
 TEMPLATE = decide([compare([1.0, 1.1, 0.9], [1.0, 1.1, 0.95], higher_is_better=True)])[0]
 

@@ -12,10 +12,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import (
+    done_count,
+    index_rows,
+    needs_root,
+    no_traceback,
+    planned_ids,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_workload,
+)
 
 from bench import fio
-from conftest import (done_count, index_rows, needs_root, no_traceback, planned_ids, run_cli,
-                      start_cli, wait_for, write_workload)
 
 pytestmark = needs_root
 
@@ -50,11 +59,10 @@ def remount(path: Path, options: str) -> None:
 def fill(path: Path) -> Path:
     """Write a file until the filesystem is full."""
     filler = path / "filler"
-    with open(filler, "wb") as fh:
-        with contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0" * (64 << 10))
-                fh.flush()
+    with open(filler, "wb") as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * (64 << 10))
+            fh.flush()
     return filler
 
 

@@ -11,9 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 import specimen
+from rich.console import Console
 
 from bench import store, summary
 from bench.units import si

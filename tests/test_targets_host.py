@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli, write_workload
 
 from bench.errors import UsageError
 from bench.targets import nullblk, rnull
 from bench.targets.base import Context
 from bench.workload import QueueSettings
-from conftest import run_cli, write_workload
 
 FEATURES_7_2 = {"blocksize", "size", "rotational", "irqmode"}
 

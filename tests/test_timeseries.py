@@ -9,7 +9,6 @@ import io
 import json
 
 import pytest
-
 import specimen
 from conftest import campaign_dir, index_rows, needs_root, no_traceback, run_cli, write_workload
 

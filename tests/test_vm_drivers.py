@@ -13,7 +13,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 from bench import kernels, vm

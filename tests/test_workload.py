@@ -8,11 +8,11 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import REPO, no_traceback, run_cli, run_fio, write_workload
 
 from bench import fio
 from bench.plan import add_rounds, make_plan
 from bench.workload import load, loads
-from conftest import REPO, no_traceback, run_cli, run_fio, write_workload
 
 TARGET = "targets:\n  a:\n    driver: fio-null\n"          # lines 1-3
 LOOP = "targets:\n  a:\n    driver: loop\n"                 # lines 1-3

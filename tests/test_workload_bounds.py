@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, cli_command, no_traceback, run_cli
 
 from bench import campaign as camp
 from bench.errors import UsageError
 from bench.kernels import cache_dir
 from bench.workload import MAX_POINTS, name_problem
-from conftest import REPO, cli_command, no_traceback, run_cli
 
 T = "targets:\n  a: {driver: fio-null}\n"  # lines 1-2
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bench import env, fio, ledger, stopping, store
 from bench.driver_options import BLOCK_DRIVERS
-from bench.fio_options import job_writes
 from bench.errors import RunError, UsageError
+from bench.fio_options import job_writes
 from bench.plan import Plan, PlannedRun, add_rounds
 from bench.procs import signals_raise
 from bench.progress import Reporter
@@ -221,7 +222,7 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
             for target in reversed(list(targets.values())):
                 try:
                     target.teardown()
-                except Exception as exc:  # keep tearing the others down
+                except Exception as exc:  # noqa: BLE001 — keep tearing the others down; said below
                     errors.append(f"{target.name}: {exc}")
             if errors:
                 reporter.message("teardown problems (run `blkcmp cleanup`): " + "; ".join(errors))

@@ -40,7 +40,8 @@ def _kernel(spec: str):
 def check_guest_kernel(prepared, kernel_spec: str, progress=print) -> None:
     """Refuse what the guest kernel's drivers would refuse before the campaign directory exists,
     from the facts the kernel's smoke boot recorded (a foreign bzImage: checked in the guest)."""
-    from bench import campaign as campaign_mod, kernels
+    from bench import campaign as campaign_mod
+    from bench import kernels
     kernel = _kernel(kernel_spec)
     drivers = kernels.driver_facts(kernel, progress)
     if drivers is not None:

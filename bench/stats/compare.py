@@ -38,14 +38,20 @@ from .bootstrap import (
     percentile_interval,
     resampled_means,
 )
+from .defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
 from .describe import Summary, as_values, describe
 from .fieller import fieller_from_samples
 from .power import minimum_detectable_effect, power_difference, power_equivalence
 from .rank import cliffs_delta, hodges_lehmann
 from .sessions import SessionLevel, session_level
-from .significance import RatioMoments, mann_whitney_u, paired_t_test, ratio_moments, ratio_tost_from_moments, welch_t_test
-
-from .defaults import DEFAULT_ALPHA, DEFAULT_MARGIN
+from .significance import (
+    RatioMoments,
+    mann_whitney_u,
+    paired_t_test,
+    ratio_moments,
+    ratio_tost_from_moments,
+    welch_t_test,
+)
 
 DEFAULT_POWER = 0.8
 

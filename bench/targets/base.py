@@ -8,13 +8,10 @@ can remove it after a SIGKILL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from bench.workload import QueueSettings, TargetSpec
@@ -58,6 +55,7 @@ class Target(abc.ABC):
         """The workload's fields beyond options and queue (blockdev: device, identity,
         destructive, allow_signatures) and whether any of its jobs writes. Most families
         need neither."""
+        return None  # a hook with a default: most families take nothing from the spec
 
     def check_before_run(self, writes: bool) -> None:
         """Refuse (raise) before fio starts a run that writes to a device which must not be

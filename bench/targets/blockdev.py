@@ -12,10 +12,9 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import RunError, shorten
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench.workload import QueueSettings
@@ -273,7 +272,7 @@ def require_safe(dev: str) -> None:
         raise RunError(f"refusing to write to {dev}: {'; '.join(r.line() for r in refusals)}")
 
 
-def save_queue(dev: str, settings: "QueueSettings") -> dict[str, str]:
+def save_queue(dev: str, settings: QueueSettings) -> dict[str, str]:
     """The current values of the queue attributes `settings` will change (for restore_queue)."""
     qdir = SYS_BLOCK / disk_name(dev) / "queue"
     saved = {}

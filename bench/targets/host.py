@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.errors import RunError
 from bench import ledger
+from bench.errors import RunError
 from bench.targets import blockdev
 from bench.targets.base import Availability, Device, Target
 

@@ -16,8 +16,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench.errors import RunError, UsageError
 from bench import ledger
+from bench.errors import RunError, UsageError
 from bench.targets import blockdev, configfs
 from bench.targets.base import Availability, Device, Target
 
