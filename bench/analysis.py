@@ -23,8 +23,16 @@ from bench.stats.quality import UNDERPOWERED
 UNDER_REPLICATED = "one run per target at every point: ingest or run repetitions to get confidence intervals"
 
 
-__all__ = ["METRICS", "Analysis", "AnalysisOptions", "Metric", "NothingToCompare", "PointResult",
-           "SideComparison", "analyse"]
+__all__ = [
+    "METRICS",
+    "Analysis",
+    "AnalysisOptions",
+    "Metric",
+    "NothingToCompare",
+    "PointResult",
+    "SideComparison",
+    "analyse",
+]
 
 
 class NothingToCompare(UsageError):
@@ -38,7 +46,7 @@ SESSION_EFFECT = "session effect"
 
 @dataclass
 class PointResult:
-    point: str                  # point key (matrix point, plus target when sides are not targets)
+    point: str  # point key (matrix point, plus target when sides are not targets)
     baseline_values: list[float]
     candidate_values: list[float]
     comparison: stats.Comparison
@@ -46,8 +54,8 @@ class PointResult:
     quality_baseline: stats.Quality | None = None
     quality_candidate: stats.Quality | None = None
     flags: list[str] = field(default_factory=list)
-    label: str = ""             # the point in reading order for people: "randread 4k qd1"
-    runs: stats.PointRuns | None = None   # the values behind the comparison, with their rounds
+    label: str = ""  # the point in reading order for people: "randread 4k qd1"
+    runs: stats.PointRuns | None = None  # the values behind the comparison, with their rounds
 
 
 @dataclass
@@ -70,13 +78,13 @@ class Analysis:
     sides: list[str]
     baseline: str
     comparisons: list[SideComparison]
-    labels: list[str]           # e.g. "emulated (TCG)" labels of the campaigns' executors
+    labels: list[str]  # e.g. "emulated (TCG)" labels of the campaigns' executors
     kernels: list[str]
     allowed_differences: list[str] = field(default_factory=list)  # audited, allowed by the workload
-    confidence: float = 0.95    # 0.975 for adaptive campaigns (still a 95 % claim; see README)
+    confidence: float = 0.95  # 0.975 for adaptive campaigns (still a 95 % claim; see README)
     warnings: list[str] = field(default_factory=list)  # one line each: metric empty at points, why
-    notes: list[str] = field(default_factory=list)     # said once above the tables (replication, failures)
-    failed_runs: int = 0        # failed runs of these campaigns: excluded from every statistic
+    notes: list[str] = field(default_factory=list)  # said once above the tables (replication, failures)
+    failed_runs: int = 0  # failed runs of these campaigns: excluded from every statistic
 
 
 def _stopping_rules(campaigns: list[store.Campaign]) -> list:
@@ -89,8 +97,10 @@ def baseline_target(campaign: store.Campaign, targets: list[str]) -> str:
     same for compare, plots and the report; an error when it has no runs among `targets`."""
     base = campaign.baseline()
     if base not in targets:
-        raise UsageError(f"{campaign.path}: the baseline {base} has no finished runs (targets with runs: "
-                         f"{', '.join(targets)}); give --baseline target=NAME")
+        raise UsageError(
+            f"{campaign.path}: the baseline {base} has no finished runs (targets with runs: "
+            f"{', '.join(targets)}); give --baseline target=NAME"
+        )
     return base
 
 
@@ -119,8 +129,7 @@ def label_of(rec: RunRecord, by: str) -> str:
     return f"{points_mod.label({k: v for k, v in rec.point.items() if k != by})} [{rec.target}]"
 
 
-def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
-            n_boot: int | None = None) -> Analysis:
+def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: int | None = None) -> Analysis:
     """Compare every side with the baseline side, point by point, as `options` (already checked)
     say. `n_boot` (bootstrap resamples): default, an adaptive campaign's own (its plan's stopping
     rule, so the intervals are the ones it stopped on), else stats.DEFAULT_N_BOOT."""
@@ -133,8 +142,9 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
         confidence = max(rule.confidence for rule in rules)
     if n_boot is None:
         n_boot = max((rule.resamples for rule in rules), default=stats.DEFAULT_N_BOOT)
-    records: list[tuple[RunRecord, str, int]] = []   # record, side, campaign index
+    records: list[tuple[RunRecord, str, int]] = []  # record, side, campaign index
     from bench.sessions import run_sessions
+
     sessions = [run_sessions(c) for c in campaigns]  # run_id -> session, per campaign
     sides: list[str] = []
     kernels = []
@@ -144,7 +154,9 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
         for rec in load_runs(campaign):
             side = side_of(rec, by, kernel)
             if side is None:
-                raise UsageError(f"--by {shorten(by)}: campaign {campaign.path} has no matrix key {shorten(by)!r}")
+                raise UsageError(
+                    f"--by {shorten(by)}: campaign {campaign.path} has no matrix key {shorten(by)!r}"
+                )
             records.append((rec, side, ci))
             if side not in sides:
                 sides.append(side)
@@ -165,12 +177,15 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
     for rec, _, _ in records:
         labels.setdefault(point_of(rec, by), label_of(rec, by))
         options = {k: v for k, v in rec.point.items() if k != by}
-        point_order.setdefault(point_of(rec, by), (points_mod.sort_key(options, rw_order),
-                                                   rec.target if by != "target" else ""))
+        point_order.setdefault(
+            point_of(rec, by), (points_mod.sort_key(options, rw_order), rec.target if by != "target" else "")
+        )
     if len(sides) < 2:
-        raise NothingToCompare(f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare")
+        raise NothingToCompare(
+            f"--by {by}: only one {by} ({sides[0]}) in these campaigns; nothing to compare"
+        )
     comparisons = []
-    empty: dict[tuple[str, str], dict[str, RunRecord]] = {}   # (point, side) -> runs without a value
+    empty: dict[tuple[str, str], dict[str, RunRecord]] = {}  # (point, side) -> runs without a value
     for candidate in [s for s in sides if s != wanted]:
         points: dict[str, dict[str, list]] = {}
         for rec, side, ci in records:
@@ -195,40 +210,65 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
                 round_sessions = {}
                 for x in b + c:
                     round_sessions.setdefault(x[1], of_run.get(x[4], 0))
-            comp = stats.compare([x[0] for x in b], [x[0] for x in c], round_sessions=round_sessions,
-                                 baseline_rounds=[x[1] for x in b] if same_campaign else None,
-                                 candidate_rounds=[x[1] for x in c] if same_campaign else None,
-                                 higher_is_better=m.higher_is_better, margin=margin, alpha=alpha,
-                                 confidence=confidence, n_boot=n_boot, seed=seed)
+            comp = stats.compare(
+                [x[0] for x in b],
+                [x[0] for x in c],
+                round_sessions=round_sessions,
+                baseline_rounds=[x[1] for x in b] if same_campaign else None,
+                candidate_rounds=[x[1] for x in c] if same_campaign else None,
+                higher_is_better=m.higher_is_better,
+                margin=margin,
+                alpha=alpha,
+                confidence=confidence,
+                n_boot=n_boot,
+                seed=seed,
+            )
             power = {"mde": comp.mde, "margin": margin, "equivalence_power": comp.power_equivalence}
             qb = stats.quality_report([x[0] for x in b], [x[2] for x in b], **power)
             qc = stats.quality_report([x[0] for x in c], [x[2] for x in c], **power)
-            flags = (set(qb.flags) | set(qc.flags)
-                     | ({SESSION_EFFECT} if comp.sessions is not None and comp.sessions.dominated else set()))
+            flags = (
+                set(qb.flags)
+                | set(qc.flags)
+                | ({SESSION_EFFECT} if comp.sessions is not None and comp.sessions.dominated else set())
+            )
             if min(len(b), len(c)) < 2:  # no spread to measure: said once (UNDER_REPLICATED), not per point
                 flags.discard(UNDERPOWERED)
-            results[key] = PointResult(key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc,
-                                       sorted(flags), labels[key])
+            results[key] = PointResult(
+                key, [x[0] for x in b], [x[0] for x in c], comp, None, qb, qc, sorted(flags), labels[key]
+            )
             # rounds of different campaigns are different rounds: number them apart
-            runs[key] = stats.PointRuns([x[0] for x in b], [x[0] for x in c],
-                                        [x[3] * 1_000_000 + x[1] for x in b], [x[3] * 1_000_000 + x[1] for x in c],
-                                        paired=same_campaign)
+            runs[key] = stats.PointRuns(
+                [x[0] for x in b],
+                [x[0] for x in c],
+                [x[3] * 1_000_000 + x[1] for x in b],
+                [x[3] * 1_000_000 + x[1] for x in c],
+                paired=same_campaign,
+            )
             results[key].runs = runs[key]
         if results:
             # adaptive campaigns test at the sequential level too (alpha/2, as their CIs)
             test_alpha = alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - alpha)
-            verdicts = stats.decide({k: r.comparison for k, r in results.items()}, method=correction,
-                                    margin=margin, alpha=test_alpha, baseline_name=wanted, candidate_name=candidate)
+            verdicts = stats.decide(
+                {k: r.comparison for k, r in results.items()},
+                method=correction,
+                margin=margin,
+                alpha=test_alpha,
+                baseline_name=wanted,
+                candidate_name=candidate,
+            )
             for v in verdicts:
                 results[v.key].verdict = v
-            across = stats.summarize_points(verdicts, [runs[v.key] for v in verdicts], confidence=confidence,
-                                            n_boot=n_boot, seed=seed)
+            across = stats.summarize_points(
+                verdicts, [runs[v.key] for v in verdicts], confidence=confidence, n_boot=n_boot, seed=seed
+            )
         else:
             across = None
         comparisons.append(SideComparison(wanted, candidate, m, list(results.values()), across))
     empty_reasons = _empty_metric_reasons(m, records, by, empty)
-    warnings = [f"{m.name} is empty for every run of {len(where)} point(s) ({_some(where)}): {reason}"
-                for reason, where in empty_reasons.items()]
+    warnings = [
+        f"{m.name} is empty for every run of {len(where)} point(s) ({_some(where)}): {reason}"
+        for reason, where in empty_reasons.items()
+    ]
     if not any(side.points for side in comparisons):
         why = "; ".join(empty_reasons) or f"no point has runs of both {wanted} and another {by}"
         raise NothingToCompare(f"{m.name}: nothing to compare: {why}")
@@ -239,22 +279,46 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *,
     if single and len(single) == len(compared):
         notes.append(UNDER_REPLICATED)
     elif single:
-        notes.append(f"{len(single)} of {len(compared)} points have one run per target (no confidence "
-                     "interval there): ingest or run repetitions")
+        notes.append(
+            f"{len(single)} of {len(compared)} points have one run per target (no confidence "
+            "interval there): ingest or run repetitions"
+        )
     if failed:
-        notes.append(f"{failed} failed run(s) excluded from every statistic (blkcmp export shows their errors)")
+        notes.append(
+            f"{failed} failed run(s) excluded from every statistic (blkcmp export shows their errors)"
+        )
     labels = sorted({c.executor_label() for c in campaigns} - {"", "host"})
     allowed = [f"{c.name}: {line}" for c in campaigns for line in c.allowed_differences()]
-    return Analysis(by, m, margin, alpha, correction, campaigns, sides, wanted, comparisons, labels, kernels,
-                    allowed, confidence, warnings, notes, failed)
+    return Analysis(
+        by,
+        m,
+        margin,
+        alpha,
+        correction,
+        campaigns,
+        sides,
+        wanted,
+        comparisons,
+        labels,
+        kernels,
+        allowed,
+        confidence,
+        warnings,
+        notes,
+        failed,
+    )
 
 
 def _some(items: list[str], shown: int = 2) -> str:
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def _empty_metric_reasons(m: Metric, records: list[tuple[RunRecord, str, int]], by: str,
-                          empty: dict[tuple[str, str], dict[str, RunRecord]]) -> dict[str, list[str]]:
+def _empty_metric_reasons(
+    m: Metric,
+    records: list[tuple[RunRecord, str, int]],
+    by: str,
+    empty: dict[tuple[str, str], dict[str, RunRecord]],
+) -> dict[str, list[str]]:
     """{reason: points} where the metric is empty for every run of the point (on some side)."""
     runs_at: dict[tuple[str, str], int] = {}
     for rec, side, _ in records:

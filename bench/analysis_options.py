@@ -32,16 +32,19 @@ class Metric:
     unit: str
 
 
-METRICS = {m.name: m for m in (
-    Metric("iops", "iops", True, "IOPS", "IOPS"),
-    Metric("bw", "bw_bytes", True, "bandwidth", "B/s"),
-    Metric("read_iops", "read_iops", True, "read IOPS", "IOPS"),
-    Metric("write_iops", "write_iops", True, "write IOPS", "IOPS"),
-    Metric("clat_mean", "clat_mean_ns", False, "mean completion latency", "ns"),
-    Metric("clat_p50", "clat_p50_ns", False, "p50 completion latency", "ns"),
-    Metric("clat_p99", "clat_p99_ns", False, "p99 completion latency", "ns"),
-    Metric("clat_p999", "clat_p999_ns", False, "p99.9 completion latency", "ns"),
-)}
+METRICS = {
+    m.name: m
+    for m in (
+        Metric("iops", "iops", True, "IOPS", "IOPS"),
+        Metric("bw", "bw_bytes", True, "bandwidth", "B/s"),
+        Metric("read_iops", "read_iops", True, "read IOPS", "IOPS"),
+        Metric("write_iops", "write_iops", True, "write IOPS", "IOPS"),
+        Metric("clat_mean", "clat_mean_ns", False, "mean completion latency", "ns"),
+        Metric("clat_p50", "clat_p50_ns", False, "p50 completion latency", "ns"),
+        Metric("clat_p99", "clat_p99_ns", False, "p99 completion latency", "ns"),
+        Metric("clat_p999", "clat_p999_ns", False, "p99.9 completion latency", "ns"),
+    )
+}
 DEFAULT_METRIC = "iops"
 # What runs are grouped into sides by, besides any matrix key ("gap": the candidate/baseline
 # ratio compared across kernels, bench.kernel_gap).
@@ -55,8 +58,8 @@ class AnalysisOptions:
     alpha: float = DEFAULT_ALPHA
     correction: str = DEFAULT_CORRECTION
     by: str = "target"
-    baseline: str | None = None    # the baseline side's name; None: the workload's baseline (or the first)
-    seed: int = 0                  # of the bootstraps
+    baseline: str | None = None  # the baseline side's name; None: the workload's baseline (or the first)
+    seed: int = 0  # of the bootstraps
 
     @property
     def correction_name(self) -> str:
@@ -70,23 +73,40 @@ class AnalysisOptions:
         return replace(self, baseline=baseline)
 
     @classmethod
-    def parse(cls, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN,
-              alpha: float = DEFAULT_ALPHA, correction: str = DEFAULT_CORRECTION, by: str = "target",
-              baseline: str | None = None, seed: int = 0) -> AnalysisOptions:
+    def parse(
+        cls,
+        *,
+        metric: str = DEFAULT_METRIC,
+        margin: float = DEFAULT_MARGIN,
+        alpha: float = DEFAULT_ALPHA,
+        correction: str = DEFAULT_CORRECTION,
+        by: str = "target",
+        baseline: str | None = None,
+        seed: int = 0,
+    ) -> AnalysisOptions:
         """The options as given on the command line, checked; UsageError naming the option otherwise."""
         if metric not in METRICS:
             raise UsageError(f"--metric {shorten(metric)}: expected one of {', '.join(METRICS)}")
         if not (math.isfinite(margin) and 0 < margin < 1):
-            raise UsageError(f"--margin {margin:g}: expected a fraction between 0 and 1 "
-                             f"({DEFAULT_MARGIN:g} = {margin_text(DEFAULT_MARGIN)})")
+            raise UsageError(
+                f"--margin {margin:g}: expected a fraction between 0 and 1 "
+                f"({DEFAULT_MARGIN:g} = {margin_text(DEFAULT_MARGIN)})"
+            )
         if not (math.isfinite(alpha) and 0 < alpha < 1):
             raise UsageError(f"--alpha {alpha:g}: expected a probability between 0 and 1")
         if correction not in CORRECTIONS:
             raise UsageError(f"--correction {shorten(correction)}: expected one of {', '.join(CORRECTIONS)}")
         if not by:
             raise UsageError(f"--by: expected {', '.join(SIDES)} or a matrix key")
-        return cls(METRICS[metric], float(margin), float(alpha), correction, by,
-                   _baseline_side(baseline, by), int(seed))
+        return cls(
+            METRICS[metric],
+            float(margin),
+            float(alpha),
+            correction,
+            by,
+            _baseline_side(baseline, by),
+            int(seed),
+        )
 
 
 DEFAULTS = AnalysisOptions()
@@ -99,7 +119,7 @@ def _baseline_side(spec: str | None, by: str) -> str | None:
     key, sep, value = spec.partition("=")
     if not sep:
         return spec
-    if key != by and not (by == "gap" and key == "kernel"):   # --by gap: the reference kernel
+    if key != by and not (by == "gap" and key == "kernel"):  # --by gap: the reference kernel
         raise UsageError(f"--baseline {shorten(spec)}: names {key!r} but the comparison is --by {by}")
     if not value:
         raise UsageError(f"--baseline {shorten(spec)}: give a name after '=' ({by}=NAME)")

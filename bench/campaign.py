@@ -29,7 +29,9 @@ class Prepared:
     unavailable: dict[str, str]
 
 
-def distinct_jobs(workload: Workload, plan: Plan, targets: dict[str, Target], campaign: str) -> dict[str, str]:
+def distinct_jobs(
+    workload: Workload, plan: Plan, targets: dict[str, Target], campaign: str
+) -> dict[str, str]:
     """file name -> fio job text, one per target × point (what --export-fio writes)."""
     jobs = {}
     first_runs = {}
@@ -54,8 +56,9 @@ def _imposed_options(target: Target) -> dict:
     return {}
 
 
-def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
-            message=lambda text: None) -> Prepared:
+def prepare(
+    path: Path, *, seed: int | None = None, probe: bool = True, message=lambda text: None
+) -> Prepared:
     table = fio_options.table()
     try:
         workload = workload_mod.load(path, fio_table=table)
@@ -69,11 +72,15 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
             avail = target.probe()
             if not avail.ok:
                 unavailable[tname] = avail.reason
-                message(f"target {tname} ({target.driver}) is not available here: {avail.reason}; "
-                        "running the others")
+                message(
+                    f"target {tname} ({target.driver}) is not available here: {avail.reason}; "
+                    "running the others"
+                )
         if len(unavailable) == len(targets):
-            raise RunError("no target of this workload is available here: "
-                           + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+            raise RunError(
+                "no target of this workload is available here: "
+                + "; ".join(f"{n}: {r}" for n, r in unavailable.items())
+            )
         check_kernel(workload, [n for n in targets if n not in unavailable], path)
     plan = make_plan(workload, name, seed)
     if unavailable:
@@ -84,16 +91,19 @@ def prepare(path: Path, *, seed: int | None = None, probe: bool = True,
             plan.baseline = plan.targets[0]
             if plan.stopping:
                 plan.stopping = replace(plan.stopping, baseline=plan.baseline)
-            message(f"the baseline {workload.baseline_name()} is not available here: "
-                    f"{plan.baseline} is this campaign's baseline")
+            message(
+                f"the baseline {workload.baseline_name()} is not available here: "
+                f"{plan.baseline} is this campaign's baseline"
+            )
     return Prepared(workload, path, plan, unavailable)
 
 
 CHECK_BATCH = 256  # jobs per `fio --parse-only` (fio keeps every job of a file in memory)
 
 
-def check_kernel(workload: Workload, target_names: list[str] | None = None,
-                 source: Path | str | None = None) -> None:
+def check_kernel(
+    workload: Workload, target_names: list[str] | None = None, source: Path | str | None = None
+) -> None:
     """Refuse, before anything is written, what the running kernel will not do for these
     targets: options its drivers lack (null_blk's features file, rnull's interface), values its
     rules refuse (a loop device's sector size). Reads the system, changes nothing; one line per
@@ -106,14 +116,19 @@ def check_kernel(workload: Workload, target_names: list[str] | None = None,
         raise UsageError("\n".join(f"{where}{line}" for line in problems))
 
 
-def check_recorded_kernel(workload: Workload, drivers: dict, release: str,
-                          target_names: list[str] | None = None,
-                          source: Path | str | None = None) -> None:
+def check_recorded_kernel(
+    workload: Workload,
+    drivers: dict,
+    release: str,
+    target_names: list[str] | None = None,
+    source: Path | str | None = None,
+) -> None:
     """check_kernel() for a VM's test kernel, from the driver facts its smoke boot recorded, so
     that what the guest would refuse is refused before the host creates the campaign."""
     targets = build_targets(workload, Context("preflight"), target_names)
-    problems = [line for target in targets.values()
-                for line in target.recorded_kernel_problems(drivers, release)]
+    problems = [
+        line for target in targets.values() for line in target.recorded_kernel_problems(drivers, release)
+    ]
     if problems:
         where = f"{source}: " if source else ""
         raise UsageError("\n".join(f"{where}{line}" for line in problems))
@@ -122,8 +137,7 @@ def check_recorded_kernel(workload: Workload, drivers: dict, release: str,
 def campaign_name(workload: Workload, path: Path) -> str:
     """The workload's `name:` (refused unless a safe file name), else one made from the file's."""
     if workload.name is not None:
-        return names.require_safe_name(workload.name, f"{path}: name", "campaign",
-                                       names.MAX_CAMPAIGN_NAME)
+        return names.require_safe_name(workload.name, f"{path}: name", "campaign", names.MAX_CAMPAIGN_NAME)
     return names.safe_name_from(path.stem, "campaign")
 
 
@@ -137,26 +151,34 @@ def check_with_fio(prepared: Prepared) -> None:
     jobs = distinct_jobs(prepared.workload, prepared.plan, targets, prepared.plan.campaign)
     texts = [(fname, text.replace("${BLKCMP_FILENAME}", "/dev/null")) for fname, text in jobs.items()]
     for start in range(0, len(texts), CHECK_BATCH):
-        batch = texts[start:start + CHECK_BATCH]
+        batch = texts[start : start + CHECK_BATCH]
         verdict = fio.parse_only("".join(text for _, text in batch))
         while verdict and len(batch) > 1:
-            half = batch[:len(batch) // 2]
+            half = batch[: len(batch) // 2]
             first = fio.parse_only("".join(text for _, text in half))
-            batch, verdict = (half, first) if first else (batch[len(batch) // 2:], verdict)
+            batch, verdict = (half, first) if first else (batch[len(batch) // 2 :], verdict)
         if verdict:
             fname = batch[0][0]
-            raise UsageError(f"{prepared.path}: fio rejects the job for {fname.split('--')[0]} "
-                             f"({fname}): {shorten(verdict, 300)}")
+            raise UsageError(
+                f"{prepared.path}: fio rejects the job for {fname.split('--')[0]} "
+                f"({fname}): {shorten(verdict, 300)}"
+            )
 
 
 def create_campaign(prepared: Prepared, results: Path) -> store.Campaign:
     store.require_writable(results)
     environment, config = env.snapshot()
     return store.create(
-        results, prepared.plan.campaign, workload_text=prepared.path.read_text(),
-        resolved_yaml=workload_mod.dump(prepared.workload), source=str(prepared.path),
-        plan=prepared.plan, environment=environment, kernel_config=config,
-        extra={"unavailable_targets": prepared.unavailable})
+        results,
+        prepared.plan.campaign,
+        workload_text=prepared.path.read_text(),
+        resolved_yaml=workload_mod.dump(prepared.workload),
+        source=str(prepared.path),
+        plan=prepared.plan,
+        environment=environment,
+        kernel_config=config,
+        extra={"unavailable_targets": prepared.unavailable},
+    )
 
 
 def load_campaign_workload(campaign: store.Campaign) -> Workload:
@@ -169,16 +191,25 @@ def load_campaign_workload(campaign: store.Campaign) -> Workload:
 
 
 def plan_summary(plan: Plan) -> str:
-    lines = [f"campaign {plan.campaign}: {len(plan.runs)} runs = {len(plan.targets)} targets × "
-             f"{len(plan.points)} points × {plan.rounds} rounds ({plan.order}, seed {plan.seed})"]
+    lines = [
+        f"campaign {plan.campaign}: {len(plan.runs)} runs = {len(plan.targets)} targets × "
+        f"{len(plan.points)} points × {plan.rounds} rounds ({plan.order}, seed {plan.seed})"
+    ]
     if plan.max_rounds > plan.rounds:
-        lines.append(f"adaptive: up to {plan.max_rounds} rounds "
-                     f"({len(plan.targets) * len(plan.points) * plan.max_rounds} runs at most)")
+        lines.append(
+            f"adaptive: up to {plan.max_rounds} rounds "
+            f"({len(plan.targets) * len(plan.points) * plan.max_rounds} runs at most)"
+        )
     lines.append(f"each run: ramp_time {plan.ramp_time:g} s + runtime {plan.runtime:g} s")
     est = plan.estimated_seconds()
-    lines.append(f"estimated duration: {_duration(est)}"
-                 + (f" (at most {_duration(plan.estimated_seconds(len(plan.targets) * len(plan.points) * plan.max_rounds))})"
-                    if plan.max_rounds > plan.rounds else ""))
+    lines.append(
+        f"estimated duration: {_duration(est)}"
+        + (
+            f" (at most {_duration(plan.estimated_seconds(len(plan.targets) * len(plan.points) * plan.max_rounds))})"
+            if plan.max_rounds > plan.rounds
+            else ""
+        )
+    )
     lines.append("targets: " + ", ".join(plan.targets))
     lines.append("points:")
     counts = Counter((r.point_index, r.target) for r in plan.runs)  # one pass: O(points + runs)

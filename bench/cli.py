@@ -37,22 +37,36 @@ COMPARE_FORMATS = ("table", "markdown", "text", "csv", "json")
 
 
 def _add_margin_alpha(p: argparse.ArgumentParser, what: str = "") -> None:
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"{what}equivalence margin as a fraction (default {DEFAULT_MARGIN:g} = "
-                        f"{margin_text(DEFAULT_MARGIN)})".replace("%", "%%"))
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"{what}significance level of the family of points (default {DEFAULT_ALPHA:g})")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"{what}equivalence margin as a fraction (default {DEFAULT_MARGIN:g} = "
+        f"{margin_text(DEFAULT_MARGIN)})".replace("%", "%%"),
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help=f"{what}significance level of the family of points (default {DEFAULT_ALPHA:g})",
+    )
 
 
 def _add_analysis_args(p: argparse.ArgumentParser, *, metric_help: str) -> None:
     """The analysis options compare, plot and report share (checked by AnalysisOptions.parse)."""
-    p.add_argument("--metric", default=DEFAULT_METRIC, help=f"{metric_help}: {' | '.join(METRICS)} "
-                                                            f"(default {DEFAULT_METRIC})")
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help=f"{metric_help}: {' | '.join(METRICS)} (default {DEFAULT_METRIC})",
+    )
     _add_margin_alpha(p)
-    p.add_argument("--correction", default=DEFAULT_CORRECTION,
-                   help="multiple-comparison correction across points: "
-                        + ", ".join(f"{k} ({v})" for k, v in CORRECTIONS.items())
-                        + f" (default {DEFAULT_CORRECTION})")
+    p.add_argument(
+        "--correction",
+        default=DEFAULT_CORRECTION,
+        help="multiple-comparison correction across points: "
+        + ", ".join(f"{k} ({v})" for k, v in CORRECTIONS.items())
+        + f" (default {DEFAULT_CORRECTION})",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
@@ -62,15 +76,28 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where campaign directories go")
     p.add_argument("--seed", type=int, help="seed of the run order (overrides the workload's)")
     p.add_argument("--kernel", help="run inside a VM booted on this kernel (a cached version or a bzImage)")
-    p.add_argument("--auto", action="store_true",
-                   help="run on the host if it has every driver of the workload, otherwise in the VM on "
-                        "the cached 7.2 kernel")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="run on the host if it has every driver of the workload, otherwise in the VM on "
+        "the cached 7.2 kernel",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output, no end-of-run tables")
-    p.add_argument("--vm-timeout", type=float, default=None, metavar="S",
-                   help="kill the guest after S seconds (default: from the plan)")
-    p.add_argument("--boot-attempts", type=int, default=None, metavar="N",
-                   help="boot a VM guest up to N times when it fails before the campaign starts "
-                        "(default: $BLKCMP_BOOT_ATTEMPTS or 3)")
+    p.add_argument(
+        "--vm-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="kill the guest after S seconds (default: from the plan)",
+    )
+    p.add_argument(
+        "--boot-attempts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="boot a VM guest up to N times when it fails before the campaign starts "
+        "(default: $BLKCMP_BOOT_ATTEMPTS or 3)",
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -89,8 +116,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("workload", type=Path)
     p.add_argument("--export-fio", type=Path, metavar="DIR", help="write each distinct job as a .fio file")
     p.add_argument("--seed", type=int)
-    p.add_argument("--pilot", type=Path, metavar="DIR",
-                   help="say how many rounds each point needs for 80 %% power, from this pilot campaign")
+    p.add_argument(
+        "--pilot",
+        type=Path,
+        metavar="DIR",
+        help="say how many rounds each point needs for 80 %% power, from this pilot campaign",
+    )
     _add_margin_alpha(p, "with --pilot: ")
     p.set_defaults(handler=commands.cmd_plan)
 
@@ -99,8 +130,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=commands.cmd_run)
 
     p = sub.add_parser("ingest", help="import fio JSON files into a campaign directory")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                   help="fio JSON output files; a directory stands for its *.json files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="fio JSON output files; a directory stands for its *.json files",
+    )
     p.add_argument("--into", type=Path, required=True, metavar="DIR")
     p.add_argument("--target", help="target name for these runs (default: the fio job name)")
     p.set_defaults(handler=commands.cmd_ingest)
@@ -109,8 +145,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
-    p.add_argument("--timeseries", action="store_true",
-                   help="one row per time-series sample (workloads with `timeseries:`)")
+    p.add_argument(
+        "--timeseries",
+        action="store_true",
+        help="one row per time-series sample (workloads with `timeseries:`)",
+    )
     p.set_defaults(handler=commands.cmd_export)
 
     p = sub.add_parser("reindex", help="rebuild a campaign's index from its run directories")
@@ -133,33 +172,53 @@ def parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="kernel_command", required=True, metavar="ACTION")
     kb = ksub.add_parser("build", help="build a test kernel with null_blk and rnull (cached)")
     kb.add_argument("version", help="6.12 or 7.2")
-    kb.add_argument("--no-overflow-checks", action="store_true",
-                    help="build with CONFIG_RUST_OVERFLOW_CHECKS off")
-    kb.add_argument("--toolchain", choices=("sid", "trixie"), default=None,
-                    help="Debian suite whose gcc/rustc/bindgen build it "
-                         "(default: trixie for 6.12, sid for 7.2)")
+    kb.add_argument(
+        "--no-overflow-checks", action="store_true", help="build with CONFIG_RUST_OVERFLOW_CHECKS off"
+    )
+    kb.add_argument(
+        "--toolchain",
+        choices=("sid", "trixie"),
+        default=None,
+        help="Debian suite whose gcc/rustc/bindgen build it (default: trixie for 6.12, sid for 7.2)",
+    )
     kb.set_defaults(handler=commands.cmd_kernel_build)
     kl = ksub.add_parser("list", help="cached test kernels")
     kl.set_defaults(handler=commands.cmd_kernel_list)
 
     p = sub.add_parser("compare", help="candidate vs baseline per point, with CIs and verdicts")
     p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="campaign directories")
-    p.add_argument("--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)")
-    p.add_argument("--by", default="target", help="target | kernel | host | gap (the candidate/baseline gap compared across kernels, "
-                   "--baseline kernel=X) | a matrix key (default: target)")
+    p.add_argument(
+        "--baseline", help="target=NAME (or kernel=RELEASE, KEY=VALUE; default: the workload's baseline)"
+    )
+    p.add_argument(
+        "--by",
+        default="target",
+        help="target | kernel | host | gap (the candidate/baseline gap compared across kernels, "
+        "--baseline kernel=X) | a matrix key (default: target)",
+    )
     _add_analysis_args(p, metric_help="metric compared")
-    p.add_argument("--format", choices=COMPARE_FORMATS, default="table",
-                   help="table: for the terminal (fits its width); text: 72 columns, for mail")
+    p.add_argument(
+        "--format",
+        choices=COMPARE_FORMATS,
+        default="table",
+        help="table: for the terminal (fits its width); text: 72 columns, for mail",
+    )
     p.add_argument("--fail-on", choices=("slower",), help="exit 1 when any point is slower (a CI gate)")
-    p.add_argument("--pilot", type=Path, metavar="DIR",
-                   help="also say how many rounds each point needs for 80 %% power, from this pilot campaign")
+    p.add_argument(
+        "--pilot",
+        type=Path,
+        metavar="DIR",
+        help="also say how many rounds each point needs for 80 %% power, from this pilot campaign",
+    )
     p.set_defaults(handler=analysis_cli.cmd_compare)
 
     p = sub.add_parser("plot", help="draw every figure of one or more campaigns")
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="campaign directories")
     p.add_argument("--baseline", help="target=NAME (default: the workload's baseline)")
     _add_analysis_args(p, metric_help="metric of the ratio forest and the sample plots")
-    p.add_argument("--out", type=Path, default=Path("plots"), metavar="DIR", help="where figures go (default: plots)")
+    p.add_argument(
+        "--out", type=Path, default=Path("plots"), metavar="DIR", help="where figures go (default: plots)"
+    )
     p.add_argument("--format", default="png,svg", help="comma-separated: png, svg, pdf (default: png,svg)")
     p.set_defaults(handler=analysis_cli.cmd_plot)
 
@@ -167,8 +226,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="campaign directories")
     p.add_argument("--baseline", help="target=NAME (default: the workload's baseline)")
     _add_analysis_args(p, metric_help="metric of the verdicts, the ratio forest and the sample plots")
-    p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR",
-                   help="where report.html, report.md, report.txt and figures/ go (default: report)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("report"),
+        metavar="DIR",
+        help="where report.html, report.md, report.txt and figures/ go (default: report)",
+    )
     p.set_defaults(handler=analysis_cli.cmd_report)
     return top
 
@@ -182,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"blkcmp: error: {shorten_line(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("blkcmp: interrupted; finished runs are kept (resume with `blkcmp run --resume DIR`)",
-              file=sys.stderr)
+        print(
+            "blkcmp: interrupted; finished runs are kept (resume with `blkcmp run --resume DIR`)",
+            file=sys.stderr,
+        )
         return 1
     except BrokenPipeError:
         return 1
@@ -194,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"blkcmp: error: {shorten_line(str(storage_error(exc)))}", file=sys.stderr)
             return 1
         # a bug: still one line, unless asked for the traceback
-        print(shorten_line(f"blkcmp: internal error: {type(exc).__name__}: {exc}") +
-              " (BLKCMP_DEBUG=1 shows where)", file=sys.stderr)
+        print(
+            shorten_line(f"blkcmp: internal error: {type(exc).__name__}: {exc}")
+            + " (BLKCMP_DEBUG=1 shows where)",
+            file=sys.stderr,
+        )
         return 1

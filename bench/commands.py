@@ -16,6 +16,7 @@ def _say(text: str) -> None:
 
 def cmd_schema(args) -> int:
     from bench.workload import json_schema
+
     print(json.dumps(json_schema(), indent=2))
     return 0
 
@@ -42,6 +43,7 @@ def cmd_plan(args) -> int:
         print(f"wrote {len(jobs)} fio job files to {args.export_fio}/")
     if args.pilot:
         from bench import sizing
+
         pilot = sizing.load(args.pilot, pilot_options)
         plan = prepared.plan
         planned = {p.key: max(plan.rounds, plan.max_rounds) for p in plan.points}
@@ -70,6 +72,7 @@ def cmd_run(args) -> int:
         workload = camp.load_campaign_workload(campaign)
         if os.environ.get("BLKCMP_VM_ACCEL"):  # inside the guest of a VM campaign
             from bench.executors import vm
+
             vm.record_guest_environment(campaign)
         else:
             kernel = kernel or info.get("vm_kernel")
@@ -81,6 +84,7 @@ def cmd_run(args) -> int:
         workload = prepared.workload
         if kernel:
             from bench.executors import vm
+
             vm.check_guest_kernel(prepared, kernel, progress=_say)
             campaign = vm.create_vm_campaign(prepared, args.results, kernel)
         else:
@@ -113,10 +117,13 @@ def cmd_run(args) -> int:
 def _execute(campaign, workload, plan, kernel, args) -> None:
     from bench.executors import local
     from bench.progress import reporter_for
+
     if kernel:
         from bench.executors import vm
-        vm.execute_in_vm(campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout,
-                         boot_attempts=args.boot_attempts)
+
+        vm.execute_in_vm(
+            campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout, boot_attempts=args.boot_attempts
+        )
     else:
         reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
         counts = local.execute(campaign, workload, reporter)
@@ -125,10 +132,13 @@ def _execute(campaign, workload, plan, kernel, args) -> None:
 
 def _same_kernel(campaign) -> None:
     import platform
+
     recorded = campaign.environment().get("kernel", {}).get("release")
     if recorded and recorded != platform.release():
-        raise UsageError(f"{campaign.path}: campaign started on kernel {recorded}, this is "
-                         f"{platform.release()}; a campaign is resumed on the kernel it started on")
+        raise UsageError(
+            f"{campaign.path}: campaign started on kernel {recorded}, this is "
+            f"{platform.release()}; a campaign is resumed on the kernel it started on"
+        )
 
 
 def _auto_kernel(args) -> str | None:
@@ -136,6 +146,7 @@ def _auto_kernel(args) -> str | None:
     test kernel (whose guest has null_blk, rnull and loop)."""
     from bench import campaign as camp
     from bench.targets import Context, build_targets
+
     workload = camp.prepare(args.workload, seed=args.seed, probe=False).workload
     targets = build_targets(workload, Context("plan")).values()
     missing = {t.driver: avail.reason for t in targets if not (avail := t.probe()).ok}
@@ -145,6 +156,7 @@ def _auto_kernel(args) -> str | None:
         return None
     _say("the host lacks " + "; ".join(f"{d} ({why})" for d, why in missing.items()))
     from bench import kernels
+
     cached = {k.version for k in kernels.list_cached()}
     if "7.2" not in cached:
         _say("the host lacks null_blk/rnull and no 7.2 test kernel is cached: building it (~15 min)")
@@ -155,6 +167,7 @@ def _auto_kernel(args) -> str | None:
 
 def cmd_ingest(args) -> int:
     from bench.ingest import ingest
+
     added = ingest(args.files, args.into, args.target)
     print(f"ingested {len(added)} run(s) into {args.into}")
     return 0
@@ -162,6 +175,7 @@ def cmd_ingest(args) -> int:
 
 def cmd_export(args) -> int:
     from bench import export, store
+
     campaign = store.open_campaign(args.dir)
     if args.timeseries:
         data, columns = export.timeseries_rows(campaign), export.TIMESERIES_COLUMNS
@@ -179,6 +193,7 @@ def cmd_export(args) -> int:
 
 def cmd_reindex(args) -> int:
     from bench import store
+
     campaign = store.open_campaign(args.dir)
     rebuilt = store.rebuild_index(campaign, in_memory_ok=False)
     print(f"{campaign.index_path}: {rebuilt}")
@@ -187,6 +202,7 @@ def cmd_reindex(args) -> int:
 
 def cmd_ls(args) -> int:
     from bench import store
+
     campaigns = store.list_campaigns(args.dir)
     if not campaigns:
         print(f"no campaigns under {args.dir}")
@@ -204,12 +220,16 @@ def cmd_ls(args) -> int:
             continue
         total = sum(counts.values())
         done = counts.get("done", 0)
-        print(f"{c.path.name:48s} {state:26s} {done}/{total} runs" + (f"  [{label}]" if label and label != "host" else ""))
+        print(
+            f"{c.path.name:48s} {state:26s} {done}/{total} runs"
+            + (f"  [{label}]" if label and label != "host" else "")
+        )
     return 0
 
 
 def cmd_cleanup(args) -> int:
     from bench import ledger
+
     report = ledger.cleanup(force=args.force)
     if not report:
         print("nothing to clean up")
@@ -220,8 +240,10 @@ def cmd_cleanup(args) -> int:
 
 def cmd_targets(args) -> int:
     from bench import targets_info
+
     if args.kernel:
         from bench.executors import vm
+
         print(vm.targets_in_vm(args.kernel))
     else:
         print(targets_info.render(targets_info.available_here()))
@@ -231,27 +253,35 @@ def cmd_targets(args) -> int:
 
 def cmd_kernel_build(args) -> int:
     from bench import kernels
-    info = kernels.build(args.version, progress=_say, overflow_checks=not args.no_overflow_checks,
-                         toolchain=args.toolchain)
+
+    info = kernels.build(
+        args.version, progress=_say, overflow_checks=not args.no_overflow_checks, toolchain=args.toolchain
+    )
     print(f"{info.release}: {info.path}")
     return 0
 
 
 def cmd_kernel_list(args) -> int:
     from bench import kernels
+
     rows = kernels.list_cached()
     if not rows:
         print("no cached kernels (build one with `blkcmp kernel build 7.2`)")
     for k in rows:
         symbols = k.config
         smoke = k.smoke_boot
-        booted = (f"smoke boot ok ({smoke.get('attempts', 1)} attempt(s), {smoke.get('accel', '?')})"
-                  if smoke.get("ok") else "no smoke boot recorded")
-        print(f"{k.name}\n"
-              f"  release {k.release}, asked {k.version}, built with {k.suite or '?'}: "
-              f"{kernels.toolchain_text(k.toolchain)}\n"
-              f"  rust_overflow_checks={symbols.get('CONFIG_RUST_OVERFLOW_CHECKS', '?')} "
-              f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} "
-              f"rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}, {booted}, "
-              f"{k.bzimage_size / 2**20:.1f} MiB\n  {k.path}")
+        booted = (
+            f"smoke boot ok ({smoke.get('attempts', 1)} attempt(s), {smoke.get('accel', '?')})"
+            if smoke.get("ok")
+            else "no smoke boot recorded"
+        )
+        print(
+            f"{k.name}\n"
+            f"  release {k.release}, asked {k.version}, built with {k.suite or '?'}: "
+            f"{kernels.toolchain_text(k.toolchain)}\n"
+            f"  rust_overflow_checks={symbols.get('CONFIG_RUST_OVERFLOW_CHECKS', '?')} "
+            f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} "
+            f"rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}, {booted}, "
+            f"{k.bzimage_size / 2**20:.1f} MiB\n  {k.path}"
+        )
     return 0

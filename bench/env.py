@@ -31,11 +31,23 @@ from bench.releases import parse_config
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 # Kernel config symbols worth showing beside every result.
-KEY_CONFIG = ("CONFIG_BLK_DEV_NULL_BLK", "CONFIG_BLK_DEV_RUST_NULL", "CONFIG_RUST",
-              "CONFIG_RUST_OVERFLOW_CHECKS", "CONFIG_CONFIGFS_FS", "CONFIG_MQ_IOSCHED_DEADLINE",
-              "CONFIG_PREEMPT", "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_DYNAMIC",
-              "CONFIG_PREEMPT_LAZY", "CONFIG_HZ", "CONFIG_KASAN", "CONFIG_LOCKDEP",
-              "CONFIG_DEBUG_KERNEL", "CONFIG_IO_URING")
+KEY_CONFIG = (
+    "CONFIG_BLK_DEV_NULL_BLK",
+    "CONFIG_BLK_DEV_RUST_NULL",
+    "CONFIG_RUST",
+    "CONFIG_RUST_OVERFLOW_CHECKS",
+    "CONFIG_CONFIGFS_FS",
+    "CONFIG_MQ_IOSCHED_DEADLINE",
+    "CONFIG_PREEMPT",
+    "CONFIG_PREEMPT_VOLUNTARY",
+    "CONFIG_PREEMPT_DYNAMIC",
+    "CONFIG_PREEMPT_LAZY",
+    "CONFIG_HZ",
+    "CONFIG_KASAN",
+    "CONFIG_LOCKDEP",
+    "CONFIG_DEBUG_KERNEL",
+    "CONFIG_IO_URING",
+)
 
 
 def require_psutil():
@@ -44,9 +56,11 @@ def require_psutil():
     try:
         import psutil
     except ImportError:
-        raise RunError("psutil is missing (blkcmp reads processes, CPU times, memory and boot time through it): "
-                       "`pip install psutil`, or `apt-get install python3-psutil` for the system "
-                       "python3 a VM guest uses") from None
+        raise RunError(
+            "psutil is missing (blkcmp reads processes, CPU times, memory and boot time through it): "
+            "`pip install psutil`, or `apt-get install python3-psutil` for the system "
+            "python3 a VM guest uses"
+        ) from None
     return psutil
 
 
@@ -97,10 +111,15 @@ def governors() -> dict[str, str]:
 def git_commit() -> str | None:
     repo = Path(bench.__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return os.environ.get("BLKCMP_GIT_COMMIT")
     if out.returncode != 0:
@@ -183,10 +202,15 @@ def executor_info() -> dict:
     """How blkcmp was run; the VM executor passes the guest facts in through the environment."""
     accel = os.environ.get("BLKCMP_VM_ACCEL")
     if accel:
-        return {"kind": "vm", "accel": accel, "emulated": accel == "tcg",
-                "kernel": os.environ.get("BLKCMP_VM_KERNEL"),
-                "label": "emulated (TCG): proves the machinery, not driver performance"
-                if accel == "tcg" else "virtual machine (KVM)"}
+        return {
+            "kind": "vm",
+            "accel": accel,
+            "emulated": accel == "tcg",
+            "kernel": os.environ.get("BLKCMP_VM_KERNEL"),
+            "label": "emulated (TCG): proves the machinery, not driver performance"
+            if accel == "tcg"
+            else "virtual machine (KVM)",
+        }
     return {"kind": "local", "emulated": False, "label": "host"}
 
 
@@ -237,18 +261,27 @@ def softirq_counts() -> dict[str, list[int]]:
 
 def cpu_counters() -> dict:
     """One reading: CPU times (jiffies), softirq counts, CPU frequencies, available memory."""
-    return {"stat": cpu_times(), "softirqs": softirq_counts(), "clock_ticks": os.sysconf("SC_CLK_TCK"),
-            "frequency_mhz": [f["current"] for f in frequencies_mhz()],
-            "memory_available_bytes": require_psutil().virtual_memory().available}
+    return {
+        "stat": cpu_times(),
+        "softirqs": softirq_counts(),
+        "clock_ticks": os.sysconf("SC_CLK_TCK"),
+        "frequency_mhz": [f["current"] for f in frequencies_mhz()],
+        "memory_available_bytes": require_psutil().virtual_memory().available,
+    }
 
 
 def cpu_delta(before: dict, after: dict) -> dict:
     """What happened between two readings: jiffies and softirqs per CPU, the machine's seconds
     per field; frequencies and available memory at both ends (they are levels, not counters)."""
-    stat = {cpu: {f: after["stat"][cpu][f] - v for f, v in fields.items() if f in after["stat"].get(cpu, {})}
-            for cpu, fields in before["stat"].items() if cpu in after["stat"]}
-    softirqs = {name: [a - b for a, b in zip(after["softirqs"].get(name, []), counts)]
-                for name, counts in before["softirqs"].items()}
+    stat = {
+        cpu: {f: after["stat"][cpu][f] - v for f, v in fields.items() if f in after["stat"].get(cpu, {})}
+        for cpu, fields in before["stat"].items()
+        if cpu in after["stat"]
+    }
+    softirqs = {
+        name: [a - b for a, b in zip(after["softirqs"].get(name, []), counts)]
+        for name, counts in before["softirqs"].items()
+    }
     total = stat.get("cpu", {})
     ticks = before.get("clock_ticks", 100)
     delta = {

@@ -66,8 +66,9 @@ def is_storage_error(exc: BaseException) -> bool:
     return False
 
 
-def storage_error(exc: OSError | sqlite3.Error, path: Path | str | None = None,
-                  hint: str = "") -> StorageError:
+def storage_error(
+    exc: OSError | sqlite3.Error, path: Path | str | None = None, hint: str = ""
+) -> StorageError:
     """The one-line error for a write that the filesystem refused, naming the path."""
     where = path if path is not None else getattr(exc, "filename", None) or "results"
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

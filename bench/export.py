@@ -15,13 +15,33 @@ from bench import store
 
 # The columns users load by name; their order is part of the interface. The job columns are the
 # index's (bench.store.JOB_*): a column added there is exported without being spelled again.
-COLUMNS = ("campaign", "run_id", "target", *store.JOB_IDENTITY, "repetition", "round", *store.JOB_OPTIONS,
-           *store.JOB_MEASURES, "fio_version")
+COLUMNS = (
+    "campaign",
+    "run_id",
+    "target",
+    *store.JOB_IDENTITY,
+    "repetition",
+    "round",
+    *store.JOB_OPTIONS,
+    *store.JOB_MEASURES,
+    "fio_version",
+)
 EXTRA = ("point_key", "position", "job_index", "kernel", "started", "ended", "error")
 # `--timeseries`: job is fio's job number (1 … numjobs); time_ms since the job started; metric is
 # iops, bw_bytes (bytes/s), clat_ns, lat_ns or slat_ns, each averaged over its logging window.
-TIMESERIES_COLUMNS = ("campaign", "run_id", "target", "point_key", "round", "repetition", "job",
-                      "metric", "direction", "time_ms", "value")
+TIMESERIES_COLUMNS = (
+    "campaign",
+    "run_id",
+    "target",
+    "point_key",
+    "round",
+    "repetition",
+    "job",
+    "metric",
+    "direction",
+    "time_ms",
+    "value",
+)
 # Where each column comes from: the job's row, except the run's error (a failed run has no job rows).
 _FROM_JOB = frozenset(store.JOB_COLUMNS) - {"error"}
 _SELECT = ", ".join(f"{'j' if c in _FROM_JOB else 'r'}.{c}" for c in COLUMNS + EXTRA)
@@ -33,7 +53,8 @@ def rows(campaign: store.Campaign) -> list[dict]:
             f"SELECT {_SELECT}"
             # failed runs too, with their error: a failed fio job is a result the user must see
             " FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.status IN ('done', 'failed')"
-            " ORDER BY r.position, j.job_index").fetchall()
+            " ORDER BY r.position, j.job_index"
+        ).fetchall()
     return [dict(r) for r in result]
 
 
@@ -43,7 +64,8 @@ def timeseries_rows(campaign: store.Campaign) -> list[dict]:
             "SELECT r.campaign, r.run_id, r.target, r.point_key, r.round, r.repetition, t.job,"
             " t.metric, t.direction, t.time_ms, t.value"
             " FROM runs r JOIN timeseries t ON t.run_id = r.run_id WHERE r.status = 'done'"
-            " ORDER BY r.position, t.job, t.metric, t.direction, t.time_ms").fetchall()
+            " ORDER BY r.position, t.job, t.metric, t.direction, t.time_ms"
+        ).fetchall()
     return [dict(r) for r in result]
 
 

@@ -87,19 +87,25 @@ TIMESERIES_PREFIX = "timeseries"
 def timeseries_options(msec: int) -> dict[str, Any]:
     """What `timeseries:` makes blkcmp pass to fio: averaged IOPS, bandwidth and latency logs and
     completion-latency histograms, every `msec` milliseconds, into the job's directory."""
-    return {"write_bw_log": TIMESERIES_PREFIX, "write_iops_log": TIMESERIES_PREFIX,
-            "write_lat_log": TIMESERIES_PREFIX, "write_hist_log": TIMESERIES_PREFIX,
-            "log_avg_msec": msec, "log_hist_msec": msec, "per_job_logs": 1}
+    return {
+        "write_bw_log": TIMESERIES_PREFIX,
+        "write_iops_log": TIMESERIES_PREFIX,
+        "write_lat_log": TIMESERIES_PREFIX,
+        "write_hist_log": TIMESERIES_PREFIX,
+        "log_avg_msec": msec,
+        "log_hist_msec": msec,
+        "per_job_logs": 1,
+    }
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """Everything that decides the text of one fio job file."""
 
-    name: str                      # the fio job name: the target's name
-    filename: str | None           # the device or file; None for ioengine=null
-    fio_options: dict[str, Any]    # the workload's `fio:` block
-    point: dict[str, Any]          # this matrix point's options
+    name: str  # the fio job name: the target's name
+    filename: str | None  # the device or file; None for ioengine=null
+    fio_options: dict[str, Any]  # the workload's `fio:` block
+    point: dict[str, Any]  # this matrix point's options
     target_options: dict[str, Any]  # what the target imposes (ioengine=null, size, ...)
     runtime: float
     ramp_time: float
@@ -127,22 +133,40 @@ def job_text(spec: JobSpec) -> str:
 
 def job_options(options: dict[str, Any]) -> dict[str, Any]:
     """Options as they go into a job file: log paths reduced to a file name in the run directory."""
-    return {k: (fio_options_mod.log_file_name(str(v))
-                if fio_options_mod.fold(k) in fio_options_mod.LOG_PATH_OPTIONS and v is not None else v)
-            for k, v in options.items()}
+    return {
+        k: (
+            fio_options_mod.log_file_name(str(v))
+            if fio_options_mod.fold(k) in fio_options_mod.LOG_PATH_OPTIONS and v is not None
+            else v
+        )
+        for k, v in options.items()
+    }
 
 
-def job_spec(workload: Workload, run: PlannedRun, target: Target, filename: str | None,
-             target_options: dict, campaign: str) -> JobSpec:
+def job_spec(
+    workload: Workload,
+    run: PlannedRun,
+    target: Target,
+    filename: str | None,
+    target_options: dict,
+    campaign: str,
+) -> JobSpec:
     """The job of one planned run of a campaign on one target."""
     comments = (
         f"blkcmp campaign {campaign}: target {target.name} ({target.driver}), point {run.point_key}",
         "run by hand: fio --output-format=json+ <this file>",
     )
-    return JobSpec(name=target.name, filename=filename, fio_options=job_options(workload.fio),
-                   point=job_options(run.point), target_options=target_options,
-                   runtime=workload.runtime, ramp_time=workload.ramp_time, comments=comments,
-                   timeseries_msec=workload.timeseries_msec())
+    return JobSpec(
+        name=target.name,
+        filename=filename,
+        fio_options=job_options(workload.fio),
+        point=job_options(run.point),
+        target_options=target_options,
+        runtime=workload.runtime,
+        ramp_time=workload.ramp_time,
+        comments=comments,
+        timeseries_msec=workload.timeseries_msec(),
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -189,8 +213,14 @@ def command(job_path: Path, output_path: Path, fio: str = FIO) -> list[str]:
     return [fio, "--output-format=json+", f"--output={output_path}", str(job_path)]
 
 
-def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None = None,
-        extra_args: list[str] | None = None) -> Invocation:
+def run(
+    job_path: Path,
+    output_path: Path,
+    *,
+    timeout_s: float,
+    fio: str | None = None,
+    extra_args: list[str] | None = None,
+) -> Invocation:
     """Run fio on one job file; fio's JSON goes to output_path. Ctrl-C stops fio too."""
     fio = fio or os.environ.get(FAKE_FIO_ENV) or FIO
     # fio runs in the job's directory: relative paths (the default results/) would miss.
@@ -204,8 +234,8 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
     # time, so `blkcmp cleanup` and the next session can end exactly these processes. The record
     # goes only once none of them is left.
     from bench import ledger, procs
-    record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd,
-              "after": time.time()}
+
+    record = {"what": "fio", "names": sorted({"fio", Path(fio).name[:15]}), "argv": cmd, "after": time.time()}
     started, t0 = utc_now(), time.monotonic()
     rid, proc = None, None
     try:
@@ -214,9 +244,14 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
         with procs.stop_signals_held() as mask:
             rid = ledger.register("processes", record)
             try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        cwd=job_path.parent, start_new_session=True,
-                                        preexec_fn=lambda: _in_child(mask))
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=job_path.parent,
+                    start_new_session=True,
+                    preexec_fn=lambda: _in_child(mask),
+                )
             except FileNotFoundError:
                 raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
             record |= {"pid": proc.pid, "start": procs.start_time(proc.pid)}
@@ -235,8 +270,9 @@ def run(job_path: Path, output_path: Path, *, timeout_s: float, fio: str | None 
         with procs.stop_signals_held():
             if rid is not None and not ledger.processes_left(record):
                 ledger.forget(rid)
-    return Invocation(cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr(), stdout(),
-                      usage)
+    return Invocation(
+        cmd, proc.returncode, started, utc_now(), time.monotonic() - t0, stderr(), stdout(), usage
+    )
 
 
 def _drain(stream) -> Callable[[], str]:
@@ -257,6 +293,7 @@ def _drain(stream) -> Callable[[], str]:
     def text() -> str:
         reader.join(timeout=10)
         return b"".join(chunks).decode("utf-8", errors="replace")
+
     return text
 
 
@@ -277,8 +314,10 @@ def _reap(proc: subprocess.Popen, timeout_s: float) -> tuple[int, dict[str, floa
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 return os.waitstatus_to_exitcode(status), {
-                    "user_s": round(usage.ru_utime, 6), "system_s": round(usage.ru_stime, 6),
-                    "max_rss_kib": usage.ru_maxrss}
+                    "user_s": round(usage.ru_utime, 6),
+                    "system_s": round(usage.ru_stime, 6),
+                    "max_rss_kib": usage.ru_maxrss,
+                }
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -295,6 +334,7 @@ def _stop(proc: subprocess.Popen, record: dict) -> None:
     """SIGINT fio (it stops its jobs and exits), SIGKILL if it will not; then end any job process
     left over (they leave fio's session, so signals to its process group miss them)."""
     from bench import ledger
+
     for sig, wait in ((signal.SIGINT, 5), (signal.SIGKILL, 5)):
         if proc.poll() is not None:
             break
@@ -329,8 +369,13 @@ def parse_only(job_text: str, fio: str = FIO) -> str | None:
     The job goes to fio on its standard input, so checking leaves no file behind.
     """
     try:
-        out = subprocess.run([fio, "--parse-only", "-"], input=job_text, capture_output=True,
-                             text=True, timeout=ANSWER_TIMEOUT_S)
+        out = subprocess.run(
+            [fio, "--parse-only", "-"],
+            input=job_text,
+            capture_output=True,
+            text=True,
+            timeout=ANSWER_TIMEOUT_S,
+        )
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
     except subprocess.TimeoutExpired:
@@ -406,8 +451,11 @@ def _bins(data: dict, scale: float) -> dict[int, int]:
     if "FIO_IO_U_PLAT_BITS" in raw:  # fio 2.x json+: keyed by bucket index, values in µs
         bits = int(raw["FIO_IO_U_PLAT_BITS"])
         val = int(raw.get("FIO_IO_U_PLAT_VAL", 1 << bits))
-        return {_legacy_bin_value(int(k), bits, val) * int(US): int(v) for k, v in raw.items()
-                if k.isdigit() and int(v)}
+        return {
+            _legacy_bin_value(int(k), bits, val) * int(US): int(v)
+            for k, v in raw.items()
+            if k.isdigit() and int(v)
+        }
     return {int(float(k)) * int(scale): int(v) for k, v in raw.items()}
 
 
@@ -419,10 +467,10 @@ class Latency:
     stddev: float | None
     min: float | None
     max: float | None
-    n: int                  # samples: fio's `N` (>= 3.17), else the direction's I/O count
+    n: int  # samples: fio's `N` (>= 3.17), else the direction's I/O count
     percentiles: dict[float, float] = field(default_factory=dict)
     bins: dict[int, int] = field(default_factory=dict)
-    counted_by_fio: bool = True   # False when n is the direction's I/O count (no `N` in the file)
+    counted_by_fio: bool = True  # False when n is the direction's I/O count (no `N` in the file)
 
     @classmethod
     def parse(cls, data: dict | None, *, scale: float = 1.0, ios: int = 0) -> Latency | None:
@@ -434,9 +482,16 @@ class Latency:
             if p is not None and 0.0 < p <= 100.0 and v is not None:  # fio pads with "0.00": 0
                 pct[p] = v
         n = _num(data.get("N"))
-        return cls(_scaled(data.get("mean"), scale), _scaled(data.get("stddev"), scale),
-                   _scaled(data.get("min"), scale), _scaled(data.get("max"), scale),
-                   int(n) if n is not None else ios, pct, _bins(data, scale), n is not None)
+        return cls(
+            _scaled(data.get("mean"), scale),
+            _scaled(data.get("stddev"), scale),
+            _scaled(data.get("min"), scale),
+            _scaled(data.get("max"), scale),
+            int(n) if n is not None else ios,
+            pct,
+            _bins(data, scale),
+            n is not None,
+        )
 
     @property
     def has_values(self) -> bool:
@@ -454,11 +509,11 @@ class Direction:
     bw_bytes: float
     io_bytes: float
     runtime_ms: float
-    total_ios: int          # as fio wrote it; 0 when absent (fio < 2.2)
+    total_ios: int  # as fio wrote it; 0 when absent (fio < 2.2)
     slat: Latency | None
     clat: Latency | None
     lat: Latency | None
-    microseconds: bool = False   # fio 2.x units in the file (converted here)
+    microseconds: bool = False  # fio 2.x units in the file (converted here)
 
     @property
     def used(self) -> bool:
@@ -495,10 +550,17 @@ class Direction:
         total_ios = int(_num(data.get("total_ios")) or 0)
         ios = total_ios or int(round(iops * runtime / 1000.0))
         suffix = "" if legacy else "_ns"
-        return cls(iops, bw_bytes, io_bytes, runtime, total_ios,
-                   Latency.parse(data.get("slat" + suffix), scale=scale, ios=ios),
-                   Latency.parse(data.get("clat" + suffix), scale=scale, ios=ios),
-                   Latency.parse(data.get("lat" + suffix), scale=scale, ios=ios), legacy)
+        return cls(
+            iops,
+            bw_bytes,
+            io_bytes,
+            runtime,
+            total_ios,
+            Latency.parse(data.get("slat" + suffix), scale=scale, ios=ios),
+            Latency.parse(data.get("clat" + suffix), scale=scale, ios=ios),
+            Latency.parse(data.get("lat" + suffix), scale=scale, ios=ios),
+            legacy,
+        )
 
     def completion_latency(self) -> Latency | None:
         """clat, or lat when only total latency was kept."""
@@ -519,12 +581,12 @@ class Direction:
 @dataclass
 class Job:
     jobname: str
-    index: int                    # position among this output's job entries
+    index: int  # position among this output's job entries
     groupid: int
-    host: str                     # "" unless client/server
+    host: str  # "" unless client/server
     port: int | None
     error: int
-    options: dict[str, str]       # global options merged with the job's own
+    options: dict[str, str]  # global options merged with the job's own
     directions: dict[str, Direction]
     usr_cpu: float | None
     sys_cpu: float | None
@@ -623,17 +685,31 @@ def parse(text_or_data: str | dict) -> FioOutput:
         port = int(entry["port"]) if _num(entry.get("port")) is not None else None
         options = dict(globals_.get((host, port)) or globals_.get(("", None)) or {})
         options.update({k: str(v) for k, v in (entry.get("job options") or {}).items()})
-        directions = {d: Direction.parse(entry[d], fio_major=major) for d in DIRECTIONS
-                      if isinstance(entry.get(d), dict)}
-        jobs.append(Job(
-            jobname=str(entry.get("jobname", "")), index=len(jobs),
-            groupid=int(_num(entry.get("groupid")) or 0), host=host, port=port,
-            error=int(_num(entry.get("error")) or 0), options=options, directions=directions,
-            usr_cpu=_num(entry.get("usr_cpu")), sys_cpu=_num(entry.get("sys_cpu")),
-            ctx=_int_or_none(entry.get("ctx")), majf=_int_or_none(entry.get("majf")),
-            minf=_int_or_none(entry.get("minf")), job_runtime_ms=_num(entry.get("job_runtime")),
-            elapsed_s=_num(entry.get("elapsed")), job_start=_int_or_none(entry.get("job_start")),
-        ))
+        directions = {
+            d: Direction.parse(entry[d], fio_major=major)
+            for d in DIRECTIONS
+            if isinstance(entry.get(d), dict)
+        }
+        jobs.append(
+            Job(
+                jobname=str(entry.get("jobname", "")),
+                index=len(jobs),
+                groupid=int(_num(entry.get("groupid")) or 0),
+                host=host,
+                port=port,
+                error=int(_num(entry.get("error")) or 0),
+                options=options,
+                directions=directions,
+                usr_cpu=_num(entry.get("usr_cpu")),
+                sys_cpu=_num(entry.get("sys_cpu")),
+                ctx=_int_or_none(entry.get("ctx")),
+                majf=_int_or_none(entry.get("majf")),
+                minf=_int_or_none(entry.get("minf")),
+                job_runtime_ms=_num(entry.get("job_runtime")),
+                elapsed_s=_num(entry.get("elapsed")),
+                job_start=_int_or_none(entry.get("job_start")),
+            )
+        )
     if not jobs:
         raise FioParseError("fio output holds no job results")
     disk_util = data.get("disk_util") if isinstance(data.get("disk_util"), list) else []
@@ -659,12 +735,14 @@ def percentile_from_bins(bins: dict[int, int], percent: float) -> float | None:
     """fio's own percentile rule on a json+ histogram (None when it is empty)."""
     # Imported here: bench.stats pulls in scipy, which every CLI start would otherwise pay for.
     from bench.stats.histogram import percentiles_from_bins
+
     value = percentiles_from_bins(bins, [percent])[float(percent)] if bins else math.nan
     return None if math.isnan(value) else float(value)
 
 
 def merged_bins(latencies: list[Latency]) -> dict[int, int]:
     from bench.stats.histogram import merge_bins
+
     return merge_bins(lat.bins for lat in latencies)
 
 
@@ -696,8 +774,8 @@ class RunMetrics:
     ctx: int | None
     total_ios: int
     errors: int
-    fio_cpu_s: float | None = None   # CPU time of fio's threads over the run (usr + sys)
-    runtime_s: float | None = None   # the longest runtime fio measured among the job entries
+    fio_cpu_s: float | None = None  # CPU time of fio's threads over the run (usr + sys)
+    runtime_s: float | None = None  # the longest runtime fio measured among the job entries
     # the run's completion-latency json+ histogram, merged over its entries and directions
     # ({} without json+): kept in the index so figures never re-read the raw output
     clat_bins: dict[int, int] = field(default_factory=dict)
@@ -729,6 +807,7 @@ def run_metrics(output: FioOutput) -> RunMetrics:
     bins = merged_bins([s for s in sources if s is not None])
     if sources and all(s is not None and s.bins for s in sources):
         from bench.stats.histogram import percentiles_from_bins
+
         pct = percentiles_from_bins(bins, (50.0, 99.0, 99.9))  # one merge, one pass
         p50, p99, p999 = (None if math.isnan(v) else float(v) for v in pct.values())
     elif len(sources) == 1 and sources[0] is not None:
@@ -745,7 +824,10 @@ def run_metrics(output: FioOutput) -> RunMetrics:
         write_iops=_sum_or_none([d.iops for d in per_dir["write"]]),
         mixed_iops=_sum_or_none([d.iops for d in per_dir["mixed"]]),
         bw_bytes=sum(d.bw_bytes for d in used),
-        clat_mean_ns=clat_mean, clat_p50_ns=p50, clat_p99_ns=p99, clat_p999_ns=p999,
+        clat_mean_ns=clat_mean,
+        clat_p50_ns=p50,
+        clat_p99_ns=p99,
+        clat_p999_ns=p999,
         usr_cpu=(sum(j.usr_cpu for j in cpu_jobs) / len(cpu_jobs)) if cpu_jobs else None,
         sys_cpu=(sum(j.sys_cpu or 0.0 for j in cpu_jobs) / len(cpu_jobs)) if cpu_jobs else None,
         ctx=sum(j.ctx or 0 for j in output.jobs) if output.jobs else None,
@@ -776,11 +858,15 @@ def missing_reason(output: FioOutput, column: str) -> str:
     if column in LATENCY_PERCENTILES:
         sources = [d.latency_percentiles() for d in used]
         if not any(sources):
-            return (f"{version} wrote no completion-latency percentiles "
-                    "(clat_percentiles=0, or a fio without them)")
+            return (
+                f"{version} wrote no completion-latency percentiles "
+                "(clat_percentiles=0, or a fio without them)"
+            )
         if len(sources) > 1 and not all(s is not None and s.bins for s in sources):
-            return (f"{len(sources)} job entries/directions with plain-JSON percentiles only: percentiles "
-                    "cannot be pooled without json+ bins (use --output-format=json+ or group_reporting)")
+            return (
+                f"{len(sources)} job entries/directions with plain-JSON percentiles only: percentiles "
+                "cannot be pooled without json+ bins (use --output-format=json+ or group_reporting)"
+            )
         wanted = LATENCY_PERCENTILES[column]
         return f"{version} wrote no p{wanted:g} (percentile_list without it)"
     for direction in ("read", "write", "mixed"):

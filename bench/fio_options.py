@@ -51,9 +51,20 @@ OWNED: dict[str, str] = {
 }
 
 # Set by blkcmp when the workload asks for `timeseries:` (the logs must be where and as it reads them).
-TIMESERIES_OWNED = ("write_bw_log", "write_iops_log", "write_lat_log", "write_hist_log",
-                    "log_avg_msec", "log_hist_msec", "per_job_logs", "log_compression",
-                    "log_store_compressed", "log_unix_epoch", "log_alternate_epoch", "log_max_value")
+TIMESERIES_OWNED = (
+    "write_bw_log",
+    "write_iops_log",
+    "write_lat_log",
+    "write_hist_log",
+    "log_avg_msec",
+    "log_hist_msec",
+    "per_job_logs",
+    "log_compression",
+    "log_store_compressed",
+    "log_unix_epoch",
+    "log_alternate_epoch",
+    "log_max_value",
+)
 
 NEVER: dict[str, str] = {
     "opendir": "it makes fio write to every file under a directory",
@@ -63,8 +74,10 @@ NEVER: dict[str, str] = {
     "profile": "a built-in profile brings its own options (act names devices), which blkcmp cannot check",
 }
 
-_LOG_REASON = ("it writes files where the workload says (once allowed, blkcmp has fio write them "
-               "into the run's own directory instead)")
+_LOG_REASON = (
+    "it writes files where the workload says (once allowed, blkcmp has fio write them "
+    "into the run's own directory instead)"
+)
 
 GUARDED: dict[str, str] = {
     "exec_prerun": "it runs a program as root before the job",
@@ -88,16 +101,221 @@ GUARDED: dict[str, str] = {
 LOG_PATH_OPTIONS = ("write_iolog", "write_bw_log", "write_iops_log", "write_lat_log", "write_hist_log")
 
 # Options whose value may name a file in some forms (checked per value).
-PATTERN_OPTIONS = ("buffer_pattern", "verify_pattern")     # 'quoted' = the contents of a file
-MEMORY_OPTIONS = ("mem",)                                  # mmap:FILE creates, truncates, deletes FILE
+PATTERN_OPTIONS = ("buffer_pattern", "verify_pattern")  # 'quoted' = the contents of a file
+MEMORY_OPTIONS = ("mem",)  # mmap:FILE creates, truncates, deletes FILE
 
 # Engines that do I/O on the job's file (the target) and nothing else.
-SAFE_ENGINES = frozenset({"sync", "psync", "vsync", "pvsync", "pvsync2", "libaio", "io_uring",
-                          "posixaio", "mmap", "null", "splice", "cpuio"})
+SAFE_ENGINES = frozenset(
+    {
+        "sync",
+        "psync",
+        "vsync",
+        "pvsync",
+        "pvsync2",
+        "libaio",
+        "io_uring",
+        "posixaio",
+        "mmap",
+        "null",
+        "splice",
+        "cpuio",
+    }
+)
 
 # fio 3.33's options that only shape the I/O on the job's own file, as fio spells them (aliases
 # resolve to these through fio's table). Engine options of SAFE_ENGINES are plain too.
-PLAIN = frozenset(["description", "wait_for", "lockfile", "rw", "bs", "ba", "bsrange", "bssplit", "bs_unaligned", "randrepeat", "randseed", "norandommap", "ignore_error", "rw_sequencer", "ioengine", "iodepth", "iodepth_batch", "iodepth_batch_complete_min", "iodepth_batch_complete_max", "iodepth_low", "serialize_overlap", "io_submit_mode", "size", "io_size", "fill_device", "filesize", "file_append", "offset", "offset_increment", "offset_align", "number_ios", "random_generator", "random_distribution", "percentage_random", "allrandrepeat", "nrfiles", "file_service_type", "openfiles", "fallocate", "fadvise_hint", "fsync", "fdatasync", "write_barrier", "sync_file_range", "direct", "atomic", "buffered", "overwrite", "loops", "numjobs", "startdelay", "verify_only", "clocksource", "mem", "verify", "do_verify", "verify_interval", "verify_offset", "verify_pattern", "verify_fatal", "verify_dump", "verify_async", "verify_backlog", "verify_backlog_batch", "experimental_verify", "verify_state_load", "verify_state_save", "trim_percentage", "trim_verify_zero", "trim_backlog", "trim_backlog_batch", "read_iolog_chunked", "replay_no_stall", "replay_scale", "replay_align", "replay_time_scale", "replay_skip", "merge_blktrace_scalars", "merge_blktrace_iters", "zonemode", "zonesize", "zonecapacity", "zonerange", "zoneskip", "read_beyond_wp", "max_open_zones", "job_max_open_zones", "ignore_zone_limits", "zone_reset_threshold", "zone_reset_frequency", "lockmem", "rwmixread", "rwmixwrite", "nice", "prio", "prioclass", "thinktime", "thinktime_spin", "thinktime_blocks", "thinktime_blocks_type", "thinktime_iotime", "rate", "rate_min", "rate_process", "rate_cycle", "rate_ignore_thinktime", "rate_iops", "rate_iops_min", "max_latency", "latency_target", "latency_window", "latency_percentile", "latency_run", "invalidate", "sync", "write_hint", "create_serialize", "create_fsync", "create_on_open", "create_only", "allow_file_create", "pre_read", "cpumask", "cpus_allowed", "cpus_allowed_policy", "numa_cpu_nodes", "numa_mem_policy", "end_fsync", "fsync_on_close", "exitall", "exit_what", "exitall_on_error", "stonewall", "new_group", "thread", "per_job_logs", "bwavgtime", "iopsavgtime", "log_entries", "log_avg_msec", "log_hist_msec", "log_hist_coarseness", "log_max_value", "log_offset", "log_prio", "log_compression", "log_compression_cpus", "log_store_compressed", "log_unix_epoch", "log_alternate_epoch", "log_alternate_epoch_clock_id", "block_error_percentiles", "group_reporting", "stats", "zero_buffers", "refill_buffers", "scramble_buffers", "buffer_pattern", "buffer_compress_percentage", "buffer_compress_chunk", "dedupe_percentage", "dedupe_mode", "dedupe_working_set_percentage", "dedupe_global", "clat_percentiles", "lat_percentiles", "slat_percentiles", "percentile_list", "significant_figures", "disk_util", "gtod_reduce", "disable_lat", "disable_clat", "disable_slat", "disable_bw_measurement", "gtod_cpu", "unified_rw_reporting", "continue_on_error", "error_dump", "kb_base", "unit_base", "hugepage-size", "flow_id", "flow", "flow_sleep", "steadystate", "steadystate_duration", "steadystate_ramp_time"])
+PLAIN = frozenset(
+    [
+        "description",
+        "wait_for",
+        "lockfile",
+        "rw",
+        "bs",
+        "ba",
+        "bsrange",
+        "bssplit",
+        "bs_unaligned",
+        "randrepeat",
+        "randseed",
+        "norandommap",
+        "ignore_error",
+        "rw_sequencer",
+        "ioengine",
+        "iodepth",
+        "iodepth_batch",
+        "iodepth_batch_complete_min",
+        "iodepth_batch_complete_max",
+        "iodepth_low",
+        "serialize_overlap",
+        "io_submit_mode",
+        "size",
+        "io_size",
+        "fill_device",
+        "filesize",
+        "file_append",
+        "offset",
+        "offset_increment",
+        "offset_align",
+        "number_ios",
+        "random_generator",
+        "random_distribution",
+        "percentage_random",
+        "allrandrepeat",
+        "nrfiles",
+        "file_service_type",
+        "openfiles",
+        "fallocate",
+        "fadvise_hint",
+        "fsync",
+        "fdatasync",
+        "write_barrier",
+        "sync_file_range",
+        "direct",
+        "atomic",
+        "buffered",
+        "overwrite",
+        "loops",
+        "numjobs",
+        "startdelay",
+        "verify_only",
+        "clocksource",
+        "mem",
+        "verify",
+        "do_verify",
+        "verify_interval",
+        "verify_offset",
+        "verify_pattern",
+        "verify_fatal",
+        "verify_dump",
+        "verify_async",
+        "verify_backlog",
+        "verify_backlog_batch",
+        "experimental_verify",
+        "verify_state_load",
+        "verify_state_save",
+        "trim_percentage",
+        "trim_verify_zero",
+        "trim_backlog",
+        "trim_backlog_batch",
+        "read_iolog_chunked",
+        "replay_no_stall",
+        "replay_scale",
+        "replay_align",
+        "replay_time_scale",
+        "replay_skip",
+        "merge_blktrace_scalars",
+        "merge_blktrace_iters",
+        "zonemode",
+        "zonesize",
+        "zonecapacity",
+        "zonerange",
+        "zoneskip",
+        "read_beyond_wp",
+        "max_open_zones",
+        "job_max_open_zones",
+        "ignore_zone_limits",
+        "zone_reset_threshold",
+        "zone_reset_frequency",
+        "lockmem",
+        "rwmixread",
+        "rwmixwrite",
+        "nice",
+        "prio",
+        "prioclass",
+        "thinktime",
+        "thinktime_spin",
+        "thinktime_blocks",
+        "thinktime_blocks_type",
+        "thinktime_iotime",
+        "rate",
+        "rate_min",
+        "rate_process",
+        "rate_cycle",
+        "rate_ignore_thinktime",
+        "rate_iops",
+        "rate_iops_min",
+        "max_latency",
+        "latency_target",
+        "latency_window",
+        "latency_percentile",
+        "latency_run",
+        "invalidate",
+        "sync",
+        "write_hint",
+        "create_serialize",
+        "create_fsync",
+        "create_on_open",
+        "create_only",
+        "allow_file_create",
+        "pre_read",
+        "cpumask",
+        "cpus_allowed",
+        "cpus_allowed_policy",
+        "numa_cpu_nodes",
+        "numa_mem_policy",
+        "end_fsync",
+        "fsync_on_close",
+        "exitall",
+        "exit_what",
+        "exitall_on_error",
+        "stonewall",
+        "new_group",
+        "thread",
+        "per_job_logs",
+        "bwavgtime",
+        "iopsavgtime",
+        "log_entries",
+        "log_avg_msec",
+        "log_hist_msec",
+        "log_hist_coarseness",
+        "log_max_value",
+        "log_offset",
+        "log_prio",
+        "log_compression",
+        "log_compression_cpus",
+        "log_store_compressed",
+        "log_unix_epoch",
+        "log_alternate_epoch",
+        "log_alternate_epoch_clock_id",
+        "block_error_percentiles",
+        "group_reporting",
+        "stats",
+        "zero_buffers",
+        "refill_buffers",
+        "scramble_buffers",
+        "buffer_pattern",
+        "buffer_compress_percentage",
+        "buffer_compress_chunk",
+        "dedupe_percentage",
+        "dedupe_mode",
+        "dedupe_working_set_percentage",
+        "dedupe_global",
+        "clat_percentiles",
+        "lat_percentiles",
+        "slat_percentiles",
+        "percentile_list",
+        "significant_figures",
+        "disk_util",
+        "gtod_reduce",
+        "disable_lat",
+        "disable_clat",
+        "disable_slat",
+        "disable_bw_measurement",
+        "gtod_cpu",
+        "unified_rw_reporting",
+        "continue_on_error",
+        "error_dump",
+        "kb_base",
+        "unit_base",
+        "hugepage-size",
+        "flow_id",
+        "flow",
+        "flow_sleep",
+        "steadystate",
+        "steadystate_duration",
+        "steadystate_ramp_time",
+    ]
+)
 
 _CACHE: dict[str, OptionTable] = {}
 
@@ -115,8 +333,8 @@ def fold(key: str) -> str:
 class OptionInfo:
     name: str
     alias: str | None
-    type: str                      # fio's own words: "boolean value", "string (opt=bla)", …
-    values: tuple[str, ...] = ()   # the valid values fio lists, if any
+    type: str  # fio's own words: "boolean value", "string (opt=bla)", …
+    values: tuple[str, ...] = ()  # the valid values fio lists, if any
 
     @property
     def is_flag(self) -> bool:
@@ -141,10 +359,10 @@ class OptionTable:
     names: list[str]
     engines: list[str]
     infos: dict[str, OptionInfo] = field(default_factory=dict)
-    aliases: dict[str, str | None] = field(default_factory=dict)   # folded key -> option (None: none)
+    aliases: dict[str, str | None] = field(default_factory=dict)  # folded key -> option (None: none)
     engine_options: dict[str, list[str]] = field(default_factory=dict)
-    fio: str | None = None      # the binary to ask; None: answer from what is known only
-    dirty: bool = False         # learnt something since loaded (save() writes it)
+    fio: str | None = None  # the binary to ask; None: answer from what is known only
+    dirty: bool = False  # learnt something since loaded (save() writes it)
 
     def __post_init__(self) -> None:
         self._folded = {fold(n): n for n in self.names}
@@ -202,16 +420,30 @@ class OptionTable:
         return None
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": self.version, "names": self.names, "engines": self.engines,
-                "infos": [asdict(o) for o in self.infos.values()], "aliases": self.aliases,
-                "engine_options": self.engine_options}
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "names": self.names,
+            "engines": self.engines,
+            "infos": [asdict(o) for o in self.infos.values()],
+            "aliases": self.aliases,
+            "engine_options": self.engine_options,
+        }
 
     @classmethod
     def from_dict(cls, data: dict, fio: str | None = None) -> OptionTable:
-        infos = {o["name"]: OptionInfo(o["name"], o["alias"], o["type"], tuple(o["values"]))
-                 for o in data["infos"]}
-        return cls(data["version"], list(data["names"]), list(data["engines"]), infos,
-                   dict(data["aliases"]), dict(data["engine_options"]), fio)
+        infos = {
+            o["name"]: OptionInfo(o["name"], o["alias"], o["type"], tuple(o["values"])) for o in data["infos"]
+        }
+        return cls(
+            data["version"],
+            list(data["names"]),
+            list(data["engines"]),
+            infos,
+            dict(data["aliases"]),
+            dict(data["engine_options"]),
+            fio,
+        )
 
     def save(self) -> None:
         """Keep what was learnt in the cache (a read-only cache only costs asking fio again)."""
@@ -226,9 +458,9 @@ class OptionTable:
 
 def _fio(args: list[str], fio: str) -> str:
     from bench.fio import ANSWER_TIMEOUT_S
+
     try:
-        out = subprocess.run([fio, *args], capture_output=True, text=True,
-                             timeout=ANSWER_TIMEOUT_S)
+        out = subprocess.run([fio, *args], capture_output=True, text=True, timeout=ANSWER_TIMEOUT_S)
     except FileNotFoundError:
         raise RunError(f"fio not found ({fio}); run scripts/install.sh or set BLKCMP_FIO") from None
     except subprocess.TimeoutExpired:
@@ -278,8 +510,11 @@ def parse_enghelp(text: str) -> list[str]:
 def parse_engine_options(text: str) -> list[str]:
     if "has no options" in text:
         return []
-    return [m.group(1) for line in text.splitlines()
-            if (m := _HELP_LINE.match(line)) and m.group(1) and " " not in m.group(1)]
+    return [
+        m.group(1)
+        for line in text.splitlines()
+        if (m := _HELP_LINE.match(line)) and m.group(1) and " " not in m.group(1)
+    ]
 
 
 def read_table(fio: str) -> OptionTable:
@@ -301,12 +536,14 @@ def _binary_key(fio: str) -> str | None:
 
 def _cache_path(key: str) -> Path:
     from bench.kernels import cache_dir
+
     return cache_dir() / "fio" / f"options-{key}.json"
 
 
 def table(fio: str | None = None) -> OptionTable:
     """This fio's table: from memory, else the on-disk cache, else fio itself (then cached)."""
     from bench.fio import FIO
+
     fio = fio or FIO
     key = _binary_key(fio)
     if key is None:
@@ -330,6 +567,7 @@ def table(fio: str | None = None) -> OptionTable:
 def _save(path: Path, loaded: OptionTable) -> None:
     from bench.errors import StorageError
     from bench.store import atomic_write_json
+
     try:
         atomic_write_json(path, loaded.to_dict())
     except (OSError, StorageError):
@@ -348,7 +586,11 @@ _NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
 def bad_characters(text: str) -> str | None:
     """A description of the first control or invisible character in text, or None."""
     for ch in text:
-        if ch in "\n\r\t" or unicodedata.category(ch).startswith("C") or unicodedata.category(ch) in ("Zl", "Zp"):
+        if (
+            ch in "\n\r\t"
+            or unicodedata.category(ch).startswith("C")
+            or unicodedata.category(ch) in ("Zl", "Zp")
+        ):
             return f"a control character ({ch!r})"
     return None
 

@@ -72,8 +72,19 @@ class _NoData(Exception):
     """fio's output, but with no measured I/O in it."""
 
 
-_ENTRY_NUMBERS = ("error", "groupid", "usr_cpu", "sys_cpu", "ctx", "majf", "minf", "job_runtime",
-                  "elapsed", "job_start", "port")
+_ENTRY_NUMBERS = (
+    "error",
+    "groupid",
+    "usr_cpu",
+    "sys_cpu",
+    "ctx",
+    "majf",
+    "minf",
+    "job_runtime",
+    "elapsed",
+    "job_start",
+    "port",
+)
 _DIRECTION_NUMBERS = ("iops", "bw_bytes", "bw", "io_bytes", "io_kbytes", "runtime", "total_ios")
 _LATENCY_NUMBERS = ("mean", "stddev", "min", "max", "N")
 _SCALARS = (str, int, float, bool)
@@ -126,10 +137,13 @@ def _check_latency(value: Any, where: str) -> None:
         _number(key, f"{where}.percentile key {shorten(repr(key), 40)}", optional=False)
         _number(pct, f"{where}.percentile[{shorten(repr(key), 40)}]")
     for key, count in _object(latency.get("bins") or {}, f"{where}.bins").items():
-        if type(count) is int and count >= 0 and key.isascii() and key.isdigit():  # what fio writes: no message built
+        if (
+            type(count) is int and count >= 0 and key.isascii() and key.isdigit()
+        ):  # what fio writes: no message built
             continue
-        _number(key, f"{where}.bins key {shorten(repr(key), 40)} (a latency in ns)", integer=True,
-                optional=False)
+        _number(
+            key, f"{where}.bins key {shorten(repr(key), 40)} (a latency in ns)", integer=True, optional=False
+        )
         if (_number(count, f"{where}.bins[{shorten(repr(key), 40)}]", integer=True, optional=False) or 0) < 0:
             raise _Bad(f"{where}.bins[{shorten(repr(key), 40)}]", f"expected a count, found {count}")
 
@@ -203,8 +217,19 @@ def read_fio_file(path: Path) -> tuple[str, fio.FioOutput]:
         raise UsageError(f"{path}: not fio JSON output: {exc}") from None
 
 
-_TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
-               "ms": 1e-3, "msec": 1e-3, "us": 1e-6, "usec": 1e-6}
+_TIME_UNITS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "us": 1e-6,
+    "usec": 1e-6,
+}
 
 
 def fio_seconds(text: str | None) -> float | None:
@@ -227,18 +252,18 @@ class IngestedFile:
     run directory is written, and must still have the digest it was checked with."""
 
     path: Path
-    digest: str                 # sha256 of the bytes checked
+    digest: str  # sha256 of the bytes checked
     target: str
     point: dict
-    runtime_s: float | None     # the runtime option, else what fio measured
+    runtime_s: float | None  # the runtime option, else what fio measured
     ramp_time_s: float
     started: str | None
     hosts: list[str]
     fio_version: str
-    error: str | None           # the first fio job error; None when every job succeeded
+    error: str | None  # the first fio job error; None when every job succeeded
     metrics: dict
     job_rows: list[dict]
-    job_text: str               # the job file rebuilt from the options fio wrote
+    job_text: str  # the job file rebuilt from the options fio wrote
 
     @classmethod
     def read(cls, path: Path, target: str | None) -> IngestedFile:
@@ -247,16 +272,26 @@ class IngestedFile:
         runtime = fio_seconds(job.option("runtime"))
         if runtime is None and job.runtime_ms:
             runtime = job.runtime_ms / 1000.0
-        started = (datetime.fromtimestamp(output.timestamp, UTC).isoformat()
-                   if output.timestamp else None)
+        started = datetime.fromtimestamp(output.timestamp, UTC).isoformat() if output.timestamp else None
         error = output.error
         metrics = {} if error else fio.run_metrics(output).to_dict()
         if metrics:  # the bins as the index keeps them: text is a tenth of the dict's memory
             metrics["clat_bins"] = store.encode_bins(metrics["clat_bins"])
-        return cls(path, _digest(text.encode("utf-8")), _target_for(output, path, target), _point(job), runtime,
-                   fio_seconds(job.option("ramp_time")) or 0.0, started,
-                   sorted({j.host for j in output.jobs if j.host}), output.fio_version, error,
-                   metrics, store.job_rows(output), job_file_text(output, path))
+        return cls(
+            path,
+            _digest(text.encode("utf-8")),
+            _target_for(output, path, target),
+            _point(job),
+            runtime,
+            fio_seconds(job.option("ramp_time")) or 0.0,
+            started,
+            sorted({j.host for j in output.jobs if j.host}),
+            output.fio_version,
+            error,
+            metrics,
+            store.job_rows(output),
+            job_file_text(output, path),
+        )
 
     def raw_text(self) -> str:
         """The file's text again, as it was checked (a file changed since is an error)."""
@@ -275,8 +310,10 @@ def _digest(data: bytes) -> str:
 
 def job_file_text(output: fio.FioOutput, source: Path) -> str:
     """The job options fio wrote into its output, as a job file (for the report's fio jobs)."""
-    lines = [f"# rebuilt by blkcmp ingest from the options fio wrote in {source.name}",
-             f"# ({output.fio_version}); options fio applied by default are not listed"]
+    lines = [
+        f"# rebuilt by blkcmp ingest from the options fio wrote in {source.name}",
+        f"# ({output.fio_version}); options fio applied by default are not listed",
+    ]
     seen: set[str] = set()
     for job in output.jobs:
         text = "\n".join(f"{k}={v}" if v != "" else k for k, v in job.options.items() if k != "name")
@@ -293,10 +330,20 @@ def _open_or_create(into: Path) -> store.Campaign:
     if into.exists() and any(into.iterdir()):
         raise UsageError(f"{into}: exists and is not a blkcmp campaign directory")
     name = names.safe_name_from(into.name, "ingested")
-    plan = Plan(campaign=name, seed=0, order="ingested", targets=[], points=[], runtime=0, ramp_time=0,
-                rounds=0, max_rounds=0)
-    return store.create_in_place(into, name, plan=plan,
-                                 environment={"source": "ingested: environment unknown"})
+    plan = Plan(
+        campaign=name,
+        seed=0,
+        order="ingested",
+        targets=[],
+        points=[],
+        runtime=0,
+        ramp_time=0,
+        rounds=0,
+        max_rounds=0,
+    )
+    return store.create_in_place(
+        into, name, plan=plan, environment={"source": "ingested: environment unknown"}
+    )
 
 
 def _count_up(counts: dict | None, values) -> Counter:
@@ -315,15 +362,27 @@ def ingested_environment(previous: dict, files: list[IngestedFile]) -> dict:
     runtimes = _count_up(facts.get("runtime_s"), (f"{f.runtime_s:g}" for f in files if f.runtime_s))
     ramps = _count_up(facts.get("ramp_time_s"), (f"{f.ramp_time_s:g}" for f in files))
     hosts = sorted(set(facts.get("hostnames") or []) | {h for f in files for h in f.hosts})
-    starts = [s for s in [facts.get("first_start"), facts.get("last_start")] + [f.started for f in files] if s]
+    starts = [
+        s for s in [facts.get("first_start"), facts.get("last_start")] + [f.started for f in files] if s
+    ]
     count = int(facts.get("files") or 0) + len(files)
-    facts = {"files": count, "fio_versions": dict(versions.most_common()), "hostnames": hosts,
-             "first_start": min(starts) if starts else None, "last_start": max(starts) if starts else None,
-             "runtime_s": dict(runtimes.most_common()), "ramp_time_s": dict(ramps.most_common()),
-             "failed_runs": int(facts.get("failed_runs") or 0) + sum(1 for f in files if f.error)}
+    facts = {
+        "files": count,
+        "fio_versions": dict(versions.most_common()),
+        "hostnames": hosts,
+        "first_start": min(starts) if starts else None,
+        "last_start": max(starts) if starts else None,
+        "runtime_s": dict(runtimes.most_common()),
+        "ramp_time_s": dict(ramps.most_common()),
+        "failed_runs": int(facts.get("failed_runs") or 0) + sum(1 for f in files if f.error),
+    }
     listed = ", ".join(versions)
-    return {"source": f"ingested from {count} file{'s' if count != 1 else ''} of {listed}",
-            "fio_version": listed, "hostname": ", ".join(hosts), "ingested": facts}
+    return {
+        "source": f"ingested from {count} file{'s' if count != 1 else ''} of {listed}",
+        "fio_version": listed,
+        "hostname": ", ".join(hosts),
+        "ingested": facts,
+    }
 
 
 def _most_common(counts: dict) -> float:
@@ -390,9 +449,19 @@ def ingest(files: list[Path], into: Path, target: str | None = None) -> list[str
             store.add_planned(db, plan, campaign.name)
             for run, item, error in added:
                 store.record_run(
-                    db, run.run_id, status="failed" if error else "done", started=item.started, ended=None,
-                    host=",".join(item.hosts), kernel="", error=error, metrics=item.metrics, cpu=None,
-                    fio_version=item.fio_version, job_rows=item.job_rows)
+                    db,
+                    run.run_id,
+                    status="failed" if error else "done",
+                    started=item.started,
+                    ended=None,
+                    host=",".join(item.hosts),
+                    kernel="",
+                    error=error,
+                    metrics=item.metrics,
+                    cpu=None,
+                    fio_version=item.fio_version,
+                    job_rows=item.job_rows,
+                )
     return [run.run_id for run, _, _ in added]
 
 
@@ -419,9 +488,23 @@ def _assemble_run_dir(campaign: store.Campaign, run: PlannedRun, item: IngestedF
     staged = store.RunFiles(tmp)
     staged.fio_output.write_text(text)
     staged.job.write_text(item.job_text)
-    staged.meta.write_text(json.dumps({
-        "run": run.__dict__, "status": "failed" if error else "done", "error": error,
-        "ingested_from": str(item.path.resolve()), "started": item.started, "ended": None,
-        "host": ",".join(item.hosts), "kernel": "", "fio_version": item.fio_version,
-        "runtime_s": item.runtime_s, "ramp_time_s": item.ramp_time_s}, indent=2) + "\n")
+    staged.meta.write_text(
+        json.dumps(
+            {
+                "run": run.__dict__,
+                "status": "failed" if error else "done",
+                "error": error,
+                "ingested_from": str(item.path.resolve()),
+                "started": item.started,
+                "ended": None,
+                "host": ",".join(item.hosts),
+                "kernel": "",
+                "fio_version": item.fio_version,
+                "runtime_s": item.runtime_s,
+                "ramp_time_s": item.ramp_time_s,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return error

@@ -25,10 +25,10 @@ BY = "gap"
 
 @dataclass
 class GapPoint:
-    point: str                      # point key
-    label: str                      # "randread 4k qd1"
-    reference: PointResult          # the point on the reference kernel (its gap, absolute numbers)
-    later: PointResult              # the point on the later kernel
+    point: str  # point key
+    label: str  # "randread 4k qd1"
+    reference: PointResult  # the point on the reference kernel (its gap, absolute numbers)
+    later: PointResult  # the point on the later kernel
     gap: stats.GapComparison
     verdict: stats.Verdict | None = None
 
@@ -37,12 +37,12 @@ class GapPoint:
 class GapSide:
     """One candidate target on one later kernel against the reference kernel."""
 
-    baseline: str                   # the baseline target (null_blk)
-    candidate: str                  # the candidate target (rnull)
+    baseline: str  # the baseline target (null_blk)
+    candidate: str  # the candidate target (rnull)
     reference_kernel: str
     kernel: str
     points: list[GapPoint]
-    counts: dict[str, int]          # verdict word -> number of points
+    counts: dict[str, int]  # verdict word -> number of points
 
 
 @dataclass
@@ -52,11 +52,11 @@ class GapAnalysis:
     alpha: float
     correction: str
     confidence: float
-    kernels: list[str]              # in version order
+    kernels: list[str]  # in version order
     reference_kernel: str
-    per_kernel: list[tuple[str, Analysis]]   # each kernel's own `compare --by target`, version order
+    per_kernel: list[tuple[str, Analysis]]  # each kernel's own `compare --by target`, version order
     gaps: list[GapSide]
-    labels: list[str]               # executor labels ("emulated (TCG)")
+    labels: list[str]  # executor labels ("emulated (TCG)")
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -78,11 +78,15 @@ def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
     groups = _by_kernel(dirs)
     kernels = list(groups)
     if len(kernels) < 2:
-        raise UsageError(f"--by gap: every campaign ran on kernel {kernels[0]}; give campaigns recorded on two or "
-                         "more kernels (one directory per kernel)")
+        raise UsageError(
+            f"--by gap: every campaign ran on kernel {kernels[0]}; give campaigns recorded on two or "
+            "more kernels (one directory per kernel)"
+        )
     reference = options.baseline or kernels[0]
     if reference not in groups:
-        raise UsageError(f"--baseline kernel={shorten(reference)}: no campaign ran on it (kernels: {', '.join(kernels)})")
+        raise UsageError(
+            f"--baseline kernel={shorten(reference)}: no campaign ran on it (kernels: {', '.join(kernels)})"
+        )
     per_target = replace(options, by="target", baseline=None)
     per_kernel = []
     for kernel, paths in groups.items():
@@ -93,8 +97,9 @@ def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
     return gaps_between(per_kernel, options, reference)
 
 
-def gaps_between(per_kernel: list[tuple[str, Analysis]], options: AnalysisOptions,
-                 reference: str | None = None) -> GapAnalysis:
+def gaps_between(
+    per_kernel: list[tuple[str, Analysis]], options: AnalysisOptions, reference: str | None = None
+) -> GapAnalysis:
     """The gap analysis of kernels already analysed each on its own (`compare --by target`, in
     version order), against `reference` (default: the first kernel)."""
     kernels = [k for k, _ in per_kernel]
@@ -104,19 +109,27 @@ def gaps_between(per_kernel: list[tuple[str, Analysis]], options: AnalysisOption
     for kernel, a in per_kernel:
         where = ", ".join(str(p) for p in groups[kernel])
         if a.baseline != ref.baseline:
-            raise UsageError(f"{where}: baseline {a.baseline} on kernel {kernel}, but {ref.baseline} on {reference}; "
-                             "the gap needs one baseline target on every kernel")
+            raise UsageError(
+                f"{where}: baseline {a.baseline} on kernel {kernel}, but {ref.baseline} on {reference}; "
+                "the gap needs one baseline target on every kernel"
+            )
         for target in ref.sides:
             if target not in a.sides:
-                raise UsageError(f"{where}: target {target} has no runs on kernel {kernel} (it has "
-                                 f"{', '.join(a.sides)}); give campaigns with the same targets on every kernel")
+                raise UsageError(
+                    f"{where}: target {target} has no runs on kernel {kernel} (it has "
+                    f"{', '.join(a.sides)}); give campaigns with the same targets on every kernel"
+                )
         for target in a.sides:
             if target not in ref.sides:
                 ref_where = ", ".join(str(p) for p in groups[reference])
-                raise UsageError(f"{ref_where}: target {target} has no runs on kernel {reference} (it has "
-                                 f"{', '.join(ref.sides)}); give campaigns with the same targets on every kernel")
+                raise UsageError(
+                    f"{ref_where}: target {target} has no runs on kernel {reference} (it has "
+                    f"{', '.join(ref.sides)}); give campaigns with the same targets on every kernel"
+                )
     confidence = max(a.confidence for _, a in per_kernel)
-    test_alpha = options.alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - options.alpha)
+    test_alpha = (
+        options.alpha if confidence == 0.95 else 1.0 - stats.sequential_confidence(1.0 - options.alpha)
+    )
     notes: list[str] = []
     gaps = []
     ref_sides = {s.candidate: s for s in ref.comparisons}
@@ -130,24 +143,52 @@ def gaps_between(per_kernel: list[tuple[str, Analysis]], options: AnalysisOption
                 r = ref_points.get(p.point)
                 if r is None:
                     continue
-                gap = stats.compare_gap(r.comparison, r.runs, p.comparison, p.runs, margin=options.margin,
-                                        alpha=options.alpha, confidence=confidence, seed=options.seed)
+                gap = stats.compare_gap(
+                    r.comparison,
+                    r.runs,
+                    p.comparison,
+                    p.runs,
+                    margin=options.margin,
+                    alpha=options.alpha,
+                    confidence=confidence,
+                    seed=options.seed,
+                )
                 points.append(GapPoint(p.point, p.label, r, p, gap))
             missing = len(set(ref_points) ^ {p.point for p in side.points})
             if missing:
-                notes.append(f"{side.candidate}: {missing} point(s) ran on only one of {reference} and {kernel}: "
-                             "no gap there")
+                notes.append(
+                    f"{side.candidate}: {missing} point(s) ran on only one of {reference} and {kernel}: "
+                    "no gap there"
+                )
             if not points:
-                raise UsageError(f"--by gap: no point of {side.candidate} ran on both {reference} and {kernel}")
-            verdicts = stats.decide({p.point: p.gap for p in points}, method=options.correction,
-                                    margin=options.margin, alpha=test_alpha,
-                                    baseline_name=f"on {reference}",
-                                    candidate_name=f"{side.candidate}/{side.baseline} on {kernel}")
+                raise UsageError(
+                    f"--by gap: no point of {side.candidate} ran on both {reference} and {kernel}"
+                )
+            verdicts = stats.decide(
+                {p.point: p.gap for p in points},
+                method=options.correction,
+                margin=options.margin,
+                alpha=test_alpha,
+                baseline_name=f"on {reference}",
+                candidate_name=f"{side.candidate}/{side.baseline} on {kernel}",
+            )
             for point, verdict in zip(points, verdicts):
                 point.verdict = verdict
             counts = {w: sum(1 for v in verdicts if v.verdict == w) for w in stats.VERDICTS}
             gaps.append(GapSide(side.baseline, side.candidate, reference, kernel, points, counts))
     labels = sorted({label for _, a in per_kernel for label in a.labels})
     warnings = [f"kernel {k}: {w}" for k, a in per_kernel for w in a.warnings]
-    return GapAnalysis(options.metric, options.margin, options.alpha, options.correction, confidence, kernels,
-                       reference, per_kernel, gaps, labels, warnings, notes)
+    return GapAnalysis(
+        options.metric,
+        options.margin,
+        options.alpha,
+        options.correction,
+        confidence,
+        kernels,
+        reference,
+        per_kernel,
+        gaps,
+        labels,
+        warnings,
+        notes,
+    )

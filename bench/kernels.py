@@ -55,16 +55,38 @@ GUEST_SUITE = "sid"
 
 # What building a kernel needs.
 BUILD_PACKAGES: tuple[str, ...] = (
-    "build-essential", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio", "python3",
-    "rustc", "rust-src", "bindgen", "libclang-dev", "clang", "lld", "llvm", "kmod",
-    "xz-utils", "zstd",
+    "build-essential",
+    "flex",
+    "bison",
+    "bc",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "python3",
+    "rustc",
+    "rust-src",
+    "bindgen",
+    "libclang-dev",
+    "clang",
+    "lld",
+    "llvm",
+    "kmod",
+    "xz-utils",
+    "zstd",
 )
 # What the guest needs at run time (only in the guest root).
 GUEST_PACKAGES: tuple[str, ...] = (
     # udev (vng returns the script's exit code only with it), fio, lsblk & co
-    "udev", "fio", "util-linux", "procps",
+    "udev",
+    "fio",
+    "util-linux",
+    "procps",
     # blkcmp's own Python runtime inside the guest
-    "python3-yaml", "python3-pydantic", "python3-rich", "python3-psutil", "python3-numpy",
+    "python3-yaml",
+    "python3-pydantic",
+    "python3-rich",
+    "python3-psutil",
+    "python3-numpy",
     "python3-scipy",
 )
 CHROOT_PACKAGES: tuple[str, ...] = BUILD_PACKAGES + GUEST_PACKAGES  # the guest root's list
@@ -74,15 +96,31 @@ GUEST_MOUNT_POINTS: tuple[str, ...] = ("/results", "/blkcmp")
 
 # Symbols that must come out =y, else the kernel is useless for blkcmp.
 REQUIRED_SYMBOLS: tuple[str, ...] = (
-    "CONFIG_RUST", "CONFIG_CONFIGFS_FS", "CONFIG_BLK_DEV_NULL_BLK", "CONFIG_BLK_DEV_RUST_NULL",
+    "CONFIG_RUST",
+    "CONFIG_CONFIGFS_FS",
+    "CONFIG_BLK_DEV_NULL_BLK",
+    "CONFIG_BLK_DEV_RUST_NULL",
 )
 # Symbols recorded with the kernel (and so with every result): they change what a number means.
 RECORDED_SYMBOLS: tuple[str, ...] = REQUIRED_SYMBOLS + (
-    "CONFIG_RUST_OVERFLOW_CHECKS", "CONFIG_RUST_DEBUG_ASSERTIONS", "CONFIG_IO_URING", "CONFIG_AIO",
-    "CONFIG_PREEMPT_NONE", "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT", "CONFIG_PREEMPT_DYNAMIC",
-    "CONFIG_HZ", "CONFIG_NR_CPUS", "CONFIG_MQ_IOSCHED_DEADLINE", "CONFIG_BLK_DEV_INTEGRITY",
-    "CONFIG_KVM_GUEST", "CONFIG_PARAVIRT", "CONFIG_DEBUG_INFO_NONE", "CONFIG_KASAN",
-    "CONFIG_LOCKDEP", "CONFIG_DEBUG_PREEMPT",
+    "CONFIG_RUST_OVERFLOW_CHECKS",
+    "CONFIG_RUST_DEBUG_ASSERTIONS",
+    "CONFIG_IO_URING",
+    "CONFIG_AIO",
+    "CONFIG_PREEMPT_NONE",
+    "CONFIG_PREEMPT_VOLUNTARY",
+    "CONFIG_PREEMPT",
+    "CONFIG_PREEMPT_DYNAMIC",
+    "CONFIG_HZ",
+    "CONFIG_NR_CPUS",
+    "CONFIG_MQ_IOSCHED_DEADLINE",
+    "CONFIG_BLK_DEV_INTEGRITY",
+    "CONFIG_KVM_GUEST",
+    "CONFIG_PARAVIRT",
+    "CONFIG_DEBUG_INFO_NONE",
+    "CONFIG_KASAN",
+    "CONFIG_LOCKDEP",
+    "CONFIG_DEBUG_PREEMPT",
 )
 
 # The base configuration: `make tinyconfig` plus what the guest needs to boot under virtme-ng
@@ -97,9 +135,10 @@ def config_base() -> str:
     """tinyconfig, or x86_64_defconfig with $BLKCMP_KERNEL_CONFIG_BASE (to compare the two)."""
     base = os.environ.get("BLKCMP_KERNEL_CONFIG_BASE", "").strip() or CONFIG_BASE_TARGET
     if base not in CONFIG_BASES:
-        raise UsageError(f"BLKCMP_KERNEL_CONFIG_BASE must be one of {', '.join(CONFIG_BASES)}, "
-                         f"not {base!r}")
+        raise UsageError(f"BLKCMP_KERNEL_CONFIG_BASE must be one of {', '.join(CONFIG_BASES)}, not {base!r}")
     return base
+
+
 GUEST_FRAGMENT = """\
 CONFIG_64BIT=y
 CONFIG_SMP=y
@@ -206,8 +245,14 @@ CONFIG_DEBUG_INFO_NONE=y
 """
 # Symbols the guest cannot do without: checked after configuration, like REQUIRED_SYMBOLS.
 GUEST_SYMBOLS: tuple[str, ...] = (
-    "CONFIG_VIRTIO_PCI", "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS", "CONFIG_SERIAL_8250_CONSOLE",
-    "CONFIG_DEVTMPFS", "CONFIG_UNIX", "CONFIG_BINFMT_SCRIPT", "CONFIG_MAGIC_SYSRQ",
+    "CONFIG_VIRTIO_PCI",
+    "CONFIG_NET_9P_VIRTIO",
+    "CONFIG_9P_FS",
+    "CONFIG_SERIAL_8250_CONSOLE",
+    "CONFIG_DEVTMPFS",
+    "CONFIG_UNIX",
+    "CONFIG_BINFMT_SCRIPT",
+    "CONFIG_MAGIC_SYSRQ",
 )
 # Bump when the way a kernel is configured or built changes: part of every cache key.
 RECIPE_VERSION = 2
@@ -218,8 +263,7 @@ _VERSION_RE = re.compile(r"^\d+\.\d+$")
 _CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # make's quiet-mode lines for a compiled object ("  CC      drivers/block/null_blk/main.o").
 # Rust objects say which flavour ("  RUSTC L rust/ffi.o"), module objects "[M]".
-_COMPILE_RE = re.compile(
-    r"^\s+(CC|RUSTC|AS|HOSTCC|HOSTCXX|HOSTRUSTC|BINDGEN)(?: \[M\]| [A-Z])?\s+(\S+)\s*$")
+_COMPILE_RE = re.compile(r"^\s+(CC|RUSTC|AS|HOSTCC|HOSTCXX|HOSTRUSTC|BINDGEN)(?: \[M\]| [A-Z])?\s+(\S+)\s*$")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,7 +355,7 @@ def bzimage_release(path: Path) -> str:
         raise UsageError(f"{path} is not a bzImage (no Linux boot header)")
     (ptr,) = struct.unpack_from("<H", head, 0x20E)
     start = ptr + 0x200
-    raw = head[start:start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+    raw = head[start : start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
     return raw.split(" ", 1)[0] if raw else "unknown"
 
 
@@ -350,9 +394,9 @@ def list_cached() -> list[KernelInfo]:
     if not root.is_dir():
         return []
     infos = [
-        info for entry in root.iterdir()
-        if entry.is_dir() and not entry.name.startswith(".")
-        and (info := _info_from_entry(entry)) is not None
+        info
+        for entry in root.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".") and (info := _info_from_entry(entry)) is not None
     ]
     return sorted(infos, key=lambda i: (release_key(i.release), i.name))
 
@@ -370,12 +414,19 @@ def resolve(spec: str) -> KernelInfo:
     want_overflow = not spec.endswith(NO_OVERFLOW_SUFFIX)
     base = spec[: -len(NO_OVERFLOW_SUFFIX)] if not want_overflow else spec
     matches = [i for i in cached if i.version == base and i.overflow_checks == want_overflow]
-    matches += [i for i in cached if i.release == base and i.overflow_checks == want_overflow
-                and i not in matches]
+    matches += [
+        i for i in cached if i.release == base and i.overflow_checks == want_overflow and i not in matches
+    ]
     if matches:
         # Several toolchains may have built the same version: the default one first.
-        return max(matches, key=lambda i: (i.suite == default_toolchain(i.version or ""),
-                                           release_key(i.release), i.built_at or ""))
+        return max(
+            matches,
+            key=lambda i: (
+                i.suite == default_toolchain(i.version or ""),
+                release_key(i.release),
+                i.built_at or "",
+            ),
+        )
     looks_like_path = "/" in spec or spec.startswith(".") or Path(spec).exists()
     if looks_like_path:
         return _info_from_path(Path(spec).expanduser())
@@ -383,8 +434,10 @@ def resolve(spec: str) -> KernelInfo:
     if m:
         flag = "" if want_overflow else " --no-overflow-checks"
         have = ", ".join(i.name for i in cached) or "none"
-        raise UsageError(f"kernel {spec} is not built yet (cached: {have}); "
-                         f"`blkcmp kernel build {m.group(1)}{flag}` builds it")
+        raise UsageError(
+            f"kernel {spec} is not built yet (cached: {have}); "
+            f"`blkcmp kernel build {m.group(1)}{flag}` builds it"
+        )
     raise UsageError(f"unknown kernel {spec!r}: give a version such as 7.2 or a path to a bzImage")
 
 
@@ -473,8 +526,19 @@ def _in_chroot(root: Path, argv: list[str]) -> list[str]:
         f'exec chroot "$r" /usr/bin/env -i PATH={_CHROOT_PATH} HOME=/root LANG=C.UTF-8 '
         'DEBIAN_FRONTEND=noninteractive "$@"'
     )
-    return ["unshare", "--mount", "--propagation", "private", "--",
-            "sh", "-c", script, "sh", str(root), *argv]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(root),
+        *argv,
+    ]
 
 
 def _private_ns(argv: list[str]) -> list[str]:
@@ -497,8 +561,15 @@ class _Step:
     def note(self, text: str) -> None:
         self._log.write(f"### {text}\n")
 
-    def run(self, stage: str, argv: list[str], *, tick: Callable[[str], None] | None = None,
-            ticker: Callable[[float], str] | None = None, capture: bool = False) -> str:
+    def run(
+        self,
+        stage: str,
+        argv: list[str],
+        *,
+        tick: Callable[[str], None] | None = None,
+        ticker: Callable[[float], str] | None = None,
+        capture: bool = False,
+    ) -> str:
         """Run argv, log its output; RunError naming the stage and the log if it fails.
 
         tick(line) sees every output line; ticker(elapsed) makes a progress line every
@@ -509,8 +580,14 @@ class _Step:
         captured: list[str] = []
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, errors="replace", bufsize=1, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,
             )
         except OSError as e:
             raise RunError(f"{self.what}: {stage}: cannot run {argv[0]}: {e.strerror}") from None
@@ -636,8 +713,7 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str | None:
     return best[0] if best else None
 
 
-_DEBIAN_SUITES = frozenset({"bullseye", "bookworm", "trixie", "forky", "duke", "sid",
-                            "unstable"})
+_DEBIAN_SUITES = frozenset({"bullseye", "bookworm", "trixie", "forky", "duke", "sid", "unstable"})
 DEBOOTSTRAP_DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -645,14 +721,17 @@ def check_mirror(mirror: str, suite: str, timeout_s: float = 30.0) -> None:
     """One-line RunError naming the mirror when it cannot serve `suite`'s Release file."""
     import urllib.error
     import urllib.request
+
     url = f"{mirror.rstrip('/')}/dists/{suite}/Release"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             resp.read(64)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
-        raise RunError(f"Debian mirror {mirror} is unreachable or has no {suite} ({reason}); "
-                       f"set BLKCMP_DEBIAN_MIRROR to a reachable Debian mirror") from None
+        raise RunError(
+            f"Debian mirror {mirror} is unreachable or has no {suite} ({reason}); "
+            f"set BLKCMP_DEBIAN_MIRROR to a reachable Debian mirror"
+        ) from None
 
 
 def _require_root(what: str) -> None:
@@ -716,8 +795,7 @@ def ensure_chroot(progress: Progress = print, suite: str = GUEST_SUITE) -> Path:
         _ensure_mount_points(root)
         return root
     _require_root("making the build chroot")
-    with _locked(root.parent / f".{suite}.lock", f"chroot {suite}", progress), \
-            terminate_cleanly():
+    with _locked(root.parent / f".{suite}.lock", f"chroot {suite}", progress), terminate_cleanly():
         if ready():  # another process made it while we waited
             _ensure_mount_points(root)
             return root
@@ -741,8 +819,7 @@ def chroot_toolchain(suite: str) -> dict[str, str]:
     return dict(_read_marker(chroot_dir(suite)).get("toolchain", {}))
 
 
-def _create_chroot(step: _Step, root: Path, suite: str, wanted: list[str],
-                   progress: Progress) -> None:
+def _create_chroot(step: _Step, root: Path, suite: str, wanted: list[str], progress: Progress) -> None:
     mirror = debian_mirror()
     check_mirror(mirror or DEBOOTSTRAP_DEFAULT_MIRROR, suite)
     for stale in root.parent.glob(f".{suite}.partial-*"):
@@ -753,17 +830,30 @@ def _create_chroot(step: _Step, root: Path, suite: str, wanted: list[str],
     tmp = root.parent / f".{suite}.partial-{os.getpid()}"
     started = time.monotonic()
     try:
-        progress(f"chroot {suite}: debootstrap from {mirror or 'debootstrap default mirror'} "
-                 f"into {root} (~30 s; log {step.log})")
+        progress(
+            f"chroot {suite}: debootstrap from {mirror or 'debootstrap default mirror'} "
+            f"into {root} (~30 s; log {step.log})"
+        )
         # debootstrap mounts /proc and /sys in the target itself: keep those mounts private.
-        step.run("debootstrap", _private_ns([
-            "debootstrap", "--variant=minbase", "--include=ca-certificates",
-            suite, str(tmp), *([mirror] if mirror else [])]),
-            ticker=lambda s: f"chroot {suite}: debootstrap still running ({s:.0f} s)")
+        step.run(
+            "debootstrap",
+            _private_ns(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=ca-certificates",
+                    suite,
+                    str(tmp),
+                    *([mirror] if mirror else []),
+                ]
+            ),
+            ticker=lambda s: f"chroot {suite}: debootstrap still running ({s:.0f} s)",
+        )
         _configure_apt(tmp)
         if suite != "sid":  # a stable suite: its point releases and security fixes too
             (tmp / "etc" / "apt" / "sources.list.d" / "blkcmp-updates.list").write_text(
-                _updates_sources(suite))
+                _updates_sources(suite)
+            )
         _install_packages(step, tmp, suite, wanted, progress)
         _ensure_mount_points(tmp)
         tmp.rename(root)
@@ -773,13 +863,14 @@ def _create_chroot(step: _Step, root: Path, suite: str, wanted: list[str],
     progress(f"chroot {suite}: ready in {time.monotonic() - started:.0f} s")
 
 
-def _install_packages(step: _Step, root: Path, suite: str, wanted: list[str],
-                      progress: Progress) -> None:
+def _install_packages(step: _Step, root: Path, suite: str, wanted: list[str], progress: Progress) -> None:
     progress(f"chroot {suite}: apt-get install {len(wanted)} packages (~1 min)")
     step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
-    step.run("apt-get install", _in_chroot(
-        root, ["apt-get", "install", "-y", "--no-install-recommends", *wanted]),
-        ticker=lambda s: f"chroot {suite}: apt-get install still running ({s:.0f} s)")
+    step.run(
+        "apt-get install",
+        _in_chroot(root, ["apt-get", "install", "-y", "--no-install-recommends", *wanted]),
+        ticker=lambda s: f"chroot {suite}: apt-get install still running ({s:.0f} s)",
+    )
     step.run("apt-get clean", _in_chroot(root, ["apt-get", "clean"]))
     previous = _read_marker(root)
     marker = {
@@ -808,14 +899,23 @@ def _virtme_fragment() -> str:
         candidates.append(Path(found))
     exe = next((c for c in candidates if c.exists()), None)
     if exe is None:
-        raise RunError("virtme-ng is not installed (pip install 'blkcmp[vm]'): "
-                       "its kernel config fragment is needed")
+        raise RunError(
+            "virtme-ng is not installed (pip install 'blkcmp[vm]'): its kernel config fragment is needed"
+        )
     env = dict(os.environ, PATH=f"{exe.parent}:{os.environ.get('PATH', '')}")
-    res = subprocess.run([str(exe), "--arch", "x86_64", "--defconfig", "--dry-run"],
-                         capture_output=True, text=True, env=env, cwd="/", timeout=60)
+    res = subprocess.run(
+        [str(exe), "--arch", "x86_64", "--defconfig", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=60,
+    )
     if res.returncode != 0 or "CONFIG_" not in res.stdout:
-        raise RunError("virtme-configkernel --defconfig --dry-run failed: "
-                       + (res.stderr.strip().splitlines() or ["no output"])[-1])
+        raise RunError(
+            "virtme-configkernel --defconfig --dry-run failed: "
+            + (res.stderr.strip().splitlines() or ["no output"])[-1]
+        )
     return res.stdout
 
 
@@ -873,14 +973,14 @@ Pin-Priority: 100
 
 
 def _candidate(step: _Step, root: Path, package: str) -> str | None:
-    out = step.run(f"apt-cache policy {package}",
-                   _in_chroot(root, ["apt-cache", "policy", package]), capture=True)
+    out = step.run(
+        f"apt-cache policy {package}", _in_chroot(root, ["apt-cache", "policy", package]), capture=True
+    )
     m = re.search(r"Candidate:\s*(\S+)", out)
     return m.group(1) if m and m.group(1) != "(none)" else None
 
 
-def _install_source(step: _Step, root: Path, version: str, label: str,
-                    progress: Progress) -> str:
+def _install_source(step: _Step, root: Path, version: str, label: str, progress: Progress) -> str:
     """Install linux-source-<version>, from sid or else Debian stable; its Debian version."""
     package = f"linux-source-{version}"
     progress(f"kernel {label}: apt-get install {package}")
@@ -893,21 +993,29 @@ def _install_source(step: _Step, root: Path, version: str, label: str,
     extra = root / "etc" / "apt" / "sources.list.d" / f"blkcmp-{other}.list"
     if cand is None and not extra.exists():
         progress(f"kernel {label}: {suite} has no {package}; adding {other} (pinned low) to look")
-        extra.write_text(_stable_sources() if other == "trixie" else
-                         f"deb {debian_mirror() or DEBOOTSTRAP_DEFAULT_MIRROR} sid main\n")
+        extra.write_text(
+            _stable_sources()
+            if other == "trixie"
+            else f"deb {debian_mirror() or DEBOOTSTRAP_DEFAULT_MIRROR} sid main\n"
+        )
         (root / "etc" / "apt" / "preferences.d" / f"blkcmp-{other}").write_text(
-            _STABLE_PIN if other == "trixie" else _SID_PIN)
+            _STABLE_PIN if other == "trixie" else _SID_PIN
+        )
         step.run("apt-get update", _in_chroot(root, ["apt-get", "update"]))
         cand = _candidate(step, root, package)
     if cand is None:
-        raise UsageError(f"Debian has no {package} (looked in {suite} and {other}); "
-                         f"cannot build kernel {version}")
-    step.run(f"apt-get install {package}", _in_chroot(
-        root, ["apt-get", "install", "-y", "--no-install-recommends", package]),
-        ticker=lambda s: f"kernel {label}: downloading {package} ({s:.0f} s)")
+        raise UsageError(
+            f"Debian has no {package} (looked in {suite} and {other}); cannot build kernel {version}"
+        )
+    step.run(
+        f"apt-get install {package}",
+        _in_chroot(root, ["apt-get", "install", "-y", "--no-install-recommends", package]),
+        ticker=lambda s: f"kernel {label}: downloading {package} ({s:.0f} s)",
+    )
     step.run("apt-get clean", _in_chroot(root, ["apt-get", "clean"]))
-    out = step.run("dpkg-query", _in_chroot(
-        root, ["dpkg-query", "-W", "-f=${Version}", package]), capture=True)
+    out = step.run(
+        "dpkg-query", _in_chroot(root, ["dpkg-query", "-W", "-f=${Version}", package]), capture=True
+    )
     return out.strip().splitlines()[-1] if out.strip() else cand
 
 
@@ -927,8 +1035,7 @@ TOOLCHAIN_KEYS: tuple[str, ...] = ("gcc", "as", "ld", "rustc", "bindgen", "clang
 
 def _toolchain(step: _Step, root: Path) -> dict[str, str]:
     """Exact versions of the compiler, assembler, linker, rustc, bindgen and libclang."""
-    out = step.run("toolchain versions", _in_chroot(root, ["sh", "-c", _TOOLCHAIN_SCRIPT]),
-                   capture=True)
+    out = step.run("toolchain versions", _in_chroot(root, ["sh", "-c", _TOOLCHAIN_SCRIPT]), capture=True)
     tools = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")
@@ -941,26 +1048,37 @@ def toolchain_text(toolchain: Mapping[str, str]) -> str:
     return ", ".join(f"{k} {toolchain[k]}" for k in TOOLCHAIN_KEYS if k in toolchain) or "unknown"
 
 
-def build_key(suite: str, toolchain: Mapping[str, str], virtme_fragment: str,
-              overflow_checks: bool, extra: str = "") -> str:
+def build_key(
+    suite: str, toolchain: Mapping[str, str], virtme_fragment: str, overflow_checks: bool, extra: str = ""
+) -> str:
     """Eight hex digits over everything that makes two builds of one source differ."""
     import hashlib
-    blob = json.dumps({
-        "recipe": RECIPE_VERSION, "base": config_base(), "suite": suite,
-        "toolchain": dict(sorted(toolchain.items())), "guest": GUEST_FRAGMENT,
-        "virtme": virtme_fragment, "fragment": CONFIG_FRAGMENT, "overflow": overflow_checks,
-        "extra": extra,
-    }, sort_keys=True)
+
+    blob = json.dumps(
+        {
+            "recipe": RECIPE_VERSION,
+            "base": config_base(),
+            "suite": suite,
+            "toolchain": dict(sorted(toolchain.items())),
+            "guest": GUEST_FRAGMENT,
+            "virtme": virtme_fragment,
+            "fragment": CONFIG_FRAGMENT,
+            "overflow": overflow_checks,
+            "extra": extra,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def _cache_hit(version: str, overflow_checks: bool, suite: str,
-               key: str | None) -> KernelInfo | None:
+def _cache_hit(version: str, overflow_checks: bool, suite: str, key: str | None) -> KernelInfo | None:
     if key is None:
         return None
-    hits = [i for i in list_cached()
-            if i.version == version and i.overflow_checks == overflow_checks
-            and i.suite == suite and i.key == key]
+    hits = [
+        i
+        for i in list_cached()
+        if i.version == version and i.overflow_checks == overflow_checks and i.suite == suite and i.key == key
+    ]
     return max(hits, key=lambda i: release_key(i.release)) if hits else None
 
 
@@ -972,8 +1090,14 @@ def _current_key(suite: str, overflow_checks: bool) -> str | None:
     return build_key(suite, toolchain, _virtme_fragment(), overflow_checks)
 
 
-def build(version: str, *, progress: Progress = print, overflow_checks: bool = True,
-          jobs: int | None = None, toolchain: str | None = None) -> KernelInfo:
+def build(
+    version: str,
+    *,
+    progress: Progress = print,
+    overflow_checks: bool = True,
+    jobs: int | None = None,
+    toolchain: str | None = None,
+) -> KernelInfo:
     """Build (or find in the cache) a test kernel from Debian's linux-source-<version>.
 
     `toolchain` is the Debian suite whose compilers build it (default per version, see
@@ -1003,14 +1127,29 @@ def build(version: str, *, progress: Progress = print, overflow_checks: bool = T
             progress(f"kernel {label}: cached ({hit.name}, {hit.path}); nothing to build")
             return hit
         assert key is not None and guest_root.is_dir()
-        with _locked(root.parent / f".{suite}.lock", f"chroot {suite}", progress), \
-                terminate_cleanly():
-            return _build_locked(version, label, root, suite, key, progress, overflow_checks,
-                                 jobs or len(os.sched_getaffinity(0)))
+        with _locked(root.parent / f".{suite}.lock", f"chroot {suite}", progress), terminate_cleanly():
+            return _build_locked(
+                version,
+                label,
+                root,
+                suite,
+                key,
+                progress,
+                overflow_checks,
+                jobs or len(os.sched_getaffinity(0)),
+            )
 
 
-def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
-                  progress: Progress, overflow_checks: bool, jobs: int) -> KernelInfo:
+def _build_locked(
+    version: str,
+    label: str,
+    root: Path,
+    suite: str,
+    key: str,
+    progress: Progress,
+    overflow_checks: bool,
+    jobs: int,
+) -> KernelInfo:
     kdir = kernels_dir()
     kdir.mkdir(parents=True, exist_ok=True)
     # Leftovers of interrupted builds (we hold the lock, so nobody else is using them).
@@ -1029,8 +1168,7 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         package = f"linux-source-{version}"
         tarball = f"/usr/src/{package}.tar.xz"
         if not (root / tarball.lstrip("/")).exists():
-            raise RunError(f"kernel build {label}: {package} {source_version} has no {tarball} "
-                           f"(log: {log})")
+            raise RunError(f"kernel build {label}: {package} {source_version} has no {tarball} (log: {log})")
 
         t = time.monotonic()
         progress(f"kernel {label}: unpacking {package} {source_version} (~15 s)")
@@ -1045,8 +1183,7 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
 
         t = time.monotonic()
         base = config_base()
-        progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng "
-                 f"+ blkcmp fragment)")
+        progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng + blkcmp fragment)")
 
         def in_tree(cmd: str) -> list[str]:
             return _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])
@@ -1064,34 +1201,44 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         guest_config = parse_config(config_text, GUEST_SYMBOLS)
         for sym in GUEST_SYMBOLS:
             if guest_config.get(sym) != "y":
-                raise RunError(f"kernel build {label}: {sym} came out "
-                               f"{guest_config.get(sym, 'missing')}, not y: the guest cannot "
-                               f"boot without it (log: {log})")
+                raise RunError(
+                    f"kernel build {label}: {sym} came out "
+                    f"{guest_config.get(sym, 'missing')}, not y: the guest cannot "
+                    f"boot without it (log: {log})"
+                )
         for sym in REQUIRED_SYMBOLS:
             if config.get(sym) != "y":
                 detail = ""
                 if sym == "CONFIG_RUST" or config.get("CONFIG_RUST") != "y":
                     try:
-                        out = step.run("make rustavailable", in_tree("make rustavailable"),
-                                       capture=True)
+                        out = step.run("make rustavailable", in_tree("make rustavailable"), capture=True)
                     except RunError:
                         out = _tail(log, 6)
-                    detail = "; make rustavailable: " + " / ".join(
-                        ln.strip() for ln in out.splitlines() if ln.strip())[-300:]
-                raise RunError(f"kernel build {label}: {sym} came out "
-                               f"{config.get(sym, 'missing')}, not y{detail} (log: {log})")
+                    detail = (
+                        "; make rustavailable: "
+                        + " / ".join(ln.strip() for ln in out.splitlines() if ln.strip())[-300:]
+                    )
+                raise RunError(
+                    f"kernel build {label}: {sym} came out "
+                    f"{config.get(sym, 'missing')}, not y{detail} (log: {log})"
+                )
         want_oc = "y" if overflow_checks else "n"
         if config.get("CONFIG_RUST_OVERFLOW_CHECKS", "n") != want_oc:
-            raise RunError(f"kernel build {label}: CONFIG_RUST_OVERFLOW_CHECKS came out "
-                           f"{config.get('CONFIG_RUST_OVERFLOW_CHECKS', 'missing')}, "
-                           f"not {want_oc} (log: {log})")
-        release = step.run("make kernelrelease", in_tree("make -s kernelrelease"),
-                           capture=True).strip().splitlines()[-1].strip()
+            raise RunError(
+                f"kernel build {label}: CONFIG_RUST_OVERFLOW_CHECKS came out "
+                f"{config.get('CONFIG_RUST_OVERFLOW_CHECKS', 'missing')}, "
+                f"not {want_oc} (log: {log})"
+            )
+        release = (
+            step.run("make kernelrelease", in_tree("make -s kernelrelease"), capture=True)
+            .strip()
+            .splitlines()[-1]
+            .strip()
+        )
         name = f"{release}{'' if overflow_checks else NO_OVERFLOW_SUFFIX}-{suite}-{key}"
         toolchain = chroot_toolchain(suite)
         stages["config"] = time.monotonic() - t
-        progress(f"kernel {label}: release {release}, {suite} toolchain: "
-                 + toolchain_text(toolchain))
+        progress(f"kernel {label}: release {release}, {suite} toolchain: " + toolchain_text(toolchain))
 
         t = time.monotonic()
         counter = {"n": 0, "last": ""}
@@ -1104,9 +1251,15 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
 
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         progress(f"kernel {label}: make -j{jobs} bzImage (~6 min on 2 cores; log {log})")
-        step.run(f"make -j{jobs} bzImage", in_tree(f"make ARCH=x86_64 -j{jobs} bzImage"), tick=tick,
-                 ticker=lambda s: (f"kernel {label}: make {s / 60:.1f} min, "
-                                   f"{counter['n']} files compiled, last {counter['last']}"))
+        step.run(
+            f"make -j{jobs} bzImage",
+            in_tree(f"make ARCH=x86_64 -j{jobs} bzImage"),
+            tick=tick,
+            ticker=lambda s: (
+                f"kernel {label}: make {s / 60:.1f} min, "
+                f"{counter['n']} files compiled, last {counter['last']}"
+            ),
+        )
         stages["make"] = time.monotonic() - t
         # CPU seconds of make and the compilers: comparable between a quiet and a busy machine,
         # where wall time is not.
@@ -1114,8 +1267,7 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         make_cpu = (after.ru_utime + after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         bz = tree / "arch" / "x86" / "boot" / "bzImage"
         if not bz.is_file():
-            raise RunError(f"kernel build {label}: make succeeded but produced no bzImage "
-                           f"(log: {log})")
+            raise RunError(f"kernel build {label}: make succeeded but produced no bzImage (log: {log})")
 
         staging = kdir / f".partial-{name}-{os.getpid()}"
         staging.mkdir()
@@ -1171,8 +1323,10 @@ def _build_locked(version: str, label: str, root: Path, suite: str, key: str,
         _remove_tree(work)  # the tree is 2.6 GiB; the log says everything worth keeping
     info = _info_from_entry(final)
     assert info is not None
-    progress(f"kernel {label}: built {name} in {meta['build_seconds'] / 60:.1f} min "
-             f"({info.bzimage_size / 2**20:.1f} MiB) -> {final}")
+    progress(
+        f"kernel {label}: built {name} in {meta['build_seconds'] / 60:.1f} min "
+        f"({info.bzimage_size / 2**20:.1f} MiB) -> {final}"
+    )
     return info
 
 
@@ -1198,9 +1352,11 @@ exit 0
 def _driver_facts(out: Path) -> dict:
     """What the smoke boot saw of each driver: its interface and configfs `features`, so a
     workload's driver options can be checked on the host before a VM campaign is created."""
+
     def features(name: str) -> list[str]:
         f = out / name
         return sorted(x for x in f.read_text().strip().split(",") if x) if f.is_file() else []
+
     seen = {f.name for f in out.iterdir()}
     drivers: dict = {}
     if "null_blk" in seen:
@@ -1223,13 +1379,20 @@ def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
     if "drivers" in meta:
         return meta["drivers"]
     from bench import vm
+
     progress(f"kernel {info.name}: one boot to record which driver options it offers")
     from bench import ledger
+
     with ledger.temporary_directory("blkcmp-facts-") as tmp:
         out = Path(tmp) / "smoke"
         out.mkdir()
-        vm.run_in_guest(info.bzimage, _SMOKE_SCRIPT, rw_dirs={"/smoke": out}, timeout_s=300,
-                        console_log=Path(tmp) / "console.log")
+        vm.run_in_guest(
+            info.bzimage,
+            _SMOKE_SCRIPT,
+            rw_dirs={"/smoke": out},
+            timeout_s=300,
+            console_log=Path(tmp) / "console.log",
+        )
         meta["drivers"] = _driver_facts(out)
     tmp_meta = meta_path.with_suffix(".json.tmp")
     tmp_meta.write_text(json.dumps(meta, indent=1) + "\n")
@@ -1237,12 +1400,14 @@ def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
     return meta["drivers"]
 
 
-def _smoke_boot(staging: Path, version: str, label: str, toolchain: Mapping[str, str],
-                progress: Progress, log: Path) -> dict:
+def _smoke_boot(
+    staging: Path, version: str, label: str, toolchain: Mapping[str, str], progress: Progress, log: Path
+) -> dict:
     """Boot the fresh kernel once (retrying chance early-boot failures) and check that null_blk
     and rnull are there at the interface this version should have. A kernel that fails is moved
     to <cache>/kernels/.failed/ with its console logs, never cached."""
     from bench import vm
+
     interface = rnull_interface(version)
     bz = staging / "bzImage"
     out = staging / "smoke"
@@ -1251,8 +1416,13 @@ def _smoke_boot(staging: Path, version: str, label: str, toolchain: Mapping[str,
     problem: str | None = None
     result = None
     try:
-        result = vm.run_in_guest(bz, _SMOKE_SCRIPT, rw_dirs={"/smoke": out}, timeout_s=300,
-                                 console_log=staging / "smoke-console.log")
+        result = vm.run_in_guest(
+            bz,
+            _SMOKE_SCRIPT,
+            rw_dirs={"/smoke": out},
+            timeout_s=300,
+            console_log=staging / "smoke-console.log",
+        )
     except vm.BootFailed as exc:
         problem = f"never booted: {exc.oops_line or exc.reason}"
     except RunError as exc:
@@ -1273,14 +1443,18 @@ def _smoke_boot(staging: Path, version: str, label: str, toolchain: Mapping[str,
         aside.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log, staging / "build.log")
         staging.rename(aside)
-        raise RunError(f"kernel build {label}: {problem}; toolchain {toolchain_text(toolchain)}; "
-                       f"not cached, kept aside in {aside}")
+        raise RunError(
+            f"kernel build {label}: {problem}; toolchain {toolchain_text(toolchain)}; "
+            f"not cached, kept aside in {aside}"
+        )
     assert result is not None
     drivers = _driver_facts(out)
     shutil.rmtree(out)
     return {
         "drivers": drivers,
-        "ok": True, "rnull_interface": interface, "accel": result.accel,
+        "ok": True,
+        "rnull_interface": interface,
+        "accel": result.accel,
         "attempts": len(result.boot_failures) + 1,
         "failed_boots": [f.to_dict() for f in result.boot_failures],
         "console_log": result.console_log.name,

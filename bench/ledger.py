@@ -55,8 +55,13 @@ def _locked() -> Iterator[dict]:
 def register(kind: str, data: dict) -> str:
     rid = uuid.uuid4().hex[:12]
     with _locked() as st:
-        st["resources"][rid] = {"kind": kind, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
-                                "data": data, "created": datetime.now(UTC).isoformat()}
+        st["resources"][rid] = {
+            "kind": kind,
+            "pid": os.getpid(),
+            "pid_start": start_time(os.getpid()),
+            "data": data,
+            "created": datetime.now(UTC).isoformat(),
+        }
     return rid
 
 
@@ -90,6 +95,7 @@ def cleaner(kind: str):
     def wrap(fn: Callable[[dict], None]) -> Callable[[dict], None]:
         CLEANERS[kind] = fn
         return fn
+
     return wrap
 
 
@@ -144,12 +150,15 @@ def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
     # Every kind's cleaner must be known before anything is removed: the device families
     # register theirs when imported.
     from bench.targets import load_families
+
     load_families()
 
     report = []
     for rid, entry in sorted(resources().items(), key=lambda kv: kv[1]["created"], reverse=True):
         if not force and creator_alive(entry) and entry["pid"] != os.getpid():
-            report.append((entry["kind"], json.dumps(entry["data"]), f"kept: pid {entry['pid']} still running"))
+            report.append(
+                (entry["kind"], json.dumps(entry["data"]), f"kept: pid {entry['pid']} still running")
+            )
             continue
         fn = CLEANERS.get(entry["kind"])
         if fn is None:

@@ -21,12 +21,13 @@ def name_problem(value: Any, what: str = "target", limit: int = MAX_TARGET_NAME)
     '_', '-', '.', starting with a letter or digit, at most `limit` characters."""
     if isinstance(value, str) and len(value) <= limit and SAFE_NAME.fullmatch(value):
         return None
-    return (f"expected a {what} name of letters, digits, '_', '-', '.' (at most {limit}, "
-            f"starting with a letter or digit), found {quoted(value)}")
+    return (
+        f"expected a {what} name of letters, digits, '_', '-', '.' (at most {limit}, "
+        f"starting with a letter or digit), found {quoted(value)}"
+    )
 
 
-def require_safe_name(name: str, what: str, kind: str = "target",
-                      limit: int = MAX_TARGET_NAME) -> str:
+def require_safe_name(name: str, what: str, kind: str = "target", limit: int = MAX_TARGET_NAME) -> str:
     """`name`, or a UsageError saying what is wrong with it (`what`: e.g. "--target")."""
     problem = name_problem(name, kind, limit)
     if problem:

@@ -45,9 +45,9 @@ class PlannedRun:
     point_index: int
     point_key: str
     point: dict[str, Scalar]
-    round: int        # 1-based interleaving round
-    repetition: int   # 1-based repetition of this target × point
-    position: int     # 0-based place in the whole campaign's run order
+    round: int  # 1-based interleaving round
+    repetition: int  # 1-based repetition of this target × point
+    position: int  # 0-based place in the whole campaign's run order
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Plan:
     rounds: int
     max_rounds: int
     runs: list[PlannedRun] = field(default_factory=list)
-    baseline: str | None = None          # None: a campaign without a workload (ingested runs)
+    baseline: str | None = None  # None: a campaign without a workload (ingested runs)
     stopping: StoppingRule | None = None  # the rule of an adaptive campaign (bench.stopping)
 
     @property
@@ -71,23 +71,35 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {
-            "campaign": self.campaign, "seed": self.seed, "order": self.order,
-            "targets": self.targets, "baseline": self.baseline,
+            "campaign": self.campaign,
+            "seed": self.seed,
+            "order": self.order,
+            "targets": self.targets,
+            "baseline": self.baseline,
             "stopping": self.stopping.to_dict() if self.stopping else None,
             "points": [{"index": p.index, "key": p.key, "options": p.options} for p in self.points],
-            "runtime": self.runtime, "ramp_time": self.ramp_time,
-            "rounds": self.rounds, "max_rounds": self.max_rounds,
+            "runtime": self.runtime,
+            "ramp_time": self.ramp_time,
+            "rounds": self.rounds,
+            "max_rounds": self.max_rounds,
             "runs": [asdict(r) for r in self.runs],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
-        plan = cls(campaign=data["campaign"], seed=data["seed"], order=data["order"],
-                   targets=list(data["targets"]),
-                   points=[Point(p["index"], dict(p["options"])) for p in data["points"]],
-                   runtime=data["runtime"], ramp_time=data["ramp_time"], rounds=data["rounds"],
-                   max_rounds=data["max_rounds"], baseline=data.get("baseline"),
-                   stopping=StoppingRule.from_dict(data["stopping"]) if data.get("stopping") else None)
+        plan = cls(
+            campaign=data["campaign"],
+            seed=data["seed"],
+            order=data["order"],
+            targets=list(data["targets"]),
+            points=[Point(p["index"], dict(p["options"])) for p in data["points"]],
+            runtime=data["runtime"],
+            ramp_time=data["ramp_time"],
+            rounds=data["rounds"],
+            max_rounds=data["max_rounds"],
+            baseline=data.get("baseline"),
+            stopping=StoppingRule.from_dict(data["stopping"]) if data.get("stopping") else None,
+        )
         plan.runs = [PlannedRun(**r) for r in data["runs"]]
         return plan
 
@@ -106,15 +118,26 @@ def make_plan(workload: Workload, campaign: str, seed: int | None = None) -> Pla
         seed = workload.seed if workload.seed is not None else secrets.randbelow(2**31)
     points = [Point(i, p) for i, p in enumerate(workload.points())]
     baseline = workload.baseline_name()
-    plan = Plan(campaign=campaign, seed=seed, order=workload.order, targets=workload.target_names(),
-                points=points, runtime=workload.runtime, ramp_time=workload.ramp_time,
-                rounds=0, max_rounds=workload.max_rounds(), baseline=baseline,
-                stopping=rule_for(workload, baseline))
+    plan = Plan(
+        campaign=campaign,
+        seed=seed,
+        order=workload.order,
+        targets=workload.target_names(),
+        points=points,
+        runtime=workload.runtime,
+        ramp_time=workload.ramp_time,
+        rounds=0,
+        max_rounds=workload.max_rounds(),
+        baseline=baseline,
+        stopping=rule_for(workload, baseline),
+    )
     if workload.order == "sequential":
         reps = workload.min_rounds()
         plan.runs = [
             PlannedRun(run_id(rep, p.index, t), t, p.index, p.key, p.options, rep, rep, 0)
-            for t in plan.targets for p in points for rep in range(1, reps + 1)
+            for t in plan.targets
+            for p in points
+            for rep in range(1, reps + 1)
         ]
         plan.runs = [_at(r, i) for i, r in enumerate(plan.runs)]
         plan.rounds = reps
@@ -135,8 +158,11 @@ def add_rounds(plan: Plan, count: int, points: set[str] | None = None) -> Plan:
         if points is not None:  # filtered after the shuffle: the others keep their relative order
             cells = [(t, p) for t, p in cells if p.key in points]
         for t, p in cells:
-            runs.append(PlannedRun(run_id(round_, p.index, t), t, p.index, p.key, p.options,
-                                   round_, round_, len(runs)))
+            runs.append(
+                PlannedRun(
+                    run_id(round_, p.index, t), t, p.index, p.key, p.options, round_, round_, len(runs)
+                )
+            )
     plan.runs = runs
     plan.rounds += count
     return plan

@@ -15,12 +15,31 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Options fio reads as plain integers (zero padding and all).
-INTEGER_OPTIONS = frozenset({
-    "iodepth", "numjobs", "rwmixread", "rwmixwrite", "iodepth_batch", "iodepth_batch_submit",
-    "iodepth_batch_complete", "iodepth_batch_complete_min", "iodepth_batch_complete_max",
-    "iodepth_low", "nrfiles", "direct", "buffered", "fsync", "fdatasync", "hipri",
-    "sqthread_poll", "fixedbufs", "registerfiles", "group_reporting", "thread",
-})
+INTEGER_OPTIONS = frozenset(
+    {
+        "iodepth",
+        "numjobs",
+        "rwmixread",
+        "rwmixwrite",
+        "iodepth_batch",
+        "iodepth_batch_submit",
+        "iodepth_batch_complete",
+        "iodepth_batch_complete_min",
+        "iodepth_batch_complete_max",
+        "iodepth_low",
+        "nrfiles",
+        "direct",
+        "buffered",
+        "fsync",
+        "fdatasync",
+        "hipri",
+        "sqthread_poll",
+        "fixedbufs",
+        "registerfiles",
+        "group_reporting",
+        "thread",
+    }
+)
 # Options holding sizes in bytes with fio's unit suffixes (kb_base=1024, fio's default).
 SIZE_OPTIONS = frozenset({"bs", "blocksize", "ba", "blockalign", "bs_unaligned"})
 # The layout keys every table and figure orders by, in this order.
@@ -104,8 +123,11 @@ def label(options: Mapping[str, Any], without: Iterable[str] = ()) -> str:
     """A point for people: `randread 4k qd8 j2` (other keys as `key=value`), keys in `without`
     left out; short enough for a tick label or a table cell."""
     skip = set(without)
-    parts = [_SHORT.get(k, "{}").format(v) if k in LAYOUT_KEYS else f"{k}={v}"
-             for k, v in normalise(options).items() if k not in skip]
+    parts = [
+        _SHORT.get(k, "{}").format(v) if k in LAYOUT_KEYS else f"{k}={v}"
+        for k, v in normalise(options).items()
+        if k not in skip
+    ]
     return " ".join(parts) or "default"
 
 

@@ -23,21 +23,31 @@ class Reporter:
 
 def _eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+    return (
+        f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
         else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 def plain_reporter(per_run_s: float, stream=sys.stderr) -> Reporter:
     def before(run: PlannedRun, done: int, total: int) -> None:
-        print(f"blkcmp: [{done + 1}/{total}] round {run.round} {run.target} {run.point_key} "
-              f"(ETA {_eta((total - done) * per_run_s)})", file=stream, flush=True)
+        print(
+            f"blkcmp: [{done + 1}/{total}] round {run.round} {run.target} {run.point_key} "
+            f"(ETA {_eta((total - done) * per_run_s)})",
+            file=stream,
+            flush=True,
+        )
 
     def after(run: PlannedRun, status: str) -> None:
         if status != "done":
             print(f"blkcmp: run {run.run_id}: {status}", file=stream, flush=True)
 
-    return Reporter(before_run=before, after_run=after,
-                    message=lambda text: print(f"blkcmp: {text}", file=stream, flush=True))
+    return Reporter(
+        before_run=before,
+        after_run=after,
+        message=lambda text: print(f"blkcmp: {text}", file=stream, flush=True),
+    )
 
 
 def rich_reporter(per_run_s: float) -> Reporter:
@@ -45,8 +55,15 @@ def rich_reporter(per_run_s: float) -> Reporter:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
     state: dict = {}
 
     def start(done: int, total: int) -> None:
@@ -67,8 +84,13 @@ def rich_reporter(per_run_s: float) -> Reporter:
         progress.stop()
         state.pop("task", None)
 
-    return Reporter(start=start, before_run=before, after_run=after,
-                    message=lambda text: progress.console.print(f"blkcmp: {text}"), stop=stop)
+    return Reporter(
+        start=start,
+        before_run=before,
+        after_run=after,
+        message=lambda text: progress.console.print(f"blkcmp: {text}"),
+        stop=stop,
+    )
 
 
 def reporter_for(per_run_s: float, quiet: bool = False) -> Reporter:

@@ -40,7 +40,7 @@ class CampaignReport:
     status: dict[str, int]
     audit_sessions: list[store.TargetSession]
     allow_differences: list[str]
-    jobs: list[tuple[str, str, str]]     # (point key, target, fio job text), in matrix order
+    jobs: list[tuple[str, str, str]]  # (point key, target, fio job text), in matrix order
 
 
 @dataclass
@@ -48,8 +48,8 @@ class Report:
     title: str
     catalogue: catalogue_mod.Catalogue
     campaigns: list[CampaignReport]
-    gap: kernel_gap.GapAnalysis | None = None   # campaigns on two or more kernels: did the gap change?
-    gap_problem: str = ""                       # why there is no gap analysis though there are kernels
+    gap: kernel_gap.GapAnalysis | None = None  # campaigns on two or more kernels: did the gap change?
+    gap_problem: str = ""  # why there is no gap analysis though there are kernels
     _svgs: dict = field(default_factory=dict, repr=False)
 
     def svg(self, fig: Plotted) -> str:
@@ -62,9 +62,13 @@ class Report:
 
     @property
     def emulated_labels(self) -> list[str]:
-        return sorted({c.environment.get("executor", {}).get("label", "") for c in self.campaigns
-                       if c.environment.get("executor", {}).get("emulated")})
-
+        return sorted(
+            {
+                c.environment.get("executor", {}).get("label", "")
+                for c in self.campaigns
+                if c.environment.get("executor", {}).get("emulated")
+            }
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -77,8 +81,14 @@ def _jobs(campaign: store.Campaign, plan) -> list[tuple[str, str, str]]:
     seen, jobs = set(), []
     for point in plan.points:
         for target in plan.targets:
-            run = next((r for r in plan.runs if r.point_index == point.index and r.target == target
-                        and r.run_id in done), None)
+            run = next(
+                (
+                    r
+                    for r in plan.runs
+                    if r.point_index == point.index and r.target == target and r.run_id in done
+                ),
+                None,
+            )
             text = campaign.job_text(run.run_id) if run else None
             if text is not None and (point.key, target) not in seen:
                 seen.add((point.key, target))
@@ -92,9 +102,15 @@ def campaign_report(path: Path) -> CampaignReport:
     allow = list(campaign.workload().allow_differences) if campaign.has_workload() else []
     plan_doc = {k: v for k, v in plan.to_dict().items() if k != "runs"} | {"planned_runs": len(plan.runs)}
     return CampaignReport(
-        path=campaign.path, name=campaign.name, environment=campaign.environment(), plan=plan_doc,
+        path=campaign.path,
+        name=campaign.name,
+        environment=campaign.environment(),
+        plan=plan_doc,
         status=store.status_counts(campaign),
-        audit_sessions=campaign.sessions(), allow_differences=allow, jobs=_jobs(campaign, plan))
+        audit_sessions=campaign.sessions(),
+        allow_differences=allow,
+        jobs=_jobs(campaign, plan),
+    )
 
 
 def collect(dirs: list[Path], options: AnalysisOptions = DEFAULTS) -> Report:
@@ -138,6 +154,7 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
             rows.append((key, values, "info"))
     # An existing device (driver blockdev): what it is, and any write refusal the workload overrode.
     from bench.targets.blockdev import identity_summary
+
     identities = [identity_summary(described[t].get("identity") or {}) for t in targets]
     if any(identities):
         rows.append(("identity", identities, "info"))
@@ -148,7 +165,11 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
     for key in keys:
         values = [str((described[t].get("audit") or {}).get(key, "-")) for t in targets]
         audited = [v for t, v in zip(targets, values) if "audit" in described[t]]
-        state = "same" if len(set(audited)) <= 1 else ("allowed" if key in campaign.allow_differences else "differs")
+        state = (
+            "same"
+            if len(set(audited)) <= 1
+            else ("allowed" if key in campaign.allow_differences else "differs")
+        )
         rows.append((key, values, state))
     return targets, rows
 
@@ -158,18 +179,20 @@ def environment_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
     kernel, cpu = env.get("kernel") or {}, env.get("cpu") or {}
     blkcmp = env.get("blkcmp") or {}
     executor = env.get("executor") or {}
-    rows = [("executor", executor.get("label") or env.get("source") or "unknown"),
-            ("kernel", kernel.get("release") or "unknown"),
-            ("kernel build", kernel.get("version") or ""),
-            ("CPU", f"{cpu.get('model', 'unknown')} \u00d7 {cpu.get('count', '?')}"),
-            ("governors", ", ".join(sorted(set((cpu.get("governors") or {}).values()))) or ""),
-            ("boost, SMT", f"boost {cpu.get('boost') or '-'}, SMT {cpu.get('smt') or '-'}" if cpu else ""),
-            ("clocksource", env.get("clocksource") or ""),
-            ("virtualization", env.get("virtualization") or ""),
-            ("fio", env.get("fio_version") or ""),
-            ("python", env.get("python") or ""),
-            ("blkcmp", f"{blkcmp.get('version', '?')} (commit {blkcmp.get('git_commit') or 'unknown'})"),
-            ("host", env.get("hostname") or "")]
+    rows = [
+        ("executor", executor.get("label") or env.get("source") or "unknown"),
+        ("kernel", kernel.get("release") or "unknown"),
+        ("kernel build", kernel.get("version") or ""),
+        ("CPU", f"{cpu.get('model', 'unknown')} \u00d7 {cpu.get('count', '?')}"),
+        ("governors", ", ".join(sorted(set((cpu.get("governors") or {}).values()))) or ""),
+        ("boost, SMT", f"boost {cpu.get('boost') or '-'}, SMT {cpu.get('smt') or '-'}" if cpu else ""),
+        ("clocksource", env.get("clocksource") or ""),
+        ("virtualization", env.get("virtualization") or ""),
+        ("fio", env.get("fio_version") or ""),
+        ("python", env.get("python") or ""),
+        ("blkcmp", f"{blkcmp.get('version', '?')} (commit {blkcmp.get('git_commit') or 'unknown'})"),
+        ("host", env.get("hostname") or ""),
+    ]
     rows.insert(1, ("VM boots", vm_boots_text(env.get("vm_boots") or [])))
     if "ingested" in env:  # what the fio files said; the machine itself is not in fio's output
         facts = env["ingested"]
@@ -184,13 +207,17 @@ def vm_boots_text(boots: list[dict]) -> str:
     failed = [f for b in boots for f in (b.get("failed_boots") or [])]
     parts = [f"{len(boots)} boot{'s' if len(boots) != 1 else ''}"]
     if failed:
-        parts.append(f"{len(failed)} early-boot failure{'s' if len(failed) != 1 else ''} retried "
-                     f"(first: {failed[0].get('reason')}; {failed[0].get('console_log')})")
+        parts.append(
+            f"{len(failed)} early-boot failure{'s' if len(failed) != 1 else ''} retried "
+            f"(first: {failed[0].get('reason')}; {failed[0].get('console_log')})"
+        )
     for b in boots:
         if b.get("outcome") == "crashed during a run":
             runs = ", ".join(b.get("runs") or []) or "no run in flight"
-            parts.append(f"guest kernel crashed during run {runs}: {b.get('oops') or 'no oops line'}"
-                         f" ({b.get('console_log')})")
+            parts.append(
+                f"guest kernel crashed during run {runs}: {b.get('oops') or 'no oops line'}"
+                f" ({b.get('console_log')})"
+            )
         elif b.get("outcome") == "no boot":
             parts.append(f"a boot failed every attempt ({b.get('console_log')})")
     return "; ".join(parts)
@@ -203,26 +230,33 @@ def _counted(counts: dict, unit: str = "") -> str:
 def ingested_rows(facts: dict) -> list[tuple[str, str]]:
     """The environment of ingested runs, as far as fio's output tells it."""
     first, last = facts.get("first_start"), facts.get("last_start")
-    return [("fio versions", _counted(facts.get("fio_versions") or {})),
-            ("runtime", _counted(facts.get("runtime_s") or {}, " s")),
-            ("ramp time", _counted(facts.get("ramp_time_s") or {}, " s")),
-            ("started", f"{first} \u2026 {last}" if first and last and first != last else (first or "")),
-            ("hosts", ", ".join(facts.get("hostnames") or []) or "not in fio's output (not client/server)"),
-            ("failed runs", str(facts.get("failed_runs") or 0)),
-            ("kernel, CPU", "not in fio's output")]
+    return [
+        ("fio versions", _counted(facts.get("fio_versions") or {})),
+        ("runtime", _counted(facts.get("runtime_s") or {}, " s")),
+        ("ramp time", _counted(facts.get("ramp_time_s") or {}, " s")),
+        ("started", f"{first} \u2026 {last}" if first and last and first != last else (first or "")),
+        ("hosts", ", ".join(facts.get("hostnames") or []) or "not in fio's output (not client/server)"),
+        ("failed runs", str(facts.get("failed_runs") or 0)),
+        ("kernel, CPU", "not in fio's output"),
+    ]
 
 
 def plan_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
     p = campaign.plan
     done = campaign.status.get("done", 0)
-    return [("runs", f"{p['planned_runs']} planned = {len(p['targets'])} targets \u00d7 {len(p['points'])} points"
-                     f" \u00d7 {p['rounds']} rounds; {done} done"
-                     + "".join(f", {n} {s}" for s, n in campaign.status.items() if s != "done")),
-            ("rounds", f"{p['rounds']} (at most {p['max_rounds']})"),
-            ("order", str(p["order"])),
-            ("seed", str(p["seed"])),
-            ("targets", ", ".join(p["targets"])),
-            ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp")] + _stopping_rows(p)
+    return [
+        (
+            "runs",
+            f"{p['planned_runs']} planned = {len(p['targets'])} targets \u00d7 {len(p['points'])} points"
+            f" \u00d7 {p['rounds']} rounds; {done} done"
+            + "".join(f", {n} {s}" for s, n in campaign.status.items() if s != "done"),
+        ),
+        ("rounds", f"{p['rounds']} (at most {p['max_rounds']})"),
+        ("order", str(p["order"])),
+        ("seed", str(p["seed"])),
+        ("targets", ", ".join(p["targets"])),
+        ("runtime", f"{p['runtime']:g} s per run after {p['ramp_time']:g} s ramp"),
+    ] + _stopping_rows(p)
 
 
 def _stopping_rows(plan: dict) -> list[tuple[str, str]]:
@@ -230,10 +264,15 @@ def _stopping_rows(plan: dict) -> list[tuple[str, str]]:
     rule = plan.get("stopping")
     if not rule:
         return []
-    return [("stopping rule", f"{rule['min_rounds']}-{rule['max_rounds']} rounds; a point stops once its "
-             f"{rule['metric']} ratio to {rule['baseline']} is settled at \u00b1{rule['margin'] * 100:g} % or its "
-             f"CI half-width is within \u00b1{rule['target_ci'] * 100:g} % ({rule['confidence'] * 100:g} % CI, "
-             f"{rule['resamples']} bootstrap resamples, seed {rule['seed']})")]
+    return [
+        (
+            "stopping rule",
+            f"{rule['min_rounds']}-{rule['max_rounds']} rounds; a point stops once its "
+            f"{rule['metric']} ratio to {rule['baseline']} is settled at \u00b1{rule['margin'] * 100:g} % or its "
+            f"CI half-width is within \u00b1{rule['target_ci'] * 100:g} % ({rule['confidence'] * 100:g} % CI, "
+            f"{rule['resamples']} bootstrap resamples, seed {rule['seed']})",
+        )
+    ]
 
 
 def quality_rows(a: Analysis, reading_order: list[plot_data.Point] = ()) -> list[dict]:
@@ -245,9 +284,20 @@ def quality_rows(a: Analysis, reading_order: list[plot_data.Point] = ()) -> list
             for target, q in ((side.baseline, p.quality_baseline), (side.candidate, p.quality_candidate)):
                 if q is None:
                     continue
-                rows.append({"point": p.point, "label": labels.get(p.point, p.point), "target": target, "n": q.n, "flags": list(q.flags),
-                             "bimodality": q.bimodality_coefficient, "outliers": len(q.outlier_indices),
-                             "drift_rho": q.drift_rho, "drift_p": q.drift_p, "mde": q.mde})
+                rows.append(
+                    {
+                        "point": p.point,
+                        "label": labels.get(p.point, p.point),
+                        "target": target,
+                        "n": q.n,
+                        "flags": list(q.flags),
+                        "bimodality": q.bimodality_coefficient,
+                        "outliers": len(q.outlier_indices),
+                        "drift_rho": q.drift_rho,
+                        "drift_p": q.drift_p,
+                        "mde": q.mde,
+                    }
+                )
     return rows
 
 
@@ -286,14 +336,23 @@ def _e(text) -> str:
     return html.escape(str(text))
 
 
-def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None = None,
-           numeric: set[int] = frozenset()) -> str:
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    classes: list[str] | None = None,
+    numeric: set[int] = frozenset(),
+) -> str:
     """An HTML table; cells are already-escaped HTML."""
     out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f'<td class="num">{c}</td>' if j in numeric else f"<td>{c}</td>"
-                                          for j, c in enumerate(row)) + "</tr>")
+        out.append(
+            f"<tr{cls}>"
+            + "".join(
+                f'<td class="num">{c}</td>' if j in numeric else f"<td>{c}</td>" for j, c in enumerate(row)
+            )
+            + "</tr>"
+        )
     return "\n".join(out) + "</tbody></table>"
 
 
@@ -307,13 +366,13 @@ def inline_svg(svg: str, prefix: str) -> str:
 
     One pass over the text (replacing id by id rescanned the whole figure per id: with glyph
     and clip-path ids that was quadratic, half a minute for a 120-point report)."""
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     ids = set(_SVG_ID.findall(svg))
     return _SVG_ID_USE.sub(lambda m: f"{m[1]}{prefix}-{m[2]}" if m[2] in ids else m[0], svg)
 
 
 def _verdict_cell(r: compare_format.Row, column: str) -> str:
-    if column == compare_format.POINT:   # the label; the point's full key on hover
+    if column == compare_format.POINT:  # the label; the point's full key on hover
         return f'<span title="{_e(r.key)}">{_e(r.label)}</span>'
     if column == compare_format.VERDICT:
         return f'<span class="{_e(r.verdict)}">{_e(r.verdict_text())}</span>'
@@ -332,28 +391,52 @@ def _tables_html(tables: list[compare_format.VerdictTable]) -> str:
     numeric = {i for i, col in enumerate(columns) if col in compare_format.NUMERIC}
     parts = []
     for t in tables:
-        parts.append(f"<h4>{_e(t.header[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in t.header[1:])}</p>")
+        parts.append(
+            f"<h4>{_e(t.header[0])}</h4><p class='note'>{'<br>'.join(_e(x) for x in t.header[1:])}</p>"
+        )
         rows = [[_verdict_cell(r, col) for col in columns] for r in t.rows]
         parts.append(_table([t.heading(col) for col in columns], rows, numeric=numeric))
         if t.footer:
             parts.append("<p class='note'>" + "<br>".join(_e(x) for x in t.footer) + "</p>")
-        parts.append("<details><summary>Each verdict in words</summary><ul>"
-                     + "".join(f"<li>{_e(r.sentence)}</li>" for r in t.rows if r.sentence) + "</ul></details>")
+        parts.append(
+            "<details><summary>Each verdict in words</summary><ul>"
+            + "".join(f"<li>{_e(r.sentence)}</li>" for r in t.rows if r.sentence)
+            + "</ul></details>"
+        )
     return "\n".join(parts)
 
 
 def _quality_html(group: catalogue_mod.KernelGroup) -> str:
     rows = quality_rows(group.analysis, group.dataset.points)
-    body = [[f'<span title="{_e(r["point"])}">{_e(r["label"])}</span>', _e(r["target"]), _e(r["n"]), _e(", ".join(r["flags"]) or "none"),
-             _e(_num(r["bimodality"])), _e(r["outliers"]), _e(_num(r["drift_rho"])), _e(_num(r["drift_p"], ".3g")),
-             _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-")] for r in rows]
-    classes = ["differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows]
-    return ("<p class='note'>multimodal: bimodality coefficient &gt; 5/9 (from 10 runs); outliers: modified "
-            "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: below "
-            "80 % power to call a shift of one margin faster/slower (the minimum detectable effect, MDE, "
-            "exceeds the margin) or to show equivalence of identical drivers.</p>"
-            + _table(["point", "target", "n", "flags", "bimodality", "outliers", "drift \u03c1", "drift p", "MDE"],
-                     body, classes, numeric={2, 4, 5, 6, 7, 8}))
+    body = [
+        [
+            f'<span title="{_e(r["point"])}">{_e(r["label"])}</span>',
+            _e(r["target"]),
+            _e(r["n"]),
+            _e(", ".join(r["flags"]) or "none"),
+            _e(_num(r["bimodality"])),
+            _e(r["outliers"]),
+            _e(_num(r["drift_rho"])),
+            _e(_num(r["drift_p"], ".3g")),
+            _e(_num(r["mde"] * 100, ".2f") + " %" if r["mde"] == r["mde"] else "-"),
+        ]
+        for r in rows
+    ]
+    classes = [
+        "differs" if set(r["flags"]) - {"underpowered"} else ("allowed" if r["flags"] else "") for r in rows
+    ]
+    return (
+        "<p class='note'>multimodal: bimodality coefficient &gt; 5/9 (from 10 runs); outliers: modified "
+        "z-score &gt; 3.5; drift: Spearman correlation with run order, p &lt; 0.01; underpowered: below "
+        "80 % power to call a shift of one margin faster/slower (the minimum detectable effect, MDE, "
+        "exceeds the margin) or to show equivalence of identical drivers.</p>"
+        + _table(
+            ["point", "target", "n", "flags", "bimodality", "outliers", "drift \u03c1", "drift p", "MDE"],
+            body,
+            classes,
+            numeric={2, 4, 5, 6, 7, 8},
+        )
+    )
 
 
 def _fairness_html(campaign: CampaignReport) -> str:
@@ -362,20 +445,26 @@ def _fairness_html(campaign: CampaignReport) -> str:
         return "<p class='note'>No fairness audit recorded (no target set-up session: ingested runs?).</p>"
     body, classes = [], []
     for key, values, state in rows:
-        tag = {"differs": " <span class='tag'>differs</span>",
-               "allowed": " <span class='tag'>allowed difference</span>"}.get(state, "")
+        tag = {
+            "differs": " <span class='tag'>differs</span>",
+            "allowed": " <span class='tag'>allowed difference</span>",
+        }.get(state, "")
         body.append([_e(key) + tag] + [_e(v) for v in values])
         classes.append(state if state in ("differs", "allowed") else "")
     allowed = ", ".join(campaign.allow_differences) or "none"
-    return (_table(["setting"] + targets, body, classes)
-            + f"<p class='note'>allow_differences: {_e(allowed)}. Highlighted rows differ between targets "
-              "(red: not allowed; yellow: listed in allow_differences).</p>")
+    return (
+        _table(["setting"] + targets, body, classes)
+        + f"<p class='note'>allow_differences: {_e(allowed)}. Highlighted rows differ between targets "
+        "(red: not allowed; yellow: listed in allow_differences).</p>"
+    )
 
 
 def _figure_html(report: Report, fig: Plotted, index: int) -> str:
     svg = inline_svg(report.svg(fig), f"f{index}")
-    return (f'<figure id="{_e(fig.name)}" class="plot"><figcaption><b>{_e(fig.title)}</b>. '
-            f"{_e(fig.caption)}</figcaption>{svg}</figure>")
+    return (
+        f'<figure id="{_e(fig.name)}" class="plot"><figcaption><b>{_e(fig.title)}</b>. '
+        f"{_e(fig.caption)}</figcaption>{svg}</figure>"
+    )
 
 
 def _kv_html(rows: list[tuple[str, str]]) -> str:
@@ -384,19 +473,24 @@ def _kv_html(rows: list[tuple[str, str]]) -> str:
 
 def to_html(report: Report) -> str:
     cat = report.catalogue
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           # the page may load nothing from anywhere: a report must open offline, years later
-           f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_e(report.title)}</title><style>{CSS}</style></head><body>",
-           f"<h1>{_e(report.title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        # the page may load nothing from anywhere: a report must open offline, years later
+        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(report.title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_e(report.title)}</h1>",
+    ]
     for label in report.emulated_labels:
         out.append(f'<p class="emulated">{_e(label)}</p>')
     out.append("<p class='note'>" + _e(cat.dataset.facts()) + "</p>")
-    out.append("<nav><a href='#verdicts'>Verdicts</a> \u00b7 <a href='#quality'>Data quality</a> \u00b7 "
-               "<a href='#figures'>Figures</a> \u00b7 <a href='#fairness'>Fairness audit</a> \u00b7 "
-               "<a href='#environment'>Environment</a> \u00b7 <a href='#plan'>Plan</a> \u00b7 "
-               "<a href='#jobs'>fio jobs</a></nav>")
+    out.append(
+        "<nav><a href='#verdicts'>Verdicts</a> \u00b7 <a href='#quality'>Data quality</a> \u00b7 "
+        "<a href='#figures'>Figures</a> \u00b7 <a href='#fairness'>Fairness audit</a> \u00b7 "
+        "<a href='#environment'>Environment</a> \u00b7 <a href='#plan'>Plan</a> \u00b7 "
+        "<a href='#jobs'>fio jobs</a></nav>"
+    )
     out.append("<h2 id='verdicts'>Verdicts</h2>")
     for group in cat.groups:
         if len(cat.groups) > 1:
@@ -420,19 +514,25 @@ def to_html(report: Report) -> str:
     if cat.skipped:
         out.append("<p class='note'>Not drawn: " + "; ".join(_e(s.reason) for s in cat.skipped) + ".</p>")
     out += [_figure_html(report, f, i) for i, f in enumerate(cat.figures)]
-    for title, anchor, render in (("Fairness audit", "fairness", _fairness_html),
-                                  ("Environment", "environment", lambda c: _kv_html(environment_rows(c))),
-                                  ("Plan", "plan", lambda c: _kv_html(plan_rows(c)))):
+    for title, anchor, render in (
+        ("Fairness audit", "fairness", _fairness_html),
+        ("Environment", "environment", lambda c: _kv_html(environment_rows(c))),
+        ("Plan", "plan", lambda c: _kv_html(plan_rows(c))),
+    ):
         out.append(f"<h2 id='{anchor}'>{title}</h2>")
         for c in report.campaigns:
             out.append(f"<h3>{_e(c.name)} <span class='note'>({_e(c.path)})</span></h3>" + render(c))
-    out.append("<h2 id='jobs'>fio jobs</h2><p class='note'>The exact job file fio ran for each point and "
-               "target (from the point's first finished run; run it by hand with "
-               "<code>fio --output-format=json+ FILE</code>).</p>")
+    out.append(
+        "<h2 id='jobs'>fio jobs</h2><p class='note'>The exact job file fio ran for each point and "
+        "target (from the point's first finished run; run it by hand with "
+        "<code>fio --output-format=json+ FILE</code>).</p>"
+    )
     for c in report.campaigns:
         out.append(f"<h3>{_e(c.name)}</h3>")
         for point, target, text in c.jobs:
-            out.append(f"<details><summary>{_e(point)} \u2014 {_e(target)}</summary><pre>{_e(text)}</pre></details>")
+            out.append(
+                f"<details><summary>{_e(point)} \u2014 {_e(target)}</summary><pre>{_e(text)}</pre></details>"
+            )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
@@ -446,8 +546,11 @@ def _md_cell(text) -> str:
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-            + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows] + [""])
+    return (
+        ["| " + " | ".join(_md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+        + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        + [""]
+    )
 
 
 def to_markdown(report: Report, figure_dir: str = "figures") -> str:
@@ -458,20 +561,37 @@ def to_markdown(report: Report, figure_dir: str = "figures") -> str:
     out += [cat.dataset.facts(), "", "## Verdicts", ""]
     for group in cat.groups:
         if group.analysis:
-            out += [f"> warning: {w}" for w in group.analysis.warnings] + ([""] if group.analysis.warnings else [])
-        out += [compare_format.markdown(group.analysis)] if group.analysis else [f"kernel {group.kernel}: "
-                                                                                  f"{group.why_no_analysis}", ""]
+            out += [f"> warning: {w}" for w in group.analysis.warnings] + (
+                [""] if group.analysis.warnings else []
+            )
+        out += (
+            [compare_format.markdown(group.analysis)]
+            if group.analysis
+            else [f"kernel {group.kernel}: {group.why_no_analysis}", ""]
+        )
     if report.gap or report.gap_problem:
         out += ["## Gap between kernels", ""] + [line + "  " for line in gap_lines(report)]
         out += [compare_format.markdown_of(compare_format.gap_tables(report.gap))] if report.gap else [""]
     out += ["## Data quality", ""]
     for group in (g for g in cat.groups if g.analysis is not None):
         out += [f"kernel {group.kernel}:", ""] if len(cat.groups) > 1 else []
-        out += _md_table(["point", "target", "n", "flags", "bimodality", "outliers", "drift ρ", "drift p", "MDE"],
-                         [[r["label"], r["target"], r["n"], ", ".join(r["flags"]) or "none", _num(r["bimodality"]),
-                           r["outliers"], _num(r["drift_rho"]), _num(r["drift_p"], ".3g"),
-                           _num(r["mde"] * 100) + " %"]
-                          for r in quality_rows(group.analysis, group.dataset.points)])
+        out += _md_table(
+            ["point", "target", "n", "flags", "bimodality", "outliers", "drift ρ", "drift p", "MDE"],
+            [
+                [
+                    r["label"],
+                    r["target"],
+                    r["n"],
+                    ", ".join(r["flags"]) or "none",
+                    _num(r["bimodality"]),
+                    r["outliers"],
+                    _num(r["drift_rho"]),
+                    _num(r["drift_p"], ".3g"),
+                    _num(r["mde"] * 100) + " %",
+                ]
+                for r in quality_rows(group.analysis, group.dataset.points)
+            ],
+        )
     out += ["## Figures", ""]
     if cat.skipped:
         out += ["Not drawn: " + "; ".join(s.reason for s in cat.skipped) + ".", ""]
@@ -503,8 +623,14 @@ def to_markdown(report: Report, figure_dir: str = "figures") -> str:
 
 
 def _wrap(text: str, indent: str = "") -> list[str]:
-    return textwrap.wrap(text, TEXT_WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
-                         break_long_words=True, break_on_hyphens=False) or [""]
+    return textwrap.wrap(
+        text,
+        TEXT_WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=True,
+        break_on_hyphens=False,
+    ) or [""]
 
 
 def _fit_columns(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -516,6 +642,7 @@ def _fit_columns(headers: list[str], rows: list[list[str]]) -> list[str]:
     def cut(value: str, width: int) -> str:
         value = str(value)
         return value if len(value) <= width else value[: width - 1] + "\u2026"
+
     return ["  ".join(cut(c, w).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [headers] + rows]
 
 
@@ -540,8 +667,10 @@ def to_text(report: Report) -> str:
         targets, rows = audit_table(c)
         if targets:
             out += ["", "Fairness audit (* differs, + allowed difference):"]
-            out += _fit_columns(["setting"] + targets,
-                                [[{"differs": "*", "allowed": "+"}.get(s, " ") + k] + v for k, v, s in rows])
+            out += _fit_columns(
+                ["setting"] + targets,
+                [[{"differs": "*", "allowed": "+"}.get(s, " ") + k] + v for k, v, s in rows],
+            )
             out += _wrap(f"allow_differences: {', '.join(c.allow_differences) or 'none'}")
         if c.jobs:
             point, target, text = c.jobs[0]

@@ -55,15 +55,30 @@ def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunR
         if row["status"] != "done":
             continue
         metrics = {k: row[k] for k in store.RUN_METRIC_COLUMNS}
-        metrics |= {"cpu_softirq_s": row["cpu_softirq_s"], "cpu_system_s": row["cpu_system_s"],
-                    "cpu_user_s": row["cpu_user_s"], "cpu_irq_s": row["cpu_irq_s"],
-                    "block_softirqs": row["block_softirqs"]}
+        metrics |= {
+            "cpu_softirq_s": row["cpu_softirq_s"],
+            "cpu_system_s": row["cpu_system_s"],
+            "cpu_user_s": row["cpu_user_s"],
+            "cpu_irq_s": row["cpu_irq_s"],
+            "block_softirqs": row["block_softirqs"],
+        }
         # one spelling per setting (iodepth=01 is iodepth=1, bs=4096 is bs=4k): equal points pair
         point = points.normalise(json.loads(row["point_json"] or "{}"))
-        rec = RunRecord(campaign.name, campaign.path, row["run_id"], row["target"], points.key_of(point),
-                        point, row["round"], row["repetition"],
-                        row["position"], row["host"] or "", row["kernel"] or "", metrics,
-                        row["clat_bins"] if with_bins else None)
+        rec = RunRecord(
+            campaign.name,
+            campaign.path,
+            row["run_id"],
+            row["target"],
+            points.key_of(point),
+            point,
+            row["round"],
+            row["repetition"],
+            row["position"],
+            row["host"] or "",
+            row["kernel"] or "",
+            metrics,
+            row["clat_bins"] if with_bins else None,
+        )
         records.append(rec)
     return records
 

@@ -23,5 +23,8 @@ def run_sessions(campaign: store.Campaign) -> dict[str, int]:
     starts = sorted(_instant(s.started) for s in campaign.sessions() if s.started)
     if len(starts) < 2:
         return {}
-    return {row["run_id"]: max(0, bisect.bisect_right(starts, _instant(row["started"])) - 1)
-            for row in store.run_rows(campaign) if row["status"] == "done" and row["started"]}
+    return {
+        row["run_id"]: max(0, bisect.bisect_right(starts, _instant(row["started"])) - 1)
+        for row in store.run_rows(campaign)
+        if row["status"] == "done" and row["started"]
+    }

@@ -39,15 +39,15 @@ METRIC = "iops"
 
 @dataclass(frozen=True)
 class StoppingRule:
-    margin: float                      # a point whose verdict is settled at this margin stops
-    baseline: str                      # the target every other target is compared with
+    margin: float  # a point whose verdict is settled at this margin stops
+    baseline: str  # the target every other target is compared with
     min_rounds: int = DEFAULT_MIN_ROUNDS
     max_rounds: int = DEFAULT_MAX_ROUNDS
-    target_ci: float = DEFAULT_TARGET_CI   # relative half-width of the ratio CI that is enough
+    target_ci: float = DEFAULT_TARGET_CI  # relative half-width of the ratio CI that is enough
     metric: str = METRIC
     confidence: float = SEQUENTIAL_CONFIDENCE
     resamples: int = DEFAULT_RESAMPLES
-    seed: int = 0                      # of the bootstrap (the analysis uses the same)
+    seed: int = 0  # of the bootstrap (the analysis uses the same)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,11 +60,17 @@ class StoppingRule:
 def rule_for(workload: Workload, baseline: str) -> StoppingRule | None:
     """The rule of `repetitions: {min, max, target_ci, margin}`; None for a fixed count."""
     from bench.workload import AdaptiveRepetitions
+
     reps = workload.repetitions
     if not isinstance(reps, AdaptiveRepetitions):
         return None
-    return StoppingRule(margin=reps.margin, baseline=baseline, min_rounds=reps.min,
-                        max_rounds=reps.max, target_ci=reps.target_ci)
+    return StoppingRule(
+        margin=reps.margin,
+        baseline=baseline,
+        min_rounds=reps.min,
+        max_rounds=reps.max,
+        target_ci=reps.target_ci,
+    )
 
 
 def evaluate(rule: StoppingRule, plan: Plan, records: Iterable[RunRecord]) -> Decision:
@@ -76,6 +82,7 @@ def evaluate(rule: StoppingRule, plan: Plan, records: Iterable[RunRecord]) -> De
     from bench import points as points_mod
     from bench import stats
     from bench.analysis import METRICS
+
     metric = METRICS[rule.metric]
     values: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for rec in records:
@@ -90,15 +97,32 @@ def evaluate(rule: StoppingRule, plan: Plan, records: Iterable[RunRecord]) -> De
             if not b or not c:
                 continue
             comparisons[(candidate, point.key)] = stats.compare(
-                [x[0] for x in b], [x[0] for x in c], baseline_rounds=[x[1] for x in b],
-                candidate_rounds=[x[1] for x in c], higher_is_better=metric.higher_is_better,
-                n_boot=rule.resamples, seed=rule.seed, confidence=rule.confidence)
+                [x[0] for x in b],
+                [x[0] for x in c],
+                baseline_rounds=[x[1] for x in b],
+                candidate_rounds=[x[1] for x in c],
+                higher_is_better=metric.higher_is_better,
+                n_boot=rule.resamples,
+                seed=rule.seed,
+                confidence=rule.confidence,
+            )
     if not comparisons:  # a single target: nothing to compare
-        return stats.Decision(True, "adaptive: one target only, nothing to compare; stopping at the minimum",
-                              plan.rounds, (), (), float("nan"))
-    return stats.adaptive_decision(comparisons, target_ci=rule.target_ci, rounds_done=plan.rounds,
-                                   min_rounds=rule.min_rounds, max_rounds=rule.max_rounds,
-                                   margin=rule.margin)
+        return stats.Decision(
+            True,
+            "adaptive: one target only, nothing to compare; stopping at the minimum",
+            plan.rounds,
+            (),
+            (),
+            float("nan"),
+        )
+    return stats.adaptive_decision(
+        comparisons,
+        target_ci=rule.target_ci,
+        rounds_done=plan.rounds,
+        min_rounds=rule.min_rounds,
+        max_rounds=rule.max_rounds,
+        margin=rule.margin,
+    )
 
 
 def undecided_points(decision: Decision) -> set[str]:

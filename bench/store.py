@@ -85,9 +85,19 @@ _RUN_STDERR = "fio.stderr"
 JOB_IDENTITY = ("host", "job")
 JOB_OPTIONS = ("rw", "bs", "iodepth", "numjobs")
 # <direction>_<measure> of fio's read and write directions (mixed: unified_rw_reporting)
-JOB_MEASURES = ("read_iops", "write_iops", "mixed_iops", "read_bw_bytes", "write_bw_bytes",
-                "read_clat_mean_ns", "write_clat_mean_ns", "read_clat_p99_ns", "write_clat_p99_ns",
-                "usr_cpu", "sys_cpu")
+JOB_MEASURES = (
+    "read_iops",
+    "write_iops",
+    "mixed_iops",
+    "read_bw_bytes",
+    "write_bw_bytes",
+    "read_clat_mean_ns",
+    "write_clat_mean_ns",
+    "read_clat_p99_ns",
+    "write_clat_p99_ns",
+    "usr_cpu",
+    "sys_cpu",
+)
 JOB_COLUMNS = ("job_index", *JOB_IDENTITY, *JOB_OPTIONS, *JOB_MEASURES, "error", "fio_version")
 _JOB_SQL_TYPES = {"job_index": "INTEGER", "error": "INTEGER"} | {m: "REAL" for m in JOB_MEASURES}
 
@@ -113,9 +123,23 @@ CREATE TABLE IF NOT EXISTS timeseries (
 CREATE INDEX IF NOT EXISTS timeseries_run ON timeseries (run_id);
 """
 
-RUN_METRIC_COLUMNS = ("iops", "read_iops", "write_iops", "mixed_iops", "bw_bytes", "clat_mean_ns",
-                      "clat_p50_ns", "clat_p99_ns", "clat_p999_ns", "usr_cpu", "sys_cpu", "ctx",
-                      "total_ios", "fio_cpu_s", "runtime_s")
+RUN_METRIC_COLUMNS = (
+    "iops",
+    "read_iops",
+    "write_iops",
+    "mixed_iops",
+    "bw_bytes",
+    "clat_mean_ns",
+    "clat_p50_ns",
+    "clat_p99_ns",
+    "clat_p999_ns",
+    "usr_cpu",
+    "sys_cpu",
+    "ctx",
+    "total_ios",
+    "fio_cpu_s",
+    "runtime_s",
+)
 # Columns added to `runs` after format 1 was first written: indexes that predate them get them.
 _ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL", "clat_bins": "TEXT"}
 
@@ -186,18 +210,28 @@ def read_json(path: Path, expect: type | None = None) -> Any:
     except RecursionError:
         raise damaged(path, "JSON nested too deeply") from None
     if expect is not None and not isinstance(data, expect):
-        raise damaged(path, f"expected a JSON {_JSON_TYPES[expect]}, found {_JSON_TYPES.get(type(data), 'value')}")
+        raise damaged(
+            path, f"expected a JSON {_JSON_TYPES[expect]}, found {_JSON_TYPES.get(type(data), 'value')}"
+        )
     return data
 
 
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-               bool: "boolean", type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def sync_filesystem(path: Path) -> None:
     """Flush to disk everything written on path's filesystem (syncfs(2)): one call for a batch
     of files written without fsync each, before the renames that make them appear."""
     import ctypes
+
     fd = os.open(path, os.O_RDONLY)
     try:
         syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
@@ -281,15 +315,19 @@ class TargetSession:
 
     started: str | None
     pid: int | None
-    targets: dict[str, dict]          # name -> what it really was (driver, device, audit, ...)
-    allowed: list[str]                # audited differences the workload allowed, one line each
+    targets: dict[str, dict]  # name -> what it really was (driver, device, audit, ...)
+    allowed: list[str]  # audited differences the workload allowed, one line each
 
     def audits(self) -> dict[str, dict]:
         return {n: t["audit"] for n, t in self.targets.items() if "audit" in t}
 
     def to_dict(self) -> dict:
-        return {"started": self.started, "pid": self.pid, "targets": self.targets,
-                "allowed_differences": self.allowed}
+        return {
+            "started": self.started,
+            "pid": self.pid,
+            "targets": self.targets,
+            "allowed_differences": self.allowed,
+        }
 
 
 @dataclass
@@ -323,8 +361,10 @@ class Campaign:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise damaged(self.info_path, f"format {shorten(repr(version))} is not a format number")
         if version > FORMAT:
-            raise UsageError(f"{self.info_path}: format {version} is newer than this blkcmp reads "
-                             f"(format {FORMAT}); use a newer blkcmp")
+            raise UsageError(
+                f"{self.info_path}: format {version} is newer than this blkcmp reads "
+                f"(format {FORMAT}); use a newer blkcmp"
+            )
         return info
 
     @property
@@ -343,6 +383,7 @@ class Campaign:
     def workload(self, fio_table=None) -> Workload:
         """The resolved workload, validated (against `fio_table`, this fio's options, if given)."""
         from bench import workload as workload_mod
+
         if fio_table is not None:
             return workload_mod.load(self.workload_path, fio_table=fio_table)
         if self._workload is None:
@@ -374,6 +415,7 @@ class Campaign:
         if not self.has_workload():
             return plan
         from bench import stopping
+
         workload = self.workload()
         plan.baseline = workload.baseline_name()
         if plan.max_rounds > plan.rounds or (self.path / _ADAPTIVE).exists():
@@ -435,8 +477,11 @@ class Campaign:
 
     def kernel_release(self) -> str:
         """The release the runs ran on: the environment's, else the VM kernel asked for."""
-        return (self.environment().get("kernel", {}).get("release")
-                or self.info().get("vm_kernel_release") or "unknown")
+        return (
+            self.environment().get("kernel", {}).get("release")
+            or self.info().get("vm_kernel_release")
+            or "unknown"
+        )
 
     def executor_label(self) -> str:
         return self.environment().get("executor", {}).get("label", "")
@@ -471,8 +516,9 @@ class Campaign:
             targets = entry.get("targets") or {}
             allowed = entry.get("allowed_differences")
             if allowed is None:  # format 1 recorded none: every difference found was allowed
-                allowed = _allowed_in_audits({n: t["audit"] for n, t in targets.items()
-                                              if isinstance(t, dict) and "audit" in t})
+                allowed = _allowed_in_audits(
+                    {n: t["audit"] for n, t in targets.items() if isinstance(t, dict) and "audit" in t}
+                )
             sessions.append(TargetSession(entry.get("started"), entry.get("pid"), targets, list(allowed)))
         return sessions
 
@@ -493,10 +539,15 @@ class Campaign:
         return read_json(path, dict) if path.exists() else None
 
     def save_adaptive_state(self, decision: Decision) -> None:
-        atomic_write_json(self.path / _ADAPTIVE, decision.to_dict()
-                          | {"points_at_cap": [list(k) for k in decision.points_at_cap],
-                             "points_above_target": [list(k) for k in decision.points_above_target],
-                             "points_settled": [list(k) for k in decision.points_settled]})
+        atomic_write_json(
+            self.path / _ADAPTIVE,
+            decision.to_dict()
+            | {
+                "points_at_cap": [list(k) for k in decision.points_at_cap],
+                "points_above_target": [list(k) for k in decision.points_above_target],
+                "points_settled": [list(k) for k in decision.points_settled],
+            },
+        )
 
     # -- runs ------------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -518,8 +569,9 @@ class Campaign:
 
     def staged(self) -> list[tuple[str, RunFiles]]:
         """Runs being assembled (or cut off while they were): (run id, files)."""
-        return [(tmp.name.removeprefix(".tmp-"), RunFiles(tmp))
-                for tmp in sorted(self.runs_dir.glob(".tmp-*"))]
+        return [
+            (tmp.name.removeprefix(".tmp-"), RunFiles(tmp)) for tmp in sorted(self.runs_dir.glob(".tmp-*"))
+        ]
 
     def finish_run(self, staged: RunFiles, run_id: str, *, failed: bool) -> RunFiles:
         """Give an assembled run its name: runs/<run_id>, or runs/<run_id>.failed-N for a
@@ -575,6 +627,7 @@ def _allowed_in_audits(audits: dict[str, dict]) -> list[str]:
     if len(audits) < 2:
         return []
     from bench.targets.blockdev import AUDIT_KEYS, audit_differences
+
     _, tolerated = audit_differences(audits, allowed=list(AUDIT_KEYS))
     return tolerated
 
@@ -594,12 +647,34 @@ def add_planned(db: sqlite3.Connection, plan: Plan, campaign: str) -> None:
     db.executemany(
         "INSERT OR IGNORE INTO runs (run_id, campaign, target, point_key, point_json, repetition,"
         " round, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(r.run_id, campaign, r.target, r.point_key, json.dumps(r.point), r.repetition, r.round,
-          r.position) for r in plan.runs])
+        [
+            (
+                r.run_id,
+                campaign,
+                r.target,
+                r.point_key,
+                json.dumps(r.point),
+                r.repetition,
+                r.round,
+                r.position,
+            )
+            for r in plan.runs
+        ],
+    )
 
 
-def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, source: str,
-           plan: Plan, environment: dict, kernel_config: str | None, extra: dict | None = None) -> Campaign:
+def create(
+    root: Path,
+    name: str,
+    *,
+    workload_text: str,
+    resolved_yaml: str,
+    source: str,
+    plan: Plan,
+    environment: dict,
+    kernel_config: str | None,
+    extra: dict | None = None,
+) -> Campaign:
     """A new campaign directory, complete before it gets its final name.
 
     Two blkcmp processes creating a campaign of the same name in the same second get two
@@ -611,8 +686,13 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-", suffix=".tmp"))
     try:
         with writing(root):
-            info = {"name": name, "created": datetime.now(UTC).isoformat(), "source": source,
-                    "blkcmp": bench.__version__, "format": FORMAT} | (extra or {})
+            info = {
+                "name": name,
+                "created": datetime.now(UTC).isoformat(),
+                "source": source,
+                "blkcmp": bench.__version__,
+                "format": FORMAT,
+            } | (extra or {})
             atomic_write_json(tmp / _CAMPAIGN, info)
             atomic_write_text(tmp / _WORKLOAD, resolved_yaml)
             atomic_write_text(tmp / _WORKLOAD_SOURCE, workload_text)
@@ -633,13 +713,17 @@ def create(root: Path, name: str, *, workload_text: str, resolved_yaml: str, sou
     return Campaign(final)
 
 
-def create_in_place(path: Path, name: str, *, plan: Plan, environment: dict, source: str = "ingest") -> Campaign:
+def create_in_place(
+    path: Path, name: str, *, plan: Plan, environment: dict, source: str = "ingest"
+) -> Campaign:
     """A campaign in the (new or empty) directory `path` itself, without a workload: ingested
     runs."""
     with writing(path):
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path / _CAMPAIGN, {"name": name, "created": datetime.now(UTC).isoformat(),
-                                             "source": source, "format": FORMAT})
+        atomic_write_json(
+            path / _CAMPAIGN,
+            {"name": name, "created": datetime.now(UTC).isoformat(), "source": source, "format": FORMAT},
+        )
         atomic_write_json(path / _PLAN, plan.to_dict())
         atomic_write_json(path / _ENVIRONMENT, environment)
         (path / _RUNS).mkdir(exist_ok=True)
@@ -673,6 +757,7 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     otherwise be replaced silently); plain rename where renameat2 is missing, which refuses a
     non-empty directory with ENOTEMPTY, and blkcmp's own directories are never empty."""
     import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is not None:
@@ -688,8 +773,10 @@ def open_campaign(path: Path | str) -> Campaign:
     path = Path(path)
     if not (path / _CAMPAIGN).is_file():
         if path.is_dir() and looks_like_campaign(path):
-            raise UsageError(f"{path}/{_CAMPAIGN}: missing; restore it from a copy of the "
-                             "campaign (blkcmp cannot recreate it from the runs)")
+            raise UsageError(
+                f"{path}/{_CAMPAIGN}: missing; restore it from a copy of the "
+                "campaign (blkcmp cannot recreate it from the runs)"
+            )
         raise UsageError(f"{shorten(path, 300)}: not a blkcmp campaign directory (no campaign.json)")
     campaign = Campaign(path)
     campaign.info()  # damaged or too new: say so now, naming the file
@@ -790,13 +877,15 @@ class Rebuilt:
     done: int
     failed: int
     planned: int
-    where: str                       # "on disk" or "in memory (…)"
-    skipped: list[str]               # run directories left out, with the reason
+    where: str  # "on disk" or "in memory (…)"
+    skipped: list[str]  # run directories left out, with the reason
 
     def __str__(self) -> str:
         where = "" if self.where == "on disk" else f" {self.where}"
-        return (f"rebuilt from the run directories{where} ({self.done} done, {self.failed} failed, "
-                f"{self.planned - self.done - self.failed} not run)")
+        return (
+            f"rebuilt from the run directories{where} ({self.done} done, {self.failed} failed, "
+            f"{self.planned - self.done - self.failed} not run)"
+        )
 
 
 def rebuild_index(campaign: Campaign, *, in_memory_ok: bool = True) -> Rebuilt:
@@ -807,8 +896,10 @@ def rebuild_index(campaign: Campaign, *, in_memory_ok: bool = True) -> Rebuilt:
     plan = campaign.plan()
     held_here = campaign.path.resolve() in _HELD
     if not held_here and is_locked(campaign.path):
-        raise RunError(f"{campaign.index_path} needs rebuilding, but another blkcmp is running this "
-                       f"campaign: run `blkcmp reindex {campaign.path}` once it has finished")
+        raise RunError(
+            f"{campaign.index_path} needs rebuilding, but another blkcmp is running this "
+            f"campaign: run `blkcmp reindex {campaign.path}` once it has finished"
+        )
     try:
         if held_here:
             return _rebuild_on_disk(campaign, plan)
@@ -861,8 +952,11 @@ def _fill(campaign: Campaign, plan: Plan, db: sqlite3.Connection) -> Rebuilt:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('campaign', ?)", (name,))
         add_planned(db, plan, name)
     planned = {r.run_id for r in plan.runs}
-    dirs = sorted(p for p in campaign.runs_dir.iterdir() if not p.name.startswith(".")) \
-        if campaign.runs_dir.is_dir() else []
+    dirs = (
+        sorted(p for p in campaign.runs_dir.iterdir() if not p.name.startswith("."))
+        if campaign.runs_dir.is_dir()
+        else []
+    )
     failed_dirs = [d for d in dirs if ".failed-" in d.name]
     done_dirs = [d for d in dirs if ".failed-" not in d.name]
     statuses: dict[str, str] = {}
@@ -911,11 +1005,15 @@ def job_rows(output: fio.FioOutput) -> list[dict]:
     rows = []
     for job in output.jobs:
         values = {
-            "job_index": job.index, "host": job.host or None, "job": job.jobname,
+            "job_index": job.index,
+            "host": job.host or None,
+            "job": job.jobname,
             "rw": job.option("rw") or job.option("readwrite") or "read",
             "bs": job.option("bs") or job.option("blocksize") or "4k",
-            "iodepth": job.option("iodepth") or "1", "numjobs": job.option("numjobs") or "1",
-            "error": job.error, "fio_version": output.fio_version,
+            "iodepth": job.option("iodepth") or "1",
+            "numjobs": job.option("numjobs") or "1",
+            "error": job.error,
+            "fio_version": output.fio_version,
         } | {column: _job_measure(job, column) for column in JOB_MEASURES}
         rows.append({column: values[column] for column in JOB_COLUMNS})
     return rows
@@ -943,16 +1041,39 @@ def index_run_dir(campaign: Campaign, run_id: str, run_dir: Path, db=None) -> st
     elif meta.get("ingested_from"):  # a failed ingested run: its jobs (and their error) stay exported
         rows = job_rows(files.read_fio_output())
     with contextlib.nullcontext(db) if db is not None else campaign.index() as index:
-        record_run(index, run_id, status=status, started=meta.get("started"), ended=meta.get("ended"),
-                   host=meta.get("host", ""), kernel=meta.get("kernel", ""), error=error,
-                   metrics=metrics, cpu=cpu, fio_version=version, job_rows=rows)
+        record_run(
+            index,
+            run_id,
+            status=status,
+            started=meta.get("started"),
+            ended=meta.get("ended"),
+            host=meta.get("host", ""),
+            kernel=meta.get("kernel", ""),
+            error=error,
+            metrics=metrics,
+            cpu=cpu,
+            fio_version=version,
+            job_rows=rows,
+        )
         record_timeseries(index, run_id, samples)
     return status
 
 
-def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str | None,
-               ended: str | None, host: str | None, kernel: str | None, error: str | None, metrics: dict,
-               cpu: dict | None, fio_version: str | None, job_rows: list[dict]) -> None:
+def record_run(
+    db: sqlite3.Connection,
+    run_id: str,
+    *,
+    status: str,
+    started: str | None,
+    ended: str | None,
+    host: str | None,
+    kernel: str | None,
+    error: str | None,
+    metrics: dict,
+    cpu: dict | None,
+    fio_version: str | None,
+    job_rows: list[dict],
+) -> None:
     seconds = (cpu or {}).get("seconds", {})
     values = {c: metrics.get(c) for c in RUN_METRIC_COLUMNS}
     bins = metrics.get("clat_bins")  # a dict, or already as encode_bins wrote it
@@ -961,15 +1082,31 @@ def record_run(db: sqlite3.Connection, run_id: str, *, status: str, started: str
         + ", ".join(f"{c}=?" for c in values)
         + ", cpu_softirq_s=?, cpu_system_s=?, cpu_user_s=?, cpu_irq_s=?, block_softirqs=?, fio_version=?,"
         " clat_bins=? WHERE run_id=?",
-        (status, started, ended, host, kernel, error, *values.values(), seconds.get("softirq"),
-         seconds.get("system"), seconds.get("user"), seconds.get("irq"),
-         (cpu or {}).get("block_softirqs"), fio_version,
-         encode_bins(bins) if isinstance(bins, dict) else bins, run_id))
+        (
+            status,
+            started,
+            ended,
+            host,
+            kernel,
+            error,
+            *values.values(),
+            seconds.get("softirq"),
+            seconds.get("system"),
+            seconds.get("user"),
+            seconds.get("irq"),
+            (cpu or {}).get("block_softirqs"),
+            fio_version,
+            encode_bins(bins) if isinstance(bins, dict) else bins,
+            run_id,
+        ),
+    )
     db.execute("DELETE FROM jobs WHERE run_id=?", (run_id,))
     for row in job_rows:
         cols = ["run_id"] + list(row)
-        db.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                   (run_id, *row.values()))
+        db.execute(
+            f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            (run_id, *row.values()),
+        )
 
 
 def encode_bins(bins: dict[int, int]) -> str:
@@ -987,15 +1124,28 @@ def decode_bins(text: str) -> dict[int, int]:
 def record_timeseries(db: sqlite3.Connection, run_id: str, samples: list[dict]) -> None:
     """A run's time-series samples in the index (replacing any it had)."""
     db.execute("DELETE FROM timeseries WHERE run_id=?", (run_id,))
-    db.executemany("INSERT INTO timeseries (run_id, job, metric, direction, time_ms, value)"
-                   " VALUES (?, ?, ?, ?, ?, ?)",
-                   [(run_id, s["job"], s["metric"], s["direction"], s["time_ms"], s["value"]) for s in samples])
+    db.executemany(
+        "INSERT INTO timeseries (run_id, job, metric, direction, time_ms, value) VALUES (?, ?, ?, ?, ?, ?)",
+        [(run_id, s["job"], s["metric"], s["direction"], s["time_ms"], s["value"]) for s in samples],
+    )
 
 
 def forget_run(db: sqlite3.Connection, run_id: str) -> None:
     """Back to `planned`: the run's results are gone, so it is to be run again."""
-    record_run(db, run_id, status="planned", started=None, ended=None, host=None, kernel=None,
-               error=None, metrics={}, cpu=None, fio_version=None, job_rows=[])
+    record_run(
+        db,
+        run_id,
+        status="planned",
+        started=None,
+        ended=None,
+        host=None,
+        kernel=None,
+        error=None,
+        metrics={},
+        cpu=None,
+        fio_version=None,
+        job_rows=[],
+    )
 
 
 def run_rows(campaign: Campaign) -> list[dict]:
@@ -1005,8 +1155,9 @@ def run_rows(campaign: Campaign) -> list[dict]:
 
 def status_counts(campaign: Campaign) -> dict[str, int]:
     with campaign.index() as db:
-        return {r["status"]: r["n"] for r in db.execute(
-            "SELECT status, count(*) AS n FROM runs GROUP BY status")}
+        return {
+            r["status"]: r["n"] for r in db.execute("SELECT status, count(*) AS n FROM runs GROUP BY status")
+        }
 
 
 def campaign_status(campaign: Campaign) -> tuple[str, dict[str, int]]:
@@ -1028,8 +1179,11 @@ def list_campaigns(root: Path) -> list[Campaign]:
     """Every directory under `root` that is, or was, a campaign (damaged ones included)."""
     if not root.is_dir():
         return []
-    return [Campaign(p) for p in sorted(root.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and looks_like_campaign(p)]
+    return [
+        Campaign(p)
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and looks_like_campaign(p)
+    ]
 
 
 def require_writable(root: Path) -> None:
@@ -1038,8 +1192,12 @@ def require_writable(root: Path) -> None:
     with writing(root):
         root.mkdir(parents=True, exist_ok=True)
     if not os.access(root, os.W_OK):
-        raise storage_error(OSError(errno.EROFS if _read_only_fs(root) else errno.EACCES,
-                                    "results directory is not writable"), root)
+        raise storage_error(
+            OSError(
+                errno.EROFS if _read_only_fs(root) else errno.EACCES, "results directory is not writable"
+            ),
+            root,
+        )
 
 
 def _read_only_fs(path: Path) -> bool:

@@ -19,16 +19,27 @@ def summary_rows(campaign: store.Campaign) -> list[dict]:
     plan = campaign.plan()
     order = {p.key: p.index for p in plan.points}
     rows = []
-    for (point_key, target), recs in sorted(group(records, "point_key", "target").items(),
-                                            key=lambda kv: (order.get(kv[0][0], 0), plan.targets.index(kv[0][1])
-                                                            if kv[0][1] in plan.targets else 0)):
+    for (point_key, target), recs in sorted(
+        group(records, "point_key", "target").items(),
+        key=lambda kv: (
+            order.get(kv[0][0], 0),
+            plan.targets.index(kv[0][1]) if kv[0][1] in plan.targets else 0,
+        ),
+    ):
         iops = [r.metrics["iops"] for r in recs if r.metrics["iops"] is not None]
         bins = merge_bins(r.bins or {} for r in recs)
         p99 = percentiles_from_bins(bins, [99.0])[99.0] if bins else None
-        rows.append({"point": point_key, "label": points.label(recs[0].point), "target": target, "n": len(recs),
-                     "iops_mean": statistics.fmean(iops) if iops else None,
-                     "iops_stdev": statistics.stdev(iops) if len(iops) > 1 else None,
-                     "clat_p99_ns": p99})
+        rows.append(
+            {
+                "point": point_key,
+                "label": points.label(recs[0].point),
+                "target": target,
+                "n": len(recs),
+                "iops_mean": statistics.fmean(iops) if iops else None,
+                "iops_stdev": statistics.stdev(iops) if len(iops) > 1 else None,
+                "clat_p99_ns": p99,
+            }
+        )
     return rows
 
 
@@ -38,8 +49,13 @@ def render(campaign: store.Campaign, console=None) -> None:
 
     console = console or Console()
     table = Table(title=f"{campaign.name}: IOPS mean ± stdev, p99 clat pooled over repetitions")
-    for col, justify in (("point", "left"), ("target", "left"), ("IOPS", "right"), ("p99 clat", "right"),
-                         ("n", "right")):
+    for col, justify in (
+        ("point", "left"),
+        ("target", "left"),
+        ("IOPS", "right"),
+        ("p99 clat", "right"),
+        ("n", "right"),
+    ):
         table.add_column(col, justify=justify)
     for row in summary_rows(campaign):
         iops = si(row["iops_mean"]) + (f" ± {si(row['iops_stdev'])}" if row["iops_stdev"] is not None else "")
@@ -55,6 +71,7 @@ def verdicts(campaign: store.Campaign, console=None, warn: Callable[[str], None]
     from rich.console import Console
 
     from bench import analysis, compare_format
+
     console = console or Console()
     try:
         a = analysis.analyse([campaign.path])
@@ -70,6 +87,10 @@ def verdicts(campaign: store.Campaign, console=None, warn: Callable[[str], None]
 def next_commands(path: Path) -> list[str]:
     """The commands that take a finished campaign further, with its path, ready to paste."""
     where = shlex.quote(str(path))
-    return ["next steps:", f"  blkcmp compare {where}", f"  blkcmp report {where}",
-            "(compare: these verdicts, also --format markdown|text|csv|json; report: HTML,",
-            "Markdown and text with every figure, in ./report, or --out DIR)"]
+    return [
+        "next steps:",
+        f"  blkcmp compare {where}",
+        f"  blkcmp report {where}",
+        "(compare: these verdicts, also --format markdown|text|csv|json; report: HTML,",
+        "Markdown and text with every figure, in ./report, or --out DIR)",
+    ]

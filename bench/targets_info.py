@@ -16,30 +16,59 @@ def available_here() -> list[dict]:
     ctx = Context("probe")
     for cls in (FileTarget, LoopTarget, FioNullTarget):
         avail = cls("probe", {}, QueueSettings(), ctx).probe()
-        rows.append({"driver": cls.driver, "available": avail.ok, "reason": avail.reason,
-                     "interface": avail.interface, "options": sorted(DRIVER_OPTIONS[cls.driver])})
+        rows.append(
+            {
+                "driver": cls.driver,
+                "available": avail.ok,
+                "reason": avail.reason,
+                "interface": avail.interface,
+                "options": sorted(DRIVER_OPTIONS[cls.driver]),
+            }
+        )
     avail = nullblk.host_available()
     features = sorted(configfs.read_features(nullblk.subsystem()))
-    rows.append({"driver": "null_blk", "available": avail.ok, "reason": avail.reason,
-                 "interface": avail.interface,
-                 "options": features or sorted(DRIVER_OPTIONS["null_blk"])})
+    rows.append(
+        {
+            "driver": "null_blk",
+            "available": avail.ok,
+            "reason": avail.reason,
+            "interface": avail.interface,
+            "options": features or sorted(DRIVER_OPTIONS["null_blk"]),
+        }
+    )
     avail = rnull.host_available()
-    kind = "configfs" if rnull.subsystem().is_dir() else ("fixed" if avail.ok and "fixed" in avail.interface else None)
+    kind = (
+        "configfs"
+        if rnull.subsystem().is_dir()
+        else ("fixed" if avail.ok and "fixed" in avail.interface else None)
+    )
     options = []
     if kind:
         for key, fixed in sorted(rnull.honoured(kind, configfs.read_features(rnull.subsystem())).items()):
             options.append(key if fixed is None else f"{key} (fixed {fixed})")
-    rows.append({"driver": "rnull", "available": avail.ok, "reason": avail.reason,
-                 "interface": avail.interface, "options": options})
+    rows.append(
+        {
+            "driver": "rnull",
+            "available": avail.ok,
+            "reason": avail.reason,
+            "interface": avail.interface,
+            "options": options,
+        }
+    )
     return rows
 
 
 def existing_devices() -> list[dict]:
     """Every whole block device here: its identity, and whether blkcmp would refuse to write
     to it (the policy of driver blockdev, without overrides) and why."""
-    return [{"device": dev, "identity": blockdev.identity(dev),
-             "refusals": [r.line() for r in blockdev.write_refusals(dev)]}
-            for dev in blockdev.whole_disks()]
+    return [
+        {
+            "device": dev,
+            "identity": blockdev.identity(dev),
+            "refusals": [r.line() for r in blockdev.write_refusals(dev)],
+        }
+        for dev in blockdev.whole_disks()
+    ]
 
 
 def render_devices(devices: list[dict]) -> str:

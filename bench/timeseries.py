@@ -17,8 +17,13 @@ from pathlib import Path
 from bench.fio import TIMESERIES_PREFIX
 
 # fio's log kind -> (the metric blkcmp names it, factor to blkcmp's unit)
-KINDS = {"iops": ("iops", 1.0), "bw": ("bw_bytes", 1024.0), "clat": ("clat_ns", 1.0),
-         "lat": ("lat_ns", 1.0), "slat": ("slat_ns", 1.0)}
+KINDS = {
+    "iops": ("iops", 1.0),
+    "bw": ("bw_bytes", 1024.0),
+    "clat": ("clat_ns", 1.0),
+    "lat": ("lat_ns", 1.0),
+    "slat": ("slat_ns", 1.0),
+}
 DIRECTIONS = {0: "read", 1: "write", 2: "trim"}
 _FILE = re.compile(rf"^{TIMESERIES_PREFIX}_(iops|bw|clat|lat|slat)\.(\d+)\.log$")
 
@@ -29,9 +34,9 @@ class TimeseriesError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    job: int          # fio's job number (1 … numjobs)
-    metric: str       # iops, bw_bytes, clat_ns, lat_ns, slat_ns
-    direction: str    # read, write, trim
+    job: int  # fio's job number (1 … numjobs)
+    metric: str  # iops, bw_bytes, clat_ns, lat_ns, slat_ns
+    direction: str  # read, write, trim
     time_ms: int
     value: float
 
@@ -49,10 +54,12 @@ def parse_log(text: str, job: int, kind: str) -> list[Sample]:
         try:
             time_ms, value, direction = int(fields[0]), float(fields[1]), int(fields[2])
         except (IndexError, ValueError):
-            raise TimeseriesError(f"line {number}: expected `time, value, direction, …`, "
-                                  f"found {line[:60]!r}") from None
-        samples.append(Sample(job, metric, DIRECTIONS.get(direction, str(direction)), time_ms,
-                              value * factor))
+            raise TimeseriesError(
+                f"line {number}: expected `time, value, direction, …`, found {line[:60]!r}"
+            ) from None
+        samples.append(
+            Sample(job, metric, DIRECTIONS.get(direction, str(direction)), time_ms, value * factor)
+        )
     return samples
 
 

@@ -55,8 +55,10 @@ DEFAULT_BOOT_ATTEMPTS = 3
 # the guest kernel (sysrq) before the command starts, i.e. a chance early-boot failure on demand.
 TEST_CRASH_BOOTS_ENV = "BLKCMP_TEST_CRASH_BOOTS"
 # Console lines that say the kernel died, most telling first.
-_OOPS_RE = re.compile(r"(Oops:.*|kernel BUG at.*|BUG: .*|general protection fault.*|"
-                      r"Kernel panic - not syncing.*)")
+_OOPS_RE = re.compile(
+    r"(Oops:.*|kernel BUG at.*|BUG: .*|general protection fault.*|"
+    r"Kernel panic - not syncing.*)"
+)
 
 # Verdicts per probe kernel ("" for the boot-sector probe alone), for this process; verdicts
 # with a kernel are also kept on disk for this host boot (KVM does not change within one).
@@ -72,8 +74,7 @@ class FailedBoot:
     console_log: Path
 
     def to_dict(self) -> dict:
-        return {"attempt": self.attempt, "reason": self.reason,
-                "console_log": str(self.console_log)}
+        return {"attempt": self.attempt, "reason": self.reason, "console_log": str(self.console_log)}
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,7 @@ class GuestResult:
 class BootFailed(RunError):
     """Every boot attempt failed before the command started."""
 
-    def __init__(self, message: str, *, reason: str, oops_line: str | None,
-                 failures: tuple[FailedBoot, ...]):
+    def __init__(self, message: str, *, reason: str, oops_line: str | None, failures: tuple[FailedBoot, ...]):
         super().__init__(message)
         self.reason = reason
         self.oops_line = oops_line
@@ -99,8 +99,9 @@ class BootFailed(RunError):
 class GuestCrashed(RunError):
     """The guest died after the command had started (kernel crash, out of memory, hang)."""
 
-    def __init__(self, message: str, *, oops_line: str | None, console_log: Path,
-                 boot_failures: tuple[FailedBoot, ...]):
+    def __init__(
+        self, message: str, *, oops_line: str | None, console_log: Path, boot_failures: tuple[FailedBoot, ...]
+    ):
         super().__init__(message)
         self.oops_line = oops_line
         self.console_log = console_log
@@ -197,14 +198,31 @@ def _probe(accel: str, timeout_s: float = 15.0, kernel: Path | None = None) -> t
         if kernel is None:
             img = Path(tmp) / "boot.img"
             img.write_bytes(_boot_sector())
-            argv = [*base, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                    "-drive", f"file={img},format=raw,if=ide"]
+            argv = [
+                *base,
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-drive",
+                f"file={img},format=raw,if=ide",
+            ]
         else:
-            argv = [*base, "-serial", "stdio", "-kernel", str(kernel),
-                    "-append", "console=ttyS0 panic=-1 root=/dev/blkcmp-probe-none"]
+            argv = [
+                *base,
+                "-serial",
+                "stdio",
+                "-kernel",
+                str(kernel),
+                "-append",
+                "console=ttyS0 panic=-1 root=/dev/blkcmp-probe-none",
+            ]
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as e:
             return False, f"cannot start QEMU: {e.strerror}"
         try:
@@ -232,7 +250,7 @@ def _kvm_usable() -> tuple[bool, str]:
 
 
 def detect_accel(probe_kernel: Path | None = None) -> str:
-    """"kvm" if KVM really runs a guest here, else "tcg". $BLKCMP_ACCEL=kvm|tcg overrides.
+    """ "kvm" if KVM really runs a guest here, else "tcg". $BLKCMP_ACCEL=kvm|tcg overrides.
 
     A usable /dev/kvm is not enough: a PVM host has one, QEMU aborts with `-cpu host` there, and
     a host that runs the tiny boot-sector guest can still hang a Linux kernel right after
@@ -273,6 +291,7 @@ def _host_boot_id() -> str:
 
 def _accel_file() -> Path:
     from bench.kernels import cache_dir
+
     return cache_dir() / "accel.json"
 
 
@@ -391,8 +410,9 @@ def _ensure_mount_point(root: Path, guest: str) -> None:
         try:
             mp.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RunError(f"cannot create mount point {guest} in the guest root {root}: "
-                           f"{e.strerror}") from None
+            raise RunError(
+                f"cannot create mount point {guest} in the guest root {root}: {e.strerror}"
+            ) from None
 
 
 def _remove_stale_init_scripts(root: Path, older_than_s: float = 3600) -> None:
@@ -465,12 +485,24 @@ def run_in_guest(
     failures: list[FailedBoot] = []
     for attempt in range(1, attempts + 1):
         try:
-            result = _boot_once(bz, root, command, rw, ro, cpus=cpus, memory=memory,
-                                append=append, timeout_s=timeout_s, console_log=console_log,
-                                accel=accel, failures=tuple(failures))
+            result = _boot_once(
+                bz,
+                root,
+                command,
+                rw,
+                ro,
+                cpus=cpus,
+                memory=memory,
+                append=append,
+                timeout_s=timeout_s,
+                console_log=console_log,
+                accel=accel,
+                failures=tuple(failures),
+            )
         except _EarlyFailure as early:
-            kept = console_log.with_name(f"{console_log.stem}.boot-failed-{attempt}"
-                                         f"{console_log.suffix or '.log'}")
+            kept = console_log.with_name(
+                f"{console_log.stem}.boot-failed-{attempt}{console_log.suffix or '.log'}"
+            )
             try:
                 console_log.rename(kept)
             except OSError:
@@ -483,7 +515,10 @@ def run_in_guest(
     raise BootFailed(
         f"guest: kernel did not boot in {attempts} attempt{'s' if attempts > 1 else ''} "
         f"({first.reason}) (console: {first.console_log})",
-        reason=first.reason, oops_line=oops, failures=tuple(failures))
+        reason=first.reason,
+        oops_line=oops,
+        failures=tuple(failures),
+    )
 
 
 def _take_test_crash() -> bool:
@@ -502,22 +537,60 @@ def _take_test_crash() -> bool:
     return True
 
 
-def _boot_once(bz: Path, root: Path, command: str, rw: Mapping[str, Path],
-               ro: Mapping[str, Path], *, cpus: int, memory: str, append: str,
-               timeout_s: float, console_log: Path, accel: str,
-               failures: tuple[FailedBoot, ...]) -> GuestResult:
+def _boot_once(
+    bz: Path,
+    root: Path,
+    command: str,
+    rw: Mapping[str, Path],
+    ro: Mapping[str, Path],
+    *,
+    cpus: int,
+    memory: str,
+    append: str,
+    timeout_s: float,
+    console_log: Path,
+    accel: str,
+    failures: tuple[FailedBoot, ...],
+) -> GuestResult:
     _remove_stale_init_scripts(root)
     token = secrets.token_hex(8)
     # Recorded in the state file before it exists: `blkcmp cleanup` removes it after a SIGKILL.
     with ledger.temporary_directory("blkcmp-guest-") as ctl:
-        return _boot_in(bz, root, command, rw, ro, token, ctl, cpus=cpus, memory=memory,
-                        append=append, timeout_s=timeout_s, console_log=console_log, accel=accel,
-                        failures=failures)
+        return _boot_in(
+            bz,
+            root,
+            command,
+            rw,
+            ro,
+            token,
+            ctl,
+            cpus=cpus,
+            memory=memory,
+            append=append,
+            timeout_s=timeout_s,
+            console_log=console_log,
+            accel=accel,
+            failures=failures,
+        )
 
 
-def _boot_in(bz: Path, root: Path, command: str, rw: Mapping[str, Path], ro: Mapping[str, Path],
-             token: str, ctl: Path, *, cpus: int, memory: str, append: str, timeout_s: float,
-             console_log: Path, accel: str, failures: tuple[FailedBoot, ...]) -> GuestResult:
+def _boot_in(
+    bz: Path,
+    root: Path,
+    command: str,
+    rw: Mapping[str, Path],
+    ro: Mapping[str, Path],
+    token: str,
+    ctl: Path,
+    *,
+    cpus: int,
+    memory: str,
+    append: str,
+    timeout_s: float,
+    console_log: Path,
+    accel: str,
+    failures: tuple[FailedBoot, ...],
+) -> GuestResult:
     nonce_files = [host / f".blkcmp-mount-{token}" for host in [*rw.values(), *ro.values()]]
     rw_marks = [host / f".blkcmp-mount-{token}.rw" for host in rw.values()]
     try:
@@ -531,26 +604,39 @@ def _boot_in(bz: Path, root: Path, command: str, rw: Mapping[str, Path], ro: Map
         # The bootstrap finds the script only through the control folder: if that is not
         # mounted, it says so instead of running anything.
         crash = "echo c > /proc/sysrq-trigger; sleep 60; " if _take_test_crash() else ""
-        bootstrap = (f"{crash}[ -r {GUEST_CTL}/run-{token}.sh ] && exec bash "
-                     f"{GUEST_CTL}/run-{token}.sh; "
-                     f"echo BLKCMP-{token} CTL-NOT-MOUNTED; exit {_EXIT_MOUNT_MISSING}")
+        bootstrap = (
+            f"{crash}[ -r {GUEST_CTL}/run-{token}.sh ] && exec bash "
+            f"{GUEST_CTL}/run-{token}.sh; "
+            f"echo BLKCMP-{token} CTL-NOT-MOUNTED; exit {_EXIT_MOUNT_MISSING}"
+        )
         argv = [
-            str(_vng()), "--run", str(bz), "--root", str(root), "--user", "root",
-            "--cpus", str(cpus), "--memory", memory, "--verbose",
+            str(_vng()),
+            "--run",
+            str(bz),
+            "--root",
+            str(root),
+            "--user",
+            "root",
+            "--cpus",
+            str(cpus),
+            "--memory",
+            memory,
+            "--verbose",
             # virtiofsd is missing or broken on many hosts (vng then waits for it before
             # falling back); 9p works everywhere and is plenty for a root and result files.
             "--force-9p",
-            "--append", f"{append} blkcmp.token={token}".strip(),
+            "--append",
+            f"{append} blkcmp.token={token}".strip(),
             f"--rwdir={GUEST_CTL}={ctl}",
             *[f"--rwdir={g}={h}" for g, h in rw.items()],
             *[f"--rodir={g}={h}" for g, h in ro.items()],
             *(["--disable-kvm"] if accel == "tcg" else []),
-            "--exec", bootstrap,
+            "--exec",
+            bootstrap,
         ]
         with terminate_cleanly():
             outcome = _run_vng(argv, token, timeout_s, console_log)
-        return _judge(outcome, ctl, rw, rw_marks, token, accel, timeout_s, console_log,
-                      failures)
+        return _judge(outcome, ctl, rw, rw_marks, token, accel, timeout_s, console_log, failures)
     finally:
         for f in [*nonce_files, *rw_marks]:
             try:
@@ -576,9 +662,14 @@ def _run_vng(argv: list[str], token: str, timeout_s: float, console_log: Path) -
         try:
             # One pipe for both: QEMU reopens /proc/self/fd/1 and /2, which on a file would
             # truncate each other, on a pipe just share it.
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=_tool_env(),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=_tool_env(),
+                start_new_session=True,
+            )
         except OSError as e:
             raise RunError(f"cannot start vng: {e.strerror}") from None
 
@@ -603,14 +694,24 @@ def _run_vng(argv: list[str], token: str, timeout_s: float, console_log: Path) -
             _stop(proc, token)
             reader.join(timeout=10)
         elapsed = time.monotonic() - started
-        log.write(f"\n# blkcmp: vng exit {proc.returncode}, {elapsed:.1f} s"
-                  f"{', killed after timeout' if timed_out else ''}\n".encode())
+        log.write(
+            f"\n# blkcmp: vng exit {proc.returncode}, {elapsed:.1f} s"
+            f"{', killed after timeout' if timed_out else ''}\n".encode()
+        )
     return _Outcome(None if timed_out else proc.returncode, timed_out, elapsed, "".join(tail))
 
 
-def _judge(o: _Outcome, ctl: Path, rw: Mapping[str, Path], rw_marks: list[Path], token: str,
-           accel: str, timeout_s: float, console_log: Path,
-           failures: tuple[FailedBoot, ...]) -> GuestResult:
+def _judge(
+    o: _Outcome,
+    ctl: Path,
+    rw: Mapping[str, Path],
+    rw_marks: list[Path],
+    token: str,
+    accel: str,
+    timeout_s: float,
+    console_log: Path,
+    failures: tuple[FailedBoot, ...],
+) -> GuestResult:
     see = f"(console: {console_log})"
     missing = _read(ctl / "mount-missing")
     if missing:
@@ -623,27 +724,36 @@ def _judge(o: _Outcome, ctl: Path, rw: Mapping[str, Path], rw_marks: list[Path],
     oops = oops_line(console_log)
     if not started:
         if f"BLKCMP-{token} CTL-NOT-MOUNTED" in o.console_tail:
-            raise RunError(f"guest: the control folder was not mounted; virtme-ng could not "
-                           f"share host folders {see}")
+            raise RunError(
+                f"guest: the control folder was not mounted; virtme-ng could not share host folders {see}"
+            )
         if oops:
             raise _EarlyFailure(oops, oops)
         if o.timed_out:
-            raise _EarlyFailure(f"the command had not started after {timeout_s:.0f} s; "
-                                f"QEMU killed", None)
+            raise _EarlyFailure(f"the command had not started after {timeout_s:.0f} s; QEMU killed", None)
         raise _EarlyFailure(f"the command did not start (vng exit {o.returncode})", None)
     if exit_text is None or not exit_text.lstrip("-").isdigit():
         if o.timed_out and not oops:
-            raise RunError(f"guest hung: the command did not finish within {timeout_s:.0f} s; "
-                           f"QEMU killed {see}")
+            raise RunError(
+                f"guest hung: the command did not finish within {timeout_s:.0f} s; QEMU killed {see}"
+            )
         why = oops or f"vng exit {o.returncode}; out of memory?"
-        raise GuestCrashed(f"guest kernel died while the command ran ({why}) {see}",
-                           oops_line=oops, console_log=console_log, boot_failures=failures)
+        raise GuestCrashed(
+            f"guest kernel died while the command ran ({why}) {see}",
+            oops_line=oops,
+            console_log=console_log,
+            boot_failures=failures,
+        )
     for guest, mark in zip(rw, rw_marks):
         if not mark.exists():
-            raise RunError(f"guest: writes to {guest} did not reach the host folder "
-                           f"{rw[guest]} {see}")
-    return GuestResult(exit_code=int(exit_text), accel=accel, elapsed=o.elapsed,
-                       console_log=console_log, boot_failures=failures)
+            raise RunError(f"guest: writes to {guest} did not reach the host folder {rw[guest]} {see}")
+    return GuestResult(
+        exit_code=int(exit_text),
+        accel=accel,
+        elapsed=o.elapsed,
+        console_log=console_log,
+        boot_failures=failures,
+    )
 
 
 def _read(path: Path) -> str | None:

@@ -30,20 +30,21 @@ FioValue = bool | int | float | str | None
 
 # Bounds on everything a workload can make large, checked before anything is built from it:
 # each refusal is one line naming the field and the limit.
-MAX_FILE_BYTES = 1 << 20      # the YAML file
-MAX_DEPTH = 32                # nesting of mappings and lists
-MAX_VALUES = 100_000          # YAML values once aliases are expanded (an alias bomb has billions)
-MAX_STRING = 4096             # characters in one key or value
+MAX_FILE_BYTES = 1 << 20  # the YAML file
+MAX_DEPTH = 32  # nesting of mappings and lists
+MAX_VALUES = 100_000  # YAML values once aliases are expanded (an alias bomb has billions)
+MAX_STRING = 4096  # characters in one key or value
 MAX_TARGETS = 32
 MAX_AXES = 16
 MAX_EXCLUDES = 100
-MAX_ROUNDS = 1000             # repetitions, or adaptive max
+MAX_ROUNDS = 1000  # repetitions, or adaptive max
 MAX_POINTS = 10_000
-MAX_RUNS = 100_000            # targets x points x rounds (at most)
-MAX_SECONDS = 86_400          # runtime and ramp_time
-MAX_INT = 2**63 - 1           # what fio, SQLite and the kernel's attributes can hold
+MAX_RUNS = 100_000  # targets x points x rounds (at most)
+MAX_SECONDS = 86_400  # runtime and ramp_time
+MAX_INT = 2**63 - 1  # what fio, SQLite and the kernel's attributes can hold
 TIMESERIES_MSEC = (10, 3_600_000)
-MAX_SAMPLES = 100_000         # time-series samples per log and run
+MAX_SAMPLES = 100_000  # time-series samples per log and run
+
 
 # Campaign and target names become directory, device and file names: a safe file-name pattern.
 class _Strict(BaseModel):
@@ -68,10 +69,13 @@ class QueueSettings(_Strict):
 class CommonSpec(_Strict):
     """Options applied identically to every target: fairness by construction."""
 
-    options: dict[str, Scalar] = Field(default_factory=dict,
-                                       description="driver options applied to every target")
-    queue: QueueSettings = Field(default_factory=lambda: QueueSettings(scheduler="none"),
-                                 description="queue settings for every block device (scheduler none by default)")
+    options: dict[str, Scalar] = Field(
+        default_factory=dict, description="driver options applied to every target"
+    )
+    queue: QueueSettings = Field(
+        default_factory=lambda: QueueSettings(scheduler="none"),
+        description="queue settings for every block device (scheduler none by default)",
+    )
 
 
 class DeviceIdentity(_Strict):
@@ -89,14 +93,18 @@ class TargetSpec(_Strict):
 
     driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev"]
     options: dict[str, Scalar] = Field(default_factory=dict, description="driver options")
-    queue: QueueSettings = Field(default_factory=QueueSettings,
-                                 description="queue settings for this target only (over common.queue)")
+    queue: QueueSettings = Field(
+        default_factory=QueueSettings, description="queue settings for this target only (over common.queue)"
+    )
     # driver blockdev only: an existing whole block device (README, Existing block devices)
     device: str | None = Field(None, description="blockdev: the device, e.g. /dev/disk/by-id/…")
     identity: DeviceIdentity | None = Field(None, description="blockdev: what the device must be")
     destructive: bool = Field(False, description="blockdev: fio may write to the device (its data is lost)")
-    allow_signatures: list[str] = Field(default_factory=list, max_length=32,
-                                        description="blockdev: signature types (blkid TYPE) writing may overwrite")
+    allow_signatures: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="blockdev: signature types (blkid TYPE) writing may overwrite",
+    )
 
 
 class Targets(BaseModel):
@@ -123,10 +131,20 @@ class AdaptiveRepetitions(_Strict):
 
     min: int = Field(stopping.DEFAULT_MIN_ROUNDS, ge=2, le=MAX_ROUNDS)
     max: int = Field(stopping.DEFAULT_MAX_ROUNDS, ge=2, le=MAX_ROUNDS)
-    target_ci: float = Field(stopping.DEFAULT_TARGET_CI, gt=0, lt=1, allow_inf_nan=False,
-                             description="relative half-width of the ratio CI")
-    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1, allow_inf_nan=False,
-                          description="equivalence margin a point's verdict is settled at")
+    target_ci: float = Field(
+        stopping.DEFAULT_TARGET_CI,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="relative half-width of the ratio CI",
+    )
+    margin: float = Field(
+        DEFAULT_MARGIN,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="equivalence margin a point's verdict is settled at",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> AdaptiveRepetitions:
@@ -141,8 +159,7 @@ class Matrix(BaseModel):
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, Annotated[list[Scalar], Field(min_length=1)]] = Field(init=False)
 
-    exclude: list[dict[str, Scalar]] = Field(default_factory=list,
-                                             description="combinations to leave out")
+    exclude: list[dict[str, Scalar]] = Field(default_factory=list, description="combinations to leave out")
 
     def axes(self) -> dict[str, list[Scalar]]:
         return dict(self.__pydantic_extra__ or {})
@@ -155,27 +172,36 @@ class Workload(_Strict):
     description: str = ""
     targets: Targets
     baseline: str | None = Field(None, description="target the others are compared to (default: the first)")
-    fio: dict[str, FioValue] = Field(default_factory=dict,
-                                     description="fio options for every job, spelled as fio spells them")
+    fio: dict[str, FioValue] = Field(
+        default_factory=dict, description="fio options for every job, spelled as fio spells them"
+    )
     matrix: Matrix = Field(default_factory=Matrix)
     # 12 rounds: enough, at CV 1 % per run, for the verdict to reach a decision (README, Statistics)
     repetitions: int | AdaptiveRepetitions = Field(12, description="rounds, or {min, max, target_ci}")
-    runtime: float = Field(10, gt=0, le=MAX_SECONDS, allow_inf_nan=False,
-                           description="seconds of measured I/O per run")
-    ramp_time: float = Field(2, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
-                             description="seconds of warm-up per run, not measured")
+    runtime: float = Field(
+        10, gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds of measured I/O per run"
+    )
+    ramp_time: float = Field(
+        2, ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="seconds of warm-up per run, not measured"
+    )
     order: Literal["interleaved", "sequential"] = "interleaved"
-    seed: int | None = Field(None, ge=0, le=MAX_INT,
-                             description="seed of the run order (default: chosen and recorded)")
-    allow_differences: list[str] = Field(default_factory=list, max_length=100,
-                                         description="audited settings allowed to differ between targets")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_INT, description="seed of the run order (default: chosen and recorded)"
+    )
+    allow_differences: list[str] = Field(
+        default_factory=list, max_length=100, description="audited settings allowed to differ between targets"
+    )
     allow_fio_options: list[str] = Field(
-        default_factory=list, max_length=100,
+        default_factory=list,
+        max_length=100,
         description="fio options that name paths or run programs, allowed anyway (see README, Write "
-                    "safety); `ioengine=NAME` allows an engine that does more than I/O on the target")
+        "safety); `ioengine=NAME` allows an engine that does more than I/O on the target",
+    )
     timeseries: str | float | None = Field(
-        None, description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
-                          "500ms; a number is seconds), into each run's directory")
+        None,
+        description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
+        "500ms; a number is seconds), into each run's directory",
+    )
 
     @field_validator("repetitions")
     @classmethod
@@ -222,8 +248,9 @@ class Workload(_Strict):
         for values in itertools.product(*(axes[k] for k in keys)):
             point = dict(zip(keys, values))
             # A combination naming a non-axis matches nothing (load() reports it as an error).
-            if any(all(k in point and point[k] == v for k, v in combo.items())
-                   for combo in self.matrix.exclude):
+            if any(
+                all(k in point and point[k] == v for k, v in combo.items()) for combo in self.matrix.exclude
+            ):
                 continue
             points.append(point)
         return points
@@ -256,8 +283,13 @@ def _option_problems(driver: str, options: dict[str, Any], path: tuple):
     for key, value in options.items():
         where = path + (key,)
         if key not in known:
-            yield where, (f"driver {driver} has no option {key!r}"
-                          + (_did_you_mean(key, known) or f" (it has: {', '.join(sorted(known))})"))
+            yield (
+                where,
+                (
+                    f"driver {driver} has no option {key!r}"
+                    + (_did_you_mean(key, known) or f" (it has: {', '.join(sorted(known))})")
+                ),
+            )
             continue
         kind = known[key].kind
         if kind is bool and value not in (0, 1, True, False):
@@ -274,21 +306,35 @@ BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures")
 def _blockdev_problems(spec: TargetSpec, base: tuple):
     # A field counts as given when it differs from its default: a resolved workload (dump())
     # spells every default out.
-    given = [f for f in BLOCKDEV_FIELDS if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)]
+    given = [
+        f
+        for f in BLOCKDEV_FIELDS
+        if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)
+    ]
     if spec.driver != "blockdev":
         for field in given:
             yield base + (field,), f"only driver blockdev has `{field}`; remove it"
         return
     identity = spec.identity.model_dump(exclude_none=True) if spec.identity else {}
     if spec.device is None and not identity:
-        yield base, ("driver blockdev needs `device:` (e.g. /dev/disk/by-id/…) or `identity:` "
-                     "(wwn, serial, model, size_bytes), found neither")
+        yield (
+            base,
+            (
+                "driver blockdev needs `device:` (e.g. /dev/disk/by-id/…) or `identity:` "
+                "(wwn, serial, model, size_bytes), found neither"
+            ),
+        )
     elif spec.device is not None and not spec.device.startswith("/dev/"):
         yield base + ("device",), f"expected a path under /dev/, found {quoted(spec.device)}"
     if spec.destructive and not any(k in identity for k in ("wwn", "serial", "backing_file")):
-        yield base + ("identity",), ("destructive: true needs the device's identity (wwn, serial, "
-                                     "or a loop device's backing_file) under `identity:`, so that "
-                                     "blkcmp never writes to another disk; found none")
+        yield (
+            base + ("identity",),
+            (
+                "destructive: true needs the device's identity (wwn, serial, "
+                "or a loop device's backing_file) under `identity:`, so that "
+                "blkcmp never writes to another disk; found none"
+            ),
+        )
 
 
 def semantic_problems(workload: Workload):
@@ -307,31 +353,47 @@ def semantic_problems(workload: Workload):
         if spec.driver not in BLOCK_DRIVERS and spec.queue.model_dump(exclude_none=True):
             yield base + ("queue",), f"driver {spec.driver} has no block queue; remove `queue`"
         yield from _blockdev_problems(spec, base)
-        for where, text in _option_problems(spec.driver, workload.targets.common.options,
-                                            ("targets", "common", "options")):
+        for where, text in _option_problems(
+            spec.driver, workload.targets.common.options, ("targets", "common", "options")
+        ):
             yield where, f"{text} (applies to target {name})"
     if workload.baseline is not None and workload.baseline not in named:
-        yield ("baseline",), (f"expected one of the targets {sorted(named)}, found {quoted(workload.baseline)}"
-                              + _did_you_mean(workload.baseline, named))
+        yield (
+            ("baseline",),
+            (
+                f"expected one of the targets {sorted(named)}, found {quoted(workload.baseline)}"
+                + _did_you_mean(workload.baseline, named)
+            ),
+        )
     axes = workload.matrix.axes()
     if len(axes) > MAX_AXES:
         yield ("matrix",), f"expected at most {MAX_AXES} matrix axes, found {len(axes)}"
         return
     if len(workload.matrix.exclude) > MAX_EXCLUDES:
-        yield ("matrix", "exclude"), (f"expected at most {MAX_EXCLUDES} exclusions, "
-                                      f"found {len(workload.matrix.exclude)}")
+        yield (
+            ("matrix", "exclude"),
+            (f"expected at most {MAX_EXCLUDES} exclusions, found {len(workload.matrix.exclude)}"),
+        )
         return
     combinations = math.prod(len(v) for v in axes.values())
     if combinations > MAX_POINTS:
-        yield ("matrix",), (f"expected at most {MAX_POINTS} matrix points, found "
-                            + " x ".join(str(len(v)) for v in axes.values()) + f" = {combinations}")
+        yield (
+            ("matrix",),
+            (
+                f"expected at most {MAX_POINTS} matrix points, found "
+                + " x ".join(str(len(v)) for v in axes.values())
+                + f" = {combinations}"
+            ),
+        )
         return
     for i, combo in enumerate(workload.matrix.exclude):
         for key, value in combo.items():
             if key not in axes:
-                yield (("matrix", "exclude", i, key),
-                       f"{quoted(key)} is not a matrix axis"
-                       + (_did_you_mean(key, axes) or f" (axes: {', '.join(axes)})"))
+                yield (
+                    ("matrix", "exclude", i, key),
+                    f"{quoted(key)} is not a matrix axis"
+                    + (_did_you_mean(key, axes) or f" (axes: {', '.join(axes)})"),
+                )
             elif value not in axes[key]:
                 yield ("matrix", "exclude", i, key), f"expected one of {axes[key]}, found {quoted(value)}"
     points = len(workload.points())
@@ -339,8 +401,11 @@ def semantic_problems(workload: Workload):
         yield ("matrix", "exclude"), "expected at least one point left, found every point excluded"
     runs = len(named) * points * workload.max_rounds()
     if runs > MAX_RUNS:
-        yield (("repetitions",), f"expected at most {MAX_RUNS} runs in all, found {len(named)} targets x "
-                                 f"{points} points x {workload.max_rounds()} rounds = {runs}")
+        yield (
+            ("repetitions",),
+            f"expected at most {MAX_RUNS} runs in all, found {len(named)} targets x "
+            f"{points} points x {workload.max_rounds()} rounds = {runs}",
+        )
     reps = workload.repetitions
     if isinstance(reps, AdaptiveRepetitions) and workload.order != "interleaved":
         yield ("order",), f"adaptive repetitions need order: interleaved, found {workload.order!r}"
@@ -348,11 +413,21 @@ def semantic_problems(workload: Workload):
         msec = workload.timeseries_msec()
         low, high = TIMESERIES_MSEC
         if msec is None or not low <= msec <= high:
-            yield ("timeseries",), (f"expected an interval from {low} ms to {high // 1000} s such as "
-                                    f"1s or 500ms, found {quoted(workload.timeseries)}")
+            yield (
+                ("timeseries",),
+                (
+                    f"expected an interval from {low} ms to {high // 1000} s such as "
+                    f"1s or 500ms, found {quoted(workload.timeseries)}"
+                ),
+            )
         elif (samples := (workload.runtime + workload.ramp_time) * 1000 / msec) > MAX_SAMPLES:
-            yield ("timeseries",), (f"expected at most {MAX_SAMPLES} samples per run, found "
-                                    f"{int(samples)} ({msec} ms over ramp_time + runtime)")
+            yield (
+                ("timeseries",),
+                (
+                    f"expected at most {MAX_SAMPLES} samples per run, found "
+                    f"{int(samples)} ({msec} ms over ramp_time + runtime)"
+                ),
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -363,8 +438,11 @@ _YAML_NULLS = {"null", "Null", "NULL", "~"}
 
 
 def _engines_in_use(workload: Workload) -> set[str]:
-    engines = {v for v in [workload.fio.get("ioengine"), *workload.matrix.axes().get("ioengine", [])]
-               if isinstance(v, str)}
+    engines = {
+        v
+        for v in [workload.fio.get("ioengine"), *workload.matrix.axes().get("ioengine", [])]
+        if isinstance(v, str)
+    }
     if any(spec.driver == "fio-null" for spec in workload.targets.named().values()):
         engines.add("null")
     if "ioengine" not in workload.fio or not engines:
@@ -384,8 +462,13 @@ def _allowed(workload: Workload, table: fio_options.OptionTable | None):
         if entry.startswith("ioengine="):
             engine = entry.removeprefix("ioengine=")
             if table and engine.split(":")[0] not in table.known_engines():
-                problems.append((where, f"this fio ({table.version}) has no I/O engine {quoted(engine)}"
-                                 + _did_you_mean(engine, table.engines)))
+                problems.append(
+                    (
+                        where,
+                        f"this fio ({table.version}) has no I/O engine {quoted(engine)}"
+                        + _did_you_mean(engine, table.engines),
+                    )
+                )
             elif engine in fio_options.SAFE_ENGINES:
                 problems.append((where, f"not needed: I/O engine {engine} is allowed anyway"))
             else:
@@ -394,13 +477,23 @@ def _allowed(workload: Workload, table: fio_options.OptionTable | None):
         folded = fio_options.fold(entry)
         canonical = (table.canonical(entry) if table else None) or folded
         if canonical in fio_options.OWNED or folded in fio_options.OWNED:
-            problems.append((where, f"{quoted(entry)} cannot be allowed: blkcmp sets it "
-                             f"({fio_options.OWNED.get(canonical) or fio_options.OWNED[folded]})"))
+            problems.append(
+                (
+                    where,
+                    f"{quoted(entry)} cannot be allowed: blkcmp sets it "
+                    f"({fio_options.OWNED.get(canonical) or fio_options.OWNED[folded]})",
+                )
+            )
         elif canonical in fio_options.NEVER:
             problems.append((where, f"{quoted(entry)} cannot be allowed: {fio_options.NEVER[canonical]}"))
         elif table and table.canonical(entry) is None:
-            problems.append((where, f"this fio ({table.version}) has no option {quoted(entry)}"
-                             + _did_you_mean(entry, table.spellings())))
+            problems.append(
+                (
+                    where,
+                    f"this fio ({table.version}) has no option {quoted(entry)}"
+                    + _did_you_mean(entry, table.spellings()),
+                )
+            )
         elif canonical in fio_options.PLAIN and canonical not in fio_options.PATTERN_OPTIONS:
             problems.append((where, f"not needed: {canonical} is allowed anyway"))
         else:
@@ -418,8 +511,10 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
     canonical = table.canonical(key) if table else None
     owned = dict(fio_options.OWNED)
     if workload.timeseries is not None:
-        owned |= {k: "blkcmp passes it for `timeseries:` (the logs go where blkcmp reads them)"
-                  for k in fio_options.TIMESERIES_OWNED}
+        owned |= {
+            k: "blkcmp passes it for `timeseries:` (the logs go where blkcmp reads them)"
+            for k in fio_options.TIMESERIES_OWNED
+        }
     reason = owned.get(folded) or (owned.get(canonical) if canonical else None)
     spelled = f" ({quoted(key)} is fio's {canonical!r})" if canonical and canonical != key else ""
     if reason:
@@ -428,16 +523,19 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
     if never:
         return f"option {quoted(key)} is refused{spelled}: {never}"
     if not fio_options.is_option_name(key):
-        return (f"expected an fio option name (letters, digits, '_', '-', as fio spells it), "
-                f"found {quoted(key)}")
+        return (
+            f"expected an fio option name (letters, digits, '_', '-', as fio spells it), found {quoted(key)}"
+        )
     if table is None:
         return None
     if canonical is None:
         engine_option = table.engine_option(key, engines)
         if engine_option is None:
-            return (f"this fio ({table.version}) has no option {quoted(key)}"
-                    + (f" for engine {', '.join(sorted(engines))}" if engines else "")
-                    + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.options_of(e)]))
+            return (
+                f"this fio ({table.version}) has no option {quoted(key)}"
+                + (f" for engine {', '.join(sorted(engines))}" if engines else "")
+                + _did_you_mean(key, table.spellings() + [o for e in engines for o in table.options_of(e)])
+            )
         if engine_option != key:
             return f"fio spells it {engine_option!r}, found {quoted(key)}"
         return None
@@ -447,12 +545,16 @@ def _key_problem(key: Any, workload: Workload, table, engines: set[str], allowed
     if canonical in allowed:
         return None
     if canonical in fio_options.GUARDED:
-        return (f"option {key!r} is refused{spelled}: {fio_options.GUARDED[canonical]}; "
-                f"list it under allow_fio_options: to accept that (README, Write safety)")
+        return (
+            f"option {key!r} is refused{spelled}: {fio_options.GUARDED[canonical]}; "
+            f"list it under allow_fio_options: to accept that (README, Write safety)"
+        )
     if canonical not in fio_options.PLAIN:
-        return (f"option {key!r} is refused: blkcmp does not know what it makes fio do (it is not "
-                f"on blkcmp's list of options that only shape the I/O on its target); list it "
-                f"under allow_fio_options: if it does no more")
+        return (
+            f"option {key!r} is refused: blkcmp does not know what it makes fio do (it is not "
+            f"on blkcmp's list of options that only shape the I/O on its target); list it "
+            f"under allow_fio_options: if it does no more"
+        )
     return None
 
 
@@ -480,22 +582,33 @@ def _value_problem(key: str, value: Any, raw: str | None, table, allowed: set[st
     if bad := fio_options.bad_characters(value):
         return f"an fio value cannot hold {bad}: fio would read the rest as a line of its own"
     if "${" in value:
-        return ("fio would replace ${…} with an environment variable, so the job would depend on "
-                "the environment it runs in: write the value itself")
+        return (
+            "fio would replace ${…} with an environment variable, so the job would depend on "
+            "the environment it runs in: write the value itself"
+        )
     if canonical in fio_options.PATTERN_OPTIONS and "'" in value and canonical not in allowed:
-        return (f"a quoted name in {canonical} makes fio read that file into its buffers; "
-                f"list {canonical} under allow_fio_options: to accept that")
+        return (
+            f"a quoted name in {canonical} makes fio read that file into its buffers; "
+            f"list {canonical} under allow_fio_options: to accept that"
+        )
     if canonical in fio_options.MEMORY_OPTIONS and ":" in value:
         return f"{canonical}=TYPE:FILE makes fio create, truncate and then delete FILE: use the type alone"
     if canonical == "ioengine":
         engine = value.split(":")[0]
         if table and engine not in table.known_engines():
-            return (f"this fio ({table.version}) has no I/O engine {quoted(value)}"
-                    + (_did_you_mean(value, table.engines) or f" (it has: {', '.join(table.engines)})"))
+            return f"this fio ({table.version}) has no I/O engine {quoted(value)}" + (
+                _did_you_mean(value, table.engines) or f" (it has: {', '.join(table.engines)})"
+            )
         if engine not in fio_options.SAFE_ENGINES and f"ioengine={engine}" not in allowed:
-            what = "loads a shared library" if engine == "external" else "does more than I/O on the target's file"
-            return (f"I/O engine {quoted(value)} is refused: it {what}; list 'ioengine={engine}' "
-                    f"under allow_fio_options: to accept that")
+            what = (
+                "loads a shared library"
+                if engine == "external"
+                else "does more than I/O on the target's file"
+            )
+            return (
+                f"I/O engine {quoted(value)} is refused: it {what}; list 'ioengine={engine}' "
+                f"under allow_fio_options: to accept that"
+            )
     return None
 
 
@@ -518,13 +631,16 @@ def _growth_problem(canonical: str, value: Any) -> str | None:
     if canonical == "offset" and not off:
         m = _PERCENT.match(str(value)) if isinstance(value, str) else None
         if not m or float(m.group(1)) > 100:
-            return ("with a `file` target, give offset as a percentage of the file (at most 100%): "
-                    "an absolute offset makes fio grow the file to offset + size")
+            return (
+                "with a `file` target, give offset as a percentage of the file (at most 100%): "
+                "an absolute offset makes fio grow the file to offset + size"
+            )
     return None
 
 
-def fio_option_problems(workload: Workload, table: fio_options.OptionTable | None,
-                        raw: dict[tuple, str] | None = None):
+def fio_option_problems(
+    workload: Workload, table: fio_options.OptionTable | None, raw: dict[tuple, str] | None = None
+):
     """Every `fio:` and `matrix:` key and value checked against the allow-list, as (path, message).
 
     Without `table` (analysing a finished campaign, no fio at hand) only what needs no fio is
@@ -535,8 +651,10 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
     yield from problems
     engines = _engines_in_use(workload)
     has_file_target = any(spec.driver == "file" for spec in workload.targets.named().values())
-    for block, entries in (("fio", {k: [v] for k, v in workload.fio.items()}),
-                           ("matrix", workload.matrix.axes())):
+    for block, entries in (
+        ("fio", {k: [v] for k, v in workload.fio.items()}),
+        ("matrix", workload.matrix.axes()),
+    ):
         seen: dict[str, str] = {}
         for key, values in entries.items():
             path = (block, key)
@@ -550,12 +668,16 @@ def fio_option_problems(workload: Workload, table: fio_options.OptionTable | Non
             seen[canonical] = key
             for i, value in enumerate(values):
                 where = path if block == "fio" else path + (i,)
-                if (text := _value_problem(key, value, raw.get(where), table, allowed)) or has_file_target and (text := _growth_problem(
-                        canonical if table else fio_options.fold(key), value)):
+                if (
+                    (text := _value_problem(key, value, raw.get(where), table, allowed))
+                    or has_file_target
+                    and (text := _growth_problem(canonical if table else fio_options.fold(key), value))
+                ):
                     yield where, text
 
     def same(key: str) -> str:
         return (table.canonical(key) if table else None) or fio_options.fold(key)
+
     spellings = {same(k): k for k in workload.fio if isinstance(k, str)}
     for key in workload.matrix.axes():
         other = spellings.get(same(key))
@@ -577,11 +699,13 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
         if not isinstance(key_node, yaml.ScalarNode):
             found = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
             raise yaml.constructor.ConstructorError(
-                None, None, f"expected a name as a key, found {found} used as a key", key_node.start_mark)
+                None, None, f"expected a name as a key, found {found} used as a key", key_node.start_mark
+            )
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -589,8 +713,9 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None,
-              raw: dict | None = None) -> dict[tuple, int]:
+def _line_map(
+    node: yaml.Node, path: tuple = (), out: dict | None = None, raw: dict | None = None
+) -> dict[tuple, int]:
     """Map each path (tuple of keys / indexes) to the 1-based line where it is written, and (in
     `raw`) each plain scalar's path to its spelling in the file (`null`, `on`, `~`)."""
     out = {} if out is None else out
@@ -615,9 +740,9 @@ def _shape_problem(text: str, name: str) -> str | None:
     adds the size of what it names without copying it, so a billion-laughs file or a 100,000-deep
     list is refused in time and memory proportional to the file.
     """
-    stack: list[dict] = []          # per open mapping / list: anchor, expanded size, where we are
-    sizes: dict[str, int] = {}      # anchor -> expanded size, once its node is complete
-    done = 0                        # expanded size of finished top-level nodes
+    stack: list[dict] = []  # per open mapping / list: anchor, expanded size, where we are
+    sizes: dict[str, int] = {}  # anchor -> expanded size, once its node is complete
+    done = 0  # expanded size of finished top-level nodes
 
     def where() -> tuple:
         """The path of the node the next event starts (a key's path when it is a key)."""
@@ -644,7 +769,9 @@ def _shape_problem(text: str, name: str) -> str | None:
             top["index"] += 1
 
     def fail(event, text: str, path: tuple | None = None) -> str:
-        return f"{name}:{event.start_mark.line + 1}: {_format_path(where() if path is None else path)}: {text}"
+        return (
+            f"{name}:{event.start_mark.line + 1}: {_format_path(where() if path is None else path)}: {text}"
+        )
 
     for event in yaml.parse(text, Loader=_LineLoader):
         if isinstance(event, yaml.ScalarEvent):
@@ -655,15 +782,26 @@ def _shape_problem(text: str, name: str) -> str | None:
             place(1, event.value)
         elif isinstance(event, yaml.AliasEvent):
             if any(entry["anchor"] == event.anchor for entry in stack):
-                return fail(event, f"alias *{quoted(event.anchor, 40)[1:-1]} refers to the value it is "
-                                   "part of (a recursive alias)")
+                return fail(
+                    event,
+                    f"alias *{quoted(event.anchor, 40)[1:-1]} refers to the value it is "
+                    "part of (a recursive alias)",
+                )
             place(sizes.get(event.anchor, 1), "?")
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if len(stack) >= MAX_DEPTH:
                 return fail(event, f"expected nesting at most {MAX_DEPTH} deep, found deeper")
-            stack.append({"anchor": event.anchor, "size": 1, "path": where(),
-                          "map": isinstance(event, yaml.MappingStartEvent), "expect_key": True,
-                          "key": None, "index": 0})
+            stack.append(
+                {
+                    "anchor": event.anchor,
+                    "size": 1,
+                    "path": where(),
+                    "map": isinstance(event, yaml.MappingStartEvent),
+                    "expect_key": True,
+                    "key": None,
+                    "index": 0,
+                }
+            )
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             entry = stack.pop()
             if entry["anchor"]:
@@ -672,8 +810,11 @@ def _shape_problem(text: str, name: str) -> str | None:
         else:
             continue
         if done + sum(entry["size"] for entry in stack) > MAX_VALUES:
-            return fail(event, f"expected at most {MAX_VALUES} values once aliases are expanded, "
-                               "found more (an alias bomb?)")
+            return fail(
+                event,
+                f"expected at most {MAX_VALUES} values once aliases are expanded, "
+                "found more (an alias bomb?)",
+            )
     return None
 
 
@@ -756,8 +897,14 @@ def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
         fields = getattr(current, "model_fields", {})
         if part in fields:
             annotation = fields[part].annotation
-            current = next((a for a in getattr(annotation, "__args__", (annotation,))
-                            if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+            current = next(
+                (
+                    a
+                    for a in getattr(annotation, "__args__", (annotation,))
+                    if isinstance(a, type) and issubclass(a, BaseModel)
+                ),
+                annotation,
+            )
         elif current is Targets:
             current = TargetSpec
         else:
@@ -789,8 +936,9 @@ def _relevant(errors: list[dict], data: Any) -> list[dict]:
     keep = []
     for err, path in zip(errors, paths):
         if _is_shape_error(err) and any(
-                other is not err and not _is_shape_error(other) and p[:len(path)] == path
-                for other, p in zip(errors, paths)):
+            other is not err and not _is_shape_error(other) and p[: len(path)] == path
+            for other, p in zip(errors, paths)
+        ):
             continue
         keep.append(err)
     return keep
@@ -815,16 +963,31 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
             text = f"missing required field {loc[-1]!r}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            text = msg if "found" in msg else f"{msg[0].lower() + msg[1:]}, found {_describe_found(err.get('input'))}"
-            if (_is_shape_error(err) and loc and loc[-1] in _SCALAR_MEMBERS
-                    and isinstance(err.get("input"), (list, dict))):  # fio options, matrix values
+            text = (
+                msg
+                if "found" in msg
+                else f"{msg[0].lower() + msg[1:]}, found {_describe_found(err.get('input'))}"
+            )
+            if (
+                _is_shape_error(err)
+                and loc
+                and loc[-1] in _SCALAR_MEMBERS
+                and isinstance(err.get("input"), (list, dict))
+            ):  # fio options, matrix values
                 text = f"expected a single value (string, number or boolean), found {_describe_found(err['input'])}"
             if kind == "invalid_key" or loc[-1] == "[key]":  # `null:`, `true:`, `1:` as a key
                 found = err.get("input")
                 path = (path[:-1] if path and path[-1] == found else path) + (found,)
                 spelled = _yaml_key(found)
-                what = ("null" if found is None else "a boolean" if isinstance(found, bool)
-                        else "a number" if isinstance(found, (int, float)) else f"a {type(found).__name__}")
+                what = (
+                    "null"
+                    if found is None
+                    else "a boolean"
+                    if isinstance(found, bool)
+                    else "a number"
+                    if isinstance(found, (int, float))
+                    else f"a {type(found).__name__}"
+                )
                 text = f"expected a string key, found {what} (quote it: '{spelled}')"
         key = (path, text)
         if key in seen:
@@ -832,7 +995,10 @@ def _messages(error: ValidationError, data: Any, lines: dict[tuple, int], file: 
         seen.add(key)
         line = _line_of(lines, path)
         # Union members each report a failure at the same place: keep the first, it is enough.
-        if any(o.startswith(f"{file}:{line}: {_format_path(path)}:") for o in out) and kind != "extra_forbidden":
+        if (
+            any(o.startswith(f"{file}:{line}: {_format_path(path)}:") for o in out)
+            and kind != "extra_forbidden"
+        ):
             continue
         out.append(f"{file}:{line}: {_format_path(path)}: {text}")
     return out
@@ -854,17 +1020,22 @@ def load(path: str | Path, fio_table: fio_options.OptionTable | None = None) -> 
     except OSError as exc:
         raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise UsageError(f"{name}: expected a workload file of at most {MAX_FILE_BYTES // 1024} KiB, found more")
+        raise UsageError(
+            f"{name}: expected a workload file of at most {MAX_FILE_BYTES // 1024} KiB, found more"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise UsageError(f"{name}:{line}: expected UTF-8 text, found byte 0x{data[exc.start]:02x} "
-                         "(save the file as UTF-8)") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(
+            f"{name}:{line}: expected UTF-8 text, found byte 0x{data[exc.start]:02x} (save the file as UTF-8)"
+        ) from None
     workload = loads(text, name, fio_table)
     if workload.name is None and (problem := name_problem(path.stem, "campaign", MAX_CAMPAIGN_NAME)):
-        raise UsageError(f"{name}:1: name: the campaign is named after the file when `name:` is not "
-                         f"set: {problem}; set `name:`")
+        raise UsageError(
+            f"{name}:1: name: the campaign is named after the file when `name:` is not "
+            f"set: {problem}; set `name:`"
+        )
     return workload
 
 
@@ -879,26 +1050,35 @@ def loads(text: str, name: str = "<workload>", fio_table: fio_options.OptionTabl
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise UsageError(f"{name}:{line}: invalid YAML: {quoted(exc.problem or str(exc), 200)[1:-1]}") from None
+        raise UsageError(
+            f"{name}:{line}: invalid YAML: {quoted(exc.problem or str(exc), 200)[1:-1]}"
+        ) from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{name}: invalid YAML: {quoted(str(exc), 200)[1:-1]}") from None
     if data is None:
         raise UsageError(f"{name}:1: (top level): expected a mapping with `targets`, found an empty file")
     if not isinstance(data, dict):
-        raise UsageError(f"{name}:1: (top level): expected a mapping with `targets`, found {_describe_found(data)}")
+        raise UsageError(
+            f"{name}:1: (top level): expected a mapping with `targets`, found {_describe_found(data)}"
+        )
     raw: dict[tuple, str] = {}
     lines = _line_map(node, raw=raw) if node is not None else {}
-    problems = [f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
-                for path, text in _number_problems(data)]
+    problems = [
+        f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
+        for path, text in _number_problems(data)
+    ]
     if problems:
         raise UsageError("\n".join(problems))
     try:
         workload = Workload.model_validate(data)
     except ValidationError as exc:
         raise UsageError("\n".join(_messages(exc, data, lines, name))) from None
-    problems = [f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
-                for path, text in itertools.chain(semantic_problems(workload),
-                                                  fio_option_problems(workload, fio_table, raw))]
+    problems = [
+        f"{name}:{_line_of(lines, path)}: {_format_path(path)}: {text}"
+        for path, text in itertools.chain(
+            semantic_problems(workload), fio_option_problems(workload, fio_table, raw)
+        )
+    ]
     if problems:
         raise UsageError("\n".join(problems))
     return workload

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(*args: str) -> subprocess.CompletedProcess:
     """blkcmp as a user runs it: a fresh Python process (start-up and imports included)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -44,6 +45,7 @@ def plain_98(tmp_path_factory) -> Path:
 def campaign_1000(tmp_path_factory) -> Path:
     """1,000 runs: 25 points x 20 rounds x 2 targets, ingested."""
     from bench.ingest import ingest
+
     files = tmp_path_factory.mktemp("files-1000")
     matrix = {"rw": ["randread"], "bs": ["4k", "8k", "16k", "64k", "128k"], "iodepth": [1, 2, 4, 16, 64]}
     synthetic.jsonplus_folder(files, matrix=matrix, rounds=20)
@@ -57,6 +59,7 @@ def campaign_120_points(tmp_path_factory) -> Path:
     """120 points (issue 11's matrix) x 3 rounds x 2 targets = 720 runs, ingested: the report's
     figures and pages are those of the 9,600-run campaign, with fewer runs behind each."""
     from bench.ingest import ingest
+
     files = tmp_path_factory.mktemp("files-120")
     synthetic.jsonplus_folder(files, rounds=3)
     into = tmp_path_factory.mktemp("campaign-120") / "c"

@@ -72,6 +72,7 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, subprocess.C
 
 def _fio_iops(text: str) -> float:
     from bench import fio
+
     return fio.run_metrics(fio.parse(text)).iops
 
 
@@ -82,15 +83,19 @@ class LoopDevice:
         self.backing = directory / "bare-loop.img"
         with open(self.backing, "wb") as fh:
             fh.truncate(size_mib * 2**20)
-        self.device = subprocess.run(["losetup", "--find", "--show", str(self.backing)], check=True,
-                                     capture_output=True, text=True).stdout.strip()
+        self.device = subprocess.run(
+            ["losetup", "--find", "--show", str(self.backing)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         scheduler = Path("/sys/block") / Path(self.device).name / "queue" / "scheduler"
         if scheduler.exists():
             scheduler.write_text("none")
 
     def close(self) -> None:
         for _ in range(20):  # udev may still hold it for a moment after fio closed it
-            if subprocess.run(["losetup", "-d", self.device], capture_output=True, check=False).returncode == 0:
+            if (
+                subprocess.run(["losetup", "-d", self.device], capture_output=True, check=False).returncode
+                == 0
+            ):
                 break
             time.sleep(0.1)
         self.backing.unlink(missing_ok=True)
@@ -113,8 +118,11 @@ def measure(kind: str, rounds: int, runtime: float, work: Path) -> dict:
                 wall, _ = _timed(_blkcmp("run", str(workload), "--results", str(results)))
                 run_dir = next(results.glob("*/runs/*"))
                 meta = json.loads((run_dir / "run.json").read_text())
-                row |= {"blkcmp_wall_s": wall, "blkcmp_fio_s": meta.get("elapsed_s"),
-                        "blkcmp_iops": _fio_iops((run_dir / "fio.json").read_text())}
+                row |= {
+                    "blkcmp_wall_s": wall,
+                    "blkcmp_fio_s": meta.get("elapsed_s"),
+                    "blkcmp_iops": _fio_iops((run_dir / "fio.json").read_text()),
+                }
                 continue
             # a fresh device per round, as blkcmp makes one per campaign (set up outside the timing)
             loop = LoopDevice(work) if kind == "loop" else None
@@ -127,13 +135,17 @@ def measure(kind: str, rounds: int, runtime: float, work: Path) -> dict:
                     loop.close()
             row |= {"fio_wall_s": wall, "fio_iops": _fio_iops(out.read_text())}
         rows.append(row)
-        print(f"  {kind} round {r}: blkcmp {row['blkcmp_iops']:.0f} IOPS in {row['blkcmp_wall_s']:.2f} s, "
-              f"bare fio {row['fio_iops']:.0f} IOPS in {row['fio_wall_s']:.2f} s", flush=True)
+        print(
+            f"  {kind} round {r}: blkcmp {row['blkcmp_iops']:.0f} IOPS in {row['blkcmp_wall_s']:.2f} s, "
+            f"bare fio {row['fio_iops']:.0f} IOPS in {row['fio_wall_s']:.2f} s",
+            flush=True,
+        )
     return summarise(kind, rows, runtime)
 
 
 def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     from scipy import special
+
     x = np.asarray(values, dtype=float)
     half = special.stdtrit(x.size - 1, 0.975) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
@@ -141,17 +153,30 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
 
 def summarise(kind: str, rows: list[dict], runtime: float) -> dict:
     rounds = [r["round"] for r in rows]
-    comparison = stats.compare([r["fio_iops"] for r in rows], [r["blkcmp_iops"] for r in rows],
-                               baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True)
+    comparison = stats.compare(
+        [r["fio_iops"] for r in rows],
+        [r["blkcmp_iops"] for r in rows],
+        baseline_rounds=rounds,
+        candidate_rounds=rounds,
+        higher_is_better=True,
+    )
     extra = _mean_ci([r["blkcmp_wall_s"] - r["fio_wall_s"] for r in rows])
     outside_fio = _mean_ci([r["blkcmp_wall_s"] - r["blkcmp_fio_s"] for r in rows if r.get("blkcmp_fio_s")])
-    return {"kind": kind, "rounds": len(rows), "runtime_s": runtime,
-            "bare_fio_iops_mean": comparison.baseline.mean, "blkcmp_iops_mean": comparison.candidate.mean,
-            "iops_ratio": comparison.ratio, "iops_ratio_ci": [comparison.ratio_ci_low, comparison.ratio_ci_high],
-            "iops_p_value": comparison.p_value,
-            "extra_wall_s_per_run": extra[0], "extra_wall_s_ci": list(extra[1:]),
-            "outside_fio_s_per_run": outside_fio[0], "outside_fio_s_ci": list(outside_fio[1:]),
-            "rows": rows}
+    return {
+        "kind": kind,
+        "rounds": len(rows),
+        "runtime_s": runtime,
+        "bare_fio_iops_mean": comparison.baseline.mean,
+        "blkcmp_iops_mean": comparison.candidate.mean,
+        "iops_ratio": comparison.ratio,
+        "iops_ratio_ci": [comparison.ratio_ci_low, comparison.ratio_ci_high],
+        "iops_p_value": comparison.p_value,
+        "extra_wall_s_per_run": extra[0],
+        "extra_wall_s_ci": list(extra[1:]),
+        "outside_fio_s_per_run": outside_fio[0],
+        "outside_fio_s_ci": list(outside_fio[1:]),
+        "rows": rows,
+    }
 
 
 def report_lines(result: dict) -> list[str]:
@@ -159,11 +184,15 @@ def report_lines(result: dict) -> list[str]:
     elo, ehi = result["extra_wall_s_ci"]
     olo, ohi = result["outside_fio_s_ci"]
     head = f"{result['kind']}: {result['rounds']} interleaved rounds of {result['runtime_s']:g} s runs"
-    iops = (f"  IOPS: bare fio {result['bare_fio_iops_mean']:.0f}, under blkcmp {result['blkcmp_iops_mean']:.0f}: "
-            f"ratio {result['iops_ratio']:.4f} (95 % CI {lo:.4f}-{hi:.4f}, paired t p = {result['iops_p_value']:.2g})")
-    wall = (f"  wall clock per `blkcmp run` beyond bare fio: {result['extra_wall_s_per_run']:.2f} s "
-            f"(95 % CI {elo:.2f}-{ehi:.2f}); outside blkcmp's own fio process: "
-            f"{result['outside_fio_s_per_run']:.2f} s ({olo:.2f}-{ohi:.2f})")
+    iops = (
+        f"  IOPS: bare fio {result['bare_fio_iops_mean']:.0f}, under blkcmp {result['blkcmp_iops_mean']:.0f}: "
+        f"ratio {result['iops_ratio']:.4f} (95 % CI {lo:.4f}-{hi:.4f}, paired t p = {result['iops_p_value']:.2g})"
+    )
+    wall = (
+        f"  wall clock per `blkcmp run` beyond bare fio: {result['extra_wall_s_per_run']:.2f} s "
+        f"(95 % CI {elo:.2f}-{ehi:.2f}); outside blkcmp's own fio process: "
+        f"{result['outside_fio_s_per_run']:.2f} s ({olo:.2f}-{ohi:.2f})"
+    )
     return [head, iops, wall]
 
 
@@ -172,15 +201,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runtime", type=float, default=2.0)
     parser.add_argument("--kinds", default="fio-null,loop")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "overhead.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "overhead.json"
+    )
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="blkcmp-overhead-", dir="/var/tmp") as tmp:
         for kind in args.kinds.split(","):
             results.append(measure(kind, args.rounds, args.runtime, Path(tmp) / kind))
-    doc = {"machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor(),
-                       "kernel": platform.release(), "load_average": os.getloadavg()},
-           "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
+    doc = {
+        "machine": {
+            "node": platform.node(),
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+            "kernel": platform.release(),
+            "load_average": os.getloadavg(),
+        },
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     for result in results:

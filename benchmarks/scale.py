@@ -32,8 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def timed(*args: str) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        check=False,
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -41,23 +46,32 @@ def timed(*args: str) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # ru_maxrss of children is the largest of any child so far: right for the first, an upper
     # bound after (steps are run smallest first)
-    return {"command": args[0], "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": after.ru_maxrss // 1024}
+    return {
+        "command": args[0],
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mib": after.ru_maxrss // 1024,
+    }
 
 
 def pipeline(files: Path, work: Path) -> list[dict]:
     campaign, report = work / "campaign", work / "report"
     shutil.rmtree(campaign, ignore_errors=True)
     shutil.rmtree(report, ignore_errors=True)
-    return [timed("ingest", str(files), "--into", str(campaign)),
-            timed("compare", str(campaign), "--format", "text"),
-            timed("report", str(campaign), "--out", str(report))]
+    return [
+        timed("ingest", str(files), "--into", str(campaign)),
+        timed("compare", str(campaign), "--format", "text"),
+        timed("report", str(campaign), "--out", str(report)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("98", "9600"))
     parser.add_argument("--keep", type=Path, help="build the folders and campaigns here (kept)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scale.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scale.json"
+    )
     args = parser.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="blkcmp-scale-", dir="/var/tmp"))
     results = {}
@@ -75,14 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    doc = {"machine": {"node": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
-                       "load_average_after": os.getloadavg()},
-           "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
+    doc = {
+        "machine": {
+            "node": platform.node(),
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "load_average_after": os.getloadavg(),
+        },
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     for name, steps in results.items():
-        print(f"{name}: " + "; ".join(f"{s['command']} {s['wall_s']} s wall, {s['cpu_s']} s CPU, "
-                                      f"{s['peak_rss_mib']} MiB" for s in steps))
+        print(
+            f"{name}: "
+            + "; ".join(
+                f"{s['command']} {s['wall_s']} s wall, {s['cpu_s']} s CPU, {s['peak_rss_mib']} MiB"
+                for s in steps
+            )
+        )
     print(f"saved: {args.out}")
     return 0
 

@@ -24,12 +24,20 @@ JSONPLUS_TEMPLATE = HERE / "data" / "fio-3.33-null-jsonplus.json"
 PLAIN_TEMPLATE = HERE.parent / "tests" / "data" / "fio" / "fio-3.1-randread.json"
 
 # The matrix of issue 11: 2 rw x 5 bs x 4 iodepth x 3 numjobs = 120 points.
-MATRIX_120 = {"rw": ["randread", "randwrite"], "bs": ["4k", "8k", "16k", "64k", "128k"],
-              "iodepth": [1, 4, 16, 64], "numjobs": [1, 2, 4]}
+MATRIX_120 = {
+    "rw": ["randread", "randwrite"],
+    "bs": ["4k", "8k", "16k", "64k", "128k"],
+    "iodepth": [1, 4, 16, 64],
+    "numjobs": [1, 2, 4],
+}
 # The 98-file folder: 5 points x 2 targets, 10 runs each but one point with 9.
-MATRIX_5 = [{"rw": "randread", "bs": "4k", "iodepth": 1}, {"rw": "randread", "bs": "4k", "iodepth": 32},
-            {"rw": "randwrite", "bs": "4k", "iodepth": 1}, {"rw": "randwrite", "bs": "4k", "iodepth": 32},
-            {"rw": "read", "bs": "128k", "iodepth": 8}]
+MATRIX_5 = [
+    {"rw": "randread", "bs": "4k", "iodepth": 1},
+    {"rw": "randread", "bs": "4k", "iodepth": 32},
+    {"rw": "randwrite", "bs": "4k", "iodepth": 1},
+    {"rw": "randwrite", "bs": "4k", "iodepth": 32},
+    {"rw": "read", "bs": "128k", "iodepth": 8},
+]
 TARGETS = ("null_blk", "rnull")
 _BS = {"4k": 4096, "8k": 8192, "16k": 16384, "64k": 65536, "128k": 131072}
 
@@ -40,13 +48,13 @@ def matrix_points(matrix: dict[str, list]) -> list[dict]:
 
 def _iops(point: dict) -> float:
     depth, jobs = int(point.get("iodepth", 1)), int(point.get("numjobs", 1))
-    return min(250_000.0 * depth ** 0.4 * jobs ** 0.85, 16 * 2**30 / _BS[point["bs"]])
+    return min(250_000.0 * depth**0.4 * jobs**0.85, 16 * 2**30 / _BS[point["bs"]])
 
 
 def _fio_bucket(ns: np.ndarray) -> np.ndarray:
     """fio's json+ bucket values: 64 log-linear buckets per power of two (above 128 ns)."""
     exponent = np.maximum(np.floor(np.log2(np.maximum(ns, 1))) - 6, 0)
-    step = 2.0 ** exponent
+    step = 2.0**exponent
     return (np.floor(ns / step) * step).astype(np.int64)
 
 
@@ -60,7 +68,25 @@ def _percentiles(bins: dict[str, int]) -> dict[str, int]:
     values = np.array([int(k) for k in bins])
     cum = np.cumsum([bins[k] for k in bins])
     out = {}
-    for p in (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99):
+    for p in (
+        1.0,
+        5.0,
+        10.0,
+        20.0,
+        30.0,
+        40.0,
+        50.0,
+        60.0,
+        70.0,
+        80.0,
+        90.0,
+        95.0,
+        99.0,
+        99.5,
+        99.9,
+        99.95,
+        99.99,
+    ):
         out[f"{p:.6f}"] = int(values[np.searchsorted(cum, cum[-1] * p / 100.0)])
     return out
 
@@ -79,12 +105,27 @@ def _runs(points: list[dict], rounds: int | list[int], factor: float, cv: float,
                 yield r, target, point, _iops(point) * scale * shared * (1 + rng.normal(0, cv / 4)), rng
 
 
-def _direction(template: dict, iops: float, bs: int, runtime_ms: float, median_ns: float,
-               rng: np.random.Generator, plus: bool) -> dict:
+def _direction(
+    template: dict,
+    iops: float,
+    bs: int,
+    runtime_ms: float,
+    median_ns: float,
+    rng: np.random.Generator,
+    plus: bool,
+) -> dict:
     d = copy.deepcopy(template)
     ios = int(iops * runtime_ms / 1000)
-    d.update({"iops": iops, "runtime": int(runtime_ms), "total_ios": ios, "io_bytes": ios * bs,
-              "io_kbytes": ios * bs // 1024, "bw": int(iops * bs / 1024)})
+    d.update(
+        {
+            "iops": iops,
+            "runtime": int(runtime_ms),
+            "total_ios": ios,
+            "io_bytes": ios * bs,
+            "io_kbytes": ios * bs // 1024,
+            "bw": int(iops * bs / 1024),
+        }
+    )
     if "bw_bytes" in d:
         d["bw_bytes"] = int(iops * bs)
     clat = d["clat_ns"]
@@ -95,24 +136,32 @@ def _direction(template: dict, iops: float, bs: int, runtime_ms: float, median_n
         d["slat_ns"].update({"N": ios})
     else:
         clat["mean"] = median_ns * 1.08
-        clat["percentile"] = {k: (int(median_ns * (1 + 0.02 * float(k))) if float(k) else 0)
-                              for k in clat["percentile"]}
+        clat["percentile"] = {
+            k: (int(median_ns * (1 + 0.02 * float(k))) if float(k) else 0) for k in clat["percentile"]
+        }
         d["lat_ns"]["mean"] = median_ns * 1.12
     return d
 
 
-def _document(template: dict, target: str, point: dict, iops: float, rng: np.random.Generator,
-              stamp: int, plus: bool) -> dict:
+def _document(
+    template: dict, target: str, point: dict, iops: float, rng: np.random.Generator, stamp: int, plus: bool
+) -> dict:
     doc = copy.deepcopy(template)
     doc["timestamp"] = stamp
     job = doc["jobs"][0]
     job["jobname"] = target
-    job["job options"] = {"name": target, "filename": f"/dev/{target}0", **{k: str(v) for k, v in point.items()}}
+    job["job options"] = {
+        "name": target,
+        "filename": f"/dev/{target}0",
+        **{k: str(v) for k, v in point.items()},
+    }
     bs = _BS[point["bs"]]
     runtime_ms = 1000.0 if plus else 30001.0
     median_ns = 2_000.0 * int(point.get("iodepth", 1)) * int(point.get("numjobs", 1)) ** 0.5
-    idle = {k: (0 if not isinstance(v, dict) else {kk: 0 for kk in ("min", "max", "mean", "stddev")})
-            for k, v in job["write"].items()}
+    idle = {
+        k: (0 if not isinstance(v, dict) else {kk: 0 for kk in ("min", "max", "mean", "stddev")})
+        for k, v in job["write"].items()
+    }
     busy = _direction(job["read"], iops, bs, runtime_ms, median_ns, rng, plus)
     reading = "read" in point["rw"]
     job["read"], job["write"] = (busy, idle) if reading else (idle, busy)
@@ -122,16 +171,31 @@ def _document(template: dict, target: str, point: dict, iops: float, rng: np.ran
     return doc
 
 
-def jsonplus_folder(out: Path, *, matrix: dict[str, list] | None = None, rounds: int = 40,
-                    factor: float = 1.0, cv: float = 0.01, seed: int = 1, limit: int | None = None) -> list[Path]:
+def jsonplus_folder(
+    out: Path,
+    *,
+    matrix: dict[str, list] | None = None,
+    rounds: int = 40,
+    factor: float = 1.0,
+    cv: float = 0.01,
+    seed: int = 1,
+    limit: int | None = None,
+) -> list[Path]:
     """fio 3.33 json+ files, 2 targets x points x rounds (issue 11's 9,600 runs by default)."""
     template = json.loads(JSONPLUS_TEMPLATE.read_text())
     points = matrix_points(matrix or MATRIX_120)
     return _write(out, template, _runs(points, rounds, factor, cv, seed), plus=True, limit=limit)
 
 
-def plain_folder(out: Path, *, points: list[dict] | None = None, rounds: list[int] | None = None,
-                 factor: float = 1.0, cv: float = 0.01, seed: int = 1) -> list[Path]:
+def plain_folder(
+    out: Path,
+    *,
+    points: list[dict] | None = None,
+    rounds: list[int] | None = None,
+    factor: float = 1.0,
+    cv: float = 0.01,
+    seed: int = 1,
+) -> list[Path]:
     """fio 3.1 plain JSON files (no sample count, no bins): issue 10's 98-file folder by default."""
     template = json.loads(PLAIN_TEMPLATE.read_text())
     points = points or MATRIX_5
@@ -154,8 +218,12 @@ def _write(out: Path, template: dict, runs, *, plus: bool, limit: int | None = N
 
 if __name__ == "__main__":  # python -m benchmarks.synthetic OUT [jsonplus|plain] [LIMIT]
     import sys
+
     where = Path(sys.argv[1])
     kind = sys.argv[2] if len(sys.argv) > 2 else "jsonplus"
-    made = (jsonplus_folder(where, limit=int(sys.argv[3]) if len(sys.argv) > 3 else None) if kind == "jsonplus"
-            else plain_folder(where))
+    made = (
+        jsonplus_folder(where, limit=int(sys.argv[3]) if len(sys.argv) > 3 else None)
+        if kind == "jsonplus"
+        else plain_folder(where)
+    )
     print(f"{len(made)} files in {where}")

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.benchmark
 def test_parse_one_jsonplus_file(benchmark, jsonplus_1000):
     """fio json+ parsing per file: decode, parse, the run's metrics (pooled percentiles)."""
     from bench import fio
+
     text = min(jsonplus_1000.iterdir()).read_text()
     metrics = benchmark(lambda: fio.run_metrics(fio.parse(text)))
     assert metrics.iops > 0 and metrics.clat_p99_ns > 0
@@ -28,6 +29,7 @@ def test_parse_one_jsonplus_file(benchmark, jsonplus_1000):
 def test_ingest_1000_files(benchmark, jsonplus_1000, tmp_path):
     """ingest per 1,000 files: checks, parsing, run directories, one flush, plan and index."""
     from bench.ingest import ingest
+
     counter = iter(range(1_000_000))
 
     def fresh():
@@ -40,19 +42,24 @@ def test_ingest_1000_files(benchmark, jsonplus_1000, tmp_path):
 def test_compare_one_point(benchmark):
     """analysis per point: the full comparison of 40 paired rounds (bootstrap at 10,000)."""
     from bench import stats
+
     rng = np.random.default_rng(1)
     shared = rng.normal(0, 0.01, 40)
     baseline = 1e6 * (1 + shared + rng.normal(0, 0.002, 40))
     candidate = 1.01e6 * (1 + shared + rng.normal(0, 0.002, 40))
     rounds = list(range(1, 41))
-    result = benchmark(lambda: stats.compare(baseline, candidate, baseline_rounds=rounds,
-                                             candidate_rounds=rounds, higher_is_better=True))
+    result = benchmark(
+        lambda: stats.compare(
+            baseline, candidate, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True
+        )
+    )
     assert result.paired and result.ratio_ci_low < 1.01 < result.ratio_ci_high
 
 
 def test_analyse_1000_runs(benchmark, campaign_1000):
     """analysis per 1,000 runs: what `compare` computes for 25 points x 20 rounds x 2 targets."""
     from bench import analysis
+
     a = benchmark.pedantic(analysis.analyse, args=([campaign_1000],), rounds=3, iterations=1)
     assert len(a.comparisons[0].points) == 25
 
@@ -60,6 +67,7 @@ def test_analyse_1000_runs(benchmark, campaign_1000):
 def test_report_120_points(benchmark, campaign_120_points, tmp_path):
     """report generation at 120 points: analysis, every figure (40 pages of them), HTML, Markdown, text."""
     from bench import report
+
     counter = iter(range(1_000_000))
 
     def make():

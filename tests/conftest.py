@@ -48,6 +48,7 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
     environment.pop("BLKCMP_DEBUG", None)
     yield environment
     from bench import ledger
+
     if ledger.resources():
         ledger.cleanup(force=True)
 
@@ -56,8 +57,13 @@ def cli_command(*args) -> list[str]:
     return [sys.executable, "-m", "bench", *map(str, args)]
 
 
-def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300,
-            input: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
     """`python -m bench ARGS`, the one way tests run the command line.
 
     `env`: the subprocess's environment; pass the `env` fixture to any command that creates
@@ -65,13 +71,26 @@ def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None, t
     process's environment without BLKCMP_DEBUG (enough for ingest, compare, report, plot …)."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if k != "BLKCMP_DEBUG"}
-    return subprocess.run(cli_command(*args), env=env, cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout, input=input)
+    return subprocess.run(
+        cli_command(*args),
+        env=env,
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
 def start_cli(*args, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(cli_command(*args), env=env, cwd=cwd or REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cli_command(*args),
+        env=env,
+        cwd=cwd or REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def no_traceback(proc: subprocess.CompletedProcess) -> None:
@@ -128,12 +147,15 @@ def planned_ids(campaign: Path) -> list[str]:
 
 def loop_devices() -> dict[str, str]:
     """/dev/loopN -> backing file, for every attached loop device."""
-    out = subprocess.run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        ["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"], capture_output=True, text=True, check=True
+    )
     if not out.stdout.strip():
         return {}
-    return {d["name"]: (d.get("back-file") or "").removesuffix(" (deleted)")
-            for d in json.loads(out.stdout).get("loopdevices", [])}
+    return {
+        d["name"]: (d.get("back-file") or "").removesuffix(" (deleted)")
+        for d in json.loads(out.stdout).get("loopdevices", [])
+    }
 
 
 @contextlib.contextmanager
@@ -142,8 +164,9 @@ def scratch_loop(directory: Path, size_mib: int = 8):
     backing = directory / "scratch-loop.img"
     with open(backing, "wb") as fh:
         fh.truncate(size_mib << 20)
-    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         yield dev, backing
     finally:
@@ -158,8 +181,13 @@ def run_fio(directory: Path, job_text: str, *args: str, name: str = "job.fio") -
     """Run fio on a job file with --output-format=json+ to stdout; return stdout as fio wrote it."""
     job = directory / name
     job.write_text(job_text)
-    proc = subprocess.run([FIO, "--output-format=json+", *args, str(job)], cwd=directory,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [FIO, "--output-format=json+", *args, str(job)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout[:2000]
     return proc.stdout
 
@@ -184,9 +212,15 @@ def fio_servers(count: int, directory: Path):
     try:
         for _ in range(count):
             port = free_port()
-            procs.append(subprocess.Popen(
-                ["timeout", "120", FIO, f"--server=ip:127.0.0.1,{port}"], cwd=directory,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    ["timeout", "120", FIO, f"--server=ip:127.0.0.1,{port}"],
+                    cwd=directory,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             ports.append(port)
         for port in ports:
             wait_for(lambda port=port: _listening(port), f"fio server on port {port}", timeout=30)
@@ -205,10 +239,23 @@ def fio_servers(count: int, directory: Path):
 @pytest.fixture(scope="session")
 def template() -> dict:
     """A real fio json+ output (fio's null engine, 1 s): the template of `fake_run`."""
-    out = subprocess.run([FIO, "--name=t", "--ioengine=null", "--size=16M", "--rw=randread", "--bs=4k",
-                          "--time_based=1", "--runtime=1", "--output-format=json+"],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout[out.stdout.index("{"):])
+    out = subprocess.run(
+        [
+            FIO,
+            "--name=t",
+            "--ioengine=null",
+            "--size=16M",
+            "--rw=randread",
+            "--bs=4k",
+            "--time_based=1",
+            "--runtime=1",
+            "--output-format=json+",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout[out.stdout.index("{") :])
 
 
 def fake_run(template: dict, target: str, iops: float, rw: str = "randread", iodepth: int = 1) -> dict:
@@ -222,18 +269,30 @@ def fake_run(template: dict, target: str, iops: float, rw: str = "randread", iod
     return doc
 
 
-def make_campaign(tmp: Path, template: dict, means: dict[str, dict[int, float]], *, n: int = 10,
-                  cv: float = 0.01, seed: int = 1, name: str = "camp") -> Path:
+def make_campaign(
+    tmp: Path,
+    template: dict,
+    means: dict[str, dict[int, float]],
+    *,
+    n: int = 10,
+    cv: float = 0.01,
+    seed: int = 1,
+    name: str = "camp",
+) -> Path:
     """Runs of each target at each iodepth with IOPS ~ N(mean, cv*mean), ingested round by round."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     files = []
     for rep in range(n):
         for target, per_point in means.items():
             for iodepth, mean in per_point.items():
                 path = tmp / f"{name}-{target}-qd{iodepth}-{rep}.json"
-                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(mean, cv * mean)),
-                                                    iodepth=iodepth)))
+                path.write_text(
+                    json.dumps(
+                        fake_run(template, target, float(rng.normal(mean, cv * mean)), iodepth=iodepth)
+                    )
+                )
                 files.append(str(path))
     into = tmp / name
     out = run_cli("ingest", *files, "--into", str(into))
@@ -278,7 +337,9 @@ def host_campaign(tmp_path_factory) -> Path:
     if os.geteuid() != 0:
         pytest.skip("loop devices need root")
     root = tmp_path_factory.mktemp("plots-host")
-    env = {k: v for k, v in os.environ.items() if k != "BLKCMP_DEBUG"} | {"BLKCMP_STATE_DIR": str(root / "state")}
+    env = {k: v for k, v in os.environ.items() if k != "BLKCMP_DEBUG"} | {
+        "BLKCMP_STATE_DIR": str(root / "state")
+    }
     workload = write_workload(root, HOST_WORKLOAD)
     try:
         proc = run_cli("run", workload, "--results", root / "results", "--quiet", env=env, timeout=900)
@@ -301,4 +362,6 @@ def check_golden(name: str, text: str) -> None:
     path = GOLDEN / name
     if os.environ.get("BLKCMP_UPDATE_GOLDEN"):
         path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden output (BLKCMP_UPDATE_GOLDEN=1 rewrites it)"
+    assert text == path.read_text(), (
+        f"{name} differs from its golden output (BLKCMP_UPDATE_GOLDEN=1 rewrites it)"
+    )

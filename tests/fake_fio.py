@@ -41,8 +41,11 @@ def main(argv: list[str]) -> int:
         os.kill(os.getppid(), signal.SIGKILL)
         return 137
     doc = json.loads(RECORDED.read_text())
-    options = dict(line.split("=", 1) for line in job.read_text().splitlines()
-                   if "=" in line and not line.startswith(("#", ";")))
+    options = dict(
+        line.split("=", 1)
+        for line in job.read_text().splitlines()
+        if "=" in line and not line.startswith(("#", ";"))
+    )
     if os.environ.get("FAKE_FIO_OBSTRUCT") == "1" and options.get("filename"):
         target = Path(options["filename"])
         if target.is_file():
@@ -52,8 +55,10 @@ def main(argv: list[str]) -> int:
     failing = os.environ.get("FAKE_FIO_FAIL_AT") == str(calls)
     if failing:
         doc["jobs"][0]["error"] = 5
-        print("fio: io_u error on file /dev/fake: Input/output error: read offset=0, buflen=4096",
-              file=sys.stderr)
+        print(
+            "fio: io_u error on file /dev/fake: Input/output error: read offset=0, buflen=4096",
+            file=sys.stderr,
+        )
     output.write_text(json.dumps(doc))
     return 1 if failing else 0
 

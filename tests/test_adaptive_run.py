@@ -30,8 +30,15 @@ def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2, 
     # margin 1e-6: no verdict can be settled, so only the width rule and the cap stop the campaign
     w = tmp_path / "w.yaml"
     w.write_text(WORKLOAD.format(min=min_rounds, max=max_rounds, target=target_ci, margin=margin))
-    out = run_cli("run", w, "--results", tmp_path / "res", "--quiet", timeout=600,
-                  env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    out = run_cli(
+        "run",
+        w,
+        "--results",
+        tmp_path / "res",
+        "--quiet",
+        timeout=600,
+        env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
     assert out.returncode == 0, out.stderr
     return next((tmp_path / "res").iterdir())
 
@@ -58,17 +65,21 @@ def decide(camp, plan, **rule):
     (add another round?, why, for which points)."""
     from bench import stopping
     from bench.results import load_runs
-    decision = stopping.evaluate(stopping.StoppingRule(baseline=camp.baseline(), **rule), plan,
-                                 load_runs(camp))
+
+    decision = stopping.evaluate(
+        stopping.StoppingRule(baseline=camp.baseline(), **rule), plan, load_runs(camp)
+    )
     camp.save_adaptive_state(decision)
     return not decision.stop, decision.reason, stopping.undecided_points(decision)
 
 
 def test_stopping_rule_on_a_campaign_with_known_noise(tmp_path, template):
     from bench import store
+
     # Two targets, equal means, CV 1 %, five rounds: the ratio CI is a few per cent wide.
-    camp = store.open_campaign(make_campaign(tmp_path, template, {"null_blk": {1: 100_000},
-                                                                 "rnull": {1: 100_000}}, n=5))
+    camp = store.open_campaign(
+        make_campaign(tmp_path, template, {"null_blk": {1: 100_000}, "rnull": {1: 100_000}}, n=5)
+    )
     plan = camp.plan()
     more, reason, undecided = decide(camp, plan, target_ci=0.05, min_rounds=3, max_rounds=10, margin=0.02)
     assert more is False and "within" in reason and undecided == set()
@@ -77,11 +88,13 @@ def test_stopping_rule_on_a_campaign_with_known_noise(tmp_path, template):
     more, reason, undecided = decide(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=10, margin=1e-6)
     assert more is True and undecided == {"rw=randread,bs=4k,iodepth=1"}
     assert json.loads((camp.path / "adaptive.json").read_text())["points_above_target"] == [
-        ["rnull", "rw=randread,bs=4k,iodepth=1"]]
+        ["rnull", "rw=randread,bs=4k,iodepth=1"]
+    ]
     more, _, _ = decide(camp, plan, target_ci=0.001, min_rounds=3, max_rounds=5, margin=1e-6)
     assert more is False
     assert json.loads((camp.path / "adaptive.json").read_text())["points_at_cap"] == [
-        ["rnull", "rw=randread,bs=4k,iodepth=1"]]
+        ["rnull", "rw=randread,bs=4k,iodepth=1"]
+    ]
 
 
 def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env):
@@ -90,12 +103,14 @@ def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env
     from bench import campaign as camp_mod
     from bench.executors import local
     from bench.progress import reporter_for
+
     w = tmp_path / "w.yaml"
     w.write_text(WORKLOAD.format(min=2, max=3, target=0.01, margin=0.02).replace("bs: [4k]", "bs: [4k, 8k]"))
     prepared = camp_mod.prepare(w, seed=5, probe=True)
     camp_mod.check_with_fio(prepared)
     campaign = camp_mod.create_campaign(prepared, tmp_path / "res")
     from bench.stats import Decision
+
     undecided = {"rw=randread,bs=8k"}
 
     def policy(campaign, plan):
@@ -103,7 +118,9 @@ def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env
 
     counts = local.execute(campaign, prepared.workload, reporter_for(2.0, quiet=True), decide=policy)
     assert counts["done"] == 2 * 2 * 2 + 2
-    assert {p for _, p in json.loads((campaign.path / "adaptive.json").read_text())["points_above_target"]} == undecided
+    assert {
+        p for _, p in json.loads((campaign.path / "adaptive.json").read_text())["points_above_target"]
+    } == undecided
     db = sqlite3.connect(campaign.path / "index.sqlite")
     third = db.execute("SELECT DISTINCT point_key FROM runs WHERE round = 3").fetchall()
     assert third == [("rw=randread,bs=8k",)]
@@ -112,6 +129,7 @@ def test_the_runner_adds_rounds_only_for_the_points_the_rule_names(tmp_path, env
 
 def test_the_rule_names_only_the_undecided_points(tmp_path, template):
     from bench import store
+
     # qd1: equal means, CV 0.2 % -> equivalent after 5 rounds; qd8: CV 5 % -> still undecided
     rng = np.random.default_rng(6)
     files = []
@@ -119,7 +137,9 @@ def test_the_rule_names_only_the_undecided_points(tmp_path, template):
         for target in ("null_blk", "rnull"):
             for qd, cv in ((1, 0.002), (8, 0.05)):
                 path = tmp_path / f"{target}-{qd}-{rep}.json"
-                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
+                path.write_text(
+                    json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd))
+                )
                 files.append(str(path))
     out = run_cli("ingest", *files, "--into", tmp_path / "c")
     assert out.returncode == 0, out.stderr

@@ -97,9 +97,17 @@ def partition(dev: str) -> str:
     return f"{dev}p1"
 
 
-def disk_workload(tmp_path: Path, dev: str | None, *, identity: dict | None = None,
-                  destructive: bool = True, rw: str = "randwrite", extra: str = "",
-                  fio_extra: str = "", repetitions: int = 1) -> Path:
+def disk_workload(
+    tmp_path: Path,
+    dev: str | None,
+    *,
+    identity: dict | None = None,
+    destructive: bool = True,
+    rw: str = "randwrite",
+    extra: str = "",
+    fio_extra: str = "",
+    repetitions: int = 1,
+) -> Path:
     lines = ["name: disk", "targets:", "  disk:", "    driver: blockdev"]
     if dev:
         lines.append(f"    device: {dev}")
@@ -109,8 +117,14 @@ def disk_workload(tmp_path: Path, dev: str | None, *, identity: dict | None = No
         lines.append("    destructive: true")
     if extra:
         lines.append(extra)
-    lines += [f"fio: {{ioengine: psync, direct: 1, bs: 4k{fio_extra}}}", f"matrix: {{rw: [{rw}]}}",
-              f"repetitions: {repetitions}", "runtime: 1", "ramp_time: 0", ""]
+    lines += [
+        f"fio: {{ioengine: psync, direct: 1, bs: 4k{fio_extra}}}",
+        f"matrix: {{rw: [{rw}]}}",
+        f"repetitions: {repetitions}",
+        "runtime: 1",
+        "ramp_time: 0",
+        "",
+    ]
     return write_workload(tmp_path, "\n".join(lines))
 
 
@@ -168,8 +182,7 @@ def test_ext4_signature_refused_and_only_the_named_override_lets_it_through(tmp_
         assert codes(dev, {"ext4"}) == set()
         assert codes(dev, {"xfs"}) == {"signature"}
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
-        assert_refused(tmp_path, env, w, backing, "it carries an ext4 signature",
-                       "allow_signatures: [ext4]")
+        assert_refused(tmp_path, env, w, backing, "it carries an ext4 signature", "allow_signatures: [ext4]")
 
 
 def test_partition_table_refused(tmp_path, env):
@@ -177,8 +190,7 @@ def test_partition_table_refused(tmp_path, env):
         partition(dev)
         assert codes(dev) == {"partitions", "signature"}
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
-        assert_refused(tmp_path, env, w, backing, f"it has partitions ({Path(dev).name}p1)",
-                       "dos signature")
+        assert_refused(tmp_path, env, w, backing, f"it has partitions ({Path(dev).name}p1)", "dos signature")
 
 
 def test_mounted_partition_refused_even_with_its_signatures_allowed(tmp_path, env):
@@ -190,10 +202,18 @@ def test_mounted_partition_refused_even_with_its_signatures_allowed(tmp_path, en
         _sh("mount", part, str(mnt))
         found = codes(dev, {"dos", "ext4"})
         assert {"mounted", "partitions", "exclusive"} <= found and "signature" not in found
-        w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)},
-                          extra="    allow_signatures: [dos]")
-        assert_refused(tmp_path, env, w, backing, f"it is mounted: {Path(part).name} on {mnt}",
-                       "unmount it", "it has partitions")
+        w = disk_workload(
+            tmp_path, dev, identity={"backing_file": str(backing)}, extra="    allow_signatures: [dos]"
+        )
+        assert_refused(
+            tmp_path,
+            env,
+            w,
+            backing,
+            f"it is mounted: {Path(part).name} on {mnt}",
+            "unmount it",
+            "it has partitions",
+        )
 
 
 def test_mounted_device_refused(tmp_path, env):
@@ -203,8 +223,9 @@ def test_mounted_device_refused(tmp_path, env):
         _sh("mkfs.ext4", "-q", dev)
         _sh("mount", dev, str(mnt))
         assert {"mounted", "exclusive"} <= codes(dev, {"ext4"})
-        w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)},
-                          extra="    allow_signatures: [ext4]")
+        w = disk_workload(
+            tmp_path, dev, identity={"backing_file": str(backing)}, extra="    allow_signatures: [ext4]"
+        )
         assert_refused(tmp_path, env, w, backing, f"it is mounted: {Path(dev).name} on {mnt}")
 
 
@@ -214,8 +235,7 @@ def test_swap_refused(tmp_path, env):
         _sh("swapon", dev)
         assert {"swap", "signature", "exclusive"} <= codes(dev)
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
-        assert_refused(tmp_path, env, w, backing, "it is in use as swap", "swapoff it",
-                       "swap signature")
+        assert_refused(tmp_path, env, w, backing, "it is in use as swap", "swapoff it", "swap signature")
 
 
 def _device_mapper_missing() -> str | None:
@@ -231,8 +251,11 @@ def test_device_mapper_holder_refused(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
         sectors = (8 * MIB) // 512
         name = f"blkcmp-test-{os.getpid()}"
-        subprocess.run(["dmsetup", "create", name, "--table", f"0 {sectors} linear {dev} 0"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["dmsetup", "create", name, "--table", f"0 {sectors} linear {dev} 0"],
+            check=True,
+            capture_output=True,
+        )
         try:
             assert "holders" in codes(dev)
             w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
@@ -251,13 +274,15 @@ time.sleep(600)
 def test_exclusive_holder_refused(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
         holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_EXCLUSIVELY, dev], stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-c", HOLD_EXCLUSIVELY, dev], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert holder.stdout.readline().strip() == "held"
             assert codes(dev) == {"exclusive"}
             w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
-            assert_refused(tmp_path, env, w, backing, "it cannot be opened exclusively",
-                           "stop whatever holds it open")
+            assert_refused(
+                tmp_path, env, w, backing, "it cannot be opened exclusively", "stop whatever holds it open"
+            )
         finally:
             holder.kill()
             holder.wait()
@@ -274,22 +299,27 @@ def test_identity_mismatch_refused_for_reading_too(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
         for rw in ("randwrite", "randread"):
             w = disk_workload(tmp_path, dev, identity={"backing_file": "/elsewhere/disk.img"}, rw=rw)
-            assert_refused(tmp_path, env, w, backing, "is not the device the workload names",
-                           "backing_file: wanted '/elsewhere/disk.img'", "correct identity:")
+            assert_refused(
+                tmp_path,
+                env,
+                w,
+                backing,
+                "is not the device the workload names",
+                "backing_file: wanted '/elsewhere/disk.img'",
+                "correct identity:",
+            )
 
 
 def test_identity_that_matches_no_device_refused(tmp_path, env):
     with user_disk(tmp_path) as (_, backing):
         w = disk_workload(tmp_path, None, identity={"backing_file": str(tmp_path / "other.img")})
-        assert_refused(tmp_path, env, w, backing, "no block device here has identity",
-                       "blkcmp targets")
+        assert_refused(tmp_path, env, w, backing, "no block device here has identity", "blkcmp targets")
 
 
 def test_missing_destructive_refused_with_every_other_reason_in_the_same_line(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)}, destructive=False)
-        assert_refused(tmp_path, env, w, backing, "without destructive: true",
-                       "add destructive: true")
+        assert_refused(tmp_path, env, w, backing, "without destructive: true", "add destructive: true")
         _sh("mkfs.ext4", "-q", dev)
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)}, destructive=False)
         assert_refused(tmp_path, env, w, backing, "without destructive: true", "ext4 signature")
@@ -301,8 +331,12 @@ def test_destructive_without_identity_is_a_workload_error(tmp_path, env):
         w = disk_workload(tmp_path, dev)
         out = run_cli("run", w, "--results", tmp_path / "results", env=env)
         assert out.returncode == 2, out.stdout + out.stderr
-        line, = out.stderr.strip().splitlines()
-        assert line.startswith(f"blkcmp: error: {w}:") and "targets.disk.identity" in line and "wwn, serial" in line, line
+        (line,) = out.stderr.strip().splitlines()
+        assert (
+            line.startswith(f"blkcmp: error: {w}:")
+            and "targets.disk.identity" in line
+            and "wwn, serial" in line
+        ), line
         assert not (tmp_path / "results").exists() and digest(backing) == before
 
 
@@ -327,8 +361,9 @@ def test_clean_device_with_destructive_and_identity_runs_a_campaign_and_records_
     with user_disk(tmp_path) as (dev, backing):
         before = digest(backing)
         # named by identity alone: blkcmp finds the device whose sysfs says so
-        w = disk_workload(tmp_path, None, identity={"backing_file": str(backing), "size_bytes": 8 * MIB},
-                          repetitions=2)
+        w = disk_workload(
+            tmp_path, None, identity={"backing_file": str(backing), "size_bytes": 8 * MIB}, repetitions=2
+        )
         out = run_cli("run", w, "--results", tmp_path / "results", env=env)
         no_traceback(out)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -347,8 +382,9 @@ def test_clean_device_with_destructive_and_identity_runs_a_campaign_and_records_
 def test_an_allowed_signature_is_overwritten_and_the_override_recorded(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
         _sh("mkfs.ext4", "-q", dev)
-        w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)},
-                          extra="    allow_signatures: [ext4]")
+        w = disk_workload(
+            tmp_path, dev, identity={"backing_file": str(backing)}, extra="    allow_signatures: [ext4]"
+        )
         out = run_cli("run", w, "--results", tmp_path / "results", env=env)
         no_traceback(out)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -357,11 +393,17 @@ def test_an_allowed_signature_is_overwritten_and_the_override_recorded(tmp_path,
         assert disk["overridden"] == ["signature ext4"] and disk["allowed_signatures"] == ["ext4"]
         out = run_cli("report", campaign, "--out", tmp_path / "report", env=env)
         assert out.returncode == 0, out.stdout + out.stderr
-        row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
-                   if "write refusals overridden" in line)
+        row = next(
+            line
+            for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+            if "write refusals overridden" in line
+        )
         assert "signature ext4" in row, row
-        row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
-                   if line.lstrip("| ").startswith("identity"))
+        row = next(
+            line
+            for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+            if line.lstrip("| ").startswith("identity")
+        )
         assert f"backing_file={backing}" in row and "driver=loop" in row, row
 
 
@@ -373,8 +415,9 @@ def test_a_device_that_becomes_unsafe_mid_campaign_stops_it_before_the_next_run(
     with user_disk(tmp_path) as (dev, backing):
         # fio writes from 1 MiB on, so the swap header made below is never overwritten by a run
         # already under way: the next run's check must find it.
-        w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)},
-                          fio_extra=", offset: 1m", repetitions=40)
+        w = disk_workload(
+            tmp_path, dev, identity={"backing_file": str(backing)}, fio_extra=", offset: 1m", repetitions=40
+        )
         proc = start_cli("run", w, "--results", tmp_path / "results", env=env)
         try:
             wait_for(lambda: runs_done(tmp_path / "results") >= 1, "the first run")
@@ -419,11 +462,24 @@ def test_targets_lists_devices_with_identity_and_refusals(tmp_path, env):
 def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_run(tmp_path, env):
     """The same policy guards blkcmp's own devices: here its loop target (a real loop device,
     no stand-in) gets a swap header written by someone else between runs."""
-    w = write_workload(tmp_path, "\n".join([
-        "name: own", "targets:", "  own:", "    driver: loop",
-        f"    options: {{size: 8, directory: {tmp_path}}}",
-        "fio: {ioengine: psync, direct: 1, bs: 4k, offset: 1m}", "matrix: {rw: [randwrite]}",
-        "repetitions: 40", "runtime: 1", "ramp_time: 0", ""]))
+    w = write_workload(
+        tmp_path,
+        "\n".join(
+            [
+                "name: own",
+                "targets:",
+                "  own:",
+                "    driver: loop",
+                f"    options: {{size: 8, directory: {tmp_path}}}",
+                "fio: {ioengine: psync, direct: 1, bs: 4k, offset: 1m}",
+                "matrix: {rw: [randwrite]}",
+                "repetitions: 40",
+                "runtime: 1",
+                "ramp_time: 0",
+                "",
+            ]
+        ),
+    )
     results = tmp_path / "results"
     proc = start_cli("run", w, "--results", results, env=env)
     try:
@@ -440,16 +496,26 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
     assert 1 <= done_count(campaign_dir(results)) < 40
 
 
-@pytest.mark.parametrize(("target", "field", "says"), [
-    ("{driver: loop, destructive: true}", "targets.t.destructive", "only driver blockdev has `destructive`"),
-    ("{driver: blockdev}", "targets.t", "needs `device:`"),
-    ("{driver: blockdev, device: sdb}", "targets.t.device", "a path under /dev/"),
-    ("{driver: blockdev, device: /dev/sdb, destructive: true, identity: {model: X}}",
-     "targets.t.identity", "wwn, serial"),
-])
+@pytest.mark.parametrize(
+    ("target", "field", "says"),
+    [
+        (
+            "{driver: loop, destructive: true}",
+            "targets.t.destructive",
+            "only driver blockdev has `destructive`",
+        ),
+        ("{driver: blockdev}", "targets.t", "needs `device:`"),
+        ("{driver: blockdev, device: sdb}", "targets.t.device", "a path under /dev/"),
+        (
+            "{driver: blockdev, device: /dev/sdb, destructive: true, identity: {model: X}}",
+            "targets.t.identity",
+            "wwn, serial",
+        ),
+    ],
+)
 def test_blockdev_fields_are_checked_with_the_workload(tmp_path, env, target, field, says):
     w = write_workload(tmp_path, f"targets:\n  t: {target}\nfio: {{rw: read}}\n")
     out = run_cli("plan", w, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
-    line, = out.stderr.strip().splitlines()
+    (line,) = out.stderr.strip().splitlines()
     assert f"{w}:2: {field}:" in line and says in line, line

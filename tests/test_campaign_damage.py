@@ -32,6 +32,7 @@ seed: 3
 @pytest.fixture(scope="module")
 def module_env(tmp_path_factory) -> dict[str, str]:
     import os
+
     state = tmp_path_factory.mktemp("state")
     environment = dict(os.environ, BLKCMP_STATE_DIR=str(state))
     environment.pop("BLKCMP_DEBUG", None)
@@ -96,7 +97,10 @@ def test_damaged_index_is_rebuilt_and_export_equals_the_undamaged_export(pristin
     no_traceback(out)
     assert out.stdout == pristine[1]
     (notice,) = out.stderr.splitlines()
-    assert notice.startswith(f"blkcmp: {campaign}/index.sqlite was ") and "rebuilt from the run directories" in notice
+    assert (
+        notice.startswith(f"blkcmp: {campaign}/index.sqlite was ")
+        and "rebuilt from the run directories" in notice
+    )
     assert "(4 done, 0 failed, 0 not run)" in notice
     again = run_cli("export", campaign, "--format", "json", env=module_env)
     assert again.stdout == pristine[1] and again.stderr == ""  # rebuilt once, on disk
@@ -115,7 +119,10 @@ def test_every_reader_and_resume_work_on_a_damaged_index(pristine, tmp_path, mod
         out = run_cli(*args, env=module_env, timeout=120)
         assert out.returncode == 0, (args, out.stderr)
         no_traceback(out)
-        assert "rebuilt from the run directories (4 done, 0 failed, 0 not run)" in out.stderr, (args, out.stderr)
+        assert "rebuilt from the run directories (4 done, 0 failed, 0 not run)" in out.stderr, (
+            args,
+            out.stderr,
+        )
         return out.stdout
 
     compared = json.loads(ok("compare", fresh("compare"), "--format", "json"))
@@ -142,8 +149,9 @@ def test_reindex_rebuilds_and_keeps_failed_runs_and_leaves_damaged_runs_out(pris
     (runs[1] / "run.json").write_text("{garbage")
     out = run_cli("reindex", campaign, env=module_env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == (f"{campaign}/index.sqlite: rebuilt from the run directories "
-                                  "(3 done, 0 failed, 1 not run)")
+    assert out.stdout.strip() == (
+        f"{campaign}/index.sqlite: rebuilt from the run directories (3 done, 0 failed, 1 not run)"
+    )
     (line,) = out.stderr.splitlines()
     assert line.startswith(f"blkcmp: left out of the index: {runs[1]}: {runs[1]}/run.json: damaged (not JSON")
     status = {r["run_id"]: r["status"] for r in index_rows(campaign)}
@@ -167,15 +175,21 @@ def test_reindex_of_a_run_that_only_failed_indexes_it_as_failed(pristine, tmp_pa
 def test_reindex_refuses_a_directory_that_is_not_a_campaign(tmp_path, module_env):
     out = run_cli("reindex", tmp_path, env=module_env)
     assert out.returncode == 2
-    assert error_lines(out) == [f"blkcmp: error: {tmp_path}: not a blkcmp campaign directory (no campaign.json)"]
+    assert error_lines(out) == [
+        f"blkcmp: error: {tmp_path}: not a blkcmp campaign directory (no campaign.json)"
+    ]
 
 
 # ------------------------------------------------------------------------------------------
 # JSON metadata
 
 
-DAMAGE = {"garbage": b"{this is not json", "not UTF-8": b"\xff\xfe\x00garbage",
-          "wrong type": b"[1, 2, 3]\n", "deep": b"[" * 100_000 + b"]" * 100_000}
+DAMAGE = {
+    "garbage": b"{this is not json",
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "wrong type": b"[1, 2, 3]\n",
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+}
 
 
 @pytest.mark.parametrize("what", list(DAMAGE))
@@ -189,7 +203,9 @@ def test_damaged_metadata_is_one_line_naming_the_file(pristine, tmp_path, module
         no_traceback(out)
         (line,) = out.stderr.splitlines()
         assert line.startswith(f"blkcmp: error: {campaign}/{name}: damaged ("), line
-        assert line.endswith("restore it from a copy of the campaign (blkcmp cannot recreate it from the runs)")
+        assert line.endswith(
+            "restore it from a copy of the campaign (blkcmp cannot recreate it from the runs)"
+        )
     assert len(list((campaign / "runs").iterdir())) == 4  # nothing was run, nothing removed
 
 
@@ -217,8 +233,11 @@ def test_a_target_name_with_two_dots_is_a_run_directory_name_like_any_other(pris
 def test_ls_marks_damaged_campaigns_and_lists_the_rest(pristine, tmp_path, module_env):
     results = tmp_path / "results"
     good = copy_of(pristine, results, "good")
-    for name, damage in (("bad-info", "campaign.json"), ("bad-plan", "plan.json"),
-                         ("bad-env", "environment.json")):
+    for name, damage in (
+        ("bad-info", "campaign.json"),
+        ("bad-plan", "plan.json"),
+        ("bad-env", "environment.json"),
+    ):
         (copy_of(pristine, results, name) / damage).write_bytes(b"\x00garbage")
     (copy_of(pristine, results, "no-info") / "campaign.json").unlink()
     damage_index(copy_of(pristine, results, "bad-index"), "garbage")
@@ -229,12 +248,19 @@ def test_ls_marks_damaged_campaigns_and_lists_the_rest(pristine, tmp_path, modul
     lines = {l.split()[0]: l.split(None, 2)[1:] for l in out.stdout.splitlines()}
     assert sorted(lines) == ["bad-env", "bad-index", "bad-info", "bad-plan", "good", "no-info"]
     assert lines["good"] == ["complete", "4/4 runs"] and lines["bad-index"] == ["complete", "4/4 runs"]
-    for name, file in (("bad-info", "campaign.json"), ("bad-plan", "plan.json"),
-                       ("bad-env", "environment.json"), ("no-info", "campaign.json")):
+    for name, file in (
+        ("bad-info", "campaign.json"),
+        ("bad-plan", "plan.json"),
+        ("bad-env", "environment.json"),
+        ("no-info", "campaign.json"),
+    ):
         state, detail = lines[name]
         assert state == "damaged" and detail.startswith(f"{results / name / file}: "), (name, detail)
-    assert out.stderr.splitlines() == [
-        l for l in out.stderr.splitlines() if "bad-index/index.sqlite was unreadable" in l] and out.stderr
+    assert (
+        out.stderr.splitlines()
+        == [l for l in out.stderr.splitlines() if "bad-index/index.sqlite was unreadable" in l]
+        and out.stderr
+    )
     assert good.is_dir()
 
 

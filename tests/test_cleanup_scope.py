@@ -19,8 +19,10 @@ from bench import ledger
 
 pytestmark = needs_root
 
-LONG = ("targets:\n  lp:\n    driver: loop\n    options: {size: 16}\n"
-        "fio:\n  ioengine: psync\nrepetitions: 1\nruntime: 60\nramp_time: 0\n")
+LONG = (
+    "targets:\n  lp:\n    driver: loop\n    options: {size: 16}\n"
+    "fio:\n  ioengine: psync\nrepetitions: 1\nruntime: 60\nramp_time: 0\n"
+)
 
 
 def fio_processes(argv_tail: str, under: Path) -> list[psutil.Process]:
@@ -29,9 +31,13 @@ def fio_processes(argv_tail: str, under: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
-            if proc.info["name"] == "fio" and proc.info["cmdline"] and \
-                    proc.info["cmdline"][-1].endswith(argv_tail) and \
-                    proc.info["cmdline"][-1].startswith(f"{under}/") and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.info["name"] == "fio"
+                and proc.info["cmdline"]
+                and proc.info["cmdline"][-1].endswith(argv_tail)
+                and proc.info["cmdline"][-1].startswith(f"{under}/")
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
         except psutil.Error:
             pass
@@ -56,10 +62,13 @@ def test_cleanup_kills_the_recorded_fio_and_spares_processes_that_mention_its_jo
         # Unrelated processes: one follows the job file, one has fio's exact command line but is
         # not fio (argv[0] set with exec -a).
         bystanders.append(subprocess.Popen(["tail", "-f", str(job)], stdout=subprocess.DEVNULL))
-        bystanders.append(subprocess.Popen(["bash", "-c", 'exec -a "$0" sleep 300', *argv[:1]],
-                                           stdout=subprocess.DEVNULL))
-        wait_for(lambda: all(psutil.Process(b.pid).cmdline()[:1] in (["tail"], [argv[0]]) for b in bystanders),
-                 "the bystanders to start")
+        bystanders.append(
+            subprocess.Popen(["bash", "-c", 'exec -a "$0" sleep 300', *argv[:1]], stdout=subprocess.DEVNULL)
+        )
+        wait_for(
+            lambda: all(psutil.Process(b.pid).cmdline()[:1] in (["tail"], [argv[0]]) for b in bystanders),
+            "the bystanders to start",
+        )
         run.send_signal(signal.SIGKILL)
         run.communicate(timeout=60)
         wait_for(lambda: len(fio_processes(job_tail, results)) <= 1, "fio's main process to die with blkcmp")
@@ -91,11 +100,23 @@ def test_a_reused_pid_or_another_program_is_never_killed(tmp_path, env):
         start = psutil.Process(sleeper.pid).create_time()
         cases = [
             # the recorded fio is gone and its pid now belongs to another process
-            {"what": "fio", "names": ["fio"], "argv": ["fio", "x.fio"], "after": time.time(),
-             "pid": sleeper.pid, "start": start - 100},
+            {
+                "what": "fio",
+                "names": ["fio"],
+                "argv": ["fio", "x.fio"],
+                "after": time.time(),
+                "pid": sleeper.pid,
+                "start": start - 100,
+            },
             # the pid and start time are right, but it is not fio
-            {"what": "fio", "names": ["fio"], "argv": ["fio", "x.fio"], "after": time.time(),
-             "pid": sleeper.pid, "start": start},
+            {
+                "what": "fio",
+                "names": ["fio"],
+                "argv": ["fio", "x.fio"],
+                "after": time.time(),
+                "pid": sleeper.pid,
+                "start": start,
+            },
         ]
         for record in cases:
             ledger.register("processes", record)
@@ -121,14 +142,19 @@ def test_an_entry_whose_creator_pid_was_reused_counts_as_left_behind(tmp_path, e
     data["resources"][rid]["pid_start"] -= 100
     path.write_text(json.dumps(data))
     out = run_cli("cleanup", env=env)
-    assert out.returncode == 0 and out.stdout.strip() == f"temp-dir: {json.dumps({'path': str(leftover)})}: removed"
+    assert (
+        out.returncode == 0
+        and out.stdout.strip() == f"temp-dir: {json.dumps({'path': str(leftover)})}: removed"
+    )
     assert not leftover.exists()
 
 
 def points_workload(points: int) -> str:
-    return ("targets:\n  n: {driver: fio-null}\nfio: {ioengine: psync}\n"
-            "matrix:\n  iodepth: [" + ", ".join(str(i) for i in range(1, points + 1)) + "]\n"
-            "repetitions: 1\nruntime: 1\nramp_time: 0\n")
+    return (
+        "targets:\n  n: {driver: fio-null}\nfio: {ioengine: psync}\n"
+        "matrix:\n  iodepth: [" + ", ".join(str(i) for i in range(1, points + 1)) + "]\n"
+        "repetitions: 1\nruntime: 1\nramp_time: 0\n"
+    )
 
 
 # 120 points: the fio --parse-only check runs long enough to be killed in the middle of it.
@@ -139,6 +165,7 @@ def test_the_fio_check_writes_no_temporary_directory(tmp_path, env):
     # `fio --parse-only` reads the jobs on its standard input: nothing for a SIGKILL to leave
     # behind. Watched from the side while `plan` checks 120 jobs.
     import threading
+
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     seen: set[str] = set()

@@ -39,9 +39,17 @@ def _faster_at_randread_qd1(target: str, point: dict) -> float:
 
 @pytest.fixture(scope="module")
 def gold(tmp_path_factory) -> Path:
-    return specimen.create(tmp_path_factory.mktemp("gold"), specimen.Specimen(
-        name="gold", kernel="7.2.13", rounds=6, seed=7, factor=_faster_at_randread_qd1,
-        matrix={"rw": ["randread", "randwrite"], "bs": ["4k"], "iodepth": [1, 32]}))
+    return specimen.create(
+        tmp_path_factory.mktemp("gold"),
+        specimen.Specimen(
+            name="gold",
+            kernel="7.2.13",
+            rounds=6,
+            seed=7,
+            factor=_faster_at_randread_qd1,
+            matrix={"rw": ["randread", "randwrite"], "bs": ["4k"], "iodepth": [1, 32]},
+        ),
+    )
 
 
 def ok(proc) -> str:
@@ -90,13 +98,13 @@ def test_compare_table_is_whole_at_80_columns(gold, env):
     out = ok(run_cli("compare", gold, env=dict(env, COLUMNS="80")))
     lines = out.splitlines()
     assert all(len(line) <= 80 for line in lines), max(lines, key=len)
-    assert "\u2026" not in out                        # nothing cut: no `rw=ran…`
+    assert "\u2026" not in out  # nothing cut: no `rw=ran…`
     rows = [line.split() for line in lines if line.startswith("rand")]
     assert [" ".join(r[:3]) for r in rows] == LABELS
     assert [r[-2] for r in rows] == ["1.046-1.052", "0.998-1.003", "0.996-1.003", "0.993-1.003"]
     assert [r[-1] for r in rows] == ["faster*", "equivalent", "equivalent", "equivalent"]
     assert "* beyond the margin: the whole CI lies outside ±2 %" in out
-    assert "flags randwrite 4k qd1: outliers" in out   # the flags column gave way to a line
+    assert "flags randwrite 4k qd1: outliers" in out  # the flags column gave way to a line
     assert "p (adj.)" not in out
 
     wide = ok(run_cli("compare", gold, env=dict(env, COLUMNS="160")))
@@ -110,16 +118,22 @@ def test_compare_table_is_whole_at_80_columns(gold, env):
 
 def test_compare_by_a_matrix_key(gold, env):
     # iodepth as the sides: qd32 against qd1, per rw and target; the specimen's IOPS grow as qd^0.4
-    doc = json.loads(ok(run_cli("compare", gold, "--by", "iodepth", "--baseline", "iodepth=1",
-                                "--format", "json", env=env)))
+    doc = json.loads(
+        ok(
+            run_cli(
+                "compare", gold, "--by", "iodepth", "--baseline", "iodepth=1", "--format", "json", env=env
+            )
+        )
+    )
     assert doc["by"] == "iodepth" and doc["baseline"] == "1"
     side = doc["comparisons"][0]
     assert (side["baseline"], side["candidate"]) == ("1", "32")
     points = {p["label"]: p for p in side["points"]}
-    assert sorted(points) == sorted(f"{rw} 4k [{t}]" for rw in ("randread", "randwrite")
-                                    for t in ("null_blk", "rnull"))
+    assert sorted(points) == sorted(
+        f"{rw} 4k [{t}]" for rw in ("randread", "randwrite") for t in ("null_blk", "rnull")
+    )
     for label, p in points.items():
-        expected = 32 ** 0.4 / (1.05 if label == "randread 4k [rnull]" else 1.0)
+        expected = 32**0.4 / (1.05 if label == "randread 4k [rnull]" else 1.0)
         assert p["comparison"]["ratio"] == pytest.approx(expected, rel=0.01), label
         assert p["verdict"]["verdict"] == "faster" and p["verdict"]["beyond_margin"]
     bad = run_cli("compare", gold, "--by", "iodepth", "--baseline", "target=null_blk", env=env)
@@ -157,7 +171,9 @@ def test_compare_by_host(tmp_path, env):
     assert point["label"] == "randread 4k qd1 [t]" and point["comparison"]["paired"] is False
     assert point["comparison"]["ratio"] == pytest.approx(1.10, rel=0.005)
     assert point["verdict"]["verdict"] == "faster" and point["verdict"]["beyond_margin"]
-    text = ok(run_cli("compare", *dirs, "--by", "host", "--baseline", "host=beta", "--format", "text", env=env))
+    text = ok(
+        run_cli("compare", *dirs, "--by", "host", "--baseline", "host=beta", "--format", "text", env=env)
+    )
     assert "alpha vs beta (baseline)" in text and "slower*" in text
 
 
@@ -172,8 +188,11 @@ def test_correction_bh_through_the_cli(gold, env):
     assert {p["verdict"]["correction"] for p in bh["comparisons"][0]["points"]} == {"Benjamini-Hochberg"}
     md = ok(run_cli("compare", gold, "--correction", "bh", "--format", "markdown", env=env))
     assert "alpha 0.05, Benjamini-Hochberg across 4 points" in md
-    rows = list(csv.DictReader(io.StringIO(ok(run_cli("compare", gold, "--correction", "bh", "--format", "csv",
-                                                      env=env)))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(ok(run_cli("compare", gold, "--correction", "bh", "--format", "csv", env=env)))
+        )
+    )
     assert [float(r["p_adjusted"]) for r in rows] == pytest.approx(bh_p)
 
 
@@ -185,23 +204,30 @@ def test_margin_is_said_alike_in_header_sentences_and_figure(gold, env, tmp_path
     from bench.analysis import analyse
     from bench.analysis_options import AnalysisOptions
     from bench.plots import data, forest
+
     fig = forest.ratio_forest(analyse([gold], AnalysisOptions.parse(margin=0.005)), data.load([gold]))
     assert "±0.5 % equivalence margin" in fig.caption
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--margin", "0"], "--margin 0: expected a fraction between 0 and 1"),
-    (["--margin", "nan"], "--margin nan: expected a fraction"),
-    (["--alpha", "1.5"], "--alpha 1.5: expected a probability between 0 and 1"),
-    (["--correction", "bonferroni"], "--correction bonferroni: expected one of holm, bh"),
-    (["--metric", "latency"], "--metric latency: expected one of iops, bw"),
-    (["--baseline", "target="], "--baseline target=: give a name after '='"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--margin", "0"], "--margin 0: expected a fraction between 0 and 1"),
+        (["--margin", "nan"], "--margin nan: expected a fraction"),
+        (["--alpha", "1.5"], "--alpha 1.5: expected a probability between 0 and 1"),
+        (["--correction", "bonferroni"], "--correction bonferroni: expected one of holm, bh"),
+        (["--metric", "latency"], "--metric latency: expected one of iops, bw"),
+        (["--baseline", "target="], "--baseline target=: give a name after '='"),
+    ],
+)
 @pytest.mark.parametrize("command", ["compare", "plot", "report"])
 def test_bad_analysis_options_are_one_line_before_anything_is_read(command, args, needle, env, tmp_path):
     # the directory does not exist: the options are refused first, in every command alike
-    proc = run_cli(command, tmp_path / "missing", *args, "--out", tmp_path / "o", env=env) \
-        if command != "compare" else run_cli(command, tmp_path / "missing", *args, env=env)
+    proc = (
+        run_cli(command, tmp_path / "missing", *args, "--out", tmp_path / "o", env=env)
+        if command != "compare"
+        else run_cli(command, tmp_path / "missing", *args, env=env)
+    )
     no_traceback(proc)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
@@ -209,8 +235,9 @@ def test_bad_analysis_options_are_one_line_before_anything_is_read(command, args
 
 
 def test_plan_pilot_options_are_checked_before_the_plan(tmp_path, env):
-    path = write_workload(tmp_path, "targets:\n  a: {driver: fio-null}\n  b: {driver: fio-null}\n"
-                                    "matrix:\n  rw: [randread]\n")
+    path = write_workload(
+        tmp_path, "targets:\n  a: {driver: fio-null}\n  b: {driver: fio-null}\nmatrix:\n  rw: [randread]\n"
+    )
     proc = run_cli("plan", path, "--pilot", tmp_path, "--alpha", "0", env=env)
     no_traceback(proc)
     assert proc.returncode == 2 and proc.stdout == ""
@@ -219,7 +246,9 @@ def test_plan_pilot_options_are_checked_before_the_plan(tmp_path, env):
 
 def test_plot_says_why_a_kernel_has_no_verdicts(tmp_path, env):
     # one target only: nothing to compare is a fact about the data, said instead of the forest
-    alone = specimen.create(tmp_path, specimen.Specimen(name="alone", targets=(("null_blk", "null_blk"),), rounds=3))
+    alone = specimen.create(
+        tmp_path, specimen.Specimen(name="alone", targets=(("null_blk", "null_blk"),), rounds=3)
+    )
     out = ok(run_cli("plot", alone, "--out", tmp_path / "plots", "--format", "svg", env=env))
     assert "skipped forest: ratio forest: --by target: only one target (null_blk)" in out
 
@@ -274,15 +303,19 @@ def test_run_auto_ends_with_the_verdicts_and_the_next_commands(tmp_path, env):
     assert len(said) == 2 and all(" nul " in line or "nul/lp" in line for line in said), said  # in words
     # then where the results are and what to run next, with the campaign's path
     where = f"results/{campaign.name}"
-    tail = lines[lines.index(f"results: {where}"):]
+    tail = lines[lines.index(f"results: {where}") :]
     assert tail[1:4] == ["next steps:", f"  blkcmp compare {where}", f"  blkcmp report {where}"]
     # the named commands work as printed
     assert "nul vs lp (baseline)" in ok(run_cli("compare", where, "--format", "text", env=env, cwd=tmp_path))
 
 
 def test_run_says_why_there_are_no_verdicts(tmp_path, env):
-    path = write_workload(tmp_path, AUTO.replace("  lp:\n    driver: loop\nbaseline: lp\n", "")
-                          .replace("iodepth: [1, 2]", "iodepth: [1]"))
+    path = write_workload(
+        tmp_path,
+        AUTO.replace("  lp:\n    driver: loop\nbaseline: lp\n", "").replace(
+            "iodepth: [1, 2]", "iodepth: [1]"
+        ),
+    )
     out = " ".join(ok(run_cli("run", path, "--results", "results", env=env, cwd=tmp_path)).split())
     assert "no verdicts: --by target: only one target (nul) in these campaigns; nothing to compare" in out
     assert "next steps: blkcmp compare results/" in out

@@ -19,8 +19,9 @@ from conftest import fake_run, make_campaign, run_cli
 
 def test_known_shift_equivalence_and_formats(tmp_path, template):
     # qd1: rnull 5 % faster; qd8: identical means (equivalent within 2 % at CV 1 %, n 10).
-    camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000, 8: 200_000},
-                                              "rnull": {1: 105_000, 8: 200_000}})
+    camp = make_campaign(
+        tmp_path, template, {"null_blk": {1: 100_000, 8: 200_000}, "rnull": {1: 105_000, 8: 200_000}}
+    )
     res = run_cli("compare", str(camp), "--baseline", "target=null_blk", "--format", "json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
@@ -49,7 +50,9 @@ def test_known_shift_equivalence_and_formats(tmp_path, template):
     assert "| point |" in md and "**faster**" in md
 
     assert run_cli("compare", str(camp), "--fail-on", "slower").returncode == 0
-    swapped = run_cli("compare", str(camp), "--baseline", "target=rnull", "--fail-on", "slower", "--format", "text")
+    swapped = run_cli(
+        "compare", str(camp), "--baseline", "target=rnull", "--fail-on", "slower", "--format", "text"
+    )
     assert swapped.returncode == 1 and "slower" in swapped.stderr
 
 
@@ -77,10 +80,15 @@ def test_latency_direction_wording(tmp_path, template):
     assert point["verdict"]["verdict"] == "faster" and point["verdict"]["beyond_margin"]
     # the sentence speaks of speed: 20 / 19 = 1.053 × faster, not "0.95 × faster"
     assert re.match(r"rnull is 1\.0[45]\d* ± [\d.]+ × faster than null_blk ", point["verdict"]["sentence"])
-    swapped = json.loads(run_cli("compare", str(camp), "--metric", "clat_mean", "--baseline", "target=rnull",
-                                "--format", "json").stdout)
+    swapped = json.loads(
+        run_cli(
+            "compare", str(camp), "--metric", "clat_mean", "--baseline", "target=rnull", "--format", "json"
+        ).stdout
+    )
     (other,) = swapped["comparisons"][0]["points"]
-    assert other["verdict"]["verdict"] == "slower" and other["comparison"]["ratio"] == pytest.approx(1.053, abs=0.006)
+    assert other["verdict"]["verdict"] == "slower" and other["comparison"]["ratio"] == pytest.approx(
+        1.053, abs=0.006
+    )
     assert re.match(r"null_blk is 1\.0[45]\d* ± [\d.]+ × slower than rnull ", other["verdict"]["sentence"])
     # IOPS are identical in these runs: no difference is claimed on them
     iops = json.loads(run_cli("compare", str(camp), "--format", "json").stdout)
@@ -104,10 +112,12 @@ def test_compare_by_kernel_across_campaigns(tmp_path, template):
 
 def test_bad_compare_arguments(tmp_path, template):
     camp = make_campaign(tmp_path, template, {"null_blk": {1: 100_000}, "rnull": {1: 100_000}}, n=3)
-    for args, needle in ((["--metric", "nope"], "--metric nope"),
-                         (["--baseline", "target=nosuch"], "no such target"),
-                         (["--margin", "5"], "--margin 5"),
-                         (["--by", "iodepth"], "only one iodepth")):
+    for args, needle in (
+        (["--metric", "nope"], "--metric nope"),
+        (["--baseline", "target=nosuch"], "no such target"),
+        (["--margin", "5"], "--margin 5"),
+        (["--by", "iodepth"], "only one iodepth"),
+    ):
         out = run_cli("compare", str(camp), *args)
         assert out.returncode == 2, (args, out.stderr)
         assert needle in out.stderr and "Traceback" not in out.stderr
@@ -118,6 +128,7 @@ def test_bad_compare_arguments(tmp_path, template):
 def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
     # pilot: qd1 at CV 1 %, qd8 at CV 3 % (noisier, needs more rounds); 6 rounds each
     from bench import stats
+
     rng_cv = {1: 0.01, 8: 0.03}
     files = []
     rng = np.random.default_rng(4)
@@ -125,7 +136,9 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
         for target in ("null_blk", "rnull"):
             for qd, cv in rng_cv.items():
                 path = tmp_path / f"p-{target}-{qd}-{rep}.json"
-                path.write_text(json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd)))
+                path.write_text(
+                    json.dumps(fake_run(template, target, float(rng.normal(1e5, cv * 1e5)), iodepth=qd))
+                )
                 files.append(str(path))
     pilot = tmp_path / "pilot"
     assert run_cli("ingest", *files, "--into", str(pilot)).returncode == 0
@@ -138,7 +151,8 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
     assert 0.007 < qd1["unit_sd"] < 0.03 and qd8["unit_sd"] > qd1["unit_sd"]
     for s in (qd1, qd8):  # Bonferroni over the 2 points: alpha 0.025 each
         assert (s["rounds_detect"], s["rounds_equivalence"]) == stats.rounds_for_power(
-            s["unit_sd"], 0.02, alpha=0.025)
+            s["unit_sd"], 0.02, alpha=0.025
+        )
         assert s["rounds"] == max(s["rounds_detect"], s["rounds_equivalence"])
     assert qd8["rounds"] > qd1["rounds"] > 6 - 4
 
@@ -150,8 +164,10 @@ def test_pilot_says_how_many_rounds_each_point_needs(tmp_path, template):
     assert missing.returncode == 2 and "--pilot" in missing.stderr
 
     workload = tmp_path / "w.yaml"
-    workload.write_text("targets:\n  null_blk: {driver: null_blk}\n  rnull: {driver: rnull}\n"
-                        "matrix:\n  rw: [randread]\n  bs: [4k]\n  iodepth: [1, 8, 32]\nrepetitions: 3\n")
+    workload.write_text(
+        "targets:\n  null_blk: {driver: null_blk}\n  rnull: {driver: rnull}\n"
+        "matrix:\n  rw: [randread]\n  bs: [4k]\n  iodepth: [1, 8, 32]\nrepetitions: 3\n"
+    )
     plan = run_cli("plan", str(workload), "--pilot", str(pilot))
     assert plan.returncode == 0, plan.stderr
     assert f"{qd8['rounds']:>6d} (plan: 3)" in plan.stdout
@@ -174,8 +190,14 @@ def test_runs_from_two_sessions_are_analysed_at_the_session_level(tmp_path, temp
     camp = tmp_path / "sessions"
     assert run_cli("ingest", *files, "--into", str(camp)).returncode == 0
     one_session = json.loads(run_cli("compare", str(camp), "--format", "json").stdout)
-    (camp / "targets.json").write_text(json.dumps([{"started": "2027-01-15T08:00:00Z", "targets": {}},
-                                                   {"started": "2027-01-15T08:00:45Z", "targets": {}}]))
+    (camp / "targets.json").write_text(
+        json.dumps(
+            [
+                {"started": "2027-01-15T08:00:00Z", "targets": {}},
+                {"started": "2027-01-15T08:00:45Z", "targets": {}},
+            ]
+        )
+    )
     res = run_cli("compare", str(camp), "--format", "json")
     assert res.returncode == 0, res.stderr
     point = json.loads(res.stdout)["comparisons"][0]["points"][0]

@@ -52,9 +52,22 @@ def copy_of_proc(directory: Path, *names: str) -> Path:
 @pytest.fixture
 def stat_around_a_fio_run(tmp_path) -> tuple[Path, Path]:
     before = copy_of_proc(tmp_path / "before", "stat")
-    subprocess.run([FIO, "--name=busy", "--ioengine=null", "--size=16M", "--rw=randread", "--bs=4k",
-                    "--time_based=1", "--runtime=1", "--output-format=json"], capture_output=True,
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            FIO,
+            "--name=busy",
+            "--ioengine=null",
+            "--size=16M",
+            "--rw=randread",
+            "--bs=4k",
+            "--time_based=1",
+            "--runtime=1",
+            "--output-format=json",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     after = copy_of_proc(tmp_path / "after", "stat")
     return before, after
 
@@ -70,11 +83,14 @@ def test_psutil_cpu_times_are_the_old_parsers_jiffies(stat_around_a_fio_run, mon
     # and the delta of the run, as cpu.json keeps it, is the old one
     softirqs = {"BLOCK": [0] * (len(readings[0]) - 1)}
     ticks = os.sysconf("SC_CLK_TCK")
-    delta = bench_env.cpu_delta({"stat": readings[0], "softirqs": softirqs, "clock_ticks": ticks},
-                          {"stat": readings[1], "softirqs": softirqs, "clock_ticks": ticks})
+    delta = bench_env.cpu_delta(
+        {"stat": readings[0], "softirqs": softirqs, "clock_ticks": ticks},
+        {"stat": readings[1], "softirqs": softirqs, "clock_ticks": ticks},
+    )
     old_before, old_after = (old_stat((p / "stat").read_text()) for p in (before, after))
-    assert delta["stat"] == {cpu: {f: old_after[cpu][f] - v for f, v in fields.items()}
-                             for cpu, fields in old_before.items()}
+    assert delta["stat"] == {
+        cpu: {f: old_after[cpu][f] - v for f, v in fields.items()} for cpu, fields in old_before.items()
+    }
     assert delta["seconds"] == {f: (old_after["cpu"][f] - old_before["cpu"][f]) / ticks for f in _STAT_FIELDS}
     assert sum(delta["stat"]["cpu"].values()) > 0  # a second of fio went by: the counters moved
 
@@ -109,7 +125,9 @@ def test_frequencies_are_what_the_machine_exposes(tmp_path, monkeypatch):
 
 
 def test_online_cpus_match_proc_stat():
-    assert [f"cpu{n}" for n in bench_env.online_cpus()] == re.findall(r"^(cpu\d+) ", Path("/proc/stat").read_text(), re.M)
+    assert [f"cpu{n}" for n in bench_env.online_cpus()] == re.findall(
+        r"^(cpu\d+) ", Path("/proc/stat").read_text(), re.M
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,7 +147,9 @@ seed: 1
 
 
 def test_a_run_records_the_environment_and_fios_own_cost(tmp_path, env):
-    out = run_cli("run", write_workload(tmp_path, WORKLOAD), "--results", tmp_path / "res", "--quiet", env=env)
+    out = run_cli(
+        "run", write_workload(tmp_path, WORKLOAD), "--results", tmp_path / "res", "--quiet", env=env
+    )
     no_traceback(out)
     assert out.returncode == 0, out.stderr
     camp = campaign_dir(tmp_path / "res")
@@ -139,7 +159,8 @@ def test_a_run_records_the_environment_and_fios_own_cost(tmp_path, env):
     assert 0 < environment["memory"]["available_bytes"] <= environment["memory"]["total_bytes"]
     btime = int(re.search(r"^btime (\d+)$", Path("/proc/stat").read_text(), re.M).group(1))
     assert environment["kernel"]["boot_time"] == datetime.fromtimestamp(btime, UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert environment["cpu"]["physical_cores"] == psutil.cpu_count(logical=False)
     assert len(environment["cpu"]["frequency_mhz"]) in (0, environment["cpu"]["count"])
 
@@ -160,20 +181,28 @@ def test_a_run_records_the_environment_and_fios_own_cost(tmp_path, env):
 def test_without_psutil_blkcmp_says_how_to_get_it(tmp_path, env):
     # The guest runs blkcmp with its root's python3: should python3-psutil be missing there, the
     # error names the package instead of a traceback. The subprocess hides psutil from itself.
-    hide = ("import sys; sys.modules['psutil'] = None; from bench.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
+    hide = (
+        "import sys; sys.modules['psutil'] = None; from bench.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     workload = write_workload(tmp_path, WORKLOAD)
-    proc = subprocess.run([sys.executable, "-c", hide, "run", str(workload), "--results", str(tmp_path / "res")],
-                          env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", hide, "run", str(workload), "--results", str(tmp_path / "res")],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         "blkcmp: error: psutil is missing (blkcmp reads processes, CPU times, memory and boot time "
         "through it): `pip install psutil`, or `apt-get install python3-psutil` for the system python3 a "
-        "VM guest uses"]
+        "VM guest uses"
+    ]
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
 
 
 def test_the_guest_root_has_psutil():
     from bench import kernels
+
     assert "python3-psutil" in kernels.packages_for(kernels.GUEST_SUITE)

@@ -18,8 +18,12 @@ def test_shorten_keeps_short_text_and_says_how_much_it_cut():
 def test_a_huge_fio_value_is_refused_by_its_length_not_echoed(tmp_path, env):
     # Over the workload's string bound (4,096 characters): refused by length, not quoted.
     value = "4k" + "x" * 200_000
-    path = write_workload(tmp_path, "targets:\n  n: {driver: fio-null}\nfio:\n  bs: " + value +
-                          "\nrepetitions: 1\nruntime: 1\nramp_time: 0\n")
+    path = write_workload(
+        tmp_path,
+        "targets:\n  n: {driver: fio-null}\nfio:\n  bs: "
+        + value
+        + "\nrepetitions: 1\nruntime: 1\nramp_time: 0\n",
+    )
     out = run_cli("run", path, "--results", tmp_path / "results", env=env)
     assert out.returncode == 2
     no_traceback(out)
@@ -31,8 +35,12 @@ def test_a_huge_fio_value_is_refused_by_its_length_not_echoed(tmp_path, env):
 def test_a_long_fio_value_fio_rejects_is_echoed_shortened(tmp_path, env):
     # Within the bound, but fio rejects it: fio's complaint quotes it, and blkcmp shortens that.
     value = "x" * 4000
-    path = write_workload(tmp_path, "targets:\n  n: {driver: fio-null}\nfio:\n  bs: " + value +
-                          "\nrepetitions: 1\nruntime: 1\nramp_time: 0\n")
+    path = write_workload(
+        tmp_path,
+        "targets:\n  n: {driver: fio-null}\nfio:\n  bs: "
+        + value
+        + "\nrepetitions: 1\nruntime: 1\nramp_time: 0\n",
+    )
     out = run_cli("run", path, "--results", tmp_path / "results", env=env)
     assert out.returncode == 2
     no_traceback(out)

@@ -41,8 +41,10 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
         files[name] = d / f"{name}.json"
         files[name].write_text(run_fio(d, text, name=f"{name}.fio"))
     # psync with iodepth > 1: fio prints a note on stdout before the JSON document.
-    psync = (f"[global]\nioengine=psync\niodepth=4\nsize=8M\nfilename={d}/psync.img\ntime_based=1\n"
-             "runtime=1\ndirect=0\n[ps]\nrw=randread\nbs=4k\n")
+    psync = (
+        f"[global]\nioengine=psync\niodepth=4\nsize=8M\nfilename={d}/psync.img\ntime_based=1\n"
+        "runtime=1\ndirect=0\n[ps]\nrw=randread\nbs=4k\n"
+    )
     files["psync"] = d / "psync.json"
     files["psync"].write_text(run_fio(d, psync, name="psync.fio"))
     # client/server: two fio servers on free local ports, one job file sent to each.
@@ -52,8 +54,9 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
         cmd = [FIO]
         for port in ports:
             cmd += [f"--client=127.0.0.1,{port}", str(job)]
-        proc = subprocess.run(cmd + ["--output-format=json+"], cwd=d, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            cmd + ["--output-format=json+"], cwd=d, capture_output=True, text=True, timeout=120
+        )
     assert proc.returncode == 0, proc.stderr
     files["clients"] = d / "clients.json"
     files["clients"].write_text(proc.stdout)
@@ -108,7 +111,7 @@ def test_unified_rw_reporting_mixed_has_only_a_mixed_direction(outputs):
 
 def test_psync_note_before_the_json_is_skipped(outputs):
     text = outputs["psync"].read_text()
-    before = text[:text.index("{")]
+    before = text[: text.index("{")]
     assert "note: both iodepth >= 1 and synchronous I/O engine" in before
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)  # the note really is there: plain json.loads fails
@@ -148,7 +151,7 @@ def test_global_options_as_an_object(outputs):
     assert isinstance(data["global options"], dict)
     job = fio.parse(data).jobs[0]
     assert job.option("ioengine") == "null" and job.option("size") == "64M"  # global section
-    assert job.option("rw") == "randread"                                    # job section
+    assert job.option("rw") == "randread"  # job section
 
 
 def test_global_options_as_a_per_server_array(outputs):
@@ -159,8 +162,9 @@ def test_global_options_as_a_per_server_array(outputs):
     data = raw(outputs["clients"])
     shared = data["global options"]
     ports = sorted(outputs["ports"])
-    data["global options"] = [{"hostname": "127.0.0.1", "port": p, **shared, "size": f"{i + 1}M"}
-                              for i, p in enumerate(ports)]
+    data["global options"] = [
+        {"hostname": "127.0.0.1", "port": p, **shared, "size": f"{i + 1}M"} for i, p in enumerate(ports)
+    ]
     out = fio.parse(data)
     sizes = {j.port: j.option("size") for j in out.jobs}
     assert sizes == {ports[0]: "1M", ports[1]: "2M"}
@@ -177,7 +181,7 @@ def test_missing_disk_util_and_text_after_the_json(outputs):
     out = fio.parse(json.dumps(stripped))
     assert out.disk_util == []
     assert fio.run_metrics(out) == reference
-    trailing = text + "\nfio: something printed after the document {\"jobs\": oops}\n"
+    trailing = text + '\nfio: something printed after the document {"jobs": oops}\n'
     assert fio.run_metrics(fio.parse(trailing)) == reference
 
 
@@ -226,7 +230,7 @@ def test_ingest_then_export_csv_and_json(outputs, tmp_path, env):
     proc = run_cli("export", into, "--format", "csv", env=env)
     assert proc.returncode == 0, proc.stderr
     reader = csv.DictReader(io.StringIO(proc.stdout))
-    assert tuple(reader.fieldnames[:len(COLUMNS)]) == COLUMNS
+    assert tuple(reader.fieldnames[: len(COLUMNS)]) == COLUMNS
     assert tuple(reader.fieldnames) == COLUMNS + EXTRA
     rows = list(reader)
     # one row per run × job entry; client/server: one per server (the aggregate skipped)

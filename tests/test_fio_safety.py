@@ -100,9 +100,10 @@ def test_injection_is_refused_before_anything_is_written(tmp_path, env, sentinel
 
 def test_log_options_allowed_land_in_the_run_directory(tmp_path, env, sentinel):
     text = HEAD.format(tmp=tmp_path) + (
-        f'allow_fio_options: [write_bw_log, write_iolog]\n'
+        f"allow_fio_options: [write_bw_log, write_iolog]\n"
         f'fio:\n  rw: write\n  bs: 4k\n  write_bw_log: "{sentinel.parent}/bw"\n'
-        f'  write_iolog: "{sentinel}"\n')
+        f'  write_iolog: "{sentinel}"\n'
+    )
     path = write_workload(tmp_path, text)
     before = _snapshot(sentinel.parent)
     proc = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env)
@@ -119,7 +120,8 @@ def test_allowed_log_path_never_reaches_a_block_device(tmp_path, env):
     with scratch_loop(tmp_path) as (device, backing):
         before = backing.read_bytes()
         text = HEAD.format(tmp=tmp_path) + (
-            f'allow_fio_options: [write_iolog]\nfio:\n  rw: write\n  write_iolog: "{device}"\n')
+            f'allow_fio_options: [write_iolog]\nfio:\n  rw: write\n  write_iolog: "{device}"\n'
+        )
         path = write_workload(tmp_path, text)
         proc = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env)
         assert proc.returncode == 0, proc.stderr
@@ -129,15 +131,18 @@ def test_allowed_log_path_never_reaches_a_block_device(tmp_path, env):
         assert (run / Path(device).name).is_file()
 
 
-@pytest.mark.parametrize("entry,fragment", [
-    ("opendir", "cannot be allowed: it makes fio write to every file"),
-    ("filename", "cannot be allowed: blkcmp sets it"),
-    ("timeout", "cannot be allowed: blkcmp sets it"),
-    ("bs", "not needed"),
-    ("exec_prerum", "did you mean 'exec_prerun'"),
-    ("ioengine=psync", "not needed"),
-    ("ioengine=nosuch", "no I/O engine"),
-])
+@pytest.mark.parametrize(
+    "entry,fragment",
+    [
+        ("opendir", "cannot be allowed: it makes fio write to every file"),
+        ("filename", "cannot be allowed: blkcmp sets it"),
+        ("timeout", "cannot be allowed: blkcmp sets it"),
+        ("bs", "not needed"),
+        ("exec_prerum", "did you mean 'exec_prerun'"),
+        ("ioengine=psync", "not needed"),
+        ("ioengine=nosuch", "no I/O engine"),
+    ],
+)
 def test_allow_fio_options_entries_are_checked(entry, fragment):
     text = f"targets:\n  a: {{driver: fio-null}}\nallow_fio_options: [{entry}]\n"
     with pytest.raises(Exception) as info:
@@ -147,8 +152,10 @@ def test_allow_fio_options_entries_are_checked(entry, fragment):
 
 
 def test_allowed_guarded_option_and_engine_pass():
-    text = ("targets:\n  a: {driver: fio-null}\nallow_fio_options: [exec_prerun, ioengine=exec]\n"
-            "fio:\n  exec_prerun: /bin/true\n  ioengine: exec\n")
+    text = (
+        "targets:\n  a: {driver: fio-null}\nallow_fio_options: [exec_prerun, ioengine=exec]\n"
+        "fio:\n  exec_prerun: /bin/true\n  ioengine: exec\n"
+    )
     workload = loads(text, "w.yaml", fio_options.table())
     assert workload.fio["exec_prerun"] == "/bin/true"
 
@@ -162,10 +169,21 @@ MISTAKES = [
     ("misspelt-engine", "fio:\n  ioengine: io_urign\n", 5, "fio.ioengine", "did you mean 'io_uring'?"),
     ("misspelt-option", "fio:\n  iodpeth: 4\n", 5, "fio.iodpeth", "did you mean 'iodepth'?"),
     ("case-of-option", "fio:\n  RW: read\n", 5, "fio.RW", "fio spells it 'rw'"),
-    ("engine-option-other-engine", "fio:\n  ioengine: psync\n  hipri: 1\n", 6, "fio.hipri", "no option 'hipri'"),
+    (
+        "engine-option-other-engine",
+        "fio:\n  ioengine: psync\n  hipri: 1\n",
+        6,
+        "fio.hipri",
+        "no option 'hipri'",
+    ),
     ("alias-twice", "fio:\n  bs: 4k\n  blocksize: 8k\n", 6, "fio.blocksize", "same fio option as 'bs'"),
-    ("alias-across-blocks", "fio:\n  rw: read\nmatrix:\n  readwrite: [write]\n", 7, "matrix.readwrite",
-     "same fio option as 'rw'"),
+    (
+        "alias-across-blocks",
+        "fio:\n  rw: read\nmatrix:\n  readwrite: [write]\n",
+        7,
+        "matrix.readwrite",
+        "same fio option as 'rw'",
+    ),
     ("flag-without-value-ok-but-not-for-values", "fio:\n  bs:\n", 5, "fio.bs", "expected a value"),
 ]
 
@@ -180,8 +198,10 @@ def test_fio_option_mistakes_are_one_line_with_the_fix(tmp_path, block, line, fi
 
 
 def test_engine_options_and_flags_of_the_engine_in_use_pass():
-    text = ("targets:\n  a: {driver: file}\nfio:\n  ioengine: io_uring\n  hipri: 1\n  fixedbufs:\n"
-            "  group_reporting:\n  readwrite: randread\n  direct: true\n")
+    text = (
+        "targets:\n  a: {driver: file}\nfio:\n  ioengine: io_uring\n  hipri: 1\n  fixedbufs:\n"
+        "  group_reporting:\n  readwrite: randread\n  direct: true\n"
+    )
     workload = loads(text, "w.yaml", fio_options.table())
     assert workload.fio["fixedbufs"] is None and workload.fio["direct"] is True
 
@@ -192,7 +212,9 @@ def test_plan_runs_fio_parse_only_check(tmp_path, env):
     assert proc.returncode == 2
     no_traceback(proc)
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"blkcmp: error: {path}: fio rejects the job for a (a--p001.fio):") and "many" in line
+    assert (
+        line.startswith(f"blkcmp: error: {path}: fio rejects the job for a (a--p001.fio):") and "many" in line
+    )
 
 
 def test_check_names_the_refused_job_among_many(tmp_path, env):
@@ -215,8 +237,9 @@ def test_table_is_read_from_this_fio_and_cached_per_binary(tmp_path, monkeypatch
     assert table.canonical("readwrite") == "rw" and table.canonical("nosuchoption") is None
     assert table.info("group_reporting").is_flag and not table.info("ioengine").is_flag
     assert "io_uring" in table.engines and "hipri" in table.options_of("io_uring")
-    assert set(table.names) <= fio_options.PLAIN | set(fio_options.OWNED) | set(fio_options.NEVER) \
-        | set(fio_options.GUARDED), "fio has options blkcmp's lists do not sort (a new fio?)"
+    assert set(table.names) <= fio_options.PLAIN | set(fio_options.OWNED) | set(fio_options.NEVER) | set(
+        fio_options.GUARDED
+    ), "fio has options blkcmp's lists do not sort (a new fio?)"
     table.save()
     (cached,) = (tmp_path / "fio").glob("options-*.json")
     saved = json.loads(cached.read_text())
@@ -225,7 +248,7 @@ def test_table_is_read_from_this_fio_and_cached_per_binary(tmp_path, monkeypatch
     # what was learnt is answered from the cache, without fio
     again = fio_options.OptionTable.from_dict(saved, fio=None)
     assert again.canonical("Timeout") == "runtime" and again.info("group_reporting").is_flag
-    cached.write_text("{ damaged")   # a damaged cache is asked again, not trusted
+    cached.write_text("{ damaged")  # a damaged cache is asked again, not trusted
     monkeypatch.setattr(fio_options, "_CACHE", {})
     fresh = fio_options.table()
     assert (fresh.version, fresh.names, fresh.engines) == (table.version, table.names, table.engines)
@@ -233,14 +256,19 @@ def test_table_is_read_from_this_fio_and_cached_per_binary(tmp_path, monkeypatch
 
 
 def test_parsers_read_fio_help_text():
-    text = ("             runtime: Stop workload when this amount of time has passed\n"
-            "               alias: timeout\n"
-            "                type: string with time postfix (opt=10s)\n             default: 0\n")
+    text = (
+        "             runtime: Stop workload when this amount of time has passed\n"
+        "               alias: timeout\n"
+        "                type: string with time postfix (opt=10s)\n             default: 0\n"
+    )
     assert fio_options.parse_cmdhelp("runtime", text) == fio_options.OptionInfo(
-        "runtime", "timeout", "string with time postfix (opt=10s)", ())
-    text = ("            lockfile: Lock file when doing IO to it\n                type: string (opt=bla)\n"
-            "        valid values: none       No file locking\n"
-            "                    : exclusive  Exclusive file lock\n")
+        "runtime", "timeout", "string with time postfix (opt=10s)", ()
+    )
+    text = (
+        "            lockfile: Lock file when doing IO to it\n                type: string (opt=bla)\n"
+        "        valid values: none       No file locking\n"
+        "                    : exclusive  Exclusive file lock\n"
+    )
     assert fio_options.parse_cmdhelp("lockfile", text).values == ("none", "exclusive")
     assert fio_options.parse_enghelp("Available IO engines:\n\tsync\n\tpsync\n") == ["sync", "psync"]
     assert fio_options.parse_cmdhelp_all("rw : IO direction\n  bs : Block size unit\n") == ["rw", "bs"]
@@ -259,17 +287,20 @@ def test_log_file_name_keeps_only_a_plain_name():
 # `offset: 1T` filled this machine's memory while this was written)
 
 
-@pytest.mark.parametrize("block,field,fragment", [
-    ("fio:\n  offset: 1T\n", "fio.offset", "as a percentage"),
-    ("fio:\n  fileoffset: 1g\n", "fio.fileoffset", "as a percentage"),
-    ("fio:\n  offset: 150%\n", "fio.offset", "at most 100%"),
-    ("matrix:\n  offset: [0, 64m]\n", "matrix.offset[1]", "as a percentage"),
-    ("fio:\n  filesize: 16m\n", "fio.filesize", "`size` option"),
-    ("fio:\n  fill_device: 1\n", "fio.fill_device", "grow"),
-    ("fio:\n  fill_fs: true\n", "fio.fill_fs", "grow"),
-    ("fio:\n  file_append: 1\n", "fio.file_append", "grow"),
-    ("fio:\n  offset_increment: 4m\n  numjobs: 4\n", "fio.offset_increment", "grow"),
-])
+@pytest.mark.parametrize(
+    "block,field,fragment",
+    [
+        ("fio:\n  offset: 1T\n", "fio.offset", "as a percentage"),
+        ("fio:\n  fileoffset: 1g\n", "fio.fileoffset", "as a percentage"),
+        ("fio:\n  offset: 150%\n", "fio.offset", "at most 100%"),
+        ("matrix:\n  offset: [0, 64m]\n", "matrix.offset[1]", "as a percentage"),
+        ("fio:\n  filesize: 16m\n", "fio.filesize", "`size` option"),
+        ("fio:\n  fill_device: 1\n", "fio.fill_device", "grow"),
+        ("fio:\n  fill_fs: true\n", "fio.fill_fs", "grow"),
+        ("fio:\n  file_append: 1\n", "fio.file_append", "grow"),
+        ("fio:\n  offset_increment: 4m\n  numjobs: 4\n", "fio.offset_increment", "grow"),
+    ],
+)
 def test_options_that_grow_a_file_target_are_refused(block, field, fragment):
     text = "targets:\n  f: {driver: file}\n  n: {driver: fio-null}\n" + block
     with pytest.raises(Exception) as info:

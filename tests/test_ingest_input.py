@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import no_traceback, run_cli, run_fio
 
-NULL_JOB = ("[global]\nioengine=null\nsize=64M\ntime_based=1\nruntime=1\n"
-            "[ing]\nrw=randread\nbs=4k\n")
+NULL_JOB = "[global]\nioengine=null\nsize=64M\ntime_based=1\nruntime=1\n[ing]\nrw=randread\nbs=4k\n"
 
 
 @pytest.fixture(scope="module")
@@ -33,43 +32,76 @@ def _set(path: list, value):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return change
 
 
 # name -> (document or raw bytes, the start of what the error says after "FILE: ")
 CASES = {
-    "iops is a word": (lambda d: mutate(d, _set(["jobs", 0, "read", "iops"], "fast")),
-                       'jobs[0].read.iops: expected a number, found a string "fast"'),
-    "job options is a list": (lambda d: mutate(d, _set(["jobs", 0, "job options"], ["rw"])),
-                              "jobs[0].job options: expected an object, found an array"),
-    "an option is an object": (lambda d: mutate(d, _set(["jobs", 0, "job options", "rw"], {"x": 1})),
-                               "jobs[0].job options.rw: expected a string, found an object"),
-    "jobname is a number": (lambda d: mutate(d, _set(["jobs", 0, "jobname"], 7)),
-                            "jobs[0].jobname: expected a string, found a number 7"),
-    "a direction is a string": (lambda d: mutate(d, _set(["jobs", 0, "read"], "lots")),
-                                'jobs[0].read: expected an object, found a string "lots"'),
-    "bin latency is not a number": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"abc": 1})),
-                                    "jobs[0].read.clat_ns.bins key 'abc' (a latency in ns): expected an integer"),
-    "bin latency is a non-ASCII digit": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"\u00b2": 1})),
-                                         "jobs[0].read.clat_ns.bins key '\u00b2' (a latency in ns): expected an integer"),
-    "bin count is not a number": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": "many"})),
-                                  "jobs[0].read.clat_ns.bins['1000']: expected an integer, found a string"),
-    "negative bin count": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": -5})),
-                           "jobs[0].read.clat_ns.bins['1000']: expected a count, found -5"),
-    "percentile is a list": (lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "percentile"], [1])),
-                             "jobs[0].read.clat_ns.percentile: expected an object, found an array"),
-    "total_ios is infinite": (lambda d: json.dumps(d).replace('"total_ios": ', '"total_ios": 1e400 , "x":', 1).encode(),
-                              "jobs[0].read.total_ios: expected a number, found inf"),
-    "timestamp out of range": (lambda d: mutate(d, _set(["timestamp"], 10**18)),
-                               "timestamp: expected seconds since 1970"),
-    "jobs is an object": (lambda d: mutate(d, _set(["jobs"], {"a": 1})),
-                          "jobs: expected an array of job results, found an object"),
-    "a run with no data": (lambda d: {"jobs": [{}]},
-                           "jobs: no job entry holds any measured I/O; a run with no data is not ingested"),
-    "no I/O in the job": (lambda d: mutate(d, lambda x: [x["jobs"][0].pop(k) for k in ("read", "write", "trim")]),
-                          "jobs: no job entry holds any measured I/O"),
-    "100,000-deep nesting": (lambda d: b'{"jobs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-                             "JSON nested too deeply to read"),
+    "iops is a word": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "iops"], "fast")),
+        'jobs[0].read.iops: expected a number, found a string "fast"',
+    ),
+    "job options is a list": (
+        lambda d: mutate(d, _set(["jobs", 0, "job options"], ["rw"])),
+        "jobs[0].job options: expected an object, found an array",
+    ),
+    "an option is an object": (
+        lambda d: mutate(d, _set(["jobs", 0, "job options", "rw"], {"x": 1})),
+        "jobs[0].job options.rw: expected a string, found an object",
+    ),
+    "jobname is a number": (
+        lambda d: mutate(d, _set(["jobs", 0, "jobname"], 7)),
+        "jobs[0].jobname: expected a string, found a number 7",
+    ),
+    "a direction is a string": (
+        lambda d: mutate(d, _set(["jobs", 0, "read"], "lots")),
+        'jobs[0].read: expected an object, found a string "lots"',
+    ),
+    "bin latency is not a number": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"abc": 1})),
+        "jobs[0].read.clat_ns.bins key 'abc' (a latency in ns): expected an integer",
+    ),
+    "bin latency is a non-ASCII digit": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"\u00b2": 1})),
+        "jobs[0].read.clat_ns.bins key '\u00b2' (a latency in ns): expected an integer",
+    ),
+    "bin count is not a number": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": "many"})),
+        "jobs[0].read.clat_ns.bins['1000']: expected an integer, found a string",
+    ),
+    "negative bin count": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "bins"], {"1000": -5})),
+        "jobs[0].read.clat_ns.bins['1000']: expected a count, found -5",
+    ),
+    "percentile is a list": (
+        lambda d: mutate(d, _set(["jobs", 0, "read", "clat_ns", "percentile"], [1])),
+        "jobs[0].read.clat_ns.percentile: expected an object, found an array",
+    ),
+    "total_ios is infinite": (
+        lambda d: json.dumps(d).replace('"total_ios": ', '"total_ios": 1e400 , "x":', 1).encode(),
+        "jobs[0].read.total_ios: expected a number, found inf",
+    ),
+    "timestamp out of range": (
+        lambda d: mutate(d, _set(["timestamp"], 10**18)),
+        "timestamp: expected seconds since 1970",
+    ),
+    "jobs is an object": (
+        lambda d: mutate(d, _set(["jobs"], {"a": 1})),
+        "jobs: expected an array of job results, found an object",
+    ),
+    "a run with no data": (
+        lambda d: {"jobs": [{}]},
+        "jobs: no job entry holds any measured I/O; a run with no data is not ingested",
+    ),
+    "no I/O in the job": (
+        lambda d: mutate(d, lambda x: [x["jobs"][0].pop(k) for k in ("read", "write", "trim")]),
+        "jobs: no job entry holds any measured I/O",
+    ),
+    "100,000-deep nesting": (
+        lambda d: b'{"jobs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "JSON nested too deeply to read",
+    ),
     "not UTF-8": (lambda d: b'{"jobs": [{"jobname": "\xff"}]}', "not UTF-8 text (byte 23)"),
 }
 
@@ -82,7 +114,9 @@ def write_case(tmp_path: Path, real: dict, name: str) -> Path:
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -131,8 +165,10 @@ def test_unsafe_target_name_is_refused_before_anything_is_read(tmp_path, env, re
     assert out.returncode == 2
     no_traceback(out)
     (line,) = out.stderr.splitlines()
-    assert line.startswith("blkcmp: error: --target: expected a target name of letters, digits, '_', '-', '.' (at most 32, "
-                           "starting with a letter or digit), found ")
+    assert line.startswith(
+        "blkcmp: error: --target: expected a target name of letters, digits, '_', '-', '.' (at most 32, "
+        "starting with a letter or digit), found "
+    )
     assert len(line) < 250  # the 10,000-character name is echoed shortened
     assert not into.exists()
     assert {p.name for p in tmp_path.iterdir()} <= {"good.json", "state"}

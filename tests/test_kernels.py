@@ -25,7 +25,7 @@ def _fake_bzimage(path: Path, release: str) -> None:
     data[0x202:0x206] = b"HdrS"
     text = f"{release} (root@blkcmp) #1 SMP PREEMPT_DYNAMIC".encode() + b"\0"
     struct.pack_into("<H", data, 0x20E, 0x1000 - 0x200)
-    data[0x1000:0x1000 + len(text)] = text
+    data[0x1000 : 0x1000 + len(text)] = text
     path.write_bytes(bytes(data))
 
 
@@ -36,9 +36,16 @@ def _fake_entry(cache: Path, name: str, release: str, version: str, overflow: bo
     cfg = "CONFIG_RUST=y\nCONFIG_BLK_DEV_RUST_NULL=y\n"
     cfg += "CONFIG_RUST_OVERFLOW_CHECKS=y\n" if overflow else "# CONFIG_RUST_OVERFLOW_CHECKS is not set\n"
     (entry / ".config").write_text(cfg)
-    meta = {"name": name, "release": release, "version": version, "overflow_checks": overflow,
-            "source_package": f"linux-source-{version}", "source_version": f"{release}-1",
-            "toolchain": {"rustc": "1.97.1"}, "config": parse_config(cfg)}
+    meta = {
+        "name": name,
+        "release": release,
+        "version": version,
+        "overflow_checks": overflow,
+        "source_package": f"linux-source-{version}",
+        "source_version": f"{release}-1",
+        "toolchain": {"rustc": "1.97.1"},
+        "config": parse_config(cfg),
+    }
     (entry / "kernel.json").write_text(json.dumps(meta))
     return entry
 
@@ -62,11 +69,17 @@ def test_cache_dir_follows_env(tmp_path, monkeypatch):
 
 
 def test_parse_config():
-    text = ('CONFIG_RUST=y\n# CONFIG_RUST_OVERFLOW_CHECKS is not set\nCONFIG_HZ=250\n'
-            'CONFIG_LOCALVERSION=""\nCONFIG_FOO=m\n# a comment\n')
+    text = (
+        "CONFIG_RUST=y\n# CONFIG_RUST_OVERFLOW_CHECKS is not set\nCONFIG_HZ=250\n"
+        'CONFIG_LOCALVERSION=""\nCONFIG_FOO=m\n# a comment\n'
+    )
     assert parse_config(text) == {
-        "CONFIG_RUST": "y", "CONFIG_RUST_OVERFLOW_CHECKS": "n", "CONFIG_HZ": "250",
-        "CONFIG_LOCALVERSION": "", "CONFIG_FOO": "m"}
+        "CONFIG_RUST": "y",
+        "CONFIG_RUST_OVERFLOW_CHECKS": "n",
+        "CONFIG_HZ": "250",
+        "CONFIG_LOCALVERSION": "",
+        "CONFIG_FOO": "m",
+    }
     assert parse_config(text, ("CONFIG_HZ",)) == {"CONFIG_HZ": "250"}
 
 
@@ -133,25 +146,38 @@ def test_build_rejects_bad_version(fake_cache):
         kernels.build("7", progress=lambda _: None)
 
 
-TOOLCHAIN = {"gcc": "14.2.0", "as": "2.44", "ld": "2.44", "rustc": "1.85.0", "bindgen": "0.71.1",
-             "clang": "19.1.7", "libclang": "1:19.1.7-3"}
+TOOLCHAIN = {
+    "gcc": "14.2.0",
+    "as": "2.44",
+    "ld": "2.44",
+    "rustc": "1.85.0",
+    "bindgen": "0.71.1",
+    "clang": "19.1.7",
+    "libclang": "1:19.1.7-3",
+}
 
 
 def _fake_chroot(cache: Path, suite: str, toolchain: dict) -> None:
     marker = cache / "chroots" / suite / "etc" / "blkcmp-chroot.json"
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"suite": suite, "packages": kernels.packages_for(suite),
-                                  "toolchain": toolchain}))
+    marker.write_text(
+        json.dumps({"suite": suite, "packages": kernels.packages_for(suite), "toolchain": toolchain})
+    )
 
 
-def _keyed_entry(cache: Path, version: str, release: str, suite: str, toolchain: dict,
-                 overflow: bool = True) -> Path:
+def _keyed_entry(
+    cache: Path, version: str, release: str, suite: str, toolchain: dict, overflow: bool = True
+) -> Path:
     key = kernels.build_key(suite, toolchain, kernels._virtme_fragment(), overflow)
     name = f"{release}{'' if overflow else '-nooverflow'}-{suite}-{key}"
     entry = _fake_entry(cache, name, release, version, overflow)
     meta = json.loads((entry / "kernel.json").read_text())
-    meta |= {"toolchain_suite": suite, "key": key, "toolchain": toolchain,
-             "smoke_boot": {"ok": True, "attempts": 2, "accel": "tcg"}}
+    meta |= {
+        "toolchain_suite": suite,
+        "key": key,
+        "toolchain": toolchain,
+        "smoke_boot": {"ok": True, "attempts": 2, "accel": "tcg"},
+    }
     (entry / "kernel.json").write_text(json.dumps(meta))
     return entry
 
@@ -172,19 +198,20 @@ def test_build_cache_hit_needs_the_same_toolchain(fake_cache):
     # Nor is one built with another suite's toolchain.
     _fake_chroot(fake_cache, "trixie", TOOLCHAIN)
     assert kernels._cache_hit("6.12", False, "sid", kernels._current_key("trixie", False)) is None
-    assert kernels._cache_hit("6.12", False, "trixie",
-                              kernels._current_key("trixie", False)).path == entry
+    assert kernels._cache_hit("6.12", False, "trixie", kernels._current_key("trixie", False)).path == entry
 
 
 def test_build_key_covers_toolchain_and_recipe():
     frag = "CONFIG_VIRTIO=y\n"
     base = kernels.build_key("sid", TOOLCHAIN, frag, True)
     assert base == kernels.build_key("sid", dict(reversed(TOOLCHAIN.items())), frag, True)
-    for other in (kernels.build_key("trixie", TOOLCHAIN, frag, True),
-                  kernels.build_key("sid", TOOLCHAIN | {"bindgen": "0.72.1"}, frag, True),
-                  kernels.build_key("sid", TOOLCHAIN | {"libclang": "1:21.1.8-1"}, frag, True),
-                  kernels.build_key("sid", TOOLCHAIN, frag + "CONFIG_9P_FS=y\n", True),
-                  kernels.build_key("sid", TOOLCHAIN, frag, False)):
+    for other in (
+        kernels.build_key("trixie", TOOLCHAIN, frag, True),
+        kernels.build_key("sid", TOOLCHAIN | {"bindgen": "0.72.1"}, frag, True),
+        kernels.build_key("sid", TOOLCHAIN | {"libclang": "1:21.1.8-1"}, frag, True),
+        kernels.build_key("sid", TOOLCHAIN, frag + "CONFIG_9P_FS=y\n", True),
+        kernels.build_key("sid", TOOLCHAIN, frag, False),
+    ):
         assert other != base
 
 
@@ -204,8 +231,10 @@ def test_kernel_list_shows_toolchain_and_smoke_boot(fake_cache, env):
     proc = run_cli("kernel", "list", env=env | {"BLKCMP_CACHE": str(fake_cache)})
     assert proc.returncode == 0, proc.stderr
     block = proc.stdout.split("6.12.118-trixie-")[1]
-    assert "built with trixie: gcc 14.2.0, as 2.44, ld 2.44, rustc 1.85.0, bindgen 0.71.1, " \
-           "clang 19.1.7, libclang 1:19.1.7-3" in block
+    assert (
+        "built with trixie: gcc 14.2.0, as 2.44, ld 2.44, rustc 1.85.0, bindgen 0.71.1, "
+        "clang 19.1.7, libclang 1:19.1.7-3" in block
+    )
     assert "smoke boot ok (2 attempt(s), tcg)" in block
 
 
@@ -242,7 +271,8 @@ def test_kernel_list_output(fake_cache, env):
         "7.2.13-nooverflow\n"
         "  release 7.2.13, asked 7.2, built with ?: rustc 1.97.1\n"
         "  rust_overflow_checks=n null_blk=? rnull=y, no smoke boot recorded, 0.0 MiB\n"
-        f"  {k / '7.2.13-nooverflow'}\n")
+        f"  {k / '7.2.13-nooverflow'}\n"
+    )
 
 
 def test_kernel_list_of_an_empty_cache_says_how_to_fill_it(tmp_path, env):
@@ -260,15 +290,18 @@ def test_mirror_from_host_apt_sources(tmp_path, monkeypatch):
         "Types: deb\n# a comment\nURIs: http://mirror.example/debian-security\n"
         "Suites: bookworm-security\nComponents: main\n\n"
         "Types: deb deb-src\nURIs: http://mirror.example/debian/\n"
-        "Suites: bookworm bookworm-updates\nComponents: main\n")
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
     (apt / "sources.list.d" / "vendor.list").write_text(
-        "deb [signed-by=/k.gpg] https://vendor.example/apt stable main\n")
+        "deb [signed-by=/k.gpg] https://vendor.example/apt stable main\n"
+    )
     assert kernels.debian_mirror(apt) == "http://mirror.example/debian"
     # One-line format only.
     apt2 = tmp_path / "apt2"
     (apt2 / "sources.list.d").mkdir(parents=True)
-    (apt2 / "sources.list").write_text("# deb http://old.example/debian bookworm main\n"
-                                       "deb http://one.example/debian bookworm main contrib\n")
+    (apt2 / "sources.list").write_text(
+        "# deb http://old.example/debian bookworm main\ndeb http://one.example/debian bookworm main contrib\n"
+    )
     assert kernels.debian_mirror(apt2) == "http://one.example/debian"
     # Nothing usable: debootstrap's own default.
     assert kernels.debian_mirror(tmp_path / "none") is None
@@ -279,6 +312,7 @@ def test_mirror_from_host_apt_sources(tmp_path, monkeypatch):
 
 def test_unreachable_mirror_is_one_line_naming_it():
     from bench.errors import RunError
+
     with pytest.raises(RunError) as err:
         kernels.check_mirror("http://127.0.0.1:9/debian", "sid", timeout_s=5)
     msg = str(err.value)
@@ -361,10 +395,12 @@ def test_a_kernel_that_never_boots_is_not_cached(kernel_7_2, monkeypatch):
     # never listed, and the error names the panic line and the toolchain.
     from bench import vm
     from bench.errors import RunError
+
     kdir = kernels.kernels_dir()
     staging = kdir / ".partial-neverboots-test"
     staging.mkdir()
     import shutil
+
     shutil.copy2(kernel_7_2.bzimage, staging / "bzImage")
     counter = staging.parent / ".neverboots-counter"
     # One attempt is enough to prove the rule (the retries themselves are tested in

@@ -122,14 +122,23 @@ def test_campaign_end_to_end(tmp_path, env):
     assert f"results: results/{campaign.name}" in proc.stdout
 
     names = {p.name for p in campaign.iterdir()}
-    assert {"campaign.json", "workload.yaml", "workload.source.yaml", "plan.json", "environment.json",
-            "index.sqlite", "runs"} <= names
+    assert {
+        "campaign.json",
+        "workload.yaml",
+        "workload.source.yaml",
+        "plan.json",
+        "environment.json",
+        "index.sqlite",
+        "runs",
+    } <= names
     assert (campaign / "workload.source.yaml").read_text() == E2E
     assert "driver: loop" in (campaign / "workload.yaml").read_text()
 
     environment = json.loads((campaign / "environment.json").read_text())
-    assert environment["fio_version"] == subprocess.run(["fio", "--version"], capture_output=True,
-                                                        text=True).stdout.strip()
+    assert (
+        environment["fio_version"]
+        == subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
+    )
     assert environment["kernel"]["release"] == platform.release()
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
@@ -138,7 +147,10 @@ def test_campaign_end_to_end(tmp_path, env):
     assert environment["blkcmp"]["version"] == bench.__version__
     commit = environment["blkcmp"]["git_commit"]
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit), commit
-    assert subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", commit.removesuffix("-dirty")]).returncode == 0
+    assert (
+        subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", commit.removesuffix("-dirty")]).returncode
+        == 0
+    )
 
     planned = planned_ids(campaign)
     assert len(planned) == 6
@@ -173,14 +185,19 @@ def test_campaign_end_to_end(tmp_path, env):
     assert all(r["iops"] and r["iops"] > 0 for r in rows)
     listing = run_cli("ls", tmp_path / "results", env=env)
     assert listing.returncode == 0
-    assert re.search(rf"^{re.escape(campaign.name)}\s+complete\s+6/6 runs", listing.stdout, re.M), listing.stdout
+    assert re.search(rf"^{re.escape(campaign.name)}\s+complete\s+6/6 runs", listing.stdout, re.M), (
+        listing.stdout
+    )
     assert_nothing_left(campaign)
 
 
 def test_fio_rejecting_a_job_at_run_time_exits_1_with_one_line(tmp_path, env):
     # fio --parse-only accepts a CPU this machine lacks; fio itself fails at run time.
-    path = write_workload(tmp_path, "targets:\n  f:\n    driver: file\n    options: {size: 8}\n"
-                                    "fio:\n  cpus_allowed: 4095\nrepetitions: 1\nruntime: 1\nramp_time: 0\n")
+    path = write_workload(
+        tmp_path,
+        "targets:\n  f:\n    driver: file\n    options: {size: 8}\n"
+        "fio:\n  cpus_allowed: 4095\nrepetitions: 1\nruntime: 1\nramp_time: 0\n",
+    )
     proc = run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env)
     assert proc.returncode == 1
     no_traceback(proc)
@@ -194,20 +211,28 @@ def test_fio_rejecting_a_job_at_run_time_exits_1_with_one_line(tmp_path, env):
 
 def test_bad_fio_option_is_caught_before_anything_runs(tmp_path, env):
     # A misspelt option is not in this fio's table; a bad value only fio itself can judge.
-    path = write_workload(tmp_path, "targets:\n  n:\n    driver: fio-null\nfio:\n  iodepht: 4\n"
-                                    "repetitions: 1\nruntime: 1\nramp_time: 0\n")
+    path = write_workload(
+        tmp_path,
+        "targets:\n  n:\n    driver: fio-null\nfio:\n  iodepht: 4\n"
+        "repetitions: 1\nruntime: 1\nramp_time: 0\n",
+    )
     proc = run_cli("run", path, "--results", tmp_path / "results", env=env)
     assert proc.returncode == 2
     no_traceback(proc)
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"blkcmp: error: {path}:5: fio.iodepht: this fio") and "did you mean 'iodepth'" in line
+    assert (
+        line.startswith(f"blkcmp: error: {path}:5: fio.iodepht: this fio")
+        and "did you mean 'iodepth'" in line
+    )
     assert not (tmp_path / "results").exists()
     path.write_text(path.read_text().replace("iodepht: 4", "iodepth: many"))
     proc = run_cli("run", path, "--results", tmp_path / "results", env=env)
     assert proc.returncode == 2
     no_traceback(proc)
     (line,) = proc.stderr.splitlines()
-    assert line.startswith(f"blkcmp: error: {path}: fio rejects the job for n (n--p000.fio):") and "many" in line
+    assert (
+        line.startswith(f"blkcmp: error: {path}: fio rejects the job for n (n--p000.fio):") and "many" in line
+    )
     assert not (tmp_path / "results").exists()
     assert state_entries() == {}
 
@@ -221,8 +246,12 @@ def _start_and_wait(tmp_path: Path, env: dict, done: int) -> tuple[subprocess.Po
     results = tmp_path / "results"
     proc = start_cli("run", path, "--results", results, "--quiet", env=env)
     try:
-        campaign = wait_for(lambda: results.is_dir() and next(
-            (p for p in results.iterdir() if not p.name.startswith(".")), None), "the campaign directory")
+        campaign = wait_for(
+            lambda: (
+                results.is_dir() and next((p for p in results.iterdir() if not p.name.startswith(".")), None)
+            ),
+            "the campaign directory",
+        )
         wait_for(lambda: done_count(campaign) >= done or proc.poll() is not None, f"{done} runs done")
     except BaseException:
         proc.kill()
@@ -303,7 +332,9 @@ def test_safety_check_reports_signatures_and_passes_a_blank_device(tmp_path):
         subprocess.run(["mkswap", dev], capture_output=True, check=True)
         problems = safety_problems(dev)
         assert any("swap signature" in p for p in problems), problems
-    assert safety_problems(str(tmp_path / "scratch-loop.img")) == [f"{tmp_path / 'scratch-loop.img'} is not a block device"]
+    assert safety_problems(str(tmp_path / "scratch-loop.img")) == [
+        f"{tmp_path / 'scratch-loop.img'} is not a block device"
+    ]
 
 
 def _fio_pids(marker: str, under: Path) -> list[int]:
@@ -313,8 +344,11 @@ def _fio_pids(marker: str, under: Path) -> list[int]:
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
-            if marker.encode() in cmdline and f"{under}/".encode() in cmdline \
-                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+            if (
+                marker.encode() in cmdline
+                and f"{under}/".encode() in cmdline
+                and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+            ):
                 pids.append(int(proc.name))
         except OSError:
             pass
@@ -324,8 +358,11 @@ def _fio_pids(marker: str, under: Path) -> list[int]:
 def test_cleanup_ends_fio_job_processes_orphaned_by_sigkill(tmp_path, env):
     # fio forks a process per job; killing blkcmp (and with it fio's main process) leaves that
     # one running for the rest of runtime, holding the device open. Cleanup must end it.
-    path = write_workload(tmp_path, "targets:\n  lp:\n    driver: loop\n    options: {size: 16}\n"
-                                    "fio:\n  ioengine: psync\nrepetitions: 1\nruntime: 60\nramp_time: 0\n")
+    path = write_workload(
+        tmp_path,
+        "targets:\n  lp:\n    driver: loop\n    options: {size: 16}\n"
+        "fio:\n  ioengine: psync\nrepetitions: 1\nruntime: 60\nramp_time: 0\n",
+    )
     results = tmp_path / "results"
     job = "/.tmp-r001-p000-lp/job.fio"  # on fio's command line, not on blkcmp's
     proc = start_cli("run", path, "--results", results, "--quiet", env=env)

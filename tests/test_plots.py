@@ -33,19 +33,36 @@ def shifted(target: str, point: dict) -> float:
 
 @pytest.fixture(scope="module")
 def known_shift(tmp_path_factory) -> Path:
-    return specimen.create(tmp_path_factory.mktemp("known"), specimen.Specimen(
-        name="shift", matrix={"rw": ["randread"], "bs": ["4k", "256k"], "iodepth": [1, 32]}, rounds=6,
-        factor=shifted, seed=3))
+    return specimen.create(
+        tmp_path_factory.mktemp("known"),
+        specimen.Specimen(
+            name="shift",
+            matrix={"rw": ["randread"], "bs": ["4k", "256k"], "iodepth": [1, 32]},
+            rounds=6,
+            factor=shifted,
+            seed=3,
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def three_kernels(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("kernels")
-    factors = {"7.2.13": 1.05, "6.9.1": 0.95, "6.12.57": 1.0}   # written out of version order
-    return [specimen.create(root, specimen.Specimen(
-        name="trend", kernel=k, matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 8]}, rounds=4,
-        factor=lambda t, p, f=f: f if t == "rnull" else 1.0, seed=i))
-        for i, (k, f) in enumerate(factors.items())]
+    factors = {"7.2.13": 1.05, "6.9.1": 0.95, "6.12.57": 1.0}  # written out of version order
+    return [
+        specimen.create(
+            root,
+            specimen.Specimen(
+                name="trend",
+                kernel=k,
+                matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 8]},
+                rounds=4,
+                factor=lambda t, p, f=f: f if t == "rnull" else 1.0,
+                seed=i,
+            ),
+        )
+        for i, (k, f) in enumerate(factors.items())
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -54,8 +71,18 @@ def three_kernels(tmp_path_factory) -> list[Path]:
 
 def test_every_figure_type_from_a_real_campaign(host_campaign, host_catalogue, tmp_path):
     names = {f.name for f in host_catalogue.figures}
-    assert names == {"forest-iops", "throughput-iops", "latency-cdf", "latency-percentiles", "scaling-iodepth",
-                     "scaling-numjobs", "samples", "run-order", "iops-over-time", "cpu-cost"}
+    assert names == {
+        "forest-iops",
+        "throughput-iops",
+        "latency-cdf",
+        "latency-percentiles",
+        "scaling-iodepth",
+        "scaling-numjobs",
+        "samples",
+        "run-order",
+        "iops-over-time",
+        "cpu-cost",
+    }
     skipped = {s.name: s.reason for s in host_catalogue.skipped}
     assert set(skipped) == {"throughput-bw", "kernel-trend"}
     assert "bs >= 64k" in skipped["throughput-bw"] and "one kernel" in skipped["kernel-trend"]
@@ -73,16 +100,20 @@ def test_real_campaign_figures_plot_the_indexed_numbers(host_campaign, host_cata
     figures = {f.name: f for f in host_catalogue.figures}
 
     for bar in figures["throughput-iops"].data:
-        values = [r.metrics["iops"] for r in runs if r.target == bar["target"] and r.point_key == bar["point"]]
+        values = [
+            r.metrics["iops"] for r in runs if r.target == bar["target"] and r.point_key == bar["point"]
+        ]
         assert bar["n"] == 3 and bar["mean"] == pytest.approx(np.mean(values))
         assert bar["ci_low"] <= bar["mean"] <= bar["ci_high"]
 
     rows = figures["forest-iops"].data
     assert len(rows) == 6 and {r["candidate"] for r in rows} == {"fionull"}
-    assert [r["rw"] for r in rows] == ["randread"] * 4 + ["randwrite"] * 2   # grouped by rw, matrix order
+    assert [r["rw"] for r in rows] == ["randread"] * 4 + ["randwrite"] * 2  # grouped by rw, matrix order
 
     for curve in figures["latency-cdf"].data:
-        bins = stats.merge_bins(r.bins for r in runs if r.target == curve["target"] and r.point_key == curve["point"])
+        bins = stats.merge_bins(
+            r.bins for r in runs if r.target == curve["target"] and r.point_key == curve["point"]
+        )
         assert curve["ios"] == sum(bins.values()) and curve["fraction"][-1] == pytest.approx(1.0)
         assert curve["p99_ns"] == stats.percentiles_from_bins(bins, [99.0])[99.0]
 
@@ -150,9 +181,10 @@ def test_absolute_numbers_latency_and_cpu_match_the_truth(known_shift):
     for curve in cdf.data:
         point = next(p for p in ds.points if p.key == curve["point"])
         median = 2_000.0 * point.iodepth / shifted(curve["target"], point.values)
-        assert curve["p50_ns"] == pytest.approx(median, rel=0.05)   # json+ buckets are ~1 % wide
+        assert curve["p50_ns"] == pytest.approx(median, rel=0.05)  # json+ buckets are ~1 % wide
 
     from bench.plots import cpu
+
     costs = cpu.cpu_cost(ds).data
     softirq = [c for c in costs if c["measure"] == "softirq"]
     assert softirq and all(c["mean_ns"] == pytest.approx(150.0, rel=1e-3) for c in softirq)
@@ -162,22 +194,30 @@ def test_kernel_trend_follows_the_factor_of_each_kernel(three_kernels):
     cat = catalogue.build(three_kernels)
     trend = next(f for f in cat.figures if f.name == "kernel-trend")
     means = [d for d in trend.data if d["kind"] == "geomean"]
-    assert [d["kernel"] for d in means] == ["6.9.1", "6.12.57", "7.2.13"]   # version order, not text order
+    assert [d["kernel"] for d in means] == ["6.9.1", "6.12.57", "7.2.13"]  # version order, not text order
     for d, truth in zip(means, (0.95, 1.0, 1.05)):
         assert d["ratio"] == pytest.approx(truth, abs=0.005)
     # one set of figures per kernel, named after it; nothing pooled across kernels
-    assert {"forest-iops-k6.9.1", "forest-iops-k6.12.57", "forest-iops-k7.2.13"} <= {f.name for f in cat.figures}
+    assert {"forest-iops-k6.9.1", "forest-iops-k6.12.57", "forest-iops-k7.2.13"} <= {
+        f.name for f in cat.figures
+    }
 
 
 def test_figures_that_do_not_apply_are_skipped_with_a_reason(tmp_path):
-    camp = specimen.create(tmp_path, specimen.Specimen(matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1]},
-                                                       rounds=3))
+    camp = specimen.create(
+        tmp_path, specimen.Specimen(matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1]}, rounds=3)
+    )
     ds = data.load([camp])
     result = scaling.scaling(ds, "iodepth")
     assert result.reason == "scaling vs iodepth: only iodepth 1 was run"
     cat = catalogue.build([camp])
-    assert {s.name for s in cat.skipped} == {"throughput-bw", "scaling-iodepth", "scaling-numjobs", "kernel-trend",
-                                             "iops-over-time"}
+    assert {s.name for s in cat.skipped} == {
+        "throughput-bw",
+        "scaling-iodepth",
+        "scaling-numjobs",
+        "kernel-trend",
+        "iops-over-time",
+    }
     assert all("\n" not in s.reason for s in cat.skipped)
 
 
@@ -194,8 +234,10 @@ def test_emulated_campaigns_say_so_on_every_figure(tmp_path):
 
 
 def test_c_and_rust_keep_their_colours_whatever_the_targets_are_called(tmp_path):
-    camp = specimen.create(tmp_path, specimen.Specimen(
-        targets=(("loopy", "loop"), ("rust", "rnull"), ("c", "null_blk")), rounds=2))
+    camp = specimen.create(
+        tmp_path,
+        specimen.Specimen(targets=(("loopy", "loop"), ("rust", "rnull"), ("c", "null_blk")), rounds=2),
+    )
     ds = data.load([camp], baseline="c")
     assert ds.colours["c"] == style.DRIVER_COLOURS["null_blk"] == style.OKABE_ITO["blue"]
     assert ds.colours["rust"] == style.DRIVER_COLOURS["rnull"] == style.OKABE_ITO["vermillion"]
@@ -210,15 +252,15 @@ def test_ratio_axes_are_symmetric_and_keep_the_band_visible():
     low, high = style.ratio_limits([1.001], [0.999, 1.003], margin=0.02)
     assert low * high == pytest.approx(1.0) and high > 1.04
     low, high = style.ratio_limits([0.5, 3.0], [1e-6, 1e6], margin=0.02)
-    assert high == pytest.approx((3.0 * 10) ** 1.12)   # a wild CI: one decade more at most (+ padding)
+    assert high == pytest.approx((3.0 * 10) ** 1.12)  # a wild CI: one decade more at most (+ padding)
     assert 1 in style.ratio_ticks(low, high) and 1 in style.ratio_ticks(0.95, 1 / 0.95)
     assert style.clip_interval(-0.3, 2.0, (0.5, 2.0))[2:] == (True, True)
 
 
 def test_block_sizes_and_releases_sort_as_people_expect():
     from bench.releases import release_key
+
     assert data.block_size_bytes("4k") == 4096 and data.block_size_bytes("1M") == 2**20
     assert data.block_size_bytes("512") == 512 and math.isnan(data.block_size_bytes("big"))
     releases = ["7.2.13", "6.12.8", "6.9", "7.2-rc3", "6.12.10"]
     assert sorted(releases, key=release_key) == ["6.9", "6.12.8", "6.12.10", "7.2-rc3", "7.2.13"]
-

@@ -25,8 +25,9 @@ from bench import report
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # `make test` installs chromium (scripts/install.sh test): without it this is a set-up failure,
 # not something to skip quietly. BLKCMP_SKIP_BROWSER=1 opts out on a machine without it.
-needs_chromium = pytest.mark.skipif(bool(os.environ.get("BLKCMP_SKIP_BROWSER")),
-                                    reason="BLKCMP_SKIP_BROWSER set")
+needs_chromium = pytest.mark.skipif(
+    bool(os.environ.get("BLKCMP_SKIP_BROWSER")), reason="BLKCMP_SKIP_BROWSER set"
+)
 
 PROBE = """<script>
 (function () {
@@ -48,23 +49,54 @@ PROBE = """<script>
 def chromium(url: str, profile: Path) -> subprocess.CompletedProcess:
     assert CHROMIUM, "chromium is missing: `make test` installs it (scripts/install.sh test)"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--window-size=1280,1024",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=180)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1024",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture(scope="module")
 def unfair_specimens(tmp_path_factory) -> list[Path]:
     """Two kernels, the second emulated; rnull with other tags (refused) and write cache (allowed)."""
     root = tmp_path_factory.mktemp("report")
-    audits = {"null_blk": dict(specimen.AUDIT), "rnull": dict(specimen.AUDIT, nr_tags="64", write_cache="write back")}
-    return [specimen.create(root, specimen.Specimen(
-        name="rep", kernel=kernel, rounds=4, matrix={"rw": ["randread", "randwrite"], "bs": ["4k"], "iodepth": [1, 16]},
-        factor=lambda t, p: 1.05 if t == "rnull" else 1.0, audits=audits, allow_differences=["write_cache"],
-        emulated=emulated, seed=i))
-        for i, (kernel, emulated) in enumerate((("6.12.57", False), ("7.2.13", True)))]
+    audits = {
+        "null_blk": dict(specimen.AUDIT),
+        "rnull": dict(specimen.AUDIT, nr_tags="64", write_cache="write back"),
+    }
+    return [
+        specimen.create(
+            root,
+            specimen.Specimen(
+                name="rep",
+                kernel=kernel,
+                rounds=4,
+                matrix={"rw": ["randread", "randwrite"], "bs": ["4k"], "iodepth": [1, 16]},
+                factor=lambda t, p: 1.05 if t == "rnull" else 1.0,
+                audits=audits,
+                allow_differences=["write_cache"],
+                emulated=emulated,
+                seed=i,
+            ),
+        )
+        for i, (kernel, emulated) in enumerate((("6.12.57", False), ("7.2.13", True)))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +127,16 @@ def test_html_report_renders_in_chromium_with_every_figure_visible(host_campaign
 
     # the probe is a script, which the page's own policy forbids: the copy allows inline scripts
     probed = tmp_path / "probed.html"
-    html = page.read_text().replace("default-src 'none'; style-src 'unsafe-inline'",
-                                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+    html = page.read_text().replace(
+        "default-src 'none'; style-src 'unsafe-inline'",
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+    )
     probed.write_text(html.replace("</body>", PROBE + "</body>"))
     dumped = chromium(probed.as_uri(), tmp_path / "profile-2")
     match = re.search(r'<pre id="probe-result">(.*?)</pre>', dumped.stdout, re.S)
     assert match, dumped.stderr[-2000:]
     result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert result["resources"] == 0               # nothing fetched: fonts, styles, images are all inline
+    assert result["resources"] == 0  # nothing fetched: fonts, styles, images are all inline
     assert len(result["figures"]) == figures
     for fig in result["figures"]:
         assert fig["width"] > 300 and fig["height"] > 150, fig
@@ -118,21 +152,40 @@ def test_html_is_self_contained_and_says_everything(specimen_report):
     built, paths = specimen_report
     html = paths["html"].read_text()
     assert "Content-Security-Policy" in html and "<script" not in html
-    assert not re.search(r'(?:src|href)="(?!#)', html)          # no file or URL referenced, only anchors
+    assert not re.search(r'(?:src|href)="(?!#)', html)  # no file or URL referenced, only anchors
     assert html.count("<svg") == len(built.catalogue.figures) and "<?xml" not in html
     ids = re.findall(r'\bid="([^"]+)"', html)
-    assert len(ids) == len(set(ids))                           # inline SVGs do not clash
+    assert len(ids) == len(set(ids))  # inline SVGs do not clash
     # the emulated label comes first and loudly
     first_heading = html.index("<h2")
     assert html.index('class="emulated"') < first_heading and "emulated (TCG)" in html
-    for needle in ("Verdicts", "Data quality", "Fairness audit", "Environment", "Plan", "fio jobs",
-                   "kernel 6.12.57", "kernel 7.2.13", "Specimen CPU", "0000000specimen", "seed", "interleaved",
-                   "[global]", "rw=randwrite", "faster", "allow_differences: write_cache"):
+    for needle in (
+        "Verdicts",
+        "Data quality",
+        "Fairness audit",
+        "Environment",
+        "Plan",
+        "fio jobs",
+        "kernel 6.12.57",
+        "kernel 7.2.13",
+        "Specimen CPU",
+        "0000000specimen",
+        "seed",
+        "interleaved",
+        "[global]",
+        "rw=randwrite",
+        "faster",
+        "allow_differences: write_cache",
+    ):
         assert needle in html, needle
     # fairness: the refused difference and the allowed one are marked as such
-    assert re.search(r'<tr class="differs"><td>nr_tags <span class=\'tag\'>differs</span></td><td>256</td><td>64</td>',
-                     html)
-    assert re.search(r'<tr class="allowed"><td>write_cache <span class=\'tag\'>allowed difference</span>', html)
+    assert re.search(
+        r'<tr class="differs"><td>nr_tags <span class=\'tag\'>differs</span></td><td>256</td><td>64</td>',
+        html,
+    )
+    assert re.search(
+        r'<tr class="allowed"><td>write_cache <span class=\'tag\'>allowed difference</span>', html
+    )
     assert 'class="same"' not in html
 
 
@@ -160,15 +213,26 @@ def test_text_fits_a_mailing_list(specimen_report):
 
 def test_vm_boots_are_said_in_the_environment():
     from bench.report import vm_boots_text
+
     assert vm_boots_text([]) == ""
     boots = [
-        {"console_log": "logs/console-01.log", "outcome": "crashed during a run",
-         "runs": ["r0003"], "oops": "Kernel panic - not syncing: sysrq triggered crash",
-         "failed_boots": [{"attempt": 1, "reason": "Oops: int3: 0000 [#1]",
-                           "console_log": "logs/console-01.boot-failed-1.log"}]},
+        {
+            "console_log": "logs/console-01.log",
+            "outcome": "crashed during a run",
+            "runs": ["r0003"],
+            "oops": "Kernel panic - not syncing: sysrq triggered crash",
+            "failed_boots": [
+                {
+                    "attempt": 1,
+                    "reason": "Oops: int3: 0000 [#1]",
+                    "console_log": "logs/console-01.boot-failed-1.log",
+                }
+            ],
+        },
         {"console_log": "logs/console-02.log", "outcome": "exit 0", "failed_boots": []},
     ]
     assert vm_boots_text(boots) == (
         "2 boots; 1 early-boot failure retried (first: Oops: int3: 0000 [#1]; "
         "logs/console-01.boot-failed-1.log); guest kernel crashed during run r0003: "
-        "Kernel panic - not syncing: sysrq triggered crash (logs/console-01.log)")
+        "Kernel panic - not syncing: sysrq triggered crash (logs/console-01.log)"
+    )

@@ -61,9 +61,11 @@ def test_a_run_failing_mid_campaign_is_kept_and_resumed(tmp_path, env):
     ids = planned_ids(camp)
     assert runs_called(log) == ids[:3]  # stopped at the failed run
     [line] = error_lines(out.stderr)
-    assert line == (f"blkcmp: error: run {ids[2]} failed: fio: io_u error on file /dev/fake: Input/output "
-                    f"error: read offset=0, buflen=4096 (raw output kept; fix and "
-                    f"`blkcmp run --resume {camp}`)")
+    assert line == (
+        f"blkcmp: error: run {ids[2]} failed: fio: io_u error on file /dev/fake: Input/output "
+        f"error: read offset=0, buflen=4096 (raw output kept; fix and "
+        f"`blkcmp run --resume {camp}`)"
+    )
     rows = {r["run_id"]: r for r in index_rows(camp)}
     assert [rows[i]["status"] for i in ids] == ["done", "done", "failed", "planned", "planned", "planned"]
     assert rows[ids[2]]["error"].startswith("fio: io_u error")
@@ -86,8 +88,14 @@ def test_recover_reindexes_finished_runs_and_reruns_only_what_is_missing(tmp_pat
     workload = write_workload(tmp_path, FIO_NULL)
     # blkcmp is SIGKILLed by the fake in the middle of the 4th run: runs 1-3 are done, the 4th
     # leaves a scrap (.tmp-) behind.
-    out = run_cli("run", workload, "--results", tmp_path / "res", "--quiet",
-                  env=faked(env, log, FAKE_FIO_KILL_PARENT_AT="4"))
+    out = run_cli(
+        "run",
+        workload,
+        "--results",
+        tmp_path / "res",
+        "--quiet",
+        env=faked(env, log, FAKE_FIO_KILL_PARENT_AT="4"),
+    )
     assert out.returncode == -9, out.stderr
     camp = campaign_dir(tmp_path / "res")
     ids = planned_ids(camp)
@@ -99,8 +107,11 @@ def test_recover_reindexes_finished_runs_and_reruns_only_what_is_missing(tmp_pat
     # so the test puts the index in that state); run 3's directory is gone (deleted by hand).
     db = sqlite3.connect(camp / "index.sqlite")
     with db:
-        db.execute("UPDATE runs SET status = 'planned', iops = NULL, read_iops = NULL, started = NULL "
-                   "WHERE run_id IN (?, ?)", ids[:2])
+        db.execute(
+            "UPDATE runs SET status = 'planned', iops = NULL, read_iops = NULL, started = NULL "
+            "WHERE run_id IN (?, ?)",
+            ids[:2],
+        )
         db.execute("DELETE FROM jobs WHERE run_id IN (?, ?)", ids[:2])
     db.close()
     shutil.rmtree(camp / "runs" / ids[2])
@@ -149,8 +160,9 @@ def test_teardown_errors_are_reported_and_leave_the_resource_to_cleanup(tmp_path
     [obstacle] = list(files.iterdir())
     assert obstacle.is_dir()
     [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("blkcmp: teardown")]
-    assert line == (f"blkcmp: teardown problems (run `blkcmp cleanup`): f: [Errno 21] Is a directory: "
-                    f"'{obstacle}'")
+    assert line == (
+        f"blkcmp: teardown problems (run `blkcmp cleanup`): f: [Errno 21] Is a directory: '{obstacle}'"
+    )
     state = json.loads((Path(env["BLKCMP_STATE_DIR"]) / "state.json").read_text())
     assert [r["kind"] for r in state["resources"].values()] == ["file"]
 

@@ -19,10 +19,13 @@ MIN, MAX, TARGET = 5, 40, 0.01
 
 
 def rule(widths, rounds_done):
-    return adaptive_decision(widths, target_ci=TARGET, rounds_done=rounds_done, min_rounds=MIN, max_rounds=MAX)
+    return adaptive_decision(
+        widths, target_ci=TARGET, rounds_done=rounds_done, min_rounds=MIN, max_rounds=MAX
+    )
 
 
 # --- the rule -------------------------------------------------------------------------------
+
 
 def test_keeps_going_below_the_minimum_even_when_precise():
     d = rule([0.001, 0.002], 4)
@@ -52,8 +55,9 @@ def test_stops_at_the_cap_and_names_the_points_still_too_wide():
 def test_accepts_comparisons_and_uses_their_relative_half_width():
     rng = np.random.default_rng(0)
     base, cand = 100 + rng.normal(size=12), 200 + 2 * rng.normal(size=12)
-    c = compare(base, cand, baseline_rounds=list(range(12)), candidate_rounds=list(range(12)),
-                higher_is_better=True)
+    c = compare(
+        base, cand, baseline_rounds=list(range(12)), candidate_rounds=list(range(12)), higher_is_better=True
+    )
     assert c.ratio_ci_halfwidth == pytest.approx((c.ratio_ci_high - c.ratio_ci_low) / (2 * c.ratio))
     assert rule([c], 12).max_halfwidth == c.ratio_ci_halfwidth
     assert rule([compare([1.0], [1.0], higher_is_better=True)], 12).points_above_target == (0,)
@@ -70,6 +74,7 @@ def test_bad_arguments_are_refused():
 
 # --- error rates when the rule drives real campaigns ----------------------------------------
 
+
 def run_campaigns(ratio, campaigns, *, cv, confidence, seed):
     """Per campaign: add a round at a time, stop when the rule says so; return the last comparison."""
     rng = np.random.default_rng(seed)
@@ -80,8 +85,15 @@ def run_campaigns(ratio, campaigns, *, cv, confidence, seed):
         for n in range(MIN, MAX + 1):
             rounds = list(range(n))
             # n_boot 1000, as the campaign runner uses between rounds
-            comparison = compare(b[:n], c[:n], baseline_rounds=rounds, candidate_rounds=rounds,
-                                 higher_is_better=True, confidence=confidence, n_boot=1000)
+            comparison = compare(
+                b[:n],
+                c[:n],
+                baseline_rounds=rounds,
+                candidate_rounds=rounds,
+                higher_is_better=True,
+                confidence=confidence,
+                n_boot=1000,
+            )
             if rule([comparison], n).stop:
                 break
         results.append((comparison, n))
@@ -139,7 +151,10 @@ def test_with_sequential_confidence_a_difference_on_the_margin_is_rarely_misjudg
     base, cand = 100 * (1 + 0.01 * rng.normal(size=(2, 12)))
     rounds = list(range(12))
     one = compare(base, cand, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True)
-    scaled = compare(base, 1.02 * cand, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True)
+    scaled = compare(
+        base, 1.02 * cand, baseline_rounds=rounds, candidate_rounds=rounds, higher_is_better=True
+    )
     assert (scaled.ratio_ci_low, scaled.ratio_ci_high) == pytest.approx(
-        (1.02 * one.ratio_ci_low, 1.02 * one.ratio_ci_high), rel=1e-12)
+        (1.02 * one.ratio_ci_low, 1.02 * one.ratio_ci_high), rel=1e-12
+    )
     assert scaled.ratio_ci_halfwidth == pytest.approx(one.ratio_ci_halfwidth, rel=1e-12)

@@ -65,8 +65,10 @@ def test_replicates_are_the_ratio_of_resampled_means_by_hand():
 
 def test_several_runs_in_a_round_are_averaged_first_and_missing_rounds_left_out():
     # point 0 ran twice in round 1; point 1 missed round 2
-    runs = [PointRuns([1.0, 2.0, 4.0, 3.0], [1.0, 2.0, 2.0, 3.0], [0, 1, 1, 2], [0, 1, 1, 2], True),
-            PointRuns([2.0, 2.0], [3.0, 2.0], [0, 1], [0, 1], True)]
+    runs = [
+        PointRuns([1.0, 2.0, 4.0, 3.0], [1.0, 2.0, 2.0, 3.0], [0, 1, 1, 2], [0, 1, 1, 2], True),
+        PointRuns([2.0, 2.0], [3.0, 2.0], [0, 1], [0, 1], True),
+    ]
     replicates, _ = aggregate._geomean_replicates(runs, 100, seed=1)
     weights = aggregate._draw(3, 100, 1, aggregate.STREAM_POINTS)
     expected = []
@@ -123,12 +125,17 @@ def test_a_real_shift_is_bracketed():
 
 
 def test_counts_points_without_ratio_and_no_runs():
-    verdicts = decide([compare([100, 101, 99], [105, 106, 104], higher_is_better=True),
-                       compare([], [], higher_is_better=True)])
+    verdicts = decide(
+        [
+            compare([100, 101, 99], [105, 106, 104], higher_is_better=True),
+            compare([], [], higher_is_better=True),
+        ]
+    )
     across = summarize_points(verdicts)
     assert across.k == 1 and across.points_without_ratio == 1 and across.ci_problem == "no runs given"
-    counted = summarize_points(verdicts_for([1.1], FASTER) + verdicts_for([0.9], SLOWER)
-                               + verdicts_for([1.0], EQUIVALENT))
+    counted = summarize_points(
+        verdicts_for([1.1], FASTER) + verdicts_for([0.9], SLOWER) + verdicts_for([1.0], EQUIVALENT)
+    )
     assert counted.counts == {FASTER: 1, SLOWER: 1, EQUIVALENT: 1, INCONCLUSIVE: 0}
     assert counted.geomean_ratio == pytest.approx((1.1 * 0.9) ** (1 / 3))
     empty = summarize_points([])

@@ -26,13 +26,15 @@ ROUNDS = list(range(10))
 
 # --- the classical tests match scipy -------------------------------------------------------
 
+
 def test_welch_and_mann_whitney_match_scipy_on_fixed_data():
     c = compare(BASE, CAND, higher_is_better=True)
     assert not c.paired and c.p_value_test == "Welch t-test"
     assert c.welch_p == pytest.approx(stats.ttest_ind(CAND, BASE, equal_var=False).pvalue, rel=1e-10)
     assert c.p_value == c.welch_p
     assert c.mannwhitney_p == pytest.approx(
-        stats.mannwhitneyu(CAND, BASE, alternative="two-sided").pvalue, rel=1e-10)
+        stats.mannwhitneyu(CAND, BASE, alternative="two-sided").pvalue, rel=1e-10
+    )
 
 
 def test_paired_analysis_uses_the_paired_t_test():
@@ -53,7 +55,8 @@ def test_tests_match_scipy_across_sizes_and_ties(m, n, ties):
     assert mann_whitney_u(b, c) == pytest.approx(expected, rel=1e-10)
     if m >= 2 and n >= 2:
         assert welch_t_test(b, c) == pytest.approx(
-            stats.ttest_ind(c, b, equal_var=False).pvalue, rel=1e-10, nan_ok=True)
+            stats.ttest_ind(c, b, equal_var=False).pvalue, rel=1e-10, nan_ok=True
+        )
     if m == n and n >= 2:
         assert paired_t_test(b, c) == pytest.approx(stats.ttest_rel(c, b).pvalue, rel=1e-10)
 
@@ -66,12 +69,14 @@ def test_exact_u_distribution_matches_scipys_exact_p_values():
         cdf = u_null_cdf(m, n)
         upper = 1 - cdf[int(max(u, m * n - u)) - 1]
         assert min(1.0, 2 * upper) == pytest.approx(
-            stats.mannwhitneyu(x, y, method="exact").pvalue, rel=1e-12)
+            stats.mannwhitneyu(x, y, method="exact").pvalue, rel=1e-12
+        )
     # 4 and 4: 70 arrangements, U = 0, 1, 2 have 1, 1, 2 of them
     assert u_null_cdf(4, 4)[:3] * 70 == pytest.approx([1, 2, 4])
 
 
 # --- Fieller -----------------------------------------------------------------------------
+
 
 def test_fieller_textbook_case_by_hand():
     # a = 10, b = 5, Var(a) = 1, Var(b) = 0.25, cov = 0, t = 2:
@@ -101,6 +106,7 @@ def test_fieller_from_samples_agrees_with_the_delta_method_for_small_noise():
 
 
 # --- rank-based effect sizes --------------------------------------------------------------
+
 
 def test_cliffs_delta_by_hand():
     # candidate - baseline over the 9 pairs: 6 positive, 1 negative, 2 ties
@@ -133,6 +139,7 @@ def test_hodges_lehmann_ratio_in_compare_is_on_log_values():
 
 # --- the ratio and its CI -------------------------------------------------------------------
 
+
 def test_ratio_ci_is_the_hull_of_bootstrap_and_fieller_and_reproducible():
     a = compare(BASE, CAND, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True, seed=3)
     b = compare(BASE, CAND, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True, seed=3)
@@ -163,8 +170,13 @@ def test_pairing_cancels_a_shared_round_effect():
 def test_several_runs_in_a_round_are_averaged_and_unmatched_rounds_dropped():
     base = [100, 102, 99, 101, 100]
     cand = [104, 106, 103, 105, 104, 110]
-    c = compare(base, cand, baseline_rounds=[0, 0, 1, 2, 3], candidate_rounds=[0, 1, 1, 2, 3, 4],
-                higher_is_better=True)
+    c = compare(
+        base,
+        cand,
+        baseline_rounds=[0, 0, 1, 2, 3],
+        candidate_rounds=[0, 1, 1, 2, 3, 4],
+        higher_is_better=True,
+    )
     assert c.paired and c.n_pairs == 4 and c.unpaired_rounds == 1
     # rounds 0-3 in common; means: baseline 101, 99, 101, 100; candidate 104, 104.5, 105, 104
     assert c.ratio == pytest.approx((104 + 104.5 + 105 + 104) / (101 + 99 + 101 + 100))
@@ -175,8 +187,9 @@ def test_several_runs_in_a_round_are_averaged_and_unmatched_rounds_dropped():
 def test_rounds_for_one_side_only_or_too_few_in_common_fall_back_to_independent():
     c = compare(BASE, CAND, baseline_rounds=ROUNDS, higher_is_better=True)
     assert not c.paired and c.n_pairs == 0
-    c = compare(BASE[:3], CAND[:3], baseline_rounds=[0, 1, 2], candidate_rounds=[2, 3, 4],
-                higher_is_better=True)
+    c = compare(
+        BASE[:3], CAND[:3], baseline_rounds=[0, 1, 2], candidate_rounds=[2, 3, 4], higher_is_better=True
+    )
     assert not c.paired
 
 
@@ -188,8 +201,14 @@ def test_hull_keeps_nominal_coverage_at_four_rounds():
     for _ in range(trials):
         base = 100 * (1 + 0.01 * rng.normal(size=4))
         cand = 100 * (1 + 0.01 * rng.normal(size=4))
-        c = compare(base, cand, baseline_rounds=[0, 1, 2, 3], candidate_rounds=[0, 1, 2, 3],
-                    higher_is_better=True, n_boot=1000)
+        c = compare(
+            base,
+            cand,
+            baseline_rounds=[0, 1, 2, 3],
+            candidate_rounds=[0, 1, 2, 3],
+            higher_is_better=True,
+            n_boot=1000,
+        )
         missed += not (c.ratio_ci_low <= 1.0 <= c.ratio_ci_high)
         boot_missed += not (c.bootstrap_ci_low <= 1.0 <= c.bootstrap_ci_high)
     se = math.sqrt(0.05 * 0.95 / trials)
@@ -198,6 +217,7 @@ def test_hull_keeps_nominal_coverage_at_four_rounds():
 
 
 # --- direction, resolution, edge cases ------------------------------------------------------
+
 
 def test_improvement_follows_the_metric_direction():
     lat_base = [100.0, 101.0, 99.0, 100.5, 99.5]
@@ -222,8 +242,9 @@ def test_unpaired_mde_uses_welchs_test_at_its_degrees_of_freedom():
     assert c.mde == pytest.approx(2.8016 * se, rel=0.02)  # close to the z value at this n
 
 
-@pytest.mark.parametrize("base, cand", [([], []), ([1.0], [2.0]), ([], [1.0, 2.0]),
-                                        ([5.0] * 8, [5.0] * 8), ([5.0] * 8, [6.0] * 8)])
+@pytest.mark.parametrize(
+    "base, cand", [([], []), ([1.0], [2.0]), ([], [1.0, 2.0]), ([5.0] * 8, [5.0] * 8), ([5.0] * 8, [6.0] * 8)]
+)
 def test_edge_cases_do_not_crash_and_have_no_ci(base, cand):
     rounds_b, rounds_c = list(range(len(base))), list(range(len(cand)))
     for kwargs in ({}, {"baseline_rounds": rounds_b, "candidate_rounds": rounds_c}):
@@ -253,10 +274,12 @@ def test_bad_arguments_are_refused():
 
 # --- the ratio TOST (equivalence) --------------------------------------------------------
 
+
 @pytest.mark.parametrize("paired", [True, False])
 @pytest.mark.parametrize("margin", [0.02, 0.05])
 def test_ratio_tost_matches_scipys_one_sided_t_tests(paired, margin):
     from bench.stats.significance import ratio_tost
+
     p_equiv, p_upper, p_lower = ratio_tost(BASE, CAND, margin, paired=paired)
     if paired:
         upper = stats.ttest_rel(CAND, (1 + margin) * BASE, alternative="less").pvalue
@@ -274,6 +297,7 @@ def test_ratio_tost_matches_statsmodels_ttost_on_the_shifted_values():
     from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
     from bench.stats.significance import ratio_tost
+
     m = 0.02
     _, upper, _ = ratio_tost(BASE, CAND, m, paired=True)
     _, _, (_, p_sm_upper, _) = ttost_paired(CAND, (1 + m) * BASE, -np.inf, 0.0)
@@ -289,6 +313,7 @@ def test_ratio_tost_matches_statsmodels_ttost_on_the_shifted_values():
 def test_tost_p_below_alpha_exactly_when_fiellers_ci_is_inside_the_band(paired):
     # the duality that makes the verdict's word and its picture agree
     from bench.stats.significance import ratio_tost
+
     rng = np.random.default_rng(11)
     agree = 0
     for _ in range(200):
@@ -304,6 +329,7 @@ def test_tost_p_below_alpha_exactly_when_fiellers_ci_is_inside_the_band(paired):
 def test_compare_reports_p_equiv_and_its_moments():
     c = compare(BASE, CAND, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True)
     from bench.stats.significance import ratio_tost
+
     assert c.p_equiv == ratio_tost(BASE, CAND, 0.02, paired=True)[0]
     assert c.moments.paired and c.moments.n_baseline == 10
     json.dumps(c.to_dict(), allow_nan=False)

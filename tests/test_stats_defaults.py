@@ -28,9 +28,16 @@ def point_verdicts(ratio, rounds, points, seed):
     base = 100 * (1 + CV * rng.normal(size=(CAMPAIGNS, points, rounds)))
     cand = 100 * ratio * (1 + CV * rng.normal(size=(CAMPAIGNS, points, rounds)))
     r = list(range(rounds))
-    return [v.verdict for bs, cs in zip(base, cand)
-            for v in decide([compare(b, c, baseline_rounds=r, candidate_rounds=r, higher_is_better=True,
-                                     n_boot=1000) for b, c in zip(bs, cs)])]
+    return [
+        v.verdict
+        for bs, cs in zip(base, cand)
+        for v in decide(
+            [
+                compare(b, c, baseline_rounds=r, candidate_rounds=r, higher_is_better=True, n_boot=1000)
+                for b, c in zip(bs, cs)
+            ]
+        )
+    ]
 
 
 def test_the_quickstart_is_the_schema_default_design():
@@ -39,7 +46,9 @@ def test_the_quickstart_is_the_schema_default_design():
 
 @pytest.mark.parametrize("ratio, word, at_least", [(1.0, EQUIVALENT, 0.95), (1.05, FASTER, 0.97)])
 def test_the_default_design_reaches_a_verdict(ratio, word, at_least):
-    verdicts = point_verdicts(ratio, QUICKSTART.repetitions, len(list(QUICKSTART.points())), seed=int(ratio * 100))
+    verdicts = point_verdicts(
+        ratio, QUICKSTART.repetitions, len(list(QUICKSTART.points())), seed=int(ratio * 100)
+    )
     assert verdicts.count(word) / len(verdicts) >= at_least
     if ratio == 1.0:
         assert sum(v in (FASTER, SLOWER) for v in verdicts) / len(verdicts) <= 0.05

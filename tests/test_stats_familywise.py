@@ -34,8 +34,13 @@ def families(ratio, seed):
     base = 100 * (1 + CV * rng.normal(size=(FAMILIES, POINTS, N_ROUNDS)))
     cand = 100 * ratio * (1 + CV * rng.normal(size=(FAMILIES, POINTS, N_ROUNDS)))
     # n_boot 1000 keeps the run short; the hull CI is then Fieller's in nearly every case anyway
-    return [[compare(b, c, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True, n_boot=1000)
-             for b, c in zip(bs, cs)] for bs, cs in zip(base, cand)]
+    return [
+        [
+            compare(b, c, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS, higher_is_better=True, n_boot=1000)
+            for b, c in zip(bs, cs)
+        ]
+        for bs, cs in zip(base, cand)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +64,10 @@ def test_points_on_the_margin_rarely_yield_a_wrong_equivalent_in_the_family(on_t
 
 def test_without_correction_a_family_on_the_margin_often_holds_a_wrong_equivalent(on_the_margin):
     # the check above can fail: reading each CI alone is what the issue measured (24 %)
-    uncorrected = sum(any(c.ratio_ci_low >= 0.98 and c.ratio_ci_high <= 1.02 for c in f)
-                      for f in on_the_margin) / FAMILIES
+    uncorrected = (
+        sum(any(c.ratio_ci_low >= 0.98 and c.ratio_ci_high <= 1.02 for c in f) for f in on_the_margin)
+        / FAMILIES
+    )
     assert uncorrected >= 0.15
 
 

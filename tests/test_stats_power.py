@@ -38,7 +38,9 @@ def test_paired_power_matches_statsmodels_ttestpower(n, shift):
 @pytest.mark.parametrize("n", [3, 10, 40])
 def test_independent_power_matches_statsmodels_ttestindpower(n):
     sd = 0.01
-    expected = TTestIndPower().power(effect_size=0.02 / sd, nobs1=n, ratio=1.0, alpha=0.05, alternative="two-sided")
+    expected = TTestIndPower().power(
+        effect_size=0.02 / sd, nobs1=n, ratio=1.0, alpha=0.05, alternative="two-sided"
+    )
     assert power_difference(0.02, sd * math.sqrt(2 / n), 2 * n - 2) == pytest.approx(expected, rel=1e-9)
 
 
@@ -48,7 +50,9 @@ def test_mde_matches_statsmodels_solve_power(n):
     effect = TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
     assert minimum_detectable_effect(sd / math.sqrt(n), df=n - 1) == pytest.approx(effect * sd, rel=1e-6)
     effect_ind = TTestIndPower().solve_power(nobs1=n, ratio=1.0, alpha=0.05, power=0.8)
-    assert minimum_detectable_effect(sd * math.sqrt(2 / n), df=2 * n - 2) == pytest.approx(effect_ind * sd, rel=1e-6)
+    assert minimum_detectable_effect(sd * math.sqrt(2 / n), df=2 * n - 2) == pytest.approx(
+        effect_ind * sd, rel=1e-6
+    )
 
 
 def test_normal_limit_is_the_textbook_formula():
@@ -58,8 +62,10 @@ def test_normal_limit_is_the_textbook_formula():
     assert minimum_detectable_effect(0.01, df=4) > 1.3 * minimum_detectable_effect(0.01)
 
 
-@pytest.mark.parametrize("margin, se, df, shift", [(0.02, 0.005, 9, 0.0), (0.02, 0.008, 2, 0.0),
-                                                   (0.02, 0.003, 39, 0.01), (0.05, 0.01, 4, -0.02)])
+@pytest.mark.parametrize(
+    "margin, se, df, shift",
+    [(0.02, 0.005, 9, 0.0), (0.02, 0.008, 2, 0.0), (0.02, 0.003, 39, 0.01), (0.05, 0.01, 4, -0.02)],
+)
 def test_equivalence_power_matches_direct_integration(margin, se, df, shift):
     t_crit = special.stdtrit(df, 0.975)
 
@@ -67,7 +73,9 @@ def test_equivalence_power_matches_direct_integration(margin, se, df, shift):
         reach = margin - t_crit * se * math.sqrt(x / df)
         if reach <= 0:
             return 0.0
-        return (special.ndtr((reach - shift) / se) - special.ndtr((-reach - shift) / se)) * stats.chi2.pdf(x, df)
+        return (special.ndtr((reach - shift) / se) - special.ndtr((-reach - shift) / se)) * stats.chi2.pdf(
+            x, df
+        )
 
     expected = integrate.quad(integrand, 0, df * (margin / (t_crit * se)) ** 2, limit=500)[0]
     assert power_equivalence(margin, se, df, shift=shift) == pytest.approx(expected, abs=1e-8)

@@ -66,8 +66,9 @@ def test_few_values_are_not_judged_for_modality():
 @pytest.mark.slow
 def test_normal_samples_are_rarely_flagged_multimodal():
     rng = np.random.default_rng(8)
-    flagged = sum("multimodal" in quality_flags(rng.normal(100, 1, 20), None, mde=0.0, margin=0.02)
-                  for _ in range(300))
+    flagged = sum(
+        "multimodal" in quality_flags(rng.normal(100, 1, 20), None, mde=0.0, margin=0.02) for _ in range(300)
+    )
     assert flagged / 300 < 0.05
 
 
@@ -98,17 +99,21 @@ def test_edge_cases_and_json():
 
 def test_underpowered_when_equivalence_could_not_be_shown_for_identical_drivers():
     assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=0.5) == ["underpowered"]
-    assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=float("nan")) == ["underpowered"]
+    assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=float("nan")) == [
+        "underpowered"
+    ]
     assert quality_flags(CLEAN, None, mde=0.01, margin=0.02, equivalence_power=0.85) == []
 
 
 def test_underpowered_flag_from_compare_matches_the_power_of_the_verdict():
     # CV 1 %, paired: 10 rounds have ~95 % power for both claims, 4 rounds have neither
     from bench.stats import compare
+
     rng = np.random.default_rng(8)
     for n, expected in ((10, []), (4, ["underpowered"])):
         base, cand = 100 * (1 + 0.01 * rng.normal(size=(2, n)))
-        c = compare(base, cand, baseline_rounds=list(range(n)), candidate_rounds=list(range(n)),
-                    higher_is_better=True)
+        c = compare(
+            base, cand, baseline_rounds=list(range(n)), candidate_rounds=list(range(n)), higher_is_better=True
+        )
         flags = quality_flags(base, None, mde=c.mde, margin=0.02, equivalence_power=c.power_equivalence)
         assert [f for f in flags if f == "underpowered"] == expected, (n, c.mde, c.power_equivalence)

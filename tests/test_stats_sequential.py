@@ -13,7 +13,6 @@ is what compare() computes besides its bootstrap; test_the_model_agrees_with_the
 runs the real compare() + adaptive_decision(margin=...) on two cells to check the model.
 """
 
-
 import numpy as np
 import pytest
 from scipy import special
@@ -58,8 +57,15 @@ def model(ratio, cv, *, sequential, trials=TRIALS, seed=0):
     stop[:, MAX - 1] = True
     at = stop.argmax(axis=1)
     rows = np.arange(trials)
-    inside, significant, beyond, up = inside[rows, at], significant[rows, at], beyond[rows, at], (mc > mb)[rows, at]
-    words = np.where(inside, "equivalent", np.where(significant, np.where(up, "faster", "slower"), "inconclusive"))
+    inside, significant, beyond, up = (
+        inside[rows, at],
+        significant[rows, at],
+        beyond[rows, at],
+        (mc > mb)[rows, at],
+    )
+    words = np.where(
+        inside, "equivalent", np.where(significant, np.where(up, "faster", "slower"), "inconclusive")
+    )
     return words, significant & beyond & ~inside, at + 1
 
 
@@ -78,13 +84,19 @@ def grid():
             seed = int(cv * 10_000) * 100 + int(round((ratio - 1) * 100))
             seq_words, seq_beyond, seq_rounds = model(ratio, cv, sequential=True, seed=seed)
             fix_words, fix_beyond, _ = model(ratio, cv, sequential=False, seed=seed)
-            rows.append({"cv": cv, "ratio": ratio, "rounds": float(seq_rounds.mean()),
-                         "wrong_sequential": float(wrong(seq_words, seq_beyond, ratio).mean()),
-                         "wrong_fixed": float(wrong(fix_words, fix_beyond, ratio).mean()),
-                         "faster_sequential": float((seq_words == "faster").mean()),
-                         "faster_fixed": float((fix_words == "faster").mean()),
-                         "equivalent_sequential": float((seq_words == "equivalent").mean()),
-                         "equivalent_fixed": float((fix_words == "equivalent").mean())})
+            rows.append(
+                {
+                    "cv": cv,
+                    "ratio": ratio,
+                    "rounds": float(seq_rounds.mean()),
+                    "wrong_sequential": float(wrong(seq_words, seq_beyond, ratio).mean()),
+                    "wrong_fixed": float(wrong(fix_words, fix_beyond, ratio).mean()),
+                    "faster_sequential": float((seq_words == "faster").mean()),
+                    "faster_fixed": float((fix_words == "faster").mean()),
+                    "equivalent_sequential": float((seq_words == "equivalent").mean()),
+                    "equivalent_fixed": float((fix_words == "equivalent").mean()),
+                }
+            )
     return rows
 
 
@@ -118,10 +130,23 @@ def test_the_model_agrees_with_the_real_rule():
         rounds_used, words = [], []
         for b, c in zip(b_all, c_all):
             for n in range(MIN, MAX + 1):
-                comp = compare(b[:n], c[:n], baseline_rounds=range(n), candidate_rounds=range(n),
-                               higher_is_better=True, confidence=sequential_confidence(0.95), n_boot=1000)
-                decision = adaptive_decision({"p": comp}, target_ci=TARGET, rounds_done=n, min_rounds=MIN,
-                                             max_rounds=MAX, margin=MARGIN)
+                comp = compare(
+                    b[:n],
+                    c[:n],
+                    baseline_rounds=range(n),
+                    candidate_rounds=range(n),
+                    higher_is_better=True,
+                    confidence=sequential_confidence(0.95),
+                    n_boot=1000,
+                )
+                decision = adaptive_decision(
+                    {"p": comp},
+                    target_ci=TARGET,
+                    rounds_done=n,
+                    min_rounds=MIN,
+                    max_rounds=MAX,
+                    margin=MARGIN,
+                )
                 if decision.stop:
                     break
             rounds_used.append(n)
@@ -137,8 +162,17 @@ def test_settled_points_stop_and_only_the_undecided_go_on():
     n = 8
     b = 100 * (1 + 0.005 * rng.normal(size=(3, n)))
     c = 100 * np.array([[1.0], [1.10], [1.02]]) * (1 + 0.005 * rng.normal(size=(3, n)))
-    comps = {k: compare(b[i], c[i], baseline_rounds=range(n), candidate_rounds=range(n), higher_is_better=True,
-                        confidence=0.975) for i, k in enumerate(("same", "far", "edge"))}
+    comps = {
+        k: compare(
+            b[i],
+            c[i],
+            baseline_rounds=range(n),
+            candidate_rounds=range(n),
+            higher_is_better=True,
+            confidence=0.975,
+        )
+        for i, k in enumerate(("same", "far", "edge"))
+    }
     d = adaptive_decision(comps, target_ci=0.001, rounds_done=n, min_rounds=5, max_rounds=40, margin=MARGIN)
     assert d.points_settled == ("same", "far") and d.points_above_target == ("edge",) and not d.stop
     assert "undecided" in d.reason

@@ -28,7 +28,9 @@ def test_balanced_with_a_session_effect_is_the_t_interval_on_session_means():
     means = np.array([y[sessions == s].mean() for s in range(S)])
     half = stats.t.ppf(0.975, S - 1) * means.std(ddof=1) / math.sqrt(S)
     assert level.df == pytest.approx(S - 1)
-    assert (level.ci_low, level.ci_high) == pytest.approx((math.exp(means.mean() - half), math.exp(means.mean() + half)))
+    assert (level.ci_low, level.ci_high) == pytest.approx(
+        (math.exp(means.mean() - half), math.exp(means.mean() + half))
+    )
     assert level.p_value == pytest.approx(stats.ttest_1samp(means, 0.0).pvalue)
     assert level.p_between == pytest.approx(stats.f_oneway(*[y[sessions == s] for s in range(S)]).pvalue)
     assert level.between_share > 0.5 and level.dominated

@@ -77,8 +77,10 @@ def simulate_verdicts(ratio, trials, *, seed):
     rng = np.random.default_rng(seed)
     base = 100 * (1 + CV * rng.normal(size=(trials, N_ROUNDS)))
     cand = 100 * ratio * (1 + CV * rng.normal(size=(trials, N_ROUNDS)))
-    return [decide([compare(b, c, higher_is_better=True, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS)])[0]
-            for b, c in zip(base, cand)]
+    return [
+        decide([compare(b, c, higher_is_better=True, baseline_rounds=ROUNDS, candidate_rounds=ROUNDS)])[0]
+        for b, c in zip(base, cand)
+    ]
 
 
 def test_a_difference_on_the_margin_is_rarely_called_equivalent_or_beyond_it():

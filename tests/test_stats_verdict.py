@@ -22,8 +22,14 @@ def point(ratio, *, cv=0.01, n=10, higher_is_better=True, seed=0, **kwargs):
     base = 100 * (1 + cv * rng.normal(size=n))
     cand = 100 * ratio * (1 + cv * rng.normal(size=n))
     rounds = list(range(n))
-    return compare(base, cand, baseline_rounds=rounds, candidate_rounds=rounds,
-                   higher_is_better=higher_is_better, **kwargs)
+    return compare(
+        base,
+        cand,
+        baseline_rounds=rounds,
+        candidate_rounds=rounds,
+        higher_is_better=higher_is_better,
+        **kwargs,
+    )
 
 
 def one(comparison, **kwargs):
@@ -37,8 +43,11 @@ def factor_in(sentence):
 def test_higher_iops_is_faster():
     v = one(point(1.05))
     assert v.verdict == FASTER and v.significant
-    assert re.fullmatch(r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\), "
-                        r"beyond the ±2 % margin", v.sentence)
+    assert re.fullmatch(
+        r"rnull is \d\.\d\d ± 0\.\d\d × faster than null_blk \(95 % CI \S+-\S+\), "
+        r"beyond the ±2 % margin",
+        v.sentence,
+    )
     assert factor_in(v.sentence) == pytest.approx(1.05, abs=0.015)
 
 
@@ -141,6 +150,7 @@ def test_a_margin_override_recomputes_the_tost():
     c = point(1.03, cv=0.005, n=20)
     v = one(c, margin=0.05)
     from bench.stats.significance import ratio_tost_from_moments
+
     assert v.p_equiv == ratio_tost_from_moments(c.moments, 0.05)[0] != c.p_equiv
 
 
@@ -161,8 +171,9 @@ def test_bh_and_margin_override():
     assert v.verdict == EQUIVALENT and v.correction == "Benjamini-Hochberg" and v.margin == 0.05
 
 
-@pytest.mark.parametrize("base, cand", [([], []), ([1.0], [1.1]), ([5.0] * 10, [5.0] * 10),
-                                        ([5.0] * 10, [7.0] * 10)])
+@pytest.mark.parametrize(
+    "base, cand", [([], []), ([1.0], [1.1]), ([5.0] * 10, [5.0] * 10), ([5.0] * 10, [7.0] * 10)]
+)
 def test_no_data_one_value_or_constant_data_are_inconclusive(base, cand):
     v = one(compare(base, cand, higher_is_better=True))
     assert v.verdict == INCONCLUSIVE

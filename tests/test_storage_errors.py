@@ -90,8 +90,13 @@ def test_run_on_a_full_filesystem_is_one_line_and_resumes_when_there_is_room(tmp
         results = disk / "results"
         proc = start_cli("run", path, "--results", results, "--quiet", env=env)
         try:
-            campaign = wait_for(lambda: results.is_dir() and next(
-                (p for p in results.iterdir() if not p.name.startswith(".")), None), "the campaign directory")
+            campaign = wait_for(
+                lambda: (
+                    results.is_dir()
+                    and next((p for p in results.iterdir() if not p.name.startswith(".")), None)
+                ),
+                "the campaign directory",
+            )
             wait_for(lambda: done_count(campaign) >= 2 or proc.poll() is not None, "2 runs done")
             assert proc.poll() is None, "the campaign ended before the disk could fill"
             filler = fill(disk)
@@ -104,13 +109,16 @@ def test_run_on_a_full_filesystem_is_one_line_and_resumes_when_there_is_room(tmp
         assert out.returncode == 1, stderr
         line = one_error(out)
         assert line.startswith(f"blkcmp: error: {disk}/"), line
-        assert ": cannot write: No space left on device; finished runs are kept: once it can be " \
-               f"written, `blkcmp run --resume {campaign}`" in line, line
+        assert (
+            ": cannot write: No space left on device; finished runs are kept: once it can be "
+            f"written, `blkcmp run --resume {campaign}`" in line
+        ), line
         print(line)
         finished = finished_runs_intact(campaign)
         assert len(finished) >= 2
-        done_before = {p: (campaign / "runs" / p / "fio.json").read_bytes() for p in finished
-                       if ".failed-" not in p}
+        done_before = {
+            p: (campaign / "runs" / p / "fio.json").read_bytes() for p in finished if ".failed-" not in p
+        }
 
         filler.unlink()
         out = run_cli("run", "--resume", campaign, "--quiet", env=env)
@@ -152,13 +160,15 @@ def test_readers_work_and_writers_name_the_read_only_path(read_only_campaign, tm
 
     good = tmp_path / "good.json"
     shutil.copyfile(next((campaign / "runs").iterdir()) / "fio.json", good)
-    for args, path in ((["report", campaign, "--out", disk / "report"], disk / "report"),
-                       (["plot", campaign, "--out", disk / "plots"], disk / "plots"),
-                       (["export", campaign, "-o", disk / "x.csv"], disk / "x.csv"),
-                       (["ingest", good, "--into", campaign], campaign / ".lock"),
-                       (["ingest", good, "--into", disk / "new"], disk / "new"),
-                       (["run", tmp_path / "w.yaml", "--results", disk / "more"], disk / "more"),
-                       (["run", "--resume", campaign], campaign / ".lock")):
+    for args, path in (
+        (["report", campaign, "--out", disk / "report"], disk / "report"),
+        (["plot", campaign, "--out", disk / "plots"], disk / "plots"),
+        (["export", campaign, "-o", disk / "x.csv"], disk / "x.csv"),
+        (["ingest", good, "--into", campaign], campaign / ".lock"),
+        (["ingest", good, "--into", disk / "new"], disk / "new"),
+        (["run", tmp_path / "w.yaml", "--results", disk / "more"], disk / "more"),
+        (["run", "--resume", campaign], campaign / ".lock"),
+    ):
         out = run_cli(*args, env=env)
         assert out.returncode == 1, (args, out.stderr)
         assert one_error(out).startswith(f"blkcmp: error: {path}: cannot write: Read-only file system"), args
@@ -177,13 +187,17 @@ def test_a_damaged_index_on_a_read_only_filesystem_is_rebuilt_in_memory(tmp_path
             out = run_cli("export", campaign, "--format", "json", env=env)
             assert out.returncode == 0 and out.stdout == expected, out.stderr
             (notice,) = out.stderr.splitlines()
-            assert notice.startswith(f"blkcmp: {campaign}/index.sqlite was empty (0 bytes): rebuilt from "
-                                     "the run directories in memory for this command only")
+            assert notice.startswith(
+                f"blkcmp: {campaign}/index.sqlite was empty (0 bytes): rebuilt from "
+                "the run directories in memory for this command only"
+            )
             report = run_cli("report", campaign, "--out", tmp_path / "report", env=env)
             assert report.returncode == 0, report.stderr
             assert len(report.stderr.splitlines()) == 1  # one rebuild per command, however many readers
             refused = run_cli("reindex", campaign, env=env)
             assert refused.returncode == 1
-            assert one_error(refused) == f"blkcmp: error: {campaign}/.lock: cannot write: Read-only file system"
+            assert (
+                one_error(refused) == f"blkcmp: error: {campaign}/.lock: cannot write: Read-only file system"
+            )
         finally:
             remount(disk, "rw")

@@ -24,9 +24,16 @@ def rnull_faster_at_qd1(target: str, point: dict) -> float:
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory) -> Path:
-    return specimen.create(tmp_path_factory.mktemp("summary"), specimen.Specimen(
-        name="summary", matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 32]}, rounds=4,
-        factor=rnull_faster_at_qd1, seed=7))
+    return specimen.create(
+        tmp_path_factory.mktemp("summary"),
+        specimen.Specimen(
+            name="summary",
+            matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 32]},
+            rounds=4,
+            factor=rnull_faster_at_qd1,
+            seed=7,
+        ),
+    )
 
 
 def from_the_files(camp: Path) -> dict[tuple[str, str], dict]:
@@ -54,8 +61,11 @@ def p99(bins: Counter) -> int:
 def test_rows_are_the_runs_numbers_in_plan_order(campaign):
     rows = summary.summary_rows(store.open_campaign(campaign))
     assert [(r["point"], r["target"]) for r in rows] == [
-        ("rw=randread,bs=4k,iodepth=1", "null_blk"), ("rw=randread,bs=4k,iodepth=1", "rnull"),
-        ("rw=randread,bs=4k,iodepth=32", "null_blk"), ("rw=randread,bs=4k,iodepth=32", "rnull")]
+        ("rw=randread,bs=4k,iodepth=1", "null_blk"),
+        ("rw=randread,bs=4k,iodepth=1", "rnull"),
+        ("rw=randread,bs=4k,iodepth=32", "null_blk"),
+        ("rw=randread,bs=4k,iodepth=32", "rnull"),
+    ]
     truth = from_the_files(campaign)
     for row in rows:
         want = truth[(row["point"], row["target"])]
@@ -79,6 +89,11 @@ def test_table_shows_each_row_and_says_what_it_is(campaign):
     assert len(body) == len(rows)
     for line, row in zip(body, rows):
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        assert cells == [row["label"], row["target"], f"{si(row['iops_mean'])} ± {si(row['iops_stdev'])}",
-                         si(row["clat_p99_ns"], "ns"), "4"]
+        assert cells == [
+            row["label"],
+            row["target"],
+            f"{si(row['iops_mean'])} ± {si(row['iops_stdev'])}",
+            si(row["clat_p99_ns"], "ns"),
+            "4",
+        ]
     assert specimen.LABEL in " ".join(line.strip() for line in lines[-3:])  # not a host run: said

@@ -17,11 +17,22 @@ FEATURES_7_2 = {"blocksize", "size", "rotational", "irqmode"}
 
 
 def test_rnull_configfs_options():
-    ok = {"blocksize": 4096, "size": 4096, "irqmode": 1, "rotational": False,
-          "hw_queue_depth": 256, "submit_queues": 1, "poll_queues": 0, "memory_backed": 0}
+    ok = {
+        "blocksize": 4096,
+        "size": 4096,
+        "irqmode": 1,
+        "rotational": False,
+        "hw_queue_depth": 256,
+        "submit_queues": 1,
+        "poll_queues": 0,
+        "memory_backed": 0,
+    }
     assert rnull.option_problems(ok, "configfs", FEATURES_7_2) == []
-    problems = rnull.option_problems({"irqmode": 2, "memory_backed": 1, "submit_queues": 2,
-                                      "completion_nsec": 10}, "configfs", FEATURES_7_2)
+    problems = rnull.option_problems(
+        {"irqmode": 2, "memory_backed": 1, "submit_queues": 2, "completion_nsec": 10},
+        "configfs",
+        FEATURES_7_2,
+    )
     assert problems == [
         "rnull cannot honour irqmode=2: it accepts only 0 or 1",
         "rnull cannot honour memory_backed=1: it is fixed at 0",
@@ -76,7 +87,9 @@ def test_unavailable_target_is_named_and_the_rest_runs(tmp_path, env):
 
 @pytest.mark.skipif(nullblk.host_available().ok or rnull.host_available().ok, reason="this host has a driver")
 def test_no_available_target_is_one_line_and_writes_nothing(tmp_path, env):
-    w = write_workload(tmp_path, HALF.replace("disk: {driver: loop, options: {size: 16}}", "r: {driver: rnull}"))
+    w = write_workload(
+        tmp_path, HALF.replace("disk: {driver: loop, options: {size: 16}}", "r: {driver: rnull}")
+    )
     out = run_cli("run", w, "--results", tmp_path / "res", env=env)
     assert out.returncode == 1
     errors = [l for l in out.stderr.splitlines() if l.startswith("blkcmp: error:")]

@@ -61,10 +61,13 @@ def test_a_real_campaign_keeps_indexes_and_exports_its_time_series(tmp_path, env
     proc = run_cli("export", campaign, "--timeseries", env=env)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert proc.stdout.splitlines()[0] == ("campaign,run_id,target,point_key,round,repetition,job,metric,"
-                                           "direction,time_ms,value")
-    got = sorted((r["run_id"], int(r["job"]), r["metric"], r["direction"], int(r["time_ms"]), float(r["value"]))
-                 for r in rows)
+    assert proc.stdout.splitlines()[0] == (
+        "campaign,run_id,target,point_key,round,repetition,job,metric,direction,time_ms,value"
+    )
+    got = sorted(
+        (r["run_id"], int(r["job"]), r["metric"], r["direction"], int(r["time_ms"]), float(r["value"]))
+        for r in rows
+    )
     assert got == sorted(expected)
     targets = {r["run_id"]: r["target"] for r in rows}
     assert {targets[r["run_id"]] for r in index_rows(campaign)} == {"n", "f"}
@@ -74,25 +77,33 @@ def test_a_real_campaign_keeps_indexes_and_exports_its_time_series(tmp_path, env
 
 @needs_root
 def test_export_timeseries_of_a_campaign_without_says_so(tmp_path, env):
-    path = write_workload(tmp_path, WORKLOAD.format(tmp=tmp_path).replace("timeseries: 250ms\n", "")
-                          .replace("numjobs: [1, 2]", "numjobs: [1]").replace("  f:\n    driver: file\n"
-                                   f"    options: {{size: 8, directory: {tmp_path}}}\n", ""))
+    path = write_workload(
+        tmp_path,
+        WORKLOAD.format(tmp=tmp_path)
+        .replace("timeseries: 250ms\n", "")
+        .replace("numjobs: [1, 2]", "numjobs: [1]")
+        .replace(f"  f:\n    driver: file\n    options: {{size: 8, directory: {tmp_path}}}\n", ""),
+    )
     assert run_cli("run", path, "--results", tmp_path / "results", "--quiet", env=env).returncode == 0
     proc = run_cli("export", campaign_dir(tmp_path / "results"), "--timeseries", env=env)
     assert proc.returncode == 0
     no_traceback(proc)
-    assert proc.stdout.splitlines() == ["campaign,run_id,target,point_key,round,repetition,job,metric,"
-                                        "direction,time_ms,value"]
+    assert proc.stdout.splitlines() == [
+        "campaign,run_id,target,point_key,round,repetition,job,metric,direction,time_ms,value"
+    ]
     assert "no time-series samples" in proc.stderr
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("timeseries: 1s\nfio:\n  log_avg_msec: 100\n", "blkcmp passes it for `timeseries:`"),
-    ("timeseries: 1s\nallow_fio_options: [write_bw_log]\nfio:\n  write_bw_log: x\n", "`timeseries:`"),
-    ("timeseries: 5ms\n", "from 10 ms"),
-    ("timeseries: often\n", "such as 1s or 500ms"),
-    ("timeseries: 10ms\nruntime: 3600\n", "at most 100000 samples"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("timeseries: 1s\nfio:\n  log_avg_msec: 100\n", "blkcmp passes it for `timeseries:`"),
+        ("timeseries: 1s\nallow_fio_options: [write_bw_log]\nfio:\n  write_bw_log: x\n", "`timeseries:`"),
+        ("timeseries: 5ms\n", "from 10 ms"),
+        ("timeseries: often\n", "such as 1s or 500ms"),
+        ("timeseries: 10ms\nruntime: 3600\n", "at most 100000 samples"),
+    ],
+)
 def test_timeseries_settings_are_checked(text, fragment):
     with pytest.raises(Exception) as info:
         loads("targets:\n  a: {driver: fio-null}\n" + text, "w.yaml", fio_options.table())
@@ -107,7 +118,9 @@ def test_timeseries_intervals(value, msec):
 
 def test_log_lines_are_parsed_strictly_and_summed_per_window():
     samples = timeseries.parse_log("250, 100, 0, 4096, 0\n500, 90, 0, 4096, 0\n", 1, "iops")
-    samples += timeseries.parse_log("251, 10, 1, 4096, 0\n502, 20, 1, 4096, 0\n750, 30, 1, 4096, 0\n", 1, "iops")
+    samples += timeseries.parse_log(
+        "251, 10, 1, 4096, 0\n502, 20, 1, 4096, 0\n750, 30, 1, 4096, 0\n", 1, "iops"
+    )
     samples += timeseries.parse_log("250, 2, 0, 0, 0\n", 1, "bw")
     assert samples[-1].metric == "bw_bytes" and samples[-1].value == 2048.0
     # the third window lacks the read sample: left out rather than shown as a stall
@@ -118,9 +131,18 @@ def test_log_lines_are_parsed_strictly_and_summed_per_window():
 
 @pytest.fixture(scope="module")
 def stalled(tmp_path_factory):
-    return specimen.create(tmp_path_factory.mktemp("stall"), specimen.Specimen(
-        name="stall", matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 8]}, rounds=3,
-        runtime=2.0, timeseries_msec=250, stall=("rnull", 3, 0.25), seed=4))
+    return specimen.create(
+        tmp_path_factory.mktemp("stall"),
+        specimen.Specimen(
+            name="stall",
+            matrix={"rw": ["randread"], "bs": ["4k"], "iodepth": [1, 8]},
+            rounds=3,
+            runtime=2.0,
+            timeseries_msec=250,
+            stall=("rnull", 3, 0.25),
+            seed=4,
+        ),
+    )
 
 
 def test_iops_over_time_draws_every_run_and_shows_the_known_stall(stalled):

@@ -53,9 +53,14 @@ def _boot_checks(kernel: kernels.KernelInfo, tmp: Path) -> tuple[vm.GuestResult,
     results.mkdir()
     ro.mkdir()
     (ro / "ro-input.txt").write_text("from the host\n")
-    res = vm.run_in_guest(kernel, PROBE_COMMAND, rw_dirs={"/results": results},
-                          ro_dirs={"/blkcmp": ro}, timeout_s=600,
-                          console_log=tmp / "console.log")
+    res = vm.run_in_guest(
+        kernel,
+        PROBE_COMMAND,
+        rw_dirs={"/results": results},
+        ro_dirs={"/blkcmp": ro},
+        timeout_s=600,
+        console_log=tmp / "console.log",
+    )
     return res, results
 
 
@@ -104,8 +109,9 @@ def test_detect_accel_answers_and_obeys_env(monkeypatch):
 
 
 def test_guest_script_checks_every_folder():
-    script = vm._guest_script("abc123", "echo 'hi there'; exit 3",
-                              {"/results": Path("/tmp/r")}, {"/blkcmp": Path("/tmp/b")})
+    script = vm._guest_script(
+        "abc123", "echo 'hi there'; exit 3", {"/results": Path("/tmp/r")}, {"/blkcmp": Path("/tmp/b")}
+    )
     assert "/results/.blkcmp-mount-abc123" in script
     assert "/blkcmp/.blkcmp-mount-abc123" in script
     assert "touch /results/.blkcmp-mount-abc123.rw" in script
@@ -153,9 +159,13 @@ def test_7_2_unmounted_folder_is_reported(kernel_7_2, tmp_path):
     name = f"blkcmp-shadowed-{secrets.token_hex(4)}"
     try:
         with pytest.raises(RunError, match=rf"/proc/{name} is not mounted.*console"):
-            vm.run_in_guest(kernel_7_2, "echo should-not-run > /tmp/ran; exit 0",
-                            rw_dirs={f"/proc/{name}": host}, timeout_s=600,
-                            console_log=tmp_path / "c.log")
+            vm.run_in_guest(
+                kernel_7_2,
+                "echo should-not-run > /tmp/ran; exit 0",
+                rw_dirs={f"/proc/{name}": host},
+                timeout_s=600,
+                console_log=tmp_path / "c.log",
+            )
         assert "should-not-run" not in (tmp_path / "c.log").read_text(errors="replace")
         assert not list(host.iterdir())
     finally:
@@ -168,9 +178,13 @@ def test_7_2_hang_is_killed(kernel_7_2, boot_7_2, tmp_path):
     marker = f"blkcmp.test={secrets.token_hex(6)}"
     timeout = max(45.0, 2.5 * boot_7_2[0].elapsed)
     with pytest.raises(RunError, match=r"guest hung.*console"):
-        vm.run_in_guest(kernel_7_2, "sleep 100000", timeout_s=timeout,
-                        append=f"null_blk.nr_devices=0 {marker}",
-                        console_log=tmp_path / "c.log")
+        vm.run_in_guest(
+            kernel_7_2,
+            "sleep 100000",
+            timeout_s=timeout,
+            append=f"null_blk.nr_devices=0 {marker}",
+            console_log=tmp_path / "c.log",
+        )
     assert _qemu_pids_with(marker) == []
 
 
@@ -180,12 +194,14 @@ def test_7_2_no_boot_within_timeout(kernel_7_2, tmp_path):
     # default), each attempt's console log kept, then reported.
     marker = f"blkcmp.test={secrets.token_hex(6)}"
     with pytest.raises(vm.BootFailed, match=r"did not boot in 3 attempts.*console") as err:
-        vm.run_in_guest(kernel_7_2, "true", timeout_s=1, append=marker,
-                        console_log=tmp_path / "c.log")
+        vm.run_in_guest(kernel_7_2, "true", timeout_s=1, append=marker, console_log=tmp_path / "c.log")
     assert _qemu_pids_with(marker) == []
     assert [f.attempt for f in err.value.failures] == [1, 2, 3]
     assert sorted(p.name for p in tmp_path.glob("c.boot-failed-*.log")) == [
-        "c.boot-failed-1.log", "c.boot-failed-2.log", "c.boot-failed-3.log"]
+        "c.boot-failed-1.log",
+        "c.boot-failed-2.log",
+        "c.boot-failed-3.log",
+    ]
     assert "had not started after 1 s" in err.value.reason
 
 
@@ -193,9 +209,14 @@ def test_7_2_no_boot_within_timeout(kernel_7_2, tmp_path):
 def test_7_2_early_boot_panic_is_retried_then_named(kernel_7_2, tmp_path):
     # A root filesystem type that does not exist: the kernel panics before init, every time.
     with pytest.raises(vm.BootFailed) as err:
-        vm.run_in_guest(kernel_7_2, "echo should-not-run", timeout_s=300, boot_attempts=2,
-                        append="null_blk.nr_devices=0 rootfstype=blkcmp-no-such-fs",
-                        console_log=tmp_path / "c.log")
+        vm.run_in_guest(
+            kernel_7_2,
+            "echo should-not-run",
+            timeout_s=300,
+            boot_attempts=2,
+            append="null_blk.nr_devices=0 rootfstype=blkcmp-no-such-fs",
+            console_log=tmp_path / "c.log",
+        )
     msg = str(err.value)
     assert "\n" not in msg and "did not boot in 2 attempts" in msg
     assert err.value.oops_line.startswith("Kernel panic - not syncing")
@@ -208,10 +229,12 @@ def test_7_2_early_boot_panic_is_retried_then_named(kernel_7_2, tmp_path):
 
 def test_oops_line_is_the_first_fatal_line(tmp_path):
     log = tmp_path / "console.log"
-    log.write_text("[    1.3] sched_clock: Marking stable\n"
-                   "[    1.326512] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
-                   "[    1.327181] RIP: 0010:sched_clock_cpu+0x9/0x1f0\n"
-                   "[    1.4] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    log.write_text(
+        "[    1.3] sched_clock: Marking stable\n"
+        "[    1.326512] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+        "[    1.327181] RIP: 0010:sched_clock_cpu+0x9/0x1f0\n"
+        "[    1.4] Kernel panic - not syncing: Fatal exception in interrupt\n"
+    )
     assert vm.oops_line(log) == "Oops: int3: 0000 [#1] PREEMPT SMP NOPTI"
     log.write_text("ok\n[ 2.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
     assert vm.oops_line(log) == "Kernel panic - not syncing: VFS: Unable to mount root fs"

@@ -47,13 +47,29 @@ seed: 3
 """
 
 
-def workload(tmp: Path, name: str = "vmtest", *, c_options: str = "{}", rust_options: str = "{}",
-             iodepths: str = "[1, 8]", reps: int = 2, runtime: int = 1,
-             extra_targets: str = "") -> Path:
+def workload(
+    tmp: Path,
+    name: str = "vmtest",
+    *,
+    c_options: str = "{}",
+    rust_options: str = "{}",
+    iodepths: str = "[1, 8]",
+    reps: int = 2,
+    runtime: int = 1,
+    extra_targets: str = "",
+) -> Path:
     path = tmp / f"{name}.yaml"
-    path.write_text(MATCHED.format(name=name, c_options=c_options, rust_options=rust_options,
-                                   iodepths=iodepths, reps=reps, runtime=runtime,
-                                   extra_targets=extra_targets))
+    path.write_text(
+        MATCHED.format(
+            name=name,
+            c_options=c_options,
+            rust_options=rust_options,
+            iodepths=iodepths,
+            reps=reps,
+            runtime=runtime,
+            extra_targets=extra_targets,
+        )
+    )
     return path
 
 
@@ -112,7 +128,16 @@ def test_campaign_on_both_drivers(kernel_7_2, tmp_path):
     # run inside its lifecycle boot below: one boot each saved.)
     kernel = kernel_7_2
     w = workload(tmp_path, iodepths="[8]", reps=6, extra_targets=AA_PARTNER.format(c_options="{}"))
-    out = run_cli("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
+    out = run_cli(
+        "run",
+        str(w),
+        "--kernel",
+        kernel.version,
+        "--results",
+        str(tmp_path / "res"),
+        "--quiet",
+        timeout=VM_TIMEOUT,
+    )
     assert out.returncode == 0, out.stderr
     camp = only_campaign(tmp_path / "res")
     environment = check_driver_campaign(camp, kernel, runs=3 * 6)
@@ -132,8 +157,12 @@ def test_campaign_on_both_drivers(kernel_7_2, tmp_path):
     res = run_cli("compare", str(camp), "--format", "json", "--alpha", "0.01", timeout=VM_TIMEOUT)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    aa = [p["verdict"]["verdict"] for c in doc["comparisons"]
-          if c["candidate"] == "c_again" for p in c["points"]]
+    aa = [
+        p["verdict"]["verdict"]
+        for c in doc["comparisons"]
+        if c["candidate"] == "c_again"
+        for p in c["points"]
+    ]
     assert aa and all(v in ("equivalent", "inconclusive") for v in aa), aa
     # A finished VM campaign resumes to a no-op: nothing re-run, no guest booted.
     again = run_cli("run", "--resume", str(camp), timeout=VM_TIMEOUT)
@@ -151,10 +180,13 @@ def test_chance_boot_failure_and_a_crash_during_a_run(kernel_7_2, tmp_path):
     #    is recorded as failed with the oops line, the campaign stops; --resume completes it.
     counter = tmp_path / "crash-boots"
     counter.write_text("1")
-    env = dict(os.environ, **{vm.TEST_CRASH_BOOTS_ENV: str(counter),
-                              vm_executor.TEST_CRASH_DURING_RUN_ENV: "1"})
+    env = dict(
+        os.environ, **{vm.TEST_CRASH_BOOTS_ENV: str(counter), vm_executor.TEST_CRASH_DURING_RUN_ENV: "1"}
+    )
     w = workload(tmp_path, iodepths="[1]", reps=1)
-    out = run_cli("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env, timeout=VM_TIMEOUT)
+    out = run_cli(
+        "run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), env=env, timeout=VM_TIMEOUT
+    )
     assert out.returncode == 1, out.stderr
     assert counter.read_text() == "0"
     [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("blkcmp: error:")]
@@ -196,7 +228,16 @@ def test_mismatched_pair_is_refused_before_any_run(kernel_7_2, tmp_path):
     # refusals are checked inside each kernel's lifecycle boot below, to save boots.
     kernel = kernel_7_2
     w = workload(tmp_path, c_options="{blocksize: 512}", rust_options="{}")
-    out = run_cli("run", str(w), "--kernel", kernel.version, "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
+    out = run_cli(
+        "run",
+        str(w),
+        "--kernel",
+        kernel.version,
+        "--results",
+        str(tmp_path / "res"),
+        "--quiet",
+        timeout=VM_TIMEOUT,
+    )
     assert out.returncode == 2
     assert "logical_block_size: c=512, rust=4096" in out.stderr
     errors = [l for l in out.stderr.splitlines() if "error:" in l]
@@ -209,7 +250,9 @@ def test_what_the_guest_kernel_refuses_leaves_results_untouched(kernel_7_2, tmp_
     # Checked on the host from the drivers the kernel's smoke boot recorded, before the
     # campaign directory is created (issue 9: nothing written for bad input).
     w = workload(tmp_path, rust_options="{memory_backed: 1}")
-    out = run_cli("run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT)
+    out = run_cli(
+        "run", str(w), "--kernel", "7.2", "--results", str(tmp_path / "res"), "--quiet", timeout=VM_TIMEOUT
+    )
     assert out.returncode == 2, out.stderr
     [line] = [ln for ln in out.stderr.splitlines() if "error:" in ln]
     assert f"target rust: on kernel {kernel_7_2.release}" in line and "memory_backed" in line
@@ -253,12 +296,20 @@ def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
     workload(work, "short")
     workload(work, "long", reps=3, runtime=3)
     workload(work, "mismatch", c_options="{blocksize: 512}")
-    workload(work, "unsupported", rust_options="{irqmode: 2}" if kernel.version == "6.12" else "{memory_backed: 1}")
-    command = vm_executor.guest_command(GUEST_LIFECYCLE, accel=vm.detect_accel(), kernel_release=kernel.release)
-    result = vm.run_in_guest(kernel, command,
-                             rw_dirs={"/work": work, vm_executor.GUEST_CACHE: vm_executor.guest_cache_dir()},
-                             ro_dirs={"/blkcmp": REPO, "/kconfig": kernel.path}, timeout_s=900,
-                             console_log=tmp_path / "console.log")
+    workload(
+        work, "unsupported", rust_options="{irqmode: 2}" if kernel.version == "6.12" else "{memory_backed: 1}"
+    )
+    command = vm_executor.guest_command(
+        GUEST_LIFECYCLE, accel=vm.detect_accel(), kernel_release=kernel.release
+    )
+    result = vm.run_in_guest(
+        kernel,
+        command,
+        rw_dirs={"/work": work, vm_executor.GUEST_CACHE: vm_executor.guest_cache_dir()},
+        ro_dirs={"/blkcmp": REPO, "/kconfig": kernel.path},
+        timeout_s=900,
+        console_log=tmp_path / "console.log",
+    )
     assert result.exit_code == 0
 
     def read(name: str) -> str:
@@ -267,7 +318,7 @@ def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
     assert read("rc1") == "0", read("run1.log")
     # The first campaign, run by blkcmp inside the guest, is this kernel's C-vs-Rust check.
     check_driver_campaign(only_campaign(work / "res1"), kernel, runs=2 * 2 * 2)
-    fixed = kernel.version == "6.12"   # 6.12's rnullb0 is built in: it stays, blkcmp only tunes it
+    fixed = kernel.version == "6.12"  # 6.12's rnullb0 is built in: it stays, blkcmp only tunes it
     baseline = "rnullb0" if fixed else ""
     assert read("before") == baseline
     assert read("after_run") == baseline, "devices left behind after a finished campaign"
@@ -290,7 +341,9 @@ def test_teardown_and_cleanup_after_sigkill(kernel, tmp_path):
     assert read("after_refusals") == baseline
     targets = read("targets.txt")
     assert "null_blk  available (configfs" in targets
-    assert ("rnull     available (fixed /dev/rnullb0)" if fixed else "rnull     available (configfs)") in targets
+    assert (
+        "rnull     available (fixed /dev/rnullb0)" if fixed else "rnull     available (configfs)"
+    ) in targets
 
 
 def test_targets_on_a_test_kernel(kernel_7_2):

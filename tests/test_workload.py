@@ -14,48 +14,117 @@ from bench import fio
 from bench.plan import add_rounds, make_plan
 from bench.workload import load, loads
 
-TARGET = "targets:\n  a:\n    driver: fio-null\n"          # lines 1-3
-LOOP = "targets:\n  a:\n    driver: loop\n"                 # lines 1-3
+TARGET = "targets:\n  a:\n    driver: fio-null\n"  # lines 1-3
+LOOP = "targets:\n  a:\n    driver: loop\n"  # lines 1-3
 
 # (id, workload text, line, field path, a fragment the message must hold)
 BROKEN = [
     ("unknown-top-level-key", TARGET + "repetitons: 3\n", 4, "repetitons", "did you mean 'repetitions'?"),
-    ("unknown-key-in-target", TARGET + "    optoins: {size: 8}\n", 4, "targets.a.optoins",
-     "did you mean 'options'?"),
+    (
+        "unknown-key-in-target",
+        TARGET + "    optoins: {size: 8}\n",
+        4,
+        "targets.a.optoins",
+        "did you mean 'options'?",
+    ),
     ("unknown-driver", "targets:\n  a:\n    driver: nullblk\n", 3, "targets.a.driver", "'nullblk'"),
-    ("driver-lacks-option", LOOP + "    options:\n      sizee: 8\n", 5, "targets.a.options.sizee",
-     "did you mean 'size'?"),
-    ("common-option-driver-lacks", "targets:\n  common:\n    options: {sise: 8}\n  a:\n    driver: loop\n",
-     3, "targets.common.options.sise", "did you mean 'size'?"),
-    ("bs-list-not-scalar", TARGET + "fio:\n  ioengine: psync\n  bs: [4k, 8k]\n", 6, "fio.bs",
-     "expected a single value"),
+    (
+        "driver-lacks-option",
+        LOOP + "    options:\n      sizee: 8\n",
+        5,
+        "targets.a.options.sizee",
+        "did you mean 'size'?",
+    ),
+    (
+        "common-option-driver-lacks",
+        "targets:\n  common:\n    options: {sise: 8}\n  a:\n    driver: loop\n",
+        3,
+        "targets.common.options.sise",
+        "did you mean 'size'?",
+    ),
+    (
+        "bs-list-not-scalar",
+        TARGET + "fio:\n  ioengine: psync\n  bs: [4k, 8k]\n",
+        6,
+        "fio.bs",
+        "expected a single value",
+    ),
     ("repetitions-three", TARGET + "repetitions: three\n", 4, "repetitions", "'three'"),
     ("runtime-negative", TARGET + "runtime: -1\n", 4, "runtime", "greater than 0"),
     ("reserved-filename", TARGET + "fio:\n  filename: /dev/sda\n", 5, "fio.filename", "set by blkcmp"),
-    ("reserved-output-format", TARGET + "fio:\n  output-format: json\n", 5, "fio.output-format",
-     "set by blkcmp"),
-    ("reserved-runtime-in-fio", TARGET + "runtime: 1\nfio:\n  runtime: 5\n", 6, "fio.runtime",
-     "top-level `runtime:`"),
-    ("reserved-option-as-axis", TARGET + "matrix:\n  runtime: [1, 2]\n", 5, "matrix.runtime", "set by blkcmp"),
+    (
+        "reserved-output-format",
+        TARGET + "fio:\n  output-format: json\n",
+        5,
+        "fio.output-format",
+        "set by blkcmp",
+    ),
+    (
+        "reserved-runtime-in-fio",
+        TARGET + "runtime: 1\nfio:\n  runtime: 5\n",
+        6,
+        "fio.runtime",
+        "top-level `runtime:`",
+    ),
+    (
+        "reserved-option-as-axis",
+        TARGET + "matrix:\n  runtime: [1, 2]\n",
+        5,
+        "matrix.runtime",
+        "set by blkcmp",
+    ),
     ("axis-not-a-list", TARGET + "matrix:\n  bs: 4k\n", 5, "matrix.bs", "valid list"),
     ("axis-empty-list", TARGET + "matrix:\n  bs: []\n", 5, "matrix.bs", "at least 1"),
-    ("exclude-names-non-axis", TARGET + "matrix:\n  bs: [4k, 8k]\n  exclude:\n    - {rw: read}\n",
-     7, "matrix.exclude[0].rw", "not a matrix axis"),
-    ("exclude-names-non-value", TARGET + "matrix:\n  bs: [4k, 8k]\n  exclude:\n    - bs: 16k\n",
-     7, "matrix.exclude[0].bs", "found '16k'"),
-    ("exclude-removes-everything",
-     TARGET + "matrix:\n  bs: [4k]\n  rw: [read]\n  exclude:\n    - {bs: 4k}\n", 7, "matrix.exclude",
-     "every point excluded"),
-    ("baseline-names-no-target", "targets:\n  c:\n    driver: fio-null\n  rust:\n    driver: fio-null\n"
-     "baseline: rusty\n", 6, "baseline", "did you mean 'rust'?"),
-    ("adaptive-max-below-min", TARGET + "repetitions:\n  min: 5\n  max: 3\n", 4, "repetitions",
-     "max >= min"),
-    ("adaptive-unknown-key", TARGET + "repetitions:\n  min: 5\n  mx: 8\n", 6, "repetitions.mx",
-     "did you mean 'max'?"),
-    ("adaptive-sequential", TARGET + "repetitions: {min: 2, max: 4}\norder: sequential\n", 5, "order",
-     "interleaved"),
-    ("target-name-bad-chars", "targets:\n  bad/name:\n    driver: fio-null\n", 2, "targets.bad/name",
-     "'bad/name'"),
+    (
+        "exclude-names-non-axis",
+        TARGET + "matrix:\n  bs: [4k, 8k]\n  exclude:\n    - {rw: read}\n",
+        7,
+        "matrix.exclude[0].rw",
+        "not a matrix axis",
+    ),
+    (
+        "exclude-names-non-value",
+        TARGET + "matrix:\n  bs: [4k, 8k]\n  exclude:\n    - bs: 16k\n",
+        7,
+        "matrix.exclude[0].bs",
+        "found '16k'",
+    ),
+    (
+        "exclude-removes-everything",
+        TARGET + "matrix:\n  bs: [4k]\n  rw: [read]\n  exclude:\n    - {bs: 4k}\n",
+        7,
+        "matrix.exclude",
+        "every point excluded",
+    ),
+    (
+        "baseline-names-no-target",
+        "targets:\n  c:\n    driver: fio-null\n  rust:\n    driver: fio-null\nbaseline: rusty\n",
+        6,
+        "baseline",
+        "did you mean 'rust'?",
+    ),
+    ("adaptive-max-below-min", TARGET + "repetitions:\n  min: 5\n  max: 3\n", 4, "repetitions", "max >= min"),
+    (
+        "adaptive-unknown-key",
+        TARGET + "repetitions:\n  min: 5\n  mx: 8\n",
+        6,
+        "repetitions.mx",
+        "did you mean 'max'?",
+    ),
+    (
+        "adaptive-sequential",
+        TARGET + "repetitions: {min: 2, max: 4}\norder: sequential\n",
+        5,
+        "order",
+        "interleaved",
+    ),
+    (
+        "target-name-bad-chars",
+        "targets:\n  bad/name:\n    driver: fio-null\n",
+        2,
+        "targets.bad/name",
+        "'bad/name'",
+    ),
     ("null-key-in-fio", TARGET + "fio:\n  ioengine: psync\n  null: 1\n", 6, "fio.null", "quote it"),
     ("null-target-name", "targets:\n  null:\n    driver: fio-null\n", 2, "targets.null", "quote it"),
     ("queue-on-fio-null", TARGET + "    queue:\n      nomerges: 1\n", 4, "targets.a.queue", "no block queue"),
@@ -64,8 +133,13 @@ BROKEN = [
     ("empty-file", "", 1, "(top level)", "empty file"),
     ("comments-only", "# nothing here\n", 1, "(top level)", "empty file"),
     ("top-level-list", "- targets\n- fio\n", 1, "(top level)", "found a list"),
-    ("duplicate-key", TARGET + "runtime: 1\nruntime: 2\n", 5, "invalid YAML",
-     "duplicate key 'runtime' (first at line 4)"),
+    (
+        "duplicate-key",
+        TARGET + "runtime: 1\nruntime: 2\n",
+        5,
+        "invalid YAML",
+        "duplicate key 'runtime' (first at line 4)",
+    ),
     ("invalid-yaml-syntax", TARGET + "matrix:\n  bs: [4k, 8k\n", 6, "invalid YAML", ""),
 ]
 
@@ -104,8 +178,9 @@ def test_missing_workload_file_is_a_usage_error(tmp_path, env):
 def test_schema_file_is_what_blkcmp_schema_prints(env):
     proc = run_cli("schema", env=env)
     assert proc.returncode == 0
-    assert proc.stdout == (REPO / "workloads" / "schema.json").read_text(), \
+    assert proc.stdout == (REPO / "workloads" / "schema.json").read_text(), (
         "workloads/schema.json is stale: regenerate it with `python -m bench schema > workloads/schema.json`"
+    )
     schema = json.loads(proc.stdout)
     assert {"targets", "fio", "matrix", "repetitions", "runtime"} <= set(schema["properties"])
 
@@ -186,8 +261,10 @@ def test_sequential_order_is_target_by_target_point_by_point():
 
 
 def test_exclude_leaves_out_exactly_the_named_combinations():
-    workload = loads(TARGET + "matrix:\n  rw: [read, write]\n  bs: [4k, 8k]\n"
-                     "  exclude:\n    - {rw: write, bs: 8k}\n    - {rw: read, bs: 4k}\n")
+    workload = loads(
+        TARGET + "matrix:\n  rw: [read, write]\n  bs: [4k, 8k]\n"
+        "  exclude:\n    - {rw: write, bs: 8k}\n    - {rw: read, bs: 4k}\n"
+    )
     assert workload.points() == [{"rw": "read", "bs": "8k"}, {"rw": "write", "bs": "4k"}]
     plan = make_plan(workload, "m", seed=1)
     assert {r.point_key for r in plan.runs} == {"rw=read,bs=8k", "rw=write,bs=4k"}

@@ -42,8 +42,13 @@ BAD = [
     ("recursive-alias", T + "matrix: &m\n  bs: [*m]\n", 4, "matrix.bs[0]", "recursive alias"),
     ("recursive-alias-in-list", "x: &r [1, [2, *r]]\n" + T, 1, "x[1][1]", "recursive alias"),
     ("nesting-500", T + "matrix:\n  bs: " + "[" * 500 + "]" * 500 + "\n", 4, "matrix.bs", "at most 32 deep"),
-    ("block-nesting", T + "description:\n" + "".join("  " * i + "-\n" for i in range(1, 60)), None,
-     "description", "at most 32 deep"),
+    (
+        "block-nesting",
+        T + "description:\n" + "".join("  " * i + "-\n" for i in range(1, 60)),
+        None,
+        "description",
+        "at most 32 deep",
+    ),
     ("alias-bomb", _bomb(9, 9) + T, None, "l", "alias bomb"),
     ("runtime-1e400", T + "runtime: 1e400\n", 3, "runtime", "finite number"),
     ("runtime-float-overflow", T + "runtime: 1.0e+400\n", 3, "runtime", "finite number"),
@@ -55,18 +60,44 @@ BAD = [
     ("seed-beyond-64-bits", T + "seed: 99999999999999999999999\n", 3, "seed", "within ±2^63"),
     ("option-beyond-64-bits", T + "fio:\n  iodepth: 1" + "0" * 30 + "\n", 4, "fio.iodepth", "within ±2^63"),
     ("string-too-long", T + "description: " + "x" * 5000 + "\n", 3, "description", "at most 4096 characters"),
-    ("matrix-too-many-points", T + "matrix:\n  bs: [" + ", ".join(map(str, range(200))) + "]\n  iodepth: ["
-     + ", ".join(map(str, range(1, 102))) + "]\n", 3, "matrix", f"at most {MAX_POINTS} matrix points"),
-    ("too-many-runs", T + "matrix:\n  iodepth: [" + ", ".join(map(str, range(1, 1001))) + "]\nrepetitions: 200\n",
-     5, "repetitions", "at most 100000 runs"),
+    (
+        "matrix-too-many-points",
+        T
+        + "matrix:\n  bs: ["
+        + ", ".join(map(str, range(200)))
+        + "]\n  iodepth: ["
+        + ", ".join(map(str, range(1, 102)))
+        + "]\n",
+        3,
+        "matrix",
+        f"at most {MAX_POINTS} matrix points",
+    ),
+    (
+        "too-many-runs",
+        T + "matrix:\n  iodepth: [" + ", ".join(map(str, range(1, 1001))) + "]\nrepetitions: 200\n",
+        5,
+        "repetitions",
+        "at most 100000 runs",
+    ),
     ("campaign-name-slash", T + "name: a/b\n", 3, "name", "campaign name"),
     ("campaign-name-300", T + "name: " + "n" * 300 + "\n", 3, "name", "(300 characters)"),
     ("campaign-name-dot", T + "name: .\n", 3, "name", "campaign name"),
     ("campaign-name-dotdot", T + "name: ..\n", 3, "name", "campaign name"),
     ("campaign-name-dotfile", T + "name: .hidden\n", 3, "name", "campaign name"),
-    ("target-name-300", "targets:\n  " + "t" * 300 + ":\n    driver: fio-null\n", 2, "targets", "target name"),
-    ("too-many-targets", "targets:\n" + "".join(f"  t{i}: {{driver: fio-null}}\n" for i in range(40)), 1,
-     "targets", "at most 32 targets"),
+    (
+        "target-name-300",
+        "targets:\n  " + "t" * 300 + ":\n    driver: fio-null\n",
+        2,
+        "targets",
+        "target name",
+    ),
+    (
+        "too-many-targets",
+        "targets:\n" + "".join(f"  t{i}: {{driver: fio-null}}\n" for i in range(40)),
+        1,
+        "targets",
+        "at most 32 targets",
+    ),
 ]
 
 
@@ -84,8 +115,9 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path, env, content, line, field, 
         assert f": {field}" in error, error
     assert fragment in error, error
     assert len(error) < 400
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "w.yaml"] or \
-        sorted(p.name for p in tmp_path.iterdir()) == ["w.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "w.yaml"] or sorted(
+        p.name for p in tmp_path.iterdir()
+    ) == ["w.yaml"]
 
 
 def test_a_file_name_that_is_no_campaign_name_needs_name(tmp_path, env):
@@ -103,7 +135,9 @@ def test_huge_inputs_are_echoed_shortened(tmp_path, env):
     path.write_text(T + "fio:\n  " + "k" * 1000 + ": 1\nbaseline: " + "b" * 4000 + "\n")
     proc = run_cli("plan", path, env=env)
     assert proc.returncode == 2
-    assert all(len(line) < 400 for line in proc.stderr.splitlines()), [len(l) for l in proc.stderr.splitlines()]
+    assert all(len(line) < 400 for line in proc.stderr.splitlines()), [
+        len(l) for l in proc.stderr.splitlines()
+    ]
     assert "(4000 characters)" in proc.stderr and "(1000 characters)" in proc.stderr
 
 
@@ -111,8 +145,10 @@ def test_big_matrix_plans_with_counts_per_point(tmp_path, env):
     bs = ", ".join(f"{i}k" for i in range(1, 101))
     depths = ", ".join(str(i) for i in range(1, 101))
     path = tmp_path / "big.yaml"
-    path.write_text("targets:\n  a: {driver: fio-null}\n  b: {driver: fio-null}\n"
-                    f"matrix:\n  bs: [{bs}]\n  iodepth: [{depths}]\nrepetitions: 2\n")
+    path.write_text(
+        "targets:\n  a: {driver: fio-null}\n  b: {driver: fio-null}\n"
+        f"matrix:\n  bs: [{bs}]\n  iodepth: [{depths}]\nrepetitions: 2\n"
+    )
     proc = run_cli("plan", path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "40000 runs = 2 targets × 10000 points × 2 rounds" in proc.stdout
@@ -133,7 +169,7 @@ def test_name_validator_is_shared():
 
 FUZZ_N = int(os.environ.get("BLKCMP_FUZZ_N", "300"))
 FUZZ_SEED = int(os.environ.get("BLKCMP_FUZZ_SEED", "9"))
-CLI_EVERY = 25          # one case in CLI_EVERY also goes through `blkcmp plan` in a subprocess
+CLI_EVERY = 25  # one case in CLI_EVERY also goes through `blkcmp plan` in a subprocess
 MEMORY_LIMIT = 1 << 30  # address space of each `blkcmp plan` subprocess (fio's children included)
 PEAK_BYTES = 128 << 20  # Python allocations of one in-process plan
 
@@ -141,31 +177,95 @@ PEAK_BYTES = 128 << 20  # Python allocations of one in-process plan
 def _hostile_entries(rng: random.Random, outside: Path) -> dict:
     s = str(outside)
     pool = [
-        {"bs": f"4k\nfilename={s}"}, {"bs=4k\nfilename": s}, {"filename ": s}, {"FileName": s},
-        {"timeout": 5}, {"time-based": 0}, {"opendir": s}, {"exec_prerun": f"touch {s}"},
-        {"exec_postrun": f"rm {s}"}, {"write_iolog": s}, {"write_bw_log": s}, {"read_iolog": s},
-        {"mem": f"mmap:{s}"}, {"buffer_pattern": f"'{s}'"}, {"ioengine": None}, {"ioengine": "exec"},
-        {"ioengine": f"external:{s}"}, {"ioengine": "io_urign"}, {"RW": "read"}, {"description": "${HOME}"},
-        {"[global]": 1}, {"cgroup": "x"}, {"ioscheduler": "bfq"}, {"lockfile": False}, {"iodepth": 10**30},
-        {"bs": float("inf")}, {"k" * 5000: 1}, {"": 1}, {"rw": "\u2028read"}, {"bs": "\x00"},
-        {None: 1}, {True: 1}, {3: 4}, {"hipri": 1}, {"iodepth": "many"}, {"numjobs": -1},
+        {"bs": f"4k\nfilename={s}"},
+        {"bs=4k\nfilename": s},
+        {"filename ": s},
+        {"FileName": s},
+        {"timeout": 5},
+        {"time-based": 0},
+        {"opendir": s},
+        {"exec_prerun": f"touch {s}"},
+        {"exec_postrun": f"rm {s}"},
+        {"write_iolog": s},
+        {"write_bw_log": s},
+        {"read_iolog": s},
+        {"mem": f"mmap:{s}"},
+        {"buffer_pattern": f"'{s}'"},
+        {"ioengine": None},
+        {"ioengine": "exec"},
+        {"ioengine": f"external:{s}"},
+        {"ioengine": "io_urign"},
+        {"RW": "read"},
+        {"description": "${HOME}"},
+        {"[global]": 1},
+        {"cgroup": "x"},
+        {"ioscheduler": "bfq"},
+        {"lockfile": False},
+        {"iodepth": 10**30},
+        {"bs": float("inf")},
+        {"k" * 5000: 1},
+        {"": 1},
+        {"rw": "\u2028read"},
+        {"bs": "\x00"},
+        {None: 1},
+        {True: 1},
+        {3: 4},
+        {"hipri": 1},
+        {"iodepth": "many"},
+        {"numjobs": -1},
     ]
     return rng.choice(pool)
 
 
 def _random_value(rng: random.Random, outside: Path):
-    return rng.choice([
-        None, True, False, 0, -1, 1, 2**31, 2**63, 10**40, 1e308, float("inf"), float("nan"), -0.0,
-        "", "x" * rng.choice([1, 100, 4096, 5000]), "4k\n[evil]", "\t", "é", "null", "yes", str(outside),
-        "../../x", ".", "..", "/", "1e400", [], [1, [2, [3]]], {}, {"a": {"b": None}}, ["read", None],
-    ])
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1,
+            2**31,
+            2**63,
+            10**40,
+            1e308,
+            float("inf"),
+            float("nan"),
+            -0.0,
+            "",
+            "x" * rng.choice([1, 100, 4096, 5000]),
+            "4k\n[evil]",
+            "\t",
+            "é",
+            "null",
+            "yes",
+            str(outside),
+            "../../x",
+            ".",
+            "..",
+            "/",
+            "1e400",
+            [],
+            [1, [2, [3]]],
+            {},
+            {"a": {"b": None}},
+            ["read", None],
+        ]
+    )
 
 
 def _mutate_data(data, rng: random.Random, outside: Path):
     """One random edit somewhere in a parsed workload."""
     node = data
     for _ in range(rng.randint(0, 4)):
-        children = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
+        children = (
+            list(node.items())
+            if isinstance(node, dict)
+            else list(enumerate(node))
+            if isinstance(node, list)
+            else []
+        )
         containers = [(k, v) for k, v in children if isinstance(v, (dict, list))]
         if not containers:
             break
@@ -180,10 +280,13 @@ def _mutate_data(data, rng: random.Random, outside: Path):
         elif action == "rename" and keys:
             key = rng.choice(keys)
             if isinstance(key, str):
-                node[rng.choice([key.upper(), f" {key} ", key.replace("_", "-"), key + "x", key[:-1]])] = node.pop(key)
+                node[rng.choice([key.upper(), f" {key} ", key.replace("_", "-"), key + "x", key[:-1]])] = (
+                    node.pop(key)
+                )
         elif action == "add":
-            node[rng.choice(["name", "fio", "matrix", "timeseries", "allow_fio_options", "x", "exclude"])] = \
+            node[rng.choice(["name", "fio", "matrix", "timeseries", "allow_fio_options", "x", "exclude"])] = (
                 _random_value(rng, outside)
+            )
         else:
             target = data.setdefault("fio", {}) if isinstance(data.get("fio", {}), dict) else node
             target.update(_hostile_entries(rng, outside))
@@ -194,12 +297,16 @@ def _mutate_data(data, rng: random.Random, outside: Path):
 def _mutate_text(text: str, rng: random.Random) -> bytes:
     raw = text.encode()
     i = rng.randrange(len(raw) + 1)
-    return rng.choice([
-        raw[:i],                                                   # truncated
-        raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1:],       # a byte changed
-        raw[:i] + rng.choice([b"&a ", b"*a", b"[", b"{", b"- ", b": ", b"\t", b"\xff", b"!!binary ", b"? "]) + raw[i:],
-        raw + b"\n" + raw,                                         # everything twice
-    ])
+    return rng.choice(
+        [
+            raw[:i],  # truncated
+            raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1 :],  # a byte changed
+            raw[:i]
+            + rng.choice([b"&a ", b"*a", b"[", b"{", b"- ", b": ", b"\t", b"\xff", b"!!binary ", b"? "])
+            + raw[i:],
+            raw + b"\n" + raw,  # everything twice
+        ]
+    )
 
 
 def _hostile_file(rng: random.Random) -> bytes:
@@ -207,13 +314,18 @@ def _hostile_file(rng: random.Random) -> bytes:
     if kind == "bomb":
         return (_bomb(rng.randint(5, 12), rng.randint(5, 10)) + T).encode()
     if kind == "recursive":
-        return (T + rng.choice(["fio: &r {k: *r}\n", "matrix: &r\n  bs: [*r]\n", "x: &r [[[*r]]]\n"])).encode()
+        return (
+            T + rng.choice(["fio: &r {k: *r}\n", "matrix: &r\n  bs: [*r]\n", "x: &r [[[*r]]]\n"])
+        ).encode()
     if kind == "deep":
         depth = rng.randint(20, 3000)
         return (T + "matrix:\n  bs: " + "[" * depth + "1" + "]" * depth + "\n").encode()
     if kind == "numbers":
         field = rng.choice(["runtime", "ramp_time", "repetitions", "seed", "timeseries"])
-        return (T + f"{field}: {rng.choice(['1e400', '.inf', '-.inf', '.nan', '9' * 40, '-1', '0x7fffffffffffffff'])}\n").encode()
+        return (
+            T
+            + f"{field}: {rng.choice(['1e400', '.inf', '-.inf', '.nan', '9' * 40, '-1', '0x7fffffffffffffff'])}\n"
+        ).encode()
     return T.encode() + bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
 
 
@@ -290,8 +402,15 @@ def test_fuzzed_workloads_plan_or_fail_with_one_line_errors(tmp_path, env):
                 failures.append(f"{name}: error lines {[l[:120] for l in lines]}")
         if n % CLI_EVERY == 0:
             cli_cases += 1
-            proc = subprocess.run(cli_command("plan", path), env=env, cwd=work, capture_output=True,
-                                  text=True, timeout=300, preexec_fn=_limited)
+            proc = subprocess.run(
+                cli_command("plan", path),
+                env=env,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                preexec_fn=_limited,
+            )
             if proc.returncode not in (0, 2) or "internal error" in proc.stderr or "Traceback" in proc.stderr:
                 failures.append(f"{name} (CLI): exit {proc.returncode}: {proc.stderr[-300:]}")
             elif (proc.returncode == 2) != bool(error):

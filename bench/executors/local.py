@@ -36,6 +36,7 @@ FIO_GRACE_S = 120  # beyond ramp_time + runtime before a fio run counts as hung
 def campaign_id(campaign: store.Campaign) -> str:
     """Short and unique per campaign directory: names the devices and files it creates."""
     import hashlib
+
     return hashlib.sha1(str(campaign.path.resolve()).encode()).hexdigest()[:8]
 
 
@@ -58,8 +59,9 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
     target.check_before_run(job_writes(workload.fio | run.point))
     described = target.describe()
     before = env.cpu_counters()
-    invocation = fio.run(staged.job, staged.fio_output,
-                         timeout_s=workload.runtime + workload.ramp_time + FIO_GRACE_S)
+    invocation = fio.run(
+        staged.job, staged.fio_output, timeout_s=workload.runtime + workload.ramp_time + FIO_GRACE_S
+    )
     cpu = env.cpu_delta(before, env.cpu_counters()) | {"fio_process": invocation.usage}
     staged.stderr.write_text(invocation.stderr + invocation.stdout)
     status, error, version = "done", None, None
@@ -73,20 +75,40 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
         status = "failed"
         error = _first_error_line(invocation) or f"fio output unreadable: {exc}"
     staged.write_cpu(cpu)
-    staged.write_meta({
-        "run": run.__dict__, "status": status, "error": error, "started": invocation.started,
-        "ended": invocation.ended, "elapsed_s": invocation.elapsed_s, "command": [a.replace(str(tmp), str(campaign.run_dir(run.run_id))) for a in invocation.command],
-        "returncode": invocation.returncode, "host": socket.gethostname(), "kernel": platform.release(),
-        "fio_version": version, "target": described,
-        "executor": env.executor_info(),
-    })
+    staged.write_meta(
+        {
+            "run": run.__dict__,
+            "status": status,
+            "error": error,
+            "started": invocation.started,
+            "ended": invocation.ended,
+            "elapsed_s": invocation.elapsed_s,
+            "command": [a.replace(str(tmp), str(campaign.run_dir(run.run_id))) for a in invocation.command],
+            "returncode": invocation.returncode,
+            "host": socket.gethostname(),
+            "kernel": platform.release(),
+            "fio_version": version,
+            "target": described,
+            "executor": env.executor_info(),
+        }
+    )
     final = campaign.finish_run(staged, run.run_id, failed=status == "failed")
     if status == "failed":
         with campaign.index() as db:
-            store.record_run(db, run.run_id, status="failed", started=invocation.started,
-                             ended=invocation.ended, host=socket.gethostname(),
-                             kernel=platform.release(), error=error, metrics={}, cpu=cpu,
-                             fio_version=version, job_rows=[])
+            store.record_run(
+                db,
+                run.run_id,
+                status="failed",
+                started=invocation.started,
+                ended=invocation.ended,
+                host=socket.gethostname(),
+                kernel=platform.release(),
+                error=error,
+                metrics={},
+                cpu=cpu,
+                fio_version=version,
+                job_rows=[],
+            )
         return "failed"
     return store.index_run_dir(campaign, run.run_id, final.dir)
 
@@ -131,14 +153,16 @@ def recover(campaign: store.Campaign, reporter: Reporter) -> None:
     for run_id in store.remove_partial_runs(campaign):
         reporter.message(f"run {run_id} was cut off mid-way: it will be run again")
     rows = {r["run_id"]: r for r in store.run_rows(campaign)}
-    gone = [run_id for run_id, row in rows.items()
-            if row["status"] == "done" and not campaign.run_dir(run_id).is_dir()]
+    gone = [
+        run_id
+        for run_id, row in rows.items()
+        if row["status"] == "done" and not campaign.run_dir(run_id).is_dir()
+    ]
     if gone:
         with campaign.index() as db:
             for run_id in gone:
                 store.forget_run(db, run_id)
-        reporter.message(f"{len(gone)} run(s) indexed as done have no run directory: "
-                         "they will be run again")
+        reporter.message(f"{len(gone)} run(s) indexed as done have no run directory: they will be run again")
     for run_dir in campaign.runs_dir.iterdir():
         if run_dir.name.startswith(".") or ".failed-" in run_dir.name:
             continue
@@ -156,14 +180,18 @@ def setup_targets(targets: dict[str, Target], workload: Workload, reporter: Repo
         target.setup()
         described[name] = target.describe() | {"interface": avail.interface}
         reporter.message(f"target {name}: {target.driver} at {target.device.filename or '(no file)'}")
-    audits = {n: d["audit"] for n, d in described.items()
-              if targets[n].driver in BLOCK_DRIVERS and "audit" in d}
+    audits = {
+        n: d["audit"] for n, d in described.items() if targets[n].driver in BLOCK_DRIVERS and "audit" in d
+    }
     tolerated: list[str] = []
     if len(audits) > 1:
         refused, tolerated = audit_differences(audits, workload.allow_differences)
         if refused:
-            raise UsageError("targets differ in settings that shape the I/O path: " + "; ".join(refused)
-                           + " (match them, or list the keys under allow_differences:)")
+            raise UsageError(
+                "targets differ in settings that shape the I/O path: "
+                + "; ".join(refused)
+                + " (match them, or list the keys under allow_differences:)"
+            )
         for line in tolerated:
             reporter.message(f"allowed difference: {line}")
     return store.TargetSession(fio.utc_now(), os.getpid(), described, list(tolerated))
@@ -175,8 +203,12 @@ def stopping_decision(campaign: store.Campaign, plan: Plan) -> Decision:
     return stopping.evaluate(plan.stopping, plan, load_runs(campaign))
 
 
-def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
-            decide: Callable[[store.Campaign, Plan], Decision] = stopping_decision) -> dict:
+def execute(
+    campaign: store.Campaign,
+    workload: Workload,
+    reporter: Reporter,
+    decide: Callable[[store.Campaign, Plan], Decision] = stopping_decision,
+) -> dict:
     """Run every pending run of the campaign. Returns counts; raises RunError on failure.
 
     An adaptive campaign (its plan has a stopping rule) asks `decide` after every round whether
@@ -186,8 +218,9 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
         recover(campaign, reporter)
         plan = campaign.plan()
         names = plan.targets
-        targets = build_targets(workload, Context(campaign_id(campaign), campaign.info().get("source", "")),
-                                names)
+        targets = build_targets(
+            workload, Context(campaign_id(campaign), campaign.info().get("source", "")), names
+        )
         try:
             campaign.add_session(setup_targets(targets, workload, reporter))
             counts = {"done": 0, "failed": 0}
@@ -202,8 +235,10 @@ def execute(campaign: store.Campaign, workload: Workload, reporter: Reporter,
                     reporter.after_run(run, status)
                     if status == "failed":
                         row = next(r for r in store.run_rows(campaign) if r["run_id"] == run.run_id)
-                        raise RunError(f"run {run.run_id} failed: {row['error']} "
-                                       f"(raw output kept; fix and `blkcmp run --resume {campaign.path}`)")
+                        raise RunError(
+                            f"run {run.run_id} failed: {row['error']} "
+                            f"(raw output kept; fix and `blkcmp run --resume {campaign.path}`)"
+                        )
                 reporter.stop()
                 if plan.stopping is None:
                     break

@@ -24,7 +24,7 @@ import bench
 from bench import env, fio, store
 from bench.errors import RunError, UsageError
 
-BOOT_ALLOWANCE_S = 300      # a TCG boot takes ~20 s; slack for a loaded machine
+BOOT_ALLOWANCE_S = 300  # a TCG boot takes ~20 s; slack for a loaded machine
 PER_RUN_SLACK_S = 20
 
 
@@ -34,6 +34,7 @@ def _repo_root() -> Path:
 
 def _kernel(spec: str):
     from bench import kernels
+
     return kernels.resolve(spec)
 
 
@@ -42,25 +43,33 @@ def check_guest_kernel(prepared, kernel_spec: str, progress=print) -> None:
     from the facts the kernel's smoke boot recorded (a foreign bzImage: checked in the guest)."""
     from bench import campaign as campaign_mod
     from bench import kernels
+
     kernel = _kernel(kernel_spec)
     drivers = kernels.driver_facts(kernel, progress)
     if drivers is not None:
-        campaign_mod.check_recorded_kernel(prepared.workload, drivers, kernel.release,
-                                           prepared.plan.targets, prepared.path)
+        campaign_mod.check_recorded_kernel(
+            prepared.workload, drivers, kernel.release, prepared.plan.targets, prepared.path
+        )
 
 
 def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campaign:
     """Like a host campaign, but the environment is written by the guest when it starts."""
     from bench import workload as workload_mod
+
     kernel = _kernel(kernel_spec)
     store.require_writable(results)
     host_env, _ = env.snapshot()
     campaign = store.create(
-        results, prepared.plan.campaign, workload_text=prepared.path.read_text(),
-        resolved_yaml=workload_mod.dump(prepared.workload), source=str(prepared.path),
-        plan=prepared.plan, environment={"pending": "written by the guest when it starts"},
+        results,
+        prepared.plan.campaign,
+        workload_text=prepared.path.read_text(),
+        resolved_yaml=workload_mod.dump(prepared.workload),
+        source=str(prepared.path),
+        plan=prepared.plan,
+        environment={"pending": "written by the guest when it starts"},
         kernel_config=None,
-        extra={"vm_kernel": kernel_spec, "vm_kernel_release": kernel.release})
+        extra={"vm_kernel": kernel_spec, "vm_kernel_release": kernel.release},
+    )
     campaign.save_host_environment(host_env)
     return campaign
 
@@ -71,6 +80,7 @@ GUEST_CACHE = "/blkcmp-cache"
 def guest_cache_dir() -> Path:
     """The host folder a guest keeps its blkcmp cache in (shared by every guest boot)."""
     from bench.kernels import cache_dir
+
     path = cache_dir() / "guest"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -88,33 +98,51 @@ def guest_command(inner: str, *, accel: str, kernel_release: str) -> str:
         # it every guest process asks fio again, seconds per question under emulation.
         "BLKCMP_CACHE": GUEST_CACHE,
     }
-    return ("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
-            + f"; cd /tmp && {inner}")
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()) + f"; cd /tmp && {inner}"
 
 
 def _accel(kernel) -> str:
     from bench import vm
+
     # With the kernel itself: a host whose KVM runs a boot sector can still hang a kernel.
     return vm.detect_accel(probe_kernel=kernel.bzimage)
 
 
-def _boot(kernel, command: str, *, rw_dirs: dict, timeout_s: float, console_log: Path,
-          boot_attempts: int | None = None):
+def _boot(
+    kernel,
+    command: str,
+    *,
+    rw_dirs: dict,
+    timeout_s: float,
+    console_log: Path,
+    boot_attempts: int | None = None,
+):
     from bench import vm
+
     accel = _accel(kernel)
     ro_dirs = {"/blkcmp": _repo_root(), "/kconfig": kernel.path}
     rw_dirs = {**rw_dirs, GUEST_CACHE: guest_cache_dir()}
-    result = vm.run_in_guest(kernel, guest_command(command, accel=accel, kernel_release=kernel.release),
-                             rw_dirs=rw_dirs, ro_dirs=ro_dirs, timeout_s=timeout_s,
-                             console_log=console_log, accel=accel, boot_attempts=boot_attempts)
+    result = vm.run_in_guest(
+        kernel,
+        guest_command(command, accel=accel, kernel_release=kernel.release),
+        rw_dirs=rw_dirs,
+        ro_dirs=ro_dirs,
+        timeout_s=timeout_s,
+        console_log=console_log,
+        accel=accel,
+        boot_attempts=boot_attempts,
+    )
     return result, accel
 
 
 def _guest_error(console_log: Path, exit_code: int) -> str:
     lines = []
     try:
-        lines = [l.strip() for l in console_log.read_text(errors="replace").splitlines()
-                 if "blkcmp: error:" in l or "blkcmp: internal error:" in l]
+        lines = [
+            l.strip()
+            for l in console_log.read_text(errors="replace").splitlines()
+            if "blkcmp: error:" in l or "blkcmp: internal error:" in l
+        ]
     except OSError:
         pass
     detail = lines[-1].split("blkcmp: ", 1)[1] if lines else f"exit code {exit_code}"
@@ -124,13 +152,21 @@ def _guest_error(console_log: Path, exit_code: int) -> str:
 # Test-only: when set, the guest crashes its own kernel (sysrq) while the first run of the
 # session is in flight, the case of a kernel or driver bug that kills the guest mid-campaign.
 TEST_CRASH_DURING_RUN_ENV = "BLKCMP_TEST_CRASH_DURING_RUN"
-_CRASH_WATCHER = ("python3 -m bench run --resume /campaign{quiet} & "
-                  "while ! ls -d /campaign/runs/.tmp-* >/dev/null 2>&1; do sleep 0.2; done; "
-                  "sleep 1; echo c > /proc/sysrq-trigger; wait")
+_CRASH_WATCHER = (
+    "python3 -m bench run --resume /campaign{quiet} & "
+    "while ! ls -d /campaign/runs/.tmp-* >/dev/null 2>&1; do sleep 0.2; done; "
+    "sleep 1; echo c > /proc/sysrq-trigger; wait"
+)
 
 
-def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = False,
-                  timeout_s: float | None = None, boot_attempts: int | None = None) -> None:
+def execute_in_vm(
+    campaign: store.Campaign,
+    kernel_spec: str,
+    *,
+    quiet: bool = False,
+    timeout_s: float | None = None,
+    boot_attempts: int | None = None,
+) -> None:
     kernel = _kernel(kernel_spec)
     recorded = campaign.info().get("vm_kernel_release")
     if recorded and recorded != kernel.release:
@@ -151,32 +187,58 @@ def execute_in_vm(campaign: store.Campaign, kernel_spec: str, *, quiet: bool = F
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
     from bench import vm
+
     boot = {"started": fio.utc_now(), "kernel": kernel.release, "console_log": campaign.relative(console)}
     try:
-        command = (_CRASH_WATCHER if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
-                   else "python3 -m bench run --resume /campaign{quiet}")
-        result, accel = _boot(kernel, command.format(quiet=" --quiet" if quiet else ""),
-                              rw_dirs={"/campaign": campaign.path}, timeout_s=timeout,
-                              console_log=console, boot_attempts=boot_attempts)
+        command = (
+            _CRASH_WATCHER
+            if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
+            else "python3 -m bench run --resume /campaign{quiet}"
+        )
+        result, accel = _boot(
+            kernel,
+            command.format(quiet=" --quiet" if quiet else ""),
+            rw_dirs={"/campaign": campaign.path},
+            timeout_s=timeout,
+            console_log=console,
+            boot_attempts=boot_attempts,
+        )
     except vm.BootFailed as exc:
-        campaign.add_vm_boot(boot | {"outcome": "no boot",
-                                            "failed_boots": _failed(campaign, exc.failures)})
+        campaign.add_vm_boot(boot | {"outcome": "no boot", "failed_boots": _failed(campaign, exc.failures)})
         raise
     except vm.GuestCrashed as exc:
-        crashed = record_crashed_runs(campaign, exc.oops_line or "guest kernel died",
-                                      campaign.relative(console))
-        campaign.add_vm_boot(boot | {"outcome": "crashed during a run",
-                                            "oops": exc.oops_line, "runs": crashed,
-                                            "failed_boots": _failed(campaign, exc.boot_failures)})
+        crashed = record_crashed_runs(
+            campaign, exc.oops_line or "guest kernel died", campaign.relative(console)
+        )
+        campaign.add_vm_boot(
+            boot
+            | {
+                "outcome": "crashed during a run",
+                "oops": exc.oops_line,
+                "runs": crashed,
+                "failed_boots": _failed(campaign, exc.boot_failures),
+            }
+        )
         which = f"run {crashed[0]}" if crashed else "the campaign"
-        raise RunError(f"guest kernel crashed during {which}: {exc.oops_line or 'no oops line'} "
-                       f"(console log: {console}); recorded as failed; "
-                       f"`blkcmp run --resume {campaign.path}` continues") from None
-    campaign.add_vm_boot(boot | {"outcome": f"exit {result.exit_code}", "accel": accel,
-                                        "failed_boots": _failed(campaign, result.boot_failures)})
+        raise RunError(
+            f"guest kernel crashed during {which}: {exc.oops_line or 'no oops line'} "
+            f"(console log: {console}); recorded as failed; "
+            f"`blkcmp run --resume {campaign.path}` continues"
+        ) from None
+    campaign.add_vm_boot(
+        boot
+        | {
+            "outcome": f"exit {result.exit_code}",
+            "accel": accel,
+            "failed_boots": _failed(campaign, result.boot_failures),
+        }
+    )
     if result.boot_failures and not quiet:
-        print(f"blkcmp: the guest booted at attempt {len(result.boot_failures) + 1} "
-              f"(early-boot failure retried: {result.boot_failures[0].reason})", flush=True)
+        print(
+            f"blkcmp: the guest booted at attempt {len(result.boot_failures) + 1} "
+            f"(early-boot failure retried: {result.boot_failures[0].reason})",
+            flush=True,
+        )
     if result.exit_code != 0:
         error = _guest_error(console, result.exit_code)
         raise (UsageError if result.exit_code == 2 else RunError)(error)
@@ -192,17 +254,34 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
     crashed = []
     for run_id, staged in campaign.staged():
         error = f"guest kernel crashed during this run: {oops}"
-        staged.write_meta({
-            "run_id": run_id, "status": "failed", "error": error, "started": None,
-            "ended": fio.utc_now(), "host": socket.gethostname(), "kernel": campaign.info().get(
-                "vm_kernel_release", ""), "guest_crash": {"oops": oops, "console_log": console_log},
-        })
+        staged.write_meta(
+            {
+                "run_id": run_id,
+                "status": "failed",
+                "error": error,
+                "started": None,
+                "ended": fio.utc_now(),
+                "host": socket.gethostname(),
+                "kernel": campaign.info().get("vm_kernel_release", ""),
+                "guest_crash": {"oops": oops, "console_log": console_log},
+            }
+        )
         campaign.finish_run(staged, run_id, failed=True)
         with campaign.index() as db:
-            store.record_run(db, run_id, status="failed", started=None, ended=fio.utc_now(),
-                             host=socket.gethostname(),
-                             kernel=campaign.info().get("vm_kernel_release", ""), error=error,
-                             metrics={}, cpu=None, fio_version=None, job_rows=[])
+            store.record_run(
+                db,
+                run_id,
+                status="failed",
+                started=None,
+                ended=fio.utc_now(),
+                host=socket.gethostname(),
+                kernel=campaign.info().get("vm_kernel_release", ""),
+                error=error,
+                metrics={},
+                cpu=None,
+                fio_version=None,
+                job_rows=[],
+            )
         crashed.append(run_id)
     return crashed
 
@@ -210,14 +289,21 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
 def targets_in_vm(kernel_spec: str) -> str:
     kernel = _kernel(kernel_spec)
     from bench import ledger
+
     with ledger.temporary_directory("blkcmp-targets-") as tmp:
         out = Path(tmp)
-        result, _ = _boot(kernel, "python3 -m bench targets > /out/targets.txt 2>&1",
-                          rw_dirs={"/out": out}, timeout_s=BOOT_ALLOWANCE_S,
-                          console_log=out / "console.log")
+        result, _ = _boot(
+            kernel,
+            "python3 -m bench targets > /out/targets.txt 2>&1",
+            rw_dirs={"/out": out},
+            timeout_s=BOOT_ALLOWANCE_S,
+            console_log=out / "console.log",
+        )
         text = (out / "targets.txt").read_text() if (out / "targets.txt").exists() else ""
         if result.exit_code != 0 or not text:
-            raise RunError(f"`blkcmp targets` failed in the guest on {kernel.release} (exit {result.exit_code})")
+            raise RunError(
+                f"`blkcmp targets` failed in the guest on {kernel.release} (exit {result.exit_code})"
+            )
         return text.rstrip()
 
 
@@ -227,8 +313,10 @@ def record_guest_environment(campaign: store.Campaign) -> None:
     previous = campaign.environment()
     if previous and "pending" not in previous:
         if previous.get("kernel", {}).get("release") != environment["kernel"]["release"]:
-            raise UsageError(f"{campaign.path}: campaign started on kernel "
-                             f"{previous['kernel']['release']}, this guest runs {environment['kernel']['release']}")
+            raise UsageError(
+                f"{campaign.path}: campaign started on kernel "
+                f"{previous['kernel']['release']}, this guest runs {environment['kernel']['release']}"
+            )
         return
     if previous.get("vm_boots"):  # boots that failed before this one wrote the record
         environment["vm_boots"] = previous["vm_boots"]

@@ -43,7 +43,7 @@ FORMATS = ("png", "svg", "pdf")
 class KernelGroup:
     kernel: str
     dataset: data.Dataset
-    analysis: analysis_mod.Analysis | None   # None when there is nothing to compare
+    analysis: analysis_mod.Analysis | None  # None when there is nothing to compare
     why_no_analysis: str = ""
 
 
@@ -65,7 +65,9 @@ Maker = tuple[str, Callable[[], "Plotted | Skipped"]]
 
 def _paged(family: str, make: Callable, items: list, per_page: int) -> list[Maker]:
     chunks = layout.pages(items, per_page)
-    return [(family, lambda chunk=chunk, i=i: make(chunk, (i, len(chunks)))) for i, chunk in enumerate(chunks)]
+    return [
+        (family, lambda chunk=chunk, i=i: make(chunk, (i, len(chunks)))) for i, chunk in enumerate(chunks)
+    ]
 
 
 def _suffix(kernel: str, several: bool) -> str:
@@ -76,23 +78,49 @@ def group_makers(group: KernelGroup) -> list[Maker]:
     ds, a = group.dataset, group.analysis
     metric = a.metric if a else analysis_mod.METRICS["iops"]
     out: list[Maker] = []
-    out.append(("forest", (lambda: forest.ratio_forest(a, ds)) if a else
-                (lambda: Skipped("forest", f"ratio forest: {group.why_no_analysis}"))))
+    out.append(
+        (
+            "forest",
+            (lambda: forest.ratio_forest(a, ds))
+            if a
+            else (lambda: Skipped("forest", f"ratio forest: {group.why_no_analysis}")),
+        )
+    )
     out.append(("throughput-iops", lambda: throughput.absolute_iops(ds)))
     out.append(("throughput-bw", lambda: throughput.absolute_bandwidth(ds)))
-    out += _paged("latency-cdf", lambda pts, page: latency.latency_cdf(ds, pts, page), ds.points,
-                  latency.CDF_PANELS_PER_PAGE)
-    out += _paged("latency-percentiles", lambda pts, page: latency.latency_percentiles(ds, pts, page), ds.points,
-                  latency.BAR_POINTS_PER_PAGE)
+    out += _paged(
+        "latency-cdf",
+        lambda pts, page: latency.latency_cdf(ds, pts, page),
+        ds.points,
+        latency.CDF_PANELS_PER_PAGE,
+    )
+    out += _paged(
+        "latency-percentiles",
+        lambda pts, page: latency.latency_percentiles(ds, pts, page),
+        ds.points,
+        latency.BAR_POINTS_PER_PAGE,
+    )
     for key in ("iodepth", "numjobs"):
-        out += _paged(f"scaling-{key}", lambda panels, page, key=key: scaling.scaling(ds, key, panels, page),
-                      scaling.panels(ds), scaling.PANELS_PER_PAGE)
-    out += _paged("samples", lambda pts, page: samples.every_sample(ds, metric.column, metric.label, pts, page),
-                  ds.points, samples.PANELS_PER_PAGE)
+        out += _paged(
+            f"scaling-{key}",
+            lambda panels, page, key=key: scaling.scaling(ds, key, panels, page),
+            scaling.panels(ds),
+            scaling.PANELS_PER_PAGE,
+        )
+    out += _paged(
+        "samples",
+        lambda pts, page: samples.every_sample(ds, metric.column, metric.label, pts, page),
+        ds.points,
+        samples.PANELS_PER_PAGE,
+    )
     out.append(("run-order", lambda: samples.run_order(ds, metric.column, metric.label)))
     lines = overtime.series(ds)
-    out += _paged("iops-over-time", lambda pts, page: overtime.iops_over_time(ds, pts, page, lines), ds.points,
-                  overtime.PANELS_PER_PAGE)
+    out += _paged(
+        "iops-over-time",
+        lambda pts, page: overtime.iops_over_time(ds, pts, page, lines),
+        ds.points,
+        overtime.PANELS_PER_PAGE,
+    )
     out += _paged("cpu-cost", lambda pts, page: cpu.cpu_cost(ds, pts, page), ds.points, cpu.POINTS_PER_PAGE)
     return out
 
@@ -139,8 +167,10 @@ def build(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, as_svg: bool
     for group in groups:
         suffix = _suffix(group.kernel, several)
         # the suffix is part of the family (each kernel's pages stop on their own) and the name
-        makers += [(family + suffix, lambda maker=maker, suffix=suffix: _named(maker(), suffix))
-                   for family, maker in group_makers(group)]
+        makers += [
+            (family + suffix, lambda maker=maker, suffix=suffix: _named(maker(), suffix))
+            for family, maker in group_makers(group)
+        ]
     analysed = [(g.kernel, g.analysis) for g in groups if g.analysis is not None]
     makers.append(("kernel-trend", lambda: trend.kernel_trend(analysed, everything)))
     for result in make(makers, as_svg=as_svg):

@@ -50,8 +50,9 @@ MEASURES = (
 )
 
 
-def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
-             ) -> Plotted | Skipped:
+def cpu_cost(
+    dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
+) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     per_measure: dict[str, dict[tuple[str, str], list[float]]] = {}
     for key, _title, get in MEASURES:
@@ -70,8 +71,9 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
     y = np.arange(len(points))
     data = []
     with style.rc_context():
-        fig = style.new_figure(1.3 + 0.2 * len(points) * len(targets), footer_lines=2,
-                               banner=dataset.emulated_label is not None)
+        fig = style.new_figure(
+            1.3 + 0.2 * len(points) * len(targets), footer_lines=2, banner=dataset.emulated_label is not None
+        )
         axes = fig.subplots(1, len(measures), sharey=True, squeeze=False)[0]
         for ax, (key, title, _get) in zip(axes, measures):
             values = per_measure[key]
@@ -85,11 +87,27 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
                         continue
                     s = stats.describe(runs)
                     has_ci = math.isfinite(s.ci_low)
-                    ax.barh(y[i] + offset, s.mean / divisor, height, color=dataset.colours[target],
-                            xerr=[[(s.mean - s.ci_low) / divisor], [(s.ci_high - s.mean) / divisor]] if has_ci else None,
-                            error_kw={"elinewidth": 1.0, "capsize": 2, "ecolor": "#222222"})
-                    data.append({"measure": key, "target": target, "point": point.key, "mean_ns": s.mean,
-                                 "ci_low_ns": s.ci_low, "ci_high_ns": s.ci_high, "n": s.n})
+                    ax.barh(
+                        y[i] + offset,
+                        s.mean / divisor,
+                        height,
+                        color=dataset.colours[target],
+                        xerr=[[(s.mean - s.ci_low) / divisor], [(s.ci_high - s.mean) / divisor]]
+                        if has_ci
+                        else None,
+                        error_kw={"elinewidth": 1.0, "capsize": 2, "ecolor": "#222222"},
+                    )
+                    data.append(
+                        {
+                            "measure": key,
+                            "target": target,
+                            "point": point.key,
+                            "mean_ns": s.mean,
+                            "ci_low_ns": s.ci_low,
+                            "ci_high_ns": s.ci_high,
+                            "n": s.n,
+                        }
+                    )
             ax.set_xlim(left=0)
             ax.set_title(title, fontsize=9.5)
             ax.set_xlabel(f"CPU time per I/O ({unit})")
@@ -100,12 +118,21 @@ def cpu_cost(dataset: Dataset, points: list[Point] | None = None, page: tuple[in
         axes[0].tick_params(axis="y", length=0)
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
         style.legend(fig, handles)
-        style.stamp(fig, ["fio: (usr+sys)% \u00d7 each job's run time / I/Os \u00b7 softirq: /proc/stat softirq time"
-                          " over the run / I/Os \u00b7 error bars: 95 % CI of the mean",
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                "fio: (usr+sys)% \u00d7 each job's run time / I/Os \u00b7 softirq: /proc/stat softirq time"
+                " over the run / I/Os \u00b7 error bars: 95 % CI of the mean",
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name("cpu-cost", index, count),
-                   layout.page_title("CPU cost per I/O", index, count),
-                   "CPU time spent per I/O by each target: fio's usr+sys accounting of its own threads, "
-                   "and the machine's softirq time (where completions may run) divided by the I/O count.",
-                   fig, data)
+    return Plotted(
+        layout.page_name("cpu-cost", index, count),
+        layout.page_title("CPU cost per I/O", index, count),
+        "CPU time spent per I/O by each target: fio's usr+sys accounting of its own threads, "
+        "and the machine's softirq time (where completions may run) divided by the I/O count.",
+        fig,
+        data,
+    )

@@ -81,14 +81,14 @@ class CampaignFacts:
     runtime_s: float
     fio_version: str
     rounds: int
-    point_keys: tuple[str, ...] = ()   # the plan's points, in matrix order
+    point_keys: tuple[str, ...] = ()  # the plan's points, in matrix order
 
 
 @dataclass
 class Dataset:
     records: list[RunRecord]
     campaigns: list[CampaignFacts]
-    targets: list[str]                 # baseline first, then in plan order
+    targets: list[str]  # baseline first, then in plan order
     drivers: dict[str, str]
     colours: dict[str, str]
     baseline: str
@@ -114,8 +114,13 @@ class Dataset:
         """'kernel 6.12.8 · host · fio-3.33 · 1 s runs' for the figure footer."""
         executors = sorted({c.executor_label.split(":")[0] for c in self.campaigns}) or ["unknown executor"]
         # an ingested campaign's label already names its fio versions ("ingested from 98 files of fio-3.1")
-        fio_versions = sorted({c.fio_version for c in self.campaigns
-                               if c.fio_version and not c.executor_label.startswith("ingested from")})
+        fio_versions = sorted(
+            {
+                c.fio_version
+                for c in self.campaigns
+                if c.fio_version and not c.executor_label.startswith("ingested from")
+            }
+        )
         runtimes = sorted({c.runtime_s for c in self.campaigns if math.isfinite(c.runtime_s)})
         parts = ["kernel " + ", ".join(self.kernels), ", ".join(executors)]
         parts += fio_versions[:2]
@@ -187,11 +192,16 @@ def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
     executor = env.get("executor") or {}
     plan = campaign.plan()
     return CampaignFacts(
-        path=campaign.path, name=campaign.name, kernel=campaign.kernel_release(),
+        path=campaign.path,
+        name=campaign.name,
+        kernel=campaign.kernel_release(),
         executor_label=str(executor.get("label") or env.get("source") or "unknown executor"),
-        emulated=bool(executor.get("emulated")), runtime_s=float(plan.runtime or math.nan),
-        fio_version=str(env.get("fio_version") or ""), rounds=int(plan.rounds),
-        point_keys=tuple(points_mod.key_of(p.options) for p in plan.points))
+        emulated=bool(executor.get("emulated")),
+        runtime_s=float(plan.runtime or math.nan),
+        fio_version=str(env.get("fio_version") or ""),
+        rounds=int(plan.rounds),
+        point_keys=tuple(points_mod.key_of(p.options) for p in plan.points),
+    )
 
 
 def target_drivers(campaign: store.Campaign) -> dict[str, str]:
@@ -241,8 +251,9 @@ def by_kernel(dataset: Dataset) -> list[tuple[str, Dataset]]:
         records = [r for r in dataset.records if r.campaign_dir in paths]
         present = {r.target for r in records}
         targets = [t for t in dataset.targets if t in present]
-        groups.append((kernel, Dataset(records, facts, targets, dataset.drivers, dataset.colours,
-                                       dataset.baseline)))
+        groups.append(
+            (kernel, Dataset(records, facts, targets, dataset.drivers, dataset.colours, dataset.baseline))
+        )
     return groups
 
 

@@ -48,17 +48,24 @@ def _has_bins(dataset: Dataset) -> bool:
 
 def _available_percentiles(dataset: Dataset) -> list[float]:
     """The percentiles some run holds (from its bins or fio's plain-JSON percentiles)."""
-    return [p for p in PERCENTILES if any(r.has_bins or r.metrics.get(PERCENTILE_COLUMNS[p]) is not None
-                                          for r in dataset.records)]
+    return [
+        p
+        for p in PERCENTILES
+        if any(r.has_bins or r.metrics.get(PERCENTILE_COLUMNS[p]) is not None for r in dataset.records)
+    ]
 
 
-def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
-                ) -> Plotted | Skipped:
+def latency_cdf(
+    dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
+) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     if not _has_bins(dataset):
         plain = ", ".join(_percent(p) for p in _available_percentiles(dataset))
-        return Skipped("latency-cdf", "latency CDF: needs json+ latency histograms, which these runs lack"
-                       + (f" (their plain-JSON {plain} are in latency-percentiles)" if plain else ""))
+        return Skipped(
+            "latency-cdf",
+            "latency CDF: needs json+ latency histograms, which these runs lack"
+            + (f" (their plain-JSON {plain} are in latency-percentiles)" if plain else ""),
+        )
     ncols = layout.columns_for(len(points), CDF_COLUMNS)
     nrows = layout.rows_for(len(points), ncols)
     data = []
@@ -77,17 +84,36 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                 colour = dataset.colours[target]
                 # the logit scale cannot show 0 or 1: stop the curve just short of the last I/O
                 shown = fraction < 1.0
-                ax.step(x_ns[shown] / 1e3, fraction[shown], where="post", color=colour,
-                        linewidth=style.line_width(t))
+                ax.step(
+                    x_ns[shown] / 1e3,
+                    fraction[shown],
+                    where="post",
+                    color=colour,
+                    linewidth=style.line_width(t),
+                )
                 marks = pooled_percentiles(dataset, target, point)
                 for p, value in marks.items():
                     if math.isfinite(value) and total * (1 - p / 100) >= 1:
-                        ax.plot([value / 1e3], [p / 100], marker=PERCENTILE_MARKERS[p], color=colour,
-                                markersize=6.5 if t == 0 else 4.5, markerfacecolor="white", markeredgewidth=1.2)
-                data.append({"target": target, "point": point.key, "ios": total,
-                             "runs": len(dataset.runs(target, point)),
-                             "latency_ns": x_ns.tolist(), "fraction": fraction.tolist(),
-                             **{_percent(p) + "_ns": v for p, v in marks.items()}})
+                        ax.plot(
+                            [value / 1e3],
+                            [p / 100],
+                            marker=PERCENTILE_MARKERS[p],
+                            color=colour,
+                            markersize=6.5 if t == 0 else 4.5,
+                            markerfacecolor="white",
+                            markeredgewidth=1.2,
+                        )
+                data.append(
+                    {
+                        "target": target,
+                        "point": point.key,
+                        "ios": total,
+                        "runs": len(dataset.runs(target, point)),
+                        "latency_ns": x_ns.tolist(),
+                        "fraction": fraction.tolist(),
+                        **{_percent(p) + "_ns": v for p, v in marks.items()},
+                    }
+                )
             ax.set_xscale("log")
             ax.set_yscale("logit", nonpositive="clip")
             # the highest tick with at least 10 I/Os above it, and a little room above that tick
@@ -103,37 +129,64 @@ def latency_cdf(dataset: Dataset, points: list[Point] | None = None, page: tuple
                 ax.set_ylabel("I/Os completed within")
             if i >= len(points) - ncols:
                 ax.set_xlabel("completion latency (µs, log)")
-        handles = [Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
-                   for i, t in enumerate(dataset.targets)]
-        handles += [Line2D([], [], marker=m, color="#555555", markerfacecolor="white", linestyle="none",
-                           label=_percent(p)) for p, m in PERCENTILE_MARKERS.items()]
+        handles = [
+            Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
+            for i, t in enumerate(dataset.targets)
+        ]
+        handles += [
+            Line2D(
+                [],
+                [],
+                marker=m,
+                color="#555555",
+                markerfacecolor="white",
+                linestyle="none",
+                label=_percent(p),
+            )
+            for p, m in PERCENTILE_MARKERS.items()
+        ]
         style.legend(fig, handles)
         runs = style.n_text(d["runs"] for d in data)
-        style.stamp(fig, [f"json+ histograms pooled over all runs ({runs} per target and point), "
-                          "y on a logit scale \u00b7 markers: pooled p50, p99, p99.9",
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                f"json+ histograms pooled over all runs ({runs} per target and point), "
+                "y on a logit scale \u00b7 markers: pooled p50, p99, p99.9",
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name("latency-cdf", index, count),
-                   layout.page_title("Completion latency CDF", index, count),
-                   "Distribution of completion latency per point, pooled over all runs of each target "
-                   "(log latency axis, logit probability axis so the tail is visible), with p50, p99 and "
-                   "p99.9 marked.", fig, data)
+    return Plotted(
+        layout.page_name("latency-cdf", index, count),
+        layout.page_title("Completion latency CDF", index, count),
+        "Distribution of completion latency per point, pooled over all runs of each target "
+        "(log latency axis, logit probability axis so the tail is visible), with p50, p99 and "
+        "p99.9 marked.",
+        fig,
+        data,
+    )
 
 
-def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
-                        ) -> Plotted | Skipped:
+def latency_percentiles(
+    dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1)
+) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     shown = _available_percentiles(dataset)
     if not shown:
-        return Skipped("latency-percentiles", "latency percentiles: no run holds completion-latency "
-                       "percentiles (neither json+ histograms nor fio's plain-JSON percentiles)")
+        return Skipped(
+            "latency-percentiles",
+            "latency percentiles: no run holds completion-latency "
+            "percentiles (neither json+ histograms nor fio's plain-JSON percentiles)",
+        )
     targets = dataset.targets
     height = 0.8 / len(targets)
     data = []
-    from_runs = False   # some bar is a median of per-run percentiles (no bins to pool)
+    from_runs = False  # some bar is a median of per-run percentiles (no bins to pool)
     with style.rc_context():
-        fig = style.new_figure(1.3 + 0.2 * len(points) * len(targets), footer_lines=2,
-                               banner=dataset.emulated_label is not None)
+        fig = style.new_figure(
+            1.3 + 0.2 * len(points) * len(targets), footer_lines=2, banner=dataset.emulated_label is not None
+        )
         axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
         y = np.arange(len(points))
         percentiles = {(t, pt.key): pooled_percentiles(dataset, t, pt) for t in targets for pt in points}
@@ -150,15 +203,36 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
                     else:
                         continue
                     ax.barh(y[i] + offset, pooled / 1e3, height, color=dataset.colours[target], alpha=0.85)
-                    ax.plot([v / 1e3 for v in per_run], [y[i] + offset] * len(per_run), linestyle="none",
-                            marker="o", markersize=2.6, color="#222222", alpha=0.7)
+                    ax.plot(
+                        [v / 1e3 for v in per_run],
+                        [y[i] + offset] * len(per_run),
+                        linestyle="none",
+                        marker="o",
+                        markersize=2.6,
+                        color="#222222",
+                        alpha=0.7,
+                    )
                     # rows differ by orders of magnitude: the number keeps a short bar readable
-                    ax.annotate(f"{pooled / 1e3:.3g}", (max([pooled, *per_run]) / 1e3, y[i] + offset),
-                                xytext=(3, 0), textcoords="offset points", va="center", fontsize=6.5,
-                                color="#333333")
-                    data.append({"target": target, "point": point.key, "percentile": p,
-                                 "pooled_ns": pooled, "per_run_ns": per_run, "source": source})
-            ax.margins(x=0.14)   # room for the number after the longest bar
+                    ax.annotate(
+                        f"{pooled / 1e3:.3g}",
+                        (max([pooled, *per_run]) / 1e3, y[i] + offset),
+                        xytext=(3, 0),
+                        textcoords="offset points",
+                        va="center",
+                        fontsize=6.5,
+                        color="#333333",
+                    )
+                    data.append(
+                        {
+                            "target": target,
+                            "point": point.key,
+                            "percentile": p,
+                            "pooled_ns": pooled,
+                            "per_run_ns": per_run,
+                            "source": source,
+                        }
+                    )
+            ax.margins(x=0.14)  # room for the number after the longest bar
             ax.set_xlim(left=0)
             ax.set_title(f"{_percent(p)}", fontsize=9.5)
             ax.set_xlabel("completion latency (µs)")
@@ -168,19 +242,38 @@ def latency_percentiles(dataset: Dataset, points: list[Point] | None = None, pag
         axes[0].set_ylim(len(points) - 0.5, -0.5)
         axes[0].tick_params(axis="y", length=0)
         handles = [Line2D([], [], color=dataset.colours[t], linewidth=6, label=t) for t in targets]
-        handles.append(Line2D([], [], marker="o", color="#222222", linestyle="none", markersize=3,
-                              label="one run"))
+        handles.append(
+            Line2D([], [], marker="o", color="#222222", linestyle="none", markersize=3, label="one run")
+        )
         style.legend(fig, handles)
-        bars = ("percentile of the json+ histogram pooled over all runs" if not from_runs else
-                "pooled json+ histogram, or (no json+) the median of each run's plain-JSON value"
-                if _has_bins(dataset) else "median of each run's plain-JSON percentile (no json+ histograms)")
+        bars = (
+            "percentile of the json+ histogram pooled over all runs"
+            if not from_runs
+            else "pooled json+ histogram, or (no json+) the median of each run's plain-JSON value"
+            if _has_bins(dataset)
+            else "median of each run's plain-JSON percentile (no json+ histograms)"
+        )
         missing = [_percent(p) for p in PERCENTILES if p not in shown]
-        style.stamp(fig, [f"bars and numbers (µs): {bars} \u00b7 dots: each run's own"
-                          + (f" \u00b7 not in these files: {', '.join(missing)}" if missing else ""),
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                f"bars and numbers (µs): {bars} \u00b7 dots: each run's own"
+                + (f" \u00b7 not in these files: {', '.join(missing)}" if missing else ""),
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name("latency-percentiles", index, count),
-                   layout.page_title("Completion latency percentiles", index, count),
-                   f"{', '.join(_percent(p) for p in shown)} completion latency per point: bars from the "
-                   + ("pooled histogram" if not from_runs else "pooled histogram or, without json+, the median "
-                      "of the runs' own values") + ", dots from each run.", fig, data)
+    return Plotted(
+        layout.page_name("latency-percentiles", index, count),
+        layout.page_title("Completion latency percentiles", index, count),
+        f"{', '.join(_percent(p) for p in shown)} completion latency per point: bars from the "
+        + (
+            "pooled histogram"
+            if not from_runs
+            else "pooled histogram or, without json+, the median of the runs' own values"
+        )
+        + ", dots from each run.",
+        fig,
+        data,
+    )

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def pages(items: Sequence[T], per_page: int) -> list[list[T]]:
-    return [list(items[i:i + per_page]) for i in range(0, len(items), per_page)] or [[]]
+    return [list(items[i : i + per_page]) for i in range(0, len(items), per_page)] or [[]]
 
 
 def page_name(name: str, index: int, count: int) -> str:
@@ -33,7 +33,7 @@ def grid(fig, n: int, ncols: int, **kwargs) -> list:
     for ax in axes[n:]:
         ax.set_visible(False)
     # shared axes hide inner tick labels; a panel above an empty cell is a bottom panel too
-    for ax in axes[max(0, n - ncols):n]:
+    for ax in axes[max(0, n - ncols) : n]:
         ax.xaxis.set_tick_params(labelbottom=True)
     return axes[:n]
 

@@ -33,13 +33,18 @@ def series(dataset: Dataset) -> dict[tuple, list[tuple[float, float]]]:
     return out
 
 
-def iops_over_time(dataset: Dataset, points: list[Point] | None = None, page: tuple[int, int] = (0, 1),
-                   lines: dict[tuple, list[tuple[float, float]]] | None = None) -> Plotted | Skipped:
+def iops_over_time(
+    dataset: Dataset,
+    points: list[Point] | None = None,
+    page: tuple[int, int] = (0, 1),
+    lines: dict[tuple, list[tuple[float, float]]] | None = None,
+) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     lines = series(dataset) if lines is None else lines
     if not lines:
-        return Skipped(NAME, "IOPS over time: no time series in these campaigns (set `timeseries: 1s` "
-                             "in the workload)")
+        return Skipped(
+            NAME, "IOPS over time: no time series in these campaigns (set `timeseries: 1s` in the workload)"
+        )
     ncols = layout.columns_for(len(points), COLUMNS)
     nrows = layout.rows_for(len(points), ncols)
     data = []
@@ -53,11 +58,24 @@ def iops_over_time(dataset: Dataset, points: list[Point] | None = None, page: tu
                     if not samples:
                         continue
                     seconds, iops = [s for s, _ in samples], [v for _, v in samples]
-                    ax.plot(seconds, iops, color=dataset.colours[target], alpha=0.55,
-                            linewidth=style.line_width(t), marker="o" if len(samples) == 1 else None,
-                            markersize=3)
-                    data.append({"target": target, "point": point.key, "run_id": rec.run_id,
-                                 "seconds": seconds, "iops": iops})
+                    ax.plot(
+                        seconds,
+                        iops,
+                        color=dataset.colours[target],
+                        alpha=0.55,
+                        linewidth=style.line_width(t),
+                        marker="o" if len(samples) == 1 else None,
+                        markersize=3,
+                    )
+                    data.append(
+                        {
+                            "target": target,
+                            "point": point.key,
+                            "run_id": rec.run_id,
+                            "seconds": seconds,
+                            "iops": iops,
+                        }
+                    )
             ax.yaxis.set_major_formatter(style.si_formatter())
             ax.set_ylim(bottom=0)
             ax.set_title(point.label(), fontsize=8.5)
@@ -70,10 +88,21 @@ def iops_over_time(dataset: Dataset, points: list[Point] | None = None, page: tu
         per_point = {}
         for d in data:
             per_point[(d["target"], d["point"])] = per_point.get((d["target"], d["point"]), 0) + 1
-        style.stamp(fig, ["each line one run: IOPS per logging window, summed over fio's jobs and "
-                          f"directions \u00b7 {style.n_text(per_point.values())} \u00b7 y from 0",
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                "each line one run: IOPS per logging window, summed over fio's jobs and "
+                f"directions \u00b7 {style.n_text(per_point.values())} \u00b7 y from 0",
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name(NAME, index, count), layout.page_title("IOPS over time", index, count),
-                   "Every run's IOPS window by window (fio's averaged logs): a dip is a stall, a climb "
-                   "a run that had not reached steady state; runs of one target should overlap.", fig, data)
+    return Plotted(
+        layout.page_name(NAME, index, count),
+        layout.page_title("IOPS over time", index, count),
+        "Every run's IOPS window by window (fio's averaged logs): a dip is a stall, a climb "
+        "a run that had not reached steady state; runs of one target should overlap.",
+        fig,
+        data,
+    )

@@ -26,8 +26,13 @@ JITTER = 0.12
 SEED = 0  # the jitter is decoration, but the same data must give the same picture
 
 
-def every_sample(dataset: Dataset, column: str = "iops", label: str = "IOPS",
-                 points: list[Point] | None = None, page: tuple[int, int] = (0, 1)) -> Plotted | Skipped:
+def every_sample(
+    dataset: Dataset,
+    column: str = "iops",
+    label: str = "IOPS",
+    points: list[Point] | None = None,
+    page: tuple[int, int] = (0, 1),
+) -> Plotted | Skipped:
     points = dataset.points if points is None else points
     if not dataset.records:
         return Skipped("samples", "every sample: no finished runs")
@@ -37,8 +42,9 @@ def every_sample(dataset: Dataset, column: str = "iops", label: str = "IOPS",
     targets = dataset.targets
     data = []
     with style.rc_context():
-        fig = style.new_figure(0.6 + 1.9 * nrows, footer_lines=2, banner=dataset.emulated_label is not None,
-                               legend=False)
+        fig = style.new_figure(
+            0.6 + 1.9 * nrows, footer_lines=2, banner=dataset.emulated_label is not None, legend=False
+        )
         axes = layout.grid(fig, len(points), ncols)
         for i, (ax, point) in enumerate(zip(axes, points)):
             for t, target in enumerate(targets):
@@ -66,19 +72,29 @@ def every_sample(dataset: Dataset, column: str = "iops", label: str = "IOPS",
             if i % ncols == 0:
                 ax.set_ylabel(label)
         n = style.n_text(len(d["values"]) for d in data)
-        style.stamp(fig, [f"every run as a dot (jittered sideways), bar: mean \u00b7 violins from {VIOLIN_MIN_N} runs"
-                          f" \u00b7 {n} \u00b7 y axes do not start at 0",
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                f"every run as a dot (jittered sideways), bar: mean \u00b7 violins from {VIOLIN_MIN_N} runs"
+                f" \u00b7 {n} \u00b7 y axes do not start at 0",
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name("samples", index, count),
-                   layout.page_title(f"Every run ({label})", index, count),
-                   f"Every run's {label} per point and target (black bar: the mean); two clusters in a "
-                   "column are two modes, a lone dot an outlier.", fig, data)
+    return Plotted(
+        layout.page_name("samples", index, count),
+        layout.page_title(f"Every run ({label})", index, count),
+        f"Every run's {label} per point and target (black bar: the mean); two clusters in a "
+        "column are two modes, a lone dot an outlier.",
+        fig,
+        data,
+    )
 
 
 def _rolling_median(values: list[float], window: int) -> list[float]:
     half = window // 2
-    return [float(np.median(values[max(0, i - half):i + half + 1])) for i in range(len(values))]
+    return [float(np.median(values[max(0, i - half) : i + half + 1])) for i in range(len(values))]
 
 
 def run_order(dataset: Dataset, column: str = "iops", label: str = "IOPS") -> Plotted | Skipped:
@@ -102,9 +118,16 @@ def run_order(dataset: Dataset, column: str = "iops", label: str = "IOPS") -> Pl
         mean = means.get((rec.target, rec.point_key))
         if value is None or not mean or not math.isfinite(float(value)):
             continue
-        data.append({"target": rec.target, "point": rec.point_key, "round": rec.round,
-                     "order": offsets[rec.campaign_dir] + rec.position, "value": float(value),
-                     "relative": float(value) / mean})
+        data.append(
+            {
+                "target": rec.target,
+                "point": rec.point_key,
+                "round": rec.round,
+                "order": offsets[rec.campaign_dir] + rec.position,
+                "value": float(value),
+                "relative": float(value) / mean,
+            }
+        )
     data.sort(key=lambda d: d["order"])
     with style.rc_context():
         fig = style.new_figure(3.6, footer_lines=2, banner=dataset.emulated_label is not None)
@@ -116,25 +139,50 @@ def run_order(dataset: Dataset, column: str = "iops", label: str = "IOPS") -> Pl
             if not mine:
                 continue
             colour = dataset.colours[target]
-            ax.plot([d["order"] for d in mine], [d["relative"] for d in mine], linestyle="none", marker="o",
-                    markersize=3, color=colour, alpha=0.6)
+            ax.plot(
+                [d["order"] for d in mine],
+                [d["relative"] for d in mine],
+                linestyle="none",
+                marker="o",
+                markersize=3,
+                color=colour,
+                alpha=0.6,
+            )
             window = max(5, len(mine) // 10)
             if len(mine) >= window:
-                ax.plot([d["order"] for d in mine], _rolling_median([d["relative"] for d in mine], window),
-                        color=colour, linewidth=1.6)
+                ax.plot(
+                    [d["order"] for d in mine],
+                    _rolling_median([d["relative"] for d in mine], window),
+                    color=colour,
+                    linewidth=1.6,
+                )
         for facts in dataset.campaigns[1:]:
             ax.axvline(offsets[facts.path] - 0.5, color="#777777", linestyle="--", linewidth=0.8)
-        ax.set_xlabel("run order (position in the campaign" + ("s" if len(dataset.campaigns) > 1 else "") + ")")
+        ax.set_xlabel(
+            "run order (position in the campaign" + ("s" if len(dataset.campaigns) > 1 else "") + ")"
+        )
         ax.set_ylabel(f"{label} / its target-and-point mean")
         ax.set_xlim(-1, max(d["order"] for d in data) + 1)
-        handles = [Line2D([], [], color=dataset.colours[t], marker="o", markersize=3, label=t)
-                   for t in dataset.targets]
+        handles = [
+            Line2D([], [], color=dataset.colours[t], marker="o", markersize=3, label=t)
+            for t in dataset.targets
+        ]
         handles.append(Line2D([], [], color="#555555", linewidth=1.6, label="rolling median"))
         style.legend(fig, handles)
-        style.stamp(fig, ["each run relative to the mean of its target and point (log scale, 1 = the mean)"
-                          + (" \u00b7 dashed lines: campaign boundaries" if len(dataset.campaigns) > 1 else ""),
-                          dataset.facts()], dataset.emulated_label)
-    return Plotted("run-order", f"Run order ({label})",
-                   f"Every run's {label} relative to its target-and-point mean, in the order the runs "
-                   "were made: a slope is drift, a dip across targets a disturbed stretch of the machine.",
-                   fig, data)
+        style.stamp(
+            fig,
+            [
+                "each run relative to the mean of its target and point (log scale, 1 = the mean)"
+                + (" \u00b7 dashed lines: campaign boundaries" if len(dataset.campaigns) > 1 else ""),
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
+    return Plotted(
+        "run-order",
+        f"Run order ({label})",
+        f"Every run's {label} relative to its target-and-point mean, in the order the runs "
+        "were made: a slope is drift, a dip across targets a disturbed stretch of the machine.",
+        fig,
+        data,
+    )

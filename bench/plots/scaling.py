@@ -34,8 +34,12 @@ def panels(dataset: Dataset) -> list[tuple[str, str]]:
     return list(dict.fromkeys((p.rw, p.bs) for p in dataset.points))
 
 
-def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None = None,
-            page: tuple[int, int] = (0, 1)) -> Plotted | Skipped:
+def scaling(
+    dataset: Dataset,
+    key: str,
+    panel_keys: list[tuple[str, str]] | None = None,
+    page: tuple[int, int] = (0, 1),
+) -> Plotted | Skipped:
     name = f"scaling-{key}"
     xs = sorted({v for p in dataset.points if (v := _value(p, key)) is not None})
     if len(xs) < 2:
@@ -56,22 +60,55 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
                 for j, other_value in enumerate(others):
                     line = []
                     for x in xs:
-                        point = next((p for p in dataset.points if p.rw == rw and p.bs == bs
-                                      and _value(p, key) == x and _value(p, other) == other_value), None)
+                        point = next(
+                            (
+                                p
+                                for p in dataset.points
+                                if p.rw == rw
+                                and p.bs == bs
+                                and _value(p, key) == x
+                                and _value(p, other) == other_value
+                            ),
+                            None,
+                        )
                         s = summary(dataset, target, point, "iops") if point else None
                         if s is not None:
                             line.append((x, s.mean, s.ci_low, s.ci_high, s.n))
                     if not line:
                         continue
                     lx = [r[0] for r in line]
-                    ax.plot(lx, [r[1] for r in line], color=colour, linestyle=LINESTYLES[j % len(LINESTYLES)],
-                            marker=MARKERS[j % len(MARKERS)], markersize=5 if t == 0 else 3.5,
-                            linewidth=style.line_width(t))
+                    ax.plot(
+                        lx,
+                        [r[1] for r in line],
+                        color=colour,
+                        linestyle=LINESTYLES[j % len(LINESTYLES)],
+                        marker=MARKERS[j % len(MARKERS)],
+                        markersize=5 if t == 0 else 3.5,
+                        linewidth=style.line_width(t),
+                    )
                     if all(math.isfinite(r[2]) for r in line):
-                        ax.fill_between(lx, [r[2] for r in line], [r[3] for r in line], color=colour,
-                                        alpha=0.18, linewidth=0)
-                    data += [{"target": target, "rw": rw, "bs": bs, key: r[0], other: other_value,
-                              "mean": r[1], "ci_low": r[2], "ci_high": r[3], "n": r[4]} for r in line]
+                        ax.fill_between(
+                            lx,
+                            [r[2] for r in line],
+                            [r[3] for r in line],
+                            color=colour,
+                            alpha=0.18,
+                            linewidth=0,
+                        )
+                    data += [
+                        {
+                            "target": target,
+                            "rw": rw,
+                            "bs": bs,
+                            key: r[0],
+                            other: other_value,
+                            "mean": r[1],
+                            "ci_low": r[2],
+                            "ci_high": r[3],
+                            "n": r[4],
+                        }
+                        for r in line
+                    ]
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_locator(FixedLocator(xs))
             ax.xaxis.set_minor_locator(NullLocator())
@@ -83,19 +120,40 @@ def scaling(dataset: Dataset, key: str, panel_keys: list[tuple[str, str]] | None
                 ax.set_ylabel("IOPS")
             if i >= len(panel_keys) - ncols:
                 ax.set_xlabel(AXIS_NAMES[key])
-        handles = [Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
-                   for i, t in enumerate(dataset.targets)]
+        handles = [
+            Line2D([], [], color=dataset.colours[t], linewidth=style.line_width(i), label=t)
+            for i, t in enumerate(dataset.targets)
+        ]
         if len(others) > 1:
             short = "j" if other == "numjobs" else "qd"
-            handles += [Line2D([], [], color="#555555", linestyle=LINESTYLES[j % len(LINESTYLES)],
-                               marker=MARKERS[j % len(MARKERS)], markersize=4, label=f"{short}{v}")
-                        for j, v in enumerate(others)]
+            handles += [
+                Line2D(
+                    [],
+                    [],
+                    color="#555555",
+                    linestyle=LINESTYLES[j % len(LINESTYLES)],
+                    marker=MARKERS[j % len(MARKERS)],
+                    markersize=4,
+                    label=f"{short}{v}",
+                )
+                for j, v in enumerate(others)
+            ]
         style.legend(fig, handles)
         n = style.n_text(d["n"] for d in data)
-        style.stamp(fig, [f"mean IOPS over runs; bands: 95 % CI of the mean \u00b7 {n} per target and point",
-                          dataset.facts()], dataset.emulated_label)
+        style.stamp(
+            fig,
+            [
+                f"mean IOPS over runs; bands: 95 % CI of the mean \u00b7 {n} per target and point",
+                dataset.facts(),
+            ],
+            dataset.emulated_label,
+        )
     index, count = page
-    return Plotted(layout.page_name(name, index, count),
-                   layout.page_title(f"Scaling with {key}", index, count),
-                   f"Mean IOPS against {key} for every target (bands: 95 % CI of the mean), one panel "
-                   f"per rw and block size, one line style per {other} value.", fig, data)
+    return Plotted(
+        layout.page_name(name, index, count),
+        layout.page_title(f"Scaling with {key}", index, count),
+        f"Mean IOPS against {key} for every target (bands: 95 % CI of the mean), one panel "
+        f"per rw and block size, one line style per {other} value.",
+        fig,
+        data,
+    )

@@ -25,12 +25,20 @@ from bench.stats.defaults import DEFAULT_MARGIN
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
 }
 DRIVER_COLOURS = {"null_blk": OKABE_ITO["blue"], "rnull": OKABE_ITO["vermillion"]}
 # Yellow last: it is the palette's weakest on white.  Black is kept for reference marks.
-OTHER_COLOURS = tuple(OKABE_ITO[n] for n in ("bluish_green", "orange", "reddish_purple", "sky_blue", "yellow"))
+OTHER_COLOURS = tuple(
+    OKABE_ITO[n] for n in ("bluish_green", "orange", "reddish_purple", "sky_blue", "yellow")
+)
 REFERENCE_COLOUR = "#000000"
 BAND_COLOUR = "#BBBBBB"
 EMULATED_COLOUR = "#B00020"
@@ -39,8 +47,8 @@ FOOTER_COLOUR = "#444444"
 # Verdicts are told apart by marker shape and a word, never by colour alone.
 VERDICT_MARKERS = {"faster": "^", "slower": "v", "equivalent": "o", "inconclusive": "D"}
 
-WIDTH_IN = 7.5          # fits a paper column pair, a slide, or a mail attachment preview
-FOOTER_LINE_IN = 0.17   # vertical room per footer line
+WIDTH_IN = 7.5  # fits a paper column pair, a slide, or a mail attachment preview
+FOOTER_LINE_IN = 0.17  # vertical room per footer line
 FOOTER_CHARS_PER_IN = 16  # 7.5 pt DejaVu Sans: a safe count of characters per inch
 BANNER_IN = 0.3
 LEGEND_IN = 0.32
@@ -59,7 +67,7 @@ RC = {
     "grid.color": "#DDDDDD",
     "grid.linewidth": 0.6,
     "axes.axisbelow": True,
-    "svg.fonttype": "path",   # text as outlines: an inline SVG needs no font from anywhere
+    "svg.fonttype": "path",  # text as outlines: an inline SVG needs no font from anywhere
     "svg.hashsalt": "blkcmp",  # no random salt in element ids (clip-path ids still vary per run)
     "savefig.dpi": 150,
 }
@@ -93,19 +101,25 @@ def target_colours(targets: Iterable[tuple[str, str]]) -> dict[str, str]:
     return colours
 
 
-def new_figure(height_in: float, *, footer_lines: int = 1, banner: bool = False,
-               width_in: float = WIDTH_IN, legend: bool = True) -> Figure:
+def new_figure(
+    height_in: float,
+    *,
+    footer_lines: int = 1,
+    banner: bool = False,
+    width_in: float = WIDTH_IN,
+    legend: bool = True,
+) -> Figure:
     """A constrained-layout figure with fixed bands for the banner, the legend and the footer.
 
     The bands are placed by hand (`legend`, `stamp`): matplotlib's "outside" legends ignore a
     banner and would sit on top of it.
     """
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
-    top_in = (BANNER_IN if banner else 0.0)
+    top_in = BANNER_IN if banner else 0.0
     bottom = (footer_lines * FOOTER_LINE_IN + 0.08) / height_in
     top = 1.0 - (top_in + (LEGEND_IN if legend else 0.0)) / height_in
     fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, top - bottom))
-    fig.blkcmp_legend_y = 1.0 - top_in / height_in   # where the legend band starts
+    fig.blkcmp_legend_y = 1.0 - top_in / height_in  # where the legend band starts
     fig.blkcmp_layout_top = top
     return fig
 
@@ -119,8 +133,12 @@ def line_width(target_index: int) -> float:
 def legend(fig: Figure, handles: list, **kwargs) -> None:
     """The figure's legend, centred in its band under the banner."""
     kwargs = {"ncol": len(handles), "frameon": False, "handlelength": 1.6, "columnspacing": 1.2} | kwargs
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, getattr(fig, "blkcmp_legend_y", 1.0)),
-               **kwargs)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, getattr(fig, "blkcmp_legend_y", 1.0)),
+        **kwargs,
+    )
 
 
 def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) -> None:
@@ -133,14 +151,29 @@ def stamp(fig: Figure, lines: Sequence[str], emulated_label: str | None = None) 
     chars = max(40, int(fig.get_figwidth() * FOOTER_CHARS_PER_IN))
     wrapped = [part for line in lines for part in textwrap.wrap(line, chars, break_on_hyphens=False)]
     for i, line in enumerate(reversed(wrapped)):
-        fig.text(0.01, (0.05 + i * FOOTER_LINE_IN) / height, line, fontsize=7.5, color=FOOTER_COLOUR,
-                 ha="left", va="bottom")
+        fig.text(
+            0.01,
+            (0.05 + i * FOOTER_LINE_IN) / height,
+            line,
+            fontsize=7.5,
+            color=FOOTER_COLOUR,
+            ha="left",
+            va="bottom",
+        )
     top = getattr(fig, "blkcmp_layout_top", 1.0)
     bottom = (len(wrapped) * FOOTER_LINE_IN + 0.08) / height
     fig.get_layout_engine().set(rect=(0.0, bottom, 1.0, top - bottom))
     if emulated_label:
-        fig.text(0.5, 1.0 - 0.06 / height, emulated_label.upper(), fontsize=9.5, fontweight="bold",
-                 color=EMULATED_COLOUR, ha="center", va="top")
+        fig.text(
+            0.5,
+            1.0 - 0.06 / height,
+            emulated_label.upper(),
+            fontsize=9.5,
+            fontweight="bold",
+            color=EMULATED_COLOUR,
+            ha="center",
+            va="top",
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,8 +191,9 @@ class SIFormatter(Formatter):
         super().set_locs(locs)
         finite = [abs(v) for v in locs if math.isfinite(v)]
         largest = max(finite, default=0.0)
-        self.scale, self.prefix = next(((s, p) for p, s in (("G", 1e9), ("M", 1e6), ("K", 1e3)) if largest >= s),
-                                       (1.0, ""))
+        self.scale, self.prefix = next(
+            ((s, p) for p, s in (("G", 1e9), ("M", 1e6), ("K", 1e3)) if largest >= s), (1.0, "")
+        )
         steps = [b - a for a, b in zip(locs, locs[1:]) if b > a]
         step = min(steps, default=largest or 1.0) / self.scale
         self.decimals = max(0, min(4, -math.floor(math.log10(step) + 1e-9))) if step > 0 else 0
@@ -194,12 +228,15 @@ _NICE_STEPS = (0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5)
 _DECADE_TICKS = (1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def ratio_limits(ratios: Iterable[float], bounds: Iterable[float] = (), margin: float = DEFAULT_MARGIN) -> tuple[float, float]:
+def ratio_limits(
+    ratios: Iterable[float], bounds: Iterable[float] = (), margin: float = DEFAULT_MARGIN
+) -> tuple[float, float]:
     """Limits symmetric around 1 in log space, always showing twice the equivalence margin.
 
     Every ratio is shown; CI bounds widen the axis by at most one more decade, so one wild
     interval cannot squash all the others (`clip_interval` marks the ones cut at the edge).
     """
+
     def reach_of(values: Iterable[float]) -> float:
         logs = [abs(math.log(v)) for v in values if v is not None and math.isfinite(v) and v > 0]
         return max(logs, default=0.0)

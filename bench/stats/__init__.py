@@ -17,8 +17,14 @@ from importlib import import_module
 # Loaded on first use (PEP 562): reading fio output needs only `histogram` (numpy), and every
 # `blkcmp ingest`/`export` would otherwise pay ~1 s importing scipy for the rest.
 _HOMES = {
-    "adaptive": ("DEFAULT_MAX_ROUNDS", "DEFAULT_MIN_ROUNDS", "DEFAULT_TARGET_CI", "Decision",
-                 "adaptive_decision", "sequential_confidence"),
+    "adaptive": (
+        "DEFAULT_MAX_ROUNDS",
+        "DEFAULT_MIN_ROUNDS",
+        "DEFAULT_TARGET_CI",
+        "Decision",
+        "adaptive_decision",
+        "sequential_confidence",
+    ),
     "aggregate": ("AcrossPoints", "PointRuns", "summarize_points"),
     "bootstrap": ("DEFAULT_N_BOOT",),
     "compare": ("Comparison", "compare"),
@@ -28,8 +34,7 @@ _HOMES = {
     "gap": ("GapComparison", "compare_gap"),
     "fieller": ("fieller_from_samples", "fieller_interval"),
     "histogram": ("cdf_from_bins", "merge_bins", "percentiles_from_bins"),
-    "power": ("minimum_detectable_effect", "power_difference", "power_equivalence",
-              "rounds_for_power"),
+    "power": ("minimum_detectable_effect", "power_difference", "power_equivalence", "rounds_for_power"),
     "quality": ("Quality", "quality_flags", "quality_report"),
     "rank": ("cliffs_delta", "hodges_lehmann"),
     "verdict": ("EQUIVALENT", "FASTER", "INCONCLUSIVE", "SLOWER", "VERDICTS", "Verdict", "decide"),

@@ -42,8 +42,15 @@ from bench.stopping import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_ROUNDS, DEFAULT_TARGE
 from ._json import JsonDataclass
 from .compare import Comparison
 
-__all__ = ["DEFAULT_MAX_ROUNDS", "DEFAULT_MIN_ROUNDS", "DEFAULT_TARGET_CI", "Decision", "adaptive_decision",
-           "sequential_confidence", "settled"]
+__all__ = [
+    "DEFAULT_MAX_ROUNDS",
+    "DEFAULT_MIN_ROUNDS",
+    "DEFAULT_TARGET_CI",
+    "Decision",
+    "adaptive_decision",
+    "sequential_confidence",
+    "settled",
+]
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,9 @@ class Decision(JsonDataclass):
     stop: bool
     reason: str
     rounds_done: int
-    points_above_target: tuple[Hashable, ...]  # still undecided: half-width > target (or no CI) and not settled
+    points_above_target: tuple[
+        Hashable, ...
+    ]  # still undecided: half-width > target (or no CI) and not settled
     points_at_cap: tuple[Hashable, ...]  # the above, when stopping because of max_rounds
     max_halfwidth: float  # widest finite half-width (NaN if none)
     points_settled: tuple[Hashable, ...] = ()  # stopped because their verdict is settled
@@ -69,7 +78,11 @@ def settled(comparison: Comparison, margin: float) -> str:
     low, high = c.ratio_ci_low, c.ratio_ci_high
     if low >= 1.0 - margin and high <= 1.0 + margin:
         return "equivalent"
-    if (low > 1.0 + margin or high < 1.0 - margin) and math.isfinite(c.p_value) and c.p_value < 1.0 - c.confidence:
+    if (
+        (low > 1.0 + margin or high < 1.0 - margin)
+        and math.isfinite(c.p_value)
+        and c.p_value < 1.0 - c.confidence
+    ):
         return "beyond margin"
     return ""
 
@@ -121,17 +134,23 @@ def adaptive_decision(
     decided: tuple[Hashable, ...] = ()
     if margin is not None and rounds_done >= min_rounds:
         decided = tuple(key for key, item in items if isinstance(item, Comparison) and settled(item, margin))
-    above = tuple(key for key, h in widths
-                  if not (math.isfinite(h) and h <= target_ci) and key not in decided)
+    above = tuple(
+        key for key, h in widths if not (math.isfinite(h) and h <= target_ci) and key not in decided
+    )
     finite = [h for _, h in widths if math.isfinite(h)]
     widest = max(finite) if finite else math.nan
     target_text = f"±{target_ci * 100:g} %"
 
     if rounds_done < min_rounds:
-        return Decision(False, f"{rounds_done} of at least {min_rounds} rounds done", rounds_done, above, (), widest)
+        return Decision(
+            False, f"{rounds_done} of at least {min_rounds} rounds done", rounds_done, above, (), widest
+        )
     if not above:
-        why = (f"every point's verdict is settled or its ratio CI is within {target_text}" if decided
-               else f"every point's ratio CI is within {target_text}")
+        why = (
+            f"every point's verdict is settled or its ratio CI is within {target_text}"
+            if decided
+            else f"every point's ratio CI is within {target_text}"
+        )
         return Decision(True, why, rounds_done, (), (), widest, decided)
     if rounds_done >= max_rounds:
         return Decision(
@@ -146,7 +165,8 @@ def adaptive_decision(
     return Decision(
         False,
         f"{len(above)} of {len(widths)} points undecided and wider than {target_text} after {rounds_done} rounds"
-        if margin is not None else f"{len(above)} of {len(widths)} points wider than {target_text} after {rounds_done} rounds",
+        if margin is not None
+        else f"{len(above)} of {len(widths)} points wider than {target_text} after {rounds_done} rounds",
         rounds_done,
         above,
         (),

@@ -60,7 +60,9 @@ class AcrossPoints(JsonDataclass):
     points_without_ratio: int
 
 
-def _round_matrix(per_point: list[tuple[np.ndarray, np.ndarray]], rounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _round_matrix(
+    per_point: list[tuple[np.ndarray, np.ndarray]], rounds: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(sums, counts), points x rounds, of each point's values per round (0 where it did not run)."""
     index = {r: i for i, r in enumerate(rounds)}
     sums = np.zeros((len(per_point), len(rounds)))
@@ -132,7 +134,9 @@ def summarize_points(
     check_confidence(confidence)
     directions = {v.higher_is_better for v in verdicts}
     if len(directions) > 1:
-        raise ValueError("verdicts mix higher-is-better and lower-is-better metrics: aggregate one metric at a time")
+        raise ValueError(
+            "verdicts mix higher-is-better and lower-is-better metrics: aggregate one metric at a time"
+        )
     if runs is not None and len(runs) != len(verdicts):
         raise ValueError(f"{len(runs)} points of runs for {len(verdicts)} verdicts")
     counts = {word: 0 for word in VERDICTS}

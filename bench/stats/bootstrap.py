@@ -59,9 +59,7 @@ def _check_n_boot(n_boot: int) -> None:
         raise ValueError(f"n_boot must be an int >= 100, not {n_boot!r}")
 
 
-def resampled_means(
-    columns: np.ndarray, *, n_boot: int, seed: int, stream: int
-) -> np.ndarray:
+def resampled_means(columns: np.ndarray, *, n_boot: int, seed: int, stream: int) -> np.ndarray:
     """Means of `n_boot` bootstrap resamples of the rows of `columns`.
 
     `columns` is (n,) or (n, k): with k columns the same rows are drawn for every column, which

@@ -146,9 +146,7 @@ def _round_means(values: np.ndarray, rounds: list[int]) -> dict[int, float]:
     return {r: sum(grouped[r]) / len(grouped[r]) for r in sorted(grouped)}
 
 
-def _ratio_replicates(
-    b: np.ndarray, c: np.ndarray, paired: bool, n_boot: int, seed: int
-) -> np.ndarray:
+def _ratio_replicates(b: np.ndarray, c: np.ndarray, paired: bool, n_boot: int, seed: int) -> np.ndarray:
     with np.errstate(all="ignore"):
         if paired:
             means = resampled_means(np.column_stack([b, c]), n_boot=n_boot, seed=seed, stream=STREAM_PAIRED)
@@ -214,7 +212,9 @@ def compare(
     if baseline_rounds is not None:
         b_by_round = _round_means(b_values, _check_rounds(baseline_rounds, b_values.size, "baseline_rounds"))
     if candidate_rounds is not None:
-        c_by_round = _round_means(c_values, _check_rounds(candidate_rounds, c_values.size, "candidate_rounds"))
+        c_by_round = _round_means(
+            c_values, _check_rounds(candidate_rounds, c_values.size, "candidate_rounds")
+        )
     for what, by_round, values in (("baseline", b_by_round, b_values), ("candidate", c_by_round, c_values)):
         if by_round is not None and len(by_round) < values.size:
             notes.append(f"{what}: {values.size} runs in {len(by_round)} rounds, averaged per round")
@@ -282,7 +282,9 @@ def compare(
     level = None
     if paired and round_sessions is not None and np.all(b_analysis > 0) and np.all(c_analysis > 0):
         common_sessions = [round_sessions[r] for r in common]
-        level = session_level(np.log(c_analysis / b_analysis), common_sessions, margin=margin, confidence=confidence)
+        level = session_level(
+            np.log(c_analysis / b_analysis), common_sessions, margin=margin, confidence=confidence
+        )
     if level is not None and math.isfinite(level.p_value):
         p_value = max(p_value, level.p_value)
         p_equiv = max(p_equiv, level.p_equiv)
@@ -290,8 +292,10 @@ def compare(
             ci_low, ci_high = min(ci_low, level.ci_low), max(ci_high, level.ci_high)
         p_value_test += f"; the larger of it and the session-level t ({level.n_sessions} sessions)"
         ci_method += f"; widened to the session-level interval ({level.n_sessions} sessions)"
-        notes.append(f"{level.n_sessions} sessions: {level.between_share:.0%} of the ratio's variance is between "
-                     f"sessions (p = {level.p_between:.2g})")
+        notes.append(
+            f"{level.n_sessions} sessions: {level.between_share:.0%} of the ratio's variance is between "
+            f"sessions (p = {level.p_between:.2g})"
+        )
 
     hl_shift = hl_low = hl_high = math.nan
     if b_units.size and c_units.size:

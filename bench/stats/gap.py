@@ -208,16 +208,21 @@ def compare_gap(
         with np.errstate(all="ignore"):
             boot = percentile_interval(reps_b / reps_a, expanded_tail(min(n_a, n_b), confidence))
         t_crit = float(special.stdtrit(rounds.df, 0.5 + confidence / 2.0))
-        fieller = fieller_interval(r_b, r_a, (r_b * later.relative_se) ** 2, (r_a * reference.relative_se) ** 2,
-                                   0.0, t_crit=t_crit)
+        fieller = fieller_interval(
+            r_b, r_a, (r_b * later.relative_se) ** 2, (r_a * reference.relative_se) ** 2, 0.0, t_crit=t_crit
+        )
         if not math.isfinite(fieller[0]):
-            problem = "Fieller's interval is unbounded: the reference kernel's gap is too noisy to bound the ratio"
+            problem = (
+                "Fieller's interval is unbounded: the reference kernel's gap is too noisy to bound the ratio"
+            )
         if sessions is not None and math.isfinite(sessions.se):
             t_s = float(special.stdtrit(sessions.df, 0.5 + confidence / 2.0))
             session_ci = (math.exp(log_g - t_s * sessions.se), math.exp(log_g + t_s * sessions.se))
     low = high = nan
-    method = ("hull of a bootstrap over each kernel's rounds (independent between kernels, expanded percentile) "
-              "and Fieller's interval for the ratio of the two kernels' ratios")
+    method = (
+        "hull of a bootstrap over each kernel's rounds (independent between kernels, expanded percentile) "
+        "and Fieller's interval for the ratio of the two kernels' ratios"
+    )
     if not problem:
         low, high = _hull(boot, fieller)
         if math.isfinite(session_ci[0]):
@@ -232,17 +237,43 @@ def compare_gap(
         p_value = max(p_value, _t_p(log_g / sessions.se, sessions.df))
         p_equiv = max(p_equiv, _tost(log_g, sessions.se, sessions.df, margin))
         test += "; the larger of it and the session-level t"
-        notes.append("sessions as a level of the design: " + ", ".join(
-            f"{name} {c.sessions.n_sessions} sessions" for name, c in (("reference", reference), ("later", later))
-            if c.sessions is not None))
+        notes.append(
+            "sessions as a level of the design: "
+            + ", ".join(
+                f"{name} {c.sessions.n_sessions} sessions"
+                for name, c in (("reference", reference), ("later", later))
+                if c.sessions is not None
+            )
+        )
     hib = reference.higher_is_better
     improvement = (ratio - 1.0) if hib else (1.0 - ratio)
     return GapComparison(
-        reference_ratio=r_a, later_ratio=r_b, ratio=ratio, ratio_ci_low=low, ratio_ci_high=high,
-        ratio_ci_method=method, bootstrap_ci_low=boot[0], bootstrap_ci_high=boot[1],
-        fieller_ci_low=fieller[0], fieller_ci_high=fieller[1], session_ci_low=session_ci[0],
-        session_ci_high=session_ci[1], log_se=rounds.se, df=rounds.df,
-        session_log_se=sessions.se if sessions else nan, session_df=sessions.df if sessions else nan,
-        p_value=p_value, p_value_test=test, p_equiv=p_equiv, higher_is_better=hib, margin=float(margin),
-        alpha=float(alpha), confidence=float(confidence), improvement=improvement, ci_problem=problem,
-        notes=tuple(notes), n_boot=int(n_boot), seed=int(seed))
+        reference_ratio=r_a,
+        later_ratio=r_b,
+        ratio=ratio,
+        ratio_ci_low=low,
+        ratio_ci_high=high,
+        ratio_ci_method=method,
+        bootstrap_ci_low=boot[0],
+        bootstrap_ci_high=boot[1],
+        fieller_ci_low=fieller[0],
+        fieller_ci_high=fieller[1],
+        session_ci_low=session_ci[0],
+        session_ci_high=session_ci[1],
+        log_se=rounds.se,
+        df=rounds.df,
+        session_log_se=sessions.se if sessions else nan,
+        session_df=sessions.df if sessions else nan,
+        p_value=p_value,
+        p_value_test=test,
+        p_equiv=p_equiv,
+        higher_is_better=hib,
+        margin=float(margin),
+        alpha=float(alpha),
+        confidence=float(confidence),
+        improvement=improvement,
+        ci_problem=problem,
+        notes=tuple(notes),
+        n_boot=int(n_boot),
+        seed=int(seed),
+    )

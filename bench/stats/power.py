@@ -61,7 +61,9 @@ def power_difference(shift: float, se: float, df: float, *, alpha: float = DEFAU
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(128)
 
 
-def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0, alpha: float = DEFAULT_ALPHA) -> float:
+def power_equivalence(
+    margin: float, se: float, df: float, *, shift: float = 0.0, alpha: float = DEFAULT_ALPHA
+) -> float:
     """Probability that the ratio TOST (alpha/2 per side) shows equivalence within ±margin at a true `shift`."""
     _check(alpha)
     if not 0.0 < margin < 1.0:
@@ -73,7 +75,9 @@ def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0
     def given(ratio: np.ndarray) -> np.ndarray:
         # the estimated SE is se x ratio; the band left for the estimate is +-(margin - t S)
         reach = np.maximum(margin - t_crit * se * ratio, 0.0)
-        return np.where(reach > 0, special.ndtr((reach - shift) / se) - special.ndtr((-reach - shift) / se), 0.0)
+        return np.where(
+            reach > 0, special.ndtr((reach - shift) / se) - special.ndtr((-reach - shift) / se), 0.0
+        )
 
     if df == math.inf:
         return float(given(np.array([1.0]))[0])
@@ -85,8 +89,14 @@ def power_equivalence(margin: float, se: float, df: float, *, shift: float = 0.0
         return 0.0
     r = 0.5 * (high - low) * _NODES + 0.5 * (high + low)
     x = df * r * r
-    log_density = (math.log(2.0 * df) + np.log(r) + (df / 2.0 - 1.0) * np.log(x) - x / 2.0
-                   - (df / 2.0) * math.log(2.0) - special.gammaln(df / 2.0))
+    log_density = (
+        math.log(2.0 * df)
+        + np.log(r)
+        + (df / 2.0 - 1.0) * np.log(x)
+        - x / 2.0
+        - (df / 2.0) * math.log(2.0)
+        - special.gammaln(df / 2.0)
+    )
     value = 0.5 * (high - low) * float(np.sum(_WEIGHTS * np.exp(log_density) * given(r)))
     return float(min(1.0, max(0.0, value)))
 
@@ -134,7 +144,12 @@ def _root(f, low: float, high: float, tol: float = 1e-12) -> float:
 
 
 def rounds_for_power(
-    unit_sd: float, margin: float, *, paired: bool = True, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
+    unit_sd: float,
+    margin: float,
+    *,
+    paired: bool = True,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
     max_rounds: int = 10_000,
 ) -> tuple[int, int]:
     """Rounds a point needs for `power` at the margin: (to call a ±margin shift faster/slower,

@@ -190,4 +190,6 @@ def quality_flags(
     equivalence_power: float | None = None,
 ) -> list[str]:
     """Names of the checks that failed, among multimodal, outliers, drift, underpowered."""
-    return list(quality_report(values, positions, mde=mde, margin=margin, equivalence_power=equivalence_power).flags)
+    return list(
+        quality_report(values, positions, mde=mde, margin=margin, equivalence_power=equivalence_power).flags
+    )

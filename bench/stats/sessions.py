@@ -85,8 +85,11 @@ def session_level(
     ms_within = float(np.sum((y - means[groups]) ** 2) / (n - n_sessions))
     n0 = (n - np.sum(sizes**2) / n) / (n_sessions - 1)
     var_between = max(0.0, (ms_between - ms_within) / n0)
-    p_between = float(special.fdtrc(n_sessions - 1, n - n_sessions, ms_between / ms_within)) \
-        if ms_within > 0 else (0.0 if ms_between > 0 else 1.0)
+    p_between = (
+        float(special.fdtrc(n_sessions - 1, n - n_sessions, ms_between / ms_within))
+        if ms_within > 0
+        else (0.0 if ms_between > 0 else 1.0)
+    )
     share = var_between / (var_between + ms_within) if var_between + ms_within > 0 else math.nan
     if var_between > 0:
         part_b = ms_between / (n_sessions * n0)
@@ -98,14 +101,24 @@ def session_level(
         df = float(n - 1)
     nan = math.nan
     if not variance > 0:
-        return SessionLevel(n_sessions, n, share, p_between, df, grand, nan, math.exp(grand), nan, nan, nan, nan,
-                            confidence)
+        return SessionLevel(
+            n_sessions, n, share, p_between, df, grand, nan, math.exp(grand), nan, nan, nan, nan, confidence
+        )
     se = math.sqrt(variance)
     t_crit = float(special.stdtrit(df, 0.5 + confidence / 2.0))
     level = SessionLevel(
-        n_sessions=n_sessions, n_rounds=n, between_share=share, p_between=p_between, df=df,
-        mean_log_ratio=grand, se=se, ratio=math.exp(grand),
-        p_value=float(min(1.0, 2.0 * special.stdtr(df, -abs(grand) / se))), p_equiv=nan,
-        ci_low=math.exp(grand - t_crit * se), ci_high=math.exp(grand + t_crit * se), confidence=confidence,
+        n_sessions=n_sessions,
+        n_rounds=n,
+        between_share=share,
+        p_between=p_between,
+        df=df,
+        mean_log_ratio=grand,
+        se=se,
+        ratio=math.exp(grand),
+        p_value=float(min(1.0, 2.0 * special.stdtr(df, -abs(grand) / se))),
+        p_equiv=nan,
+        ci_low=math.exp(grand - t_crit * se),
+        ci_high=math.exp(grand + t_crit * se),
+        confidence=confidence,
     )
     return dataclasses.replace(level, p_equiv=level.tost(margin))

@@ -88,9 +88,10 @@ class RatioMoments(JsonDataclass):
         if self.paired:
             df = float(self.n_baseline - 1)
         else:  # Welch-Satterthwaite
-            df = (part_c + part_b) ** 2 / (part_c**2 / (self.n_candidate - 1) + part_b**2 / (self.n_baseline - 1))
+            df = (part_c + part_b) ** 2 / (
+                part_c**2 / (self.n_candidate - 1) + part_b**2 / (self.n_baseline - 1)
+            )
         return float((self.mean_candidate - factor * self.mean_baseline) / math.sqrt(se2)), float(df)
-
 
     def difference_se(self) -> tuple[float, float]:
         """(SE, df) of the relative difference mean(c) / mean(b) - 1 as the t-test sees it:
@@ -110,8 +111,10 @@ class RatioMoments(JsonDataclass):
         if self.paired:
             return se * math.sqrt(self.n_baseline)
         scale = self.mean_baseline * self.mean_baseline
-        return math.sqrt(self.var_mean_baseline * self.n_baseline / scale
-                         + self.var_mean_candidate * self.n_candidate / scale)
+        return math.sqrt(
+            self.var_mean_baseline * self.n_baseline / scale
+            + self.var_mean_candidate * self.n_candidate / scale
+        )
 
 
 def ratio_moments(baseline: np.ndarray, candidate: np.ndarray, *, paired: bool) -> RatioMoments:
@@ -124,8 +127,16 @@ def ratio_moments(baseline: np.ndarray, candidate: np.ndarray, *, paired: bool) 
         var_b = float(b.var(ddof=1)) / b.size if b.size >= 2 else nan
         var_c = float(c.var(ddof=1)) / c.size if c.size >= 2 else nan
         cov = float(np.cov(c, b, ddof=1)[0, 1]) / b.size if paired and b.size >= 2 else 0.0
-        return RatioMoments(float(b.mean()) if b.size else nan, float(c.mean()) if c.size else nan,
-                            var_b, var_c, cov, int(b.size), int(c.size), bool(paired))
+        return RatioMoments(
+            float(b.mean()) if b.size else nan,
+            float(c.mean()) if c.size else nan,
+            var_b,
+            var_c,
+            cov,
+            int(b.size),
+            int(c.size),
+            bool(paired),
+        )
 
 
 def ratio_tost_from_moments(moments: RatioMoments, margin: float) -> tuple[float, float, float]:

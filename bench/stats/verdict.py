@@ -96,8 +96,13 @@ def _p_text(p: float, correction: str, name: str = "p") -> str:
 
 
 def _classify(
-    c: Comparison, significant: bool, equivalence_shown: bool, p_adj: float, p_equiv_adj: float,
-    margin: float, correction: str,
+    c: Comparison,
+    significant: bool,
+    equivalence_shown: bool,
+    p_adj: float,
+    p_equiv_adj: float,
+    margin: float,
+    correction: str,
 ) -> tuple[str, str]:
     low, high = c.ratio_ci_low, c.ratio_ci_high
     band = f"{margin_text(margin)} margin"
@@ -109,8 +114,10 @@ def _classify(
     beyond = low > 1.0 + margin or high < 1.0 - margin
     if equivalence_shown:
         if significant:
-            return EQUIVALENT, (f"significant but negligible: the difference is significant ({p_text}) "
-                                f"but the CI lies inside the {band} ({q_text})")
+            return EQUIVALENT, (
+                f"significant but negligible: the difference is significant ({p_text}) "
+                f"but the CI lies inside the {band} ({q_text})"
+            )
         return EQUIVALENT, f"the CI lies inside the {band} ({q_text})"
     if significant:
         better = (c.ratio > 1.0) == c.higher_is_better
@@ -118,17 +125,28 @@ def _classify(
         if beyond:
             return word, f"significant ({p_text}) and the whole CI lies beyond the {band}"
         if inside:
-            return word, (f"significant ({p_text}); the CI lies inside the {band} but equivalence is "
-                          f"not shown after correction ({q_text})")
-        return word, f"significant ({p_text}); the CI reaches into the {band}, so the difference may be smaller than it"
+            return word, (
+                f"significant ({p_text}); the CI lies inside the {band} but equivalence is "
+                f"not shown after correction ({q_text})"
+            )
+        return (
+            word,
+            f"significant ({p_text}); the CI reaches into the {band}, so the difference may be smaller than it",
+        )
     if inside:
-        return INCONCLUSIVE, (f"not significant ({p_text}); the CI lies inside the {band} but equivalence "
-                              f"is not shown after correction ({q_text})")
-    return INCONCLUSIVE, f"not significant ({p_text}) and the CI is too wide to fit inside the {band}: not evidence of equality"
+        return INCONCLUSIVE, (
+            f"not significant ({p_text}); the CI lies inside the {band} but equivalence "
+            f"is not shown after correction ({q_text})"
+        )
+    return (
+        INCONCLUSIVE,
+        f"not significant ({p_text}) and the CI is too wide to fit inside the {band}: not evidence of equality",
+    )
 
 
-def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant: bool,
-              candidate: str, baseline: str) -> str:
+def _sentence(
+    word: str, c: Comparison, margin: float, beyond: bool, significant: bool, candidate: str, baseline: str
+) -> str:
     band = f"{margin_text(margin)} margin"
     if word in (FASTER, SLOWER):
         # speed factor > 1 means "candidate better"; latency ratios are inverted
@@ -139,7 +157,9 @@ def _sentence(word: str, c: Comparison, margin: float, beyond: bool, significant
         if word == FASTER:
             text = _factor_sentence(FASTER, speed, s_low, s_high, c.confidence, candidate, baseline)
         else:
-            text = _factor_sentence(SLOWER, 1.0 / speed, 1.0 / s_high, 1.0 / s_low, c.confidence, candidate, baseline)
+            text = _factor_sentence(
+                SLOWER, 1.0 / speed, 1.0 / s_high, 1.0 / s_low, c.confidence, candidate, baseline
+            )
         return text + (f", beyond the {band}" if beyond else f", possibly by less than the {band}")
     ratio = _ratio_text(c, candidate, baseline)
     if word == EQUIVALENT:
@@ -181,7 +201,9 @@ def decide(
     adjusted_equiv = adjust_pvalues(p_equiv, method=method)
     correction = CORRECTIONS[method]
     verdicts = []
-    for (key, c), point_margin, p_eq, p_adj, p_eq_adj in zip(items, margins, p_equiv, adjusted, adjusted_equiv):
+    for (key, c), point_margin, p_eq, p_adj, p_eq_adj in zip(
+        items, margins, p_equiv, adjusted, adjusted_equiv
+    ):
         point_alpha = c.alpha if alpha is None else float(alpha)
         if not 0.0 < point_margin < 1.0 or not 0.0 < point_alpha < 1.0:
             raise ValueError("margin and alpha must be in (0, 1)")

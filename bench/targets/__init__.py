@@ -44,11 +44,19 @@ def make_target(name: str, driver: str, options: dict, queue, context: Context) 
 def build_targets(workload: Workload, context: Context, names: list[str] | None = None) -> dict[str, Target]:
     """The workload's targets (or those named), configured, nothing created yet."""
     from bench.fio_options import job_writes
+
     named = workload.targets.named()
     writes = any(job_writes(workload.fio | point) for point in workload.points())
-    targets = {name: make_target(name, named[name].driver, workload.effective_options(name),
-                                 workload.effective_queue(name), context)
-               for name in (names or list(named))}
+    targets = {
+        name: make_target(
+            name,
+            named[name].driver,
+            workload.effective_options(name),
+            workload.effective_queue(name),
+            context,
+        )
+        for name in (names or list(named))
+    }
     for name, target in targets.items():
         target.accept_spec(named[name], writes)
     return targets

@@ -21,24 +21,24 @@ if TYPE_CHECKING:
 class Availability:
     ok: bool
     reason: str = ""
-    interface: str = ""   # e.g. "configfs", "fixed /dev/rnullb0", "losetup"
+    interface: str = ""  # e.g. "configfs", "fixed /dev/rnullb0", "losetup"
 
 
 @dataclass(frozen=True)
 class Device:
     """What fio needs to reach a target once it is set up."""
 
-    filename: str | None                     # None: no file at all (fio's null engine)
+    filename: str | None  # None: no file at all (fio's null engine)
     fio_options: dict[str, Any] = field(default_factory=dict)  # options the target imposes
-    block_device: str | None = None          # /dev/<name> when there is a sysfs queue
+    block_device: str | None = None  # /dev/<name> when there is a sysfs queue
 
 
 @dataclass(frozen=True)
 class Context:
     """Per-campaign facts a target needs to name its resources uniquely."""
 
-    campaign_id: str      # short, unique per campaign directory
-    source: str = ""      # the workload file, for refusals that name it
+    campaign_id: str  # short, unique per campaign directory
+    source: str = ""  # the workload file, for refusals that name it
 
 
 class Target(abc.ABC):
@@ -63,6 +63,7 @@ class Target(abc.ABC):
         checked before every run whatever the job does: anything on them is not blkcmp's."""
         if self.device and self.device.block_device:
             from bench.targets.blockdev import require_safe
+
             require_safe(self.device.block_device)
 
     @abc.abstractmethod

@@ -22,9 +22,23 @@ if TYPE_CHECKING:
 SYS_BLOCK = Path("/sys/block")
 
 # The audited settings, in the order reports list them. Each shapes the I/O path.
-AUDIT_KEYS = ("logical_block_size", "physical_block_size", "capacity_bytes", "nr_hw_queues",
-              "nr_tags", "scheduler", "nr_requests", "rq_affinity", "nomerges", "iostats",
-              "io_poll", "write_cache", "max_sectors_kb", "rotational", "completion")
+AUDIT_KEYS = (
+    "logical_block_size",
+    "physical_block_size",
+    "capacity_bytes",
+    "nr_hw_queues",
+    "nr_tags",
+    "scheduler",
+    "nr_requests",
+    "rq_affinity",
+    "nomerges",
+    "iostats",
+    "io_poll",
+    "write_cache",
+    "max_sectors_kb",
+    "rotational",
+    "completion",
+)
 
 
 def disk_name(dev: str) -> str:
@@ -115,7 +129,7 @@ class Refusal:
     """One reason not to write to a device: `code` is what tests and overrides key on (never
     the text), `what` says what was found, `fix` what the user can do about it."""
 
-    code: str       # partitions, holders, mounted, swap, signature, root, boot, read-only, exclusive, ...
+    code: str  # partitions, holders, mounted, swap, signature, root, boot, read-only, exclusive, ...
     what: str
     fix: str
     detail: str = ""  # the signature type for code "signature" (what allow_signatures names)
@@ -183,8 +197,9 @@ def signatures(dev: str) -> tuple[list[str], str | None]:
     except OSError as exc:
         return [], f"it cannot be read to look for signatures ({exc.strerror})"
     try:
-        probe = subprocess.run(["blkid", "-p", "-o", "export", dev], capture_output=True, text=True,
-                               timeout=30)
+        probe = subprocess.run(
+            ["blkid", "-p", "-o", "export", dev], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [], f"blkid could not probe it ({exc})"
     if probe.returncode == 0:
@@ -219,18 +234,32 @@ def write_refusals(dev: str, allow_signatures: frozenset[str] | set[str] = froze
     refusals: list[Refusal] = []
     parts = _partitions(name)
     if parts:
-        refusals.append(Refusal("partitions", f"it has partitions ({', '.join(parts)})",
-                                "delete the partition table, e.g. wipefs -a, if its data may go"))
+        refusals.append(
+            Refusal(
+                "partitions",
+                f"it has partitions ({', '.join(parts)})",
+                "delete the partition table, e.g. wipefs -a, if its data may go",
+            )
+        )
     family = [name, *parts]
     holders = sorted({h.name for n in family for h in (Path("/sys/class/block") / n / "holders").glob("*")})
     if holders:
-        refusals.append(Refusal("holders", "it has holders (device-mapper, LVM, MD, bcache): "
-                                + ", ".join(holders), "remove them (dmsetup remove, vgchange -an, mdadm --stop)"))
+        refusals.append(
+            Refusal(
+                "holders",
+                "it has holders (device-mapper, LVM, MD, bcache): " + ", ".join(holders),
+                "remove them (dmsetup remove, vgchange -an, mdadm --stop)",
+            )
+        )
     numbers = {_majmin(n): n for n in family}
     paths = {os.path.realpath(f"/dev/{n}"): n for n in family} | {os.path.realpath(dev): name}
-    mounted = sorted({f"{numbers.get(majmin) or paths.get(os.path.realpath(source))} on {point}"
-                      for majmin, source, point in _mounts()
-                      if majmin in numbers or (source.startswith("/") and os.path.realpath(source) in paths)})
+    mounted = sorted(
+        {
+            f"{numbers.get(majmin) or paths.get(os.path.realpath(source))} on {point}"
+            for majmin, source, point in _mounts()
+            if majmin in numbers or (source.startswith("/") and os.path.realpath(source) in paths)
+        }
+    )
     if mounted:
         refusals.append(Refusal("mounted", "it is mounted: " + ", ".join(mounted), "unmount it"))
     swaps = [line.split()[0] for line in (_read(Path("/proc/swaps")) or "").splitlines()[1:] if line.split()]
@@ -239,8 +268,13 @@ def write_refusals(dev: str, allow_signatures: frozenset[str] | set[str] = froze
         refusals.append(Refusal("swap", "it is in use as swap: " + ", ".join(swapping), "swapoff it"))
     role = system_disks().get(name)
     if role:
-        refusals.append(Refusal(role, f"it is the {role} device of this system",
-                                "blkcmp never writes to it; name another disk"))
+        refusals.append(
+            Refusal(
+                role,
+                f"it is the {role} device of this system",
+                "blkcmp never writes to it; name another disk",
+            )
+        )
     if _read(SYS_BLOCK / name / "ro") == "1":
         refusals.append(Refusal("read-only", "it is read-only", "make it writable (blockdev --setrw)"))
     kinds, problem = signatures(dev)
@@ -249,15 +283,25 @@ def write_refusals(dev: str, allow_signatures: frozenset[str] | set[str] = froze
     for kind in kinds:
         if kind not in allow_signatures:
             article = "an" if kind[:1].lower() in "aeiou" else "a"
-            refusals.append(Refusal("signature", f"it carries {article} {kind} signature",
-                                    f"wipefs -a it if its data may go, or allow_signatures: [{kind}]",
-                                    detail=kind))
+            refusals.append(
+                Refusal(
+                    "signature",
+                    f"it carries {article} {kind} signature",
+                    f"wipefs -a it if its data may go, or allow_signatures: [{kind}]",
+                    detail=kind,
+                )
+            )
     try:
         fd = os.open(dev, os.O_RDONLY | os.O_EXCL)
         os.close(fd)
     except OSError as exc:
-        refusals.append(Refusal("exclusive", f"it cannot be opened exclusively ({exc.strerror})",
-                                "stop whatever holds it open"))
+        refusals.append(
+            Refusal(
+                "exclusive",
+                f"it cannot be opened exclusively ({exc.strerror})",
+                "stop whatever holds it open",
+            )
+        )
     return refusals
 
 
@@ -311,7 +355,7 @@ def _vpd_serial(path: Path) -> str | None:
         return None
     if len(raw) < 4:
         return None
-    return raw[4:4 + raw[3]].decode("ascii", "replace").strip() or None
+    return raw[4 : 4 + raw[3]].decode("ascii", "replace").strip() or None
 
 
 def _first(*paths: Path) -> str | None:
@@ -379,8 +423,18 @@ def identity(dev: str) -> dict[str, Any]:
 
 
 # The identity facts shown to people (`blkcmp targets`, the report's target section).
-IDENTITY_SHOWN = ("model", "serial", "wwn", "firmware", "size_bytes", "logical_block_size",
-                  "physical_block_size", "driver", "nr_hw_queues", "backing_file")
+IDENTITY_SHOWN = (
+    "model",
+    "serial",
+    "wwn",
+    "firmware",
+    "size_bytes",
+    "logical_block_size",
+    "physical_block_size",
+    "driver",
+    "nr_hw_queues",
+    "backing_file",
+)
 
 
 def identity_summary(found: dict[str, Any]) -> str:
@@ -390,11 +444,15 @@ def identity_summary(found: dict[str, Any]) -> str:
 
 def identity_mismatches(wanted: dict[str, str], found: dict[str, Any]) -> list[str]:
     """Each identity key the workload gives that the device does not have, as `key: wanted X, found Y`."""
-    return [f"{key}: wanted {shorten(repr(wanted[key]))}, found {shorten(repr(found.get(key)))}"
-            for key in IDENTITY_KEYS if key in wanted and str(found.get(key)) != str(wanted[key])]
+    return [
+        f"{key}: wanted {shorten(repr(wanted[key]))}, found {shorten(repr(found.get(key)))}"
+        for key in IDENTITY_KEYS
+        if key in wanted and str(found.get(key)) != str(wanted[key])
+    ]
 
 
 def whole_disks() -> list[str]:
     """Every whole block device in sysfs with a capacity (unattached loop devices left out)."""
-    return [f"/dev/{p.name}" for p in sorted(SYS_BLOCK.iterdir())
-            if (_read(p / "size") or "0") not in ("0", "")]
+    return [
+        f"/dev/{p.name}" for p in sorted(SYS_BLOCK.iterdir()) if (_read(p / "size") or "0") not in ("0", "")
+    ]

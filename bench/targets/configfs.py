@@ -30,14 +30,18 @@ def ensure_mounted() -> None:
     if not configfs_supported():
         raise RunError("this kernel has no configfs (CONFIG_CONFIGFS_FS)")
     if not _is_mountpoint(CONFIGFS):
-        out = subprocess.run(["mount", "-t", "configfs", "none", str(CONFIGFS)], capture_output=True, text=True)
+        out = subprocess.run(
+            ["mount", "-t", "configfs", "none", str(CONFIGFS)], capture_output=True, text=True
+        )
         if out.returncode != 0:
             raise RunError(f"cannot mount configfs on {CONFIGFS}: {out.stderr.strip()}")
 
 
 def _is_mountpoint(path: Path) -> bool:
     try:
-        return any(line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines())
+        return any(
+            line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines()
+        )
     except OSError:
         return False
 
@@ -53,7 +57,9 @@ def modprobe(module: str, *params: str) -> bool:
 
 def read_features(subsystem: Path) -> set[str]:
     try:
-        return {f.strip() for f in (subsystem / "features").read_text().replace("\n", ",").split(",") if f.strip()}
+        return {
+            f.strip() for f in (subsystem / "features").read_text().replace("\n", ",").split(",") if f.strip()
+        }
     except OSError:
         return set()
 
@@ -89,6 +95,7 @@ def wait_for_disk(name: str, timeout_s: float = 10.0) -> str:
     dev = f"/dev/{name}"
     deadline = time.monotonic() + timeout_s
     from bench.targets.host import settle
+
     settle()
     while time.monotonic() < deadline:
         if Path(dev).exists() and Path(f"/sys/block/{name}").exists():

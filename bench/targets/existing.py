@@ -37,8 +37,10 @@ class ExistingBlockDevice(Target):
 
     def accept_spec(self, spec, writes: bool) -> None:
         self.device_path = spec.device
-        self.wanted = {k: str(v) for k, v in
-                       (spec.identity.model_dump(exclude_none=True) if spec.identity else {}).items()}
+        self.wanted = {
+            k: str(v)
+            for k, v in (spec.identity.model_dump(exclude_none=True) if spec.identity else {}).items()
+        }
         self.destructive = spec.destructive
         self.allow_signatures = frozenset(spec.allow_signatures)
         self.writes = writes
@@ -54,25 +56,38 @@ class ExistingBlockDevice(Target):
             try:
                 st = os.stat(self.device_path)
             except OSError as exc:
-                raise UsageError(f"{self._where()}: device {shorten(self.device_path)}: {exc.strerror} "
-                                 "(name an existing whole block device)") from None
+                raise UsageError(
+                    f"{self._where()}: device {shorten(self.device_path)}: {exc.strerror} "
+                    "(name an existing whole block device)"
+                ) from None
             if not stat.S_ISBLK(st.st_mode):
-                raise UsageError(f"{self._where()}: {shorten(self.device_path)} is not a block device "
-                                 "(name a whole block device)")
+                raise UsageError(
+                    f"{self._where()}: {shorten(self.device_path)} is not a block device "
+                    "(name a whole block device)"
+                )
             name = blockdev.disk_name(self.device_path)
             if not (blockdev.SYS_BLOCK / name).exists():
-                raise UsageError(f"{self._where()}: {shorten(self.device_path)} is a partition ({name}); "
-                                 "name the whole disk")
+                raise UsageError(
+                    f"{self._where()}: {shorten(self.device_path)} is a partition ({name}); "
+                    "name the whole disk"
+                )
             return f"/dev/{name}"
-        matching = [dev for dev in blockdev.whole_disks()
-                    if not blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))]
+        matching = [
+            dev
+            for dev in blockdev.whole_disks()
+            if not blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))
+        ]
         given = ", ".join(f"{k}={shorten(v)}" for k, v in self.wanted.items())
         if not matching:
-            raise UsageError(f"{self._where()}: no block device here has identity {given} "
-                             "(`blkcmp targets` lists the devices and their identities)")
+            raise UsageError(
+                f"{self._where()}: no block device here has identity {given} "
+                "(`blkcmp targets` lists the devices and their identities)"
+            )
         if len(matching) > 1:
-            raise UsageError(f"{self._where()}: {len(matching)} block devices match identity {given} "
-                             f"({', '.join(matching)}); add serial or wwn")
+            raise UsageError(
+                f"{self._where()}: {len(matching)} block devices match identity {given} "
+                f"({', '.join(matching)}); add serial or wwn"
+            )
         return matching[0]
 
     def refusals(self, dev: str, writes: bool) -> list[Refusal]:
@@ -80,25 +95,37 @@ class ExistingBlockDevice(Target):
         found: list[Refusal] = []
         mismatches = blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))
         if mismatches:
-            found.append(Refusal("identity-mismatch",
-                                 f"{dev} is not the device the workload names ({'; '.join(mismatches)})",
-                                 "correct identity: or device: (`blkcmp targets` shows both)"))
+            found.append(
+                Refusal(
+                    "identity-mismatch",
+                    f"{dev} is not the device the workload names ({'; '.join(mismatches)})",
+                    "correct identity: or device: (`blkcmp targets` shows both)",
+                )
+            )
         if not writes:
             return found
         if not self.destructive:
-            found.append(Refusal("not-destructive",
-                                 "the workload writes to it (an rw other than read/randread) "
-                                 "without destructive: true on the target",
-                                 "add destructive: true if all its data may be lost, or only read"))
+            found.append(
+                Refusal(
+                    "not-destructive",
+                    "the workload writes to it (an rw other than read/randread) "
+                    "without destructive: true on the target",
+                    "add destructive: true if all its data may be lost, or only read",
+                )
+            )
         if not any(k in self.wanted for k in blockdev.UNIQUE_IDENTITY_KEYS):
-            found.append(Refusal("no-identity", "writing needs the device's identity",
-                                 "add identity: with its wwn or serial (backing_file for a loop device)"))
+            found.append(
+                Refusal(
+                    "no-identity",
+                    "writing needs the device's identity",
+                    "add identity: with its wwn or serial (backing_file for a loop device)",
+                )
+            )
         return found + blockdev.write_refusals(dev, self.allow_signatures)
 
     def refusal_line(self, dev: str, refusals: list[Refusal]) -> str:
         what = "write to" if any(r.code != "identity-mismatch" for r in refusals) else "use"
-        return (f"{self._where()}: refusing to {what} {dev}: "
-                + "; ".join(r.line() for r in refusals))
+        return f"{self._where()}: refusing to {what} {dev}: " + "; ".join(r.line() for r in refusals)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def probe(self) -> Availability:
@@ -120,8 +147,12 @@ class ExistingBlockDevice(Target):
         return [self.refusal_line(dev, refusals)] if refusals else []
 
     def recorded_kernel_problems(self, drivers, release: str) -> list[str]:
-        return [(f"target {self.name}: driver blockdev names a device of this host; "
-                 "it cannot run inside a test kernel's VM")]
+        return [
+            (
+                f"target {self.name}: driver blockdev names a device of this host; "
+                "it cannot run inside a test kernel's VM"
+            )
+        ]
 
     def planned_filename(self) -> str:
         return self.device.filename if self.device else (self.device_path or "${BLKCMP_FILENAME}")
@@ -146,10 +177,13 @@ class ExistingBlockDevice(Target):
         if not self.device:
             raise RunError(f"{self._where()}: not set up")
         dev = self.device.block_device
-        if not Path(dev).exists() or (self.device_path and blockdev.disk_name(self.device_path)
-                                      != blockdev.disk_name(dev)):
-            raise RunError(f"{self._where()}: {self.device_path or dev} no longer leads to {dev} "
-                           "(the device went away or was renamed); check it, then --resume")
+        if not Path(dev).exists() or (
+            self.device_path and blockdev.disk_name(self.device_path) != blockdev.disk_name(dev)
+        ):
+            raise RunError(
+                f"{self._where()}: {self.device_path or dev} no longer leads to {dev} "
+                "(the device went away or was renamed); check it, then --resume"
+            )
         refusals = self.refusals(dev, writes)
         if refusals:
             raise RunError(self.refusal_line(dev, refusals) + "; fix it, then --resume")
@@ -158,12 +192,18 @@ class ExistingBlockDevice(Target):
         if not self.device:
             return {"driver": self.driver, "named": self.device_path, "identity_wanted": self.wanted}
         dev = self.device.block_device
-        return {"driver": self.driver, "device": dev, "named": self.device_path,
-                "identity_wanted": self.wanted, "identity": blockdev.identity(dev),
-                "destructive": self.destructive, "writes": self.writes,
-                "allowed_signatures": sorted(self.allow_signatures),
-                "overridden": [f"signature {kind}" for kind in getattr(self, "overridden", [])],
-                "audit": blockdev.audit(dev) | {"completion": "device"}}
+        return {
+            "driver": self.driver,
+            "device": dev,
+            "named": self.device_path,
+            "identity_wanted": self.wanted,
+            "identity": blockdev.identity(dev),
+            "destructive": self.destructive,
+            "writes": self.writes,
+            "allowed_signatures": sorted(self.allow_signatures),
+            "overridden": [f"signature {kind}" for kind in getattr(self, "overridden", [])],
+            "audit": blockdev.audit(dev) | {"completion": "device"},
+        }
 
     def teardown(self) -> None:
         if getattr(self, "_rid", None) is None:

@@ -73,9 +73,12 @@ class FileTarget(Target):
 
     def describe(self) -> dict[str, Any]:
         path = _backing_path(self)
-        return {"driver": self.driver, "path": str(path),
-                "size_bytes": path.stat().st_size if path.exists() else None,
-                "filesystem": _fs_type(path.parent)}
+        return {
+            "driver": self.driver,
+            "path": str(path),
+            "size_bytes": path.stat().st_size if path.exists() else None,
+            "filesystem": _fs_type(path.parent),
+        }
 
     def teardown(self) -> None:
         _backing_path(self).unlink(missing_ok=True)
@@ -86,8 +89,7 @@ class FileTarget(Target):
 
 
 def _loops_of(backing: Path) -> list[str]:
-    out = subprocess.run(["losetup", "-j", str(backing), "-O", "NAME", "-n"], capture_output=True,
-                         text=True)
+    out = subprocess.run(["losetup", "-j", str(backing), "-O", "NAME", "-n"], capture_output=True, text=True)
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -135,10 +137,14 @@ class LoopTarget(Target):
 
     def kernel_problems(self) -> list[str]:
         size = self.options.get("blocksize")
-        if size is None or (LOOP_MIN_BLOCK <= int(size) <= LOOP_MAX_BLOCK and int(size) & (int(size) - 1) == 0):
+        if size is None or (
+            LOOP_MIN_BLOCK <= int(size) <= LOOP_MAX_BLOCK and int(size) & (int(size) - 1) == 0
+        ):
             return []
-        return [f"target {self.name}: loop devices take a blocksize (logical sector size) that is a "
-                f"power of two from {LOOP_MIN_BLOCK} to {LOOP_MAX_BLOCK}, not {size}"]
+        return [
+            f"target {self.name}: loop devices take a blocksize (logical sector size) that is a "
+            f"power of two from {LOOP_MIN_BLOCK} to {LOOP_MAX_BLOCK}, not {size}"
+        ]
 
     def setup(self) -> Device:
         backing = _backing_path(self)
@@ -166,9 +172,13 @@ class LoopTarget(Target):
         dev = self.device.block_device
         name = blockdev.disk_name(dev)
         loop = Path("/sys/block") / name / "loop"
-        return {"driver": self.driver, "device": dev, "backing_file": _read(loop / "backing_file"),
-                "direct_io": _read(loop / "dio"),
-                "audit": blockdev.audit(dev) | {"completion": "loop worker"}}
+        return {
+            "driver": self.driver,
+            "device": dev,
+            "backing_file": _read(loop / "backing_file"),
+            "direct_io": _read(loop / "dio"),
+            "audit": blockdev.audit(dev) | {"completion": "loop worker"},
+        }
 
     def teardown(self) -> None:
         backing = _backing_path(self)

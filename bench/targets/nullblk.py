@@ -35,7 +35,9 @@ def host_available() -> Availability:
     if configfs.configfs_supported() and Path("/sys/module/null_blk").exists():
         return Availability(True, interface="configfs (mounted on setup)")
     if _module_file_exists("null_blk"):
-        return Availability(True, interface="configfs" if configfs.configfs_supported() else "module parameters")
+        return Availability(
+            True, interface="configfs" if configfs.configfs_supported() else "module parameters"
+        )
     return Availability(False, f"kernel {platform.release()} has no null_blk (CONFIG_BLK_DEV_NULL_BLK)")
 
 
@@ -81,8 +83,10 @@ class NullBlkTarget(Target):
         missing = [k for k in self.options if k not in features]
         if not missing:
             return []
-        return [f"target {self.name}: null_blk on kernel {release or platform.release()} has no option "
-                f"{', '.join(missing)} (its features: {', '.join(sorted(features))})"]
+        return [
+            f"target {self.name}: null_blk on kernel {release or platform.release()} has no option "
+            f"{', '.join(missing)} (its features: {', '.join(sorted(features))})"
+        ]
 
     def check_options(self, features: set[str]) -> None:
         problems = self.option_problems(features)
@@ -125,13 +129,17 @@ class NullBlkTarget(Target):
         for key, value in self.options.items():
             if key == "size":
                 if value % 1024:
-                    raise UsageError(f"target {self.name}: without configfs null_blk takes size in "
-                                     f"whole GiB (module parameter gb); {value} MiB is not")
+                    raise UsageError(
+                        f"target {self.name}: without configfs null_blk takes size in "
+                        f"whole GiB (module parameter gb); {value} MiB is not"
+                    )
                 value = value // 1024
             params.append(f"{MODULE_PARAM.get(key, key)}={int(value) if isinstance(value, bool) else value}")
         if Path("/sys/module/null_blk").exists():
-            raise RunError(f"target {self.name}: null_blk is already loaded; without configfs blkcmp "
-                           "needs to load it itself with the workload's parameters")
+            raise RunError(
+                f"target {self.name}: null_blk is already loaded; without configfs blkcmp "
+                "needs to load it itself with the workload's parameters"
+            )
         self._rid = ledger.register("nullb-module", {"params": params})
         if not configfs.modprobe("null_blk", "nr_devices=1", *params):
             raise RunError(f"target {self.name}: modprobe null_blk {' '.join(params)} failed")
@@ -154,13 +162,21 @@ class NullBlkTarget(Target):
         settings = self.settings()
         irqmode = settings.get("irqmode", "?")
         completion = {"0": "inline", "1": "softirq", "2": f"timer {settings.get('completion_nsec', '?')} ns"}
-        return {"driver": self.driver, "device": self.device.filename, "interface": self.interface,
-                "requested": self.options, "settings": settings,
-                "clamped": {k: settings.get(k) for k, v in self.options.items()
-                            if k in settings and str(int(v) if isinstance(v, bool) else v) != settings.get(k)},
-                "kernel": platform.release(),
-                "audit": blockdev.audit(self.device.filename)
-                | {"completion": completion.get(irqmode, f"irqmode {irqmode}")}}
+        return {
+            "driver": self.driver,
+            "device": self.device.filename,
+            "interface": self.interface,
+            "requested": self.options,
+            "settings": settings,
+            "clamped": {
+                k: settings.get(k)
+                for k, v in self.options.items()
+                if k in settings and str(int(v) if isinstance(v, bool) else v) != settings.get(k)
+            },
+            "kernel": platform.release(),
+            "audit": blockdev.audit(self.device.filename)
+            | {"completion": completion.get(irqmode, f"irqmode {irqmode}")},
+        }
 
     def teardown(self) -> None:
         if getattr(self, "_rid", None) is None:

@@ -24,10 +24,24 @@ from bench.targets.base import Availability, Device, Target
 FIXED_DEVICE = "rnullb0"
 
 # What rnull (every mainline version through 7.2) has built in, in null_blk's option names.
-BUILT_IN = {"hw_queue_depth": 256, "submit_queues": 1, "poll_queues": 0, "memory_backed": 0,
-            "blocking": 0, "shared_tags": 0, "shared_tag_bitmap": 0, "use_per_node_hctx": 0,
-            "zoned": 0, "mbps": 0, "discard": 0, "cache_size": 0, "queue_mode": 2,
-            "virt_boundary": 0, "max_sectors": 0, "no_sched": 0}
+BUILT_IN = {
+    "hw_queue_depth": 256,
+    "submit_queues": 1,
+    "poll_queues": 0,
+    "memory_backed": 0,
+    "blocking": 0,
+    "shared_tags": 0,
+    "shared_tag_bitmap": 0,
+    "use_per_node_hctx": 0,
+    "zoned": 0,
+    "mbps": 0,
+    "discard": 0,
+    "cache_size": 0,
+    "queue_mode": 2,
+    "virt_boundary": 0,
+    "max_sectors": 0,
+    "no_sched": 0,
+}
 # What the 6.11–6.17 fixed device has on top of that.
 FIXED_INTERFACE = BUILT_IN | {"blocksize": 4096, "size": 4096, "irqmode": 0, "rotational": 0}
 ALLOWED_VALUES = {"irqmode": (0, 1)}
@@ -38,7 +52,7 @@ def subsystem() -> Path:
 
 
 def interface() -> str | None:
-    """"configfs", "fixed", or None when this kernel has no rnull (may load rnull_mod)."""
+    """ "configfs", "fixed", or None when this kernel has no rnull (may load rnull_mod)."""
     if subsystem().is_dir():
         return "configfs"
     if Path(f"/sys/block/{FIXED_DEVICE}").exists():
@@ -62,6 +76,7 @@ def host_available() -> Availability:
     if Path(f"/sys/block/{FIXED_DEVICE}").exists():
         return Availability(True, interface=f"fixed /dev/{FIXED_DEVICE}")
     from bench.targets.nullblk import _module_file_exists
+
     if _module_file_exists("rnull_mod"):
         return Availability(True, interface="module rnull_mod (loaded on setup)")
     return Availability(False, f"kernel {platform.release()} has no rnull (CONFIG_BLK_DEV_RUST_NULL)")
@@ -71,7 +86,9 @@ def honoured(kind: str, features: set[str]) -> dict[str, Any]:
     """option -> None (settable) or its fixed value, for this kernel's rnull."""
     if kind == "fixed":
         return dict(FIXED_INTERFACE)
-    return {k: None for k in features if k != "power"} | {k: v for k, v in BUILT_IN.items() if k not in features}
+    return {k: None for k in features if k != "power"} | {
+        k: v for k, v in BUILT_IN.items() if k not in features
+    }
 
 
 def option_problems(options: dict[str, Any], kind: str, features: set[str]) -> list[str]:
@@ -81,12 +98,16 @@ def option_problems(options: dict[str, Any], kind: str, features: set[str]) -> l
         value = int(value) if isinstance(value, bool) else value
         if key not in can:
             settable = sorted(k for k, v in can.items() if v is None)
-            problems.append(f"rnull cannot honour {key}={value} (settable here: {', '.join(settable) or 'nothing'})")
+            problems.append(
+                f"rnull cannot honour {key}={value} (settable here: {', '.join(settable) or 'nothing'})"
+            )
         elif can[key] is not None and value != can[key]:
             problems.append(f"rnull cannot honour {key}={value}: it is fixed at {can[key]}")
         elif key in ALLOWED_VALUES and value not in ALLOWED_VALUES[key]:
-            problems.append(f"rnull cannot honour {key}={value}: it accepts only "
-                            f"{' or '.join(map(str, ALLOWED_VALUES[key]))}")
+            problems.append(
+                f"rnull cannot honour {key}={value}: it accepts only "
+                f"{' or '.join(map(str, ALLOWED_VALUES[key]))}"
+            )
     return problems
 
 
@@ -126,7 +147,9 @@ class RnullTarget(Target):
         else:
             return []
         problems = option_problems(self.options, kind, features)
-        return [f"target {self.name}: on kernel {platform.release()} " + "; ".join(problems)] if problems else []
+        return (
+            [f"target {self.name}: on kernel {platform.release()} " + "; ".join(problems)] if problems else []
+        )
 
     def setup(self) -> Device:
         kind = interface()
@@ -167,13 +190,17 @@ class RnullTarget(Target):
             return {"driver": self.driver}
         settings = self.settings()
         irqmode = settings.get("irqmode", "0")
-        return {"driver": self.driver, "device": self.device.filename,
-                "interface": "configfs" if self.kind == "configfs" else f"fixed /dev/{FIXED_DEVICE}",
-                "requested": self.options, "settings": settings,
-                "fixed": sorted(k for k in self.options if k not in configfs.read_features(subsystem())),
-                "kernel": platform.release(),
-                "audit": blockdev.audit(self.device.filename)
-                | {"completion": {"0": "inline", "1": "softirq"}.get(irqmode, f"irqmode {irqmode}")}}
+        return {
+            "driver": self.driver,
+            "device": self.device.filename,
+            "interface": "configfs" if self.kind == "configfs" else f"fixed /dev/{FIXED_DEVICE}",
+            "requested": self.options,
+            "settings": settings,
+            "fixed": sorted(k for k in self.options if k not in configfs.read_features(subsystem())),
+            "kernel": platform.release(),
+            "audit": blockdev.audit(self.device.filename)
+            | {"completion": {"0": "inline", "1": "softirq"}.get(irqmode, f"irqmode {irqmode}")},
+        }
 
     def teardown(self) -> None:
         if getattr(self, "_rid", None) is None:
