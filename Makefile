@@ -2,7 +2,7 @@
 VENV := .venv/bin
 WORKLOAD ?= workloads/quickstart.yaml
 
-.PHONY: setup setup-test run test test-fast bench bench-scale clean
+.PHONY: setup setup-test run test test-fast lint bench bench-scale clean
 
 setup:
 	scripts/install.sh
@@ -13,12 +13,17 @@ setup-test:
 run: setup
 	$(VENV)/blkcmp run $(WORKLOAD) --auto
 
-# The whole suite, VM tier included (builds and caches the test kernels when missing).
-test: setup-test
+# The whole suite, VM tier included (builds and caches the test kernels when missing); ruff
+# (lint and format, pinned in the test extras) first: a dirty tree fails before the suite runs.
+test: setup-test lint
 	$(VENV)/python -m pytest -q -ra
 
+lint: setup-test
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
 # Inner loop for developers: everything but the tests that boot a kernel.
-test-fast: setup-test
+test-fast: setup-test lint
 	$(VENV)/python -m pytest -q -ra -m "not vm"
 
 # blkcmp's own speed (never part of `make test`): pytest-benchmark runs saved as JSON under
