@@ -67,6 +67,25 @@ def test_lower_latency_is_faster():
     assert factor_in(v.sentence) == pytest.approx(1 / 0.95, abs=0.015)
 
 
+def test_a_ci_reaching_zero_is_said_as_unbounded():
+    # A very noisy ratio's interval can reach past zero (seen on a 3-round loop campaign: the
+    # sentence read "62.456 ± -173.197 × slower (95 % CI 32.486--313.908)"). The slower factor is
+    # then bounded below only.
+    c = dataclasses.replace(point(0.95), ratio=0.016, ratio_ci_low=-0.0058, ratio_ci_high=0.0308)
+    v = one(c)
+    assert v.verdict == SLOWER
+    assert re.fullmatch(
+        r"rnull is 62\.5\d* × slower than null_blk \(95 % CI 32\.4\d* to unbounded\), beyond the ±2 % margin",
+        v.sentence,
+    ), v.sentence
+    # the same for latency, where the candidate's ratio is inverted
+    lat = dataclasses.replace(
+        point(1.05, higher_is_better=False), ratio=62.5, ratio_ci_low=-3.0, ratio_ci_high=200.0
+    )
+    sentence = one(lat).sentence
+    assert "to unbounded" not in sentence and "-" not in sentence.split("CI ")[1].split("-")[0]
+
+
 def test_higher_latency_is_slower():
     v = one(point(1.05, higher_is_better=False))
     assert v.verdict == SLOWER

@@ -72,9 +72,21 @@ def _decimals(halfwidth: float) -> int:
     return int(min(4, max(2, math.ceil(-math.log10(halfwidth)))))
 
 
+def _inverse(x: float) -> float:
+    """1/x for a ratio's CI bound; a bound at or below zero (a very noisy ratio's interval can
+    reach past it) has no inverse: the inverted interval is unbounded there."""
+    return 1.0 / x if x > 0 else math.inf
+
+
 def _factor_sentence(
     word: str, factor: float, low: float, high: float, confidence: float, candidate: str, baseline: str
 ) -> str:
+    if not math.isfinite(high):  # "at least this much" is all the data say
+        d = _decimals(abs(factor - low))
+        return (
+            f"{candidate} is {factor:.{d}f} × {word} than {baseline} "
+            f"({percent(confidence)} CI {low:.{d}f} to unbounded)"
+        )
     halfwidth = (high - low) / 2.0
     d = _decimals(halfwidth)
     return (
@@ -151,14 +163,14 @@ def _sentence(
     if word in (FASTER, SLOWER):
         # speed factor > 1 means "candidate better"; latency ratios are inverted
         if c.higher_is_better:
-            speed, s_low, s_high = c.ratio, c.ratio_ci_low, c.ratio_ci_high
+            speed, s_low, s_high = c.ratio, max(c.ratio_ci_low, 0.0), c.ratio_ci_high
         else:
-            speed, s_low, s_high = 1.0 / c.ratio, 1.0 / c.ratio_ci_high, 1.0 / c.ratio_ci_low
+            speed, s_low, s_high = 1.0 / c.ratio, 1.0 / c.ratio_ci_high, _inverse(c.ratio_ci_low)
         if word == FASTER:
             text = _factor_sentence(FASTER, speed, s_low, s_high, c.confidence, candidate, baseline)
         else:
             text = _factor_sentence(
-                SLOWER, 1.0 / speed, 1.0 / s_high, 1.0 / s_low, c.confidence, candidate, baseline
+                SLOWER, 1.0 / speed, 1.0 / s_high, _inverse(s_low), c.confidence, candidate, baseline
             )
         return text + (f", beyond the {band}" if beyond else f", possibly by less than the {band}")
     ratio = _ratio_text(c, candidate, baseline)
