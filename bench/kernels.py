@@ -88,6 +88,8 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "python3-psutil",
     "python3-numpy",
     "python3-scipy",
+    # NVMe namespaces (issue 14): id-ctrl / id-ns / format, the standard tool
+    "nvme-cli",
 )
 CHROOT_PACKAGES: tuple[str, ...] = BUILD_PACKAGES + GUEST_PACKAGES  # the guest root's list
 
@@ -121,6 +123,7 @@ RECORDED_SYMBOLS: tuple[str, ...] = REQUIRED_SYMBOLS + (
     "CONFIG_KASAN",
     "CONFIG_LOCKDEP",
     "CONFIG_DEBUG_PREEMPT",
+    "CONFIG_BLK_DEV_NVME",
 )
 
 # The base configuration: `make tinyconfig` plus what the guest needs to boot under virtme-ng
@@ -208,6 +211,8 @@ CONFIG_BLK_DEV_NULL_BLK=y
 CONFIG_BLK_DEV_RUST_NULL=y
 CONFIG_IO_URING=y
 CONFIG_AIO=y
+# NVMe namespaces as targets (QEMU-emulated controllers in the VM tier)
+CONFIG_BLK_DEV_NVME=y
 CONFIG_BLK_DEV_INITRD=y
 CONFIG_DEVTMPFS_MOUNT=y
 CONFIG_KVM_GUEST=y
@@ -255,7 +260,7 @@ GUEST_SYMBOLS: tuple[str, ...] = (
     "CONFIG_MAGIC_SYSRQ",
 )
 # Bump when the way a kernel is configured or built changes: part of every cache key.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 NO_OVERFLOW_SUFFIX = "-nooverflow"
 PROGRESS_EVERY_S = 30.0
