@@ -1349,39 +1349,60 @@ udevadm settle 2>/dev/null
 [ -b /dev/rnullb0 ] && echo yes > $out/rnullb0
 cat /sys/kernel/config/nullb/features > $out/null_blk_features 2>/dev/null
 cat /sys/kernel/config/rnull/features > $out/rnull_features 2>/dev/null
+# the attribute files a device directory offers: what the driver really accepts (some rnull
+# versions garble their `features` string)
+for d in nullb rnull; do
+  [ -d /sys/kernel/config/$d ] || continue
+  mkdir /sys/kernel/config/$d/blkcmp-probe 2>/dev/null || continue
+  ls /sys/kernel/config/$d/blkcmp-probe > $out/${d}_attributes
+  rmdir /sys/kernel/config/$d/blkcmp-probe
+done
 uname -r > $out/uname
 exit 0
 """
 
 
 def _driver_facts(out: Path) -> dict:
-    """What the smoke boot saw of each driver: its interface and configfs `features`, so a
+    """What the smoke boot saw of each driver: its interface, configfs `features` and the
+    attribute files of a device directory (`attributes`, what the driver really accepts), so a
     workload's driver options can be checked on the host before a VM campaign is created."""
 
     def features(name: str) -> list[str]:
         f = out / name
         return sorted(x for x in f.read_text().strip().split(",") if x) if f.is_file() else []
 
+    def attributes(name: str) -> list[str]:
+        f = out / name
+        return sorted(f.read_text().split()) if f.is_file() else []
+
     seen = {f.name for f in out.iterdir()}
     drivers: dict = {}
     if "null_blk" in seen:
-        drivers["null_blk"] = {"interface": "configfs", "features": features("null_blk_features")}
+        drivers["null_blk"] = {
+            "interface": "configfs",
+            "features": features("null_blk_features"),
+            "attributes": attributes("nullb_attributes"),
+        }
     if "rnull_configfs" in seen:
-        drivers["rnull"] = {"interface": "configfs", "features": features("rnull_features")}
+        drivers["rnull"] = {
+            "interface": "configfs",
+            "features": features("rnull_features"),
+            "attributes": attributes("rnull_attributes"),
+        }
     elif "rnullb0" in seen:
-        drivers["rnull"] = {"interface": "fixed", "features": []}
+        drivers["rnull"] = {"interface": "fixed", "features": [], "attributes": []}
     return drivers
 
 
 def driver_facts(info: KernelInfo, progress: Progress = print) -> dict | None:
     """The drivers a cached kernel offers (recorded by its smoke boot). An entry cached before
-    they were recorded is booted once now and its kernel.json completed; None for a kernel that
+    they (or their attribute files) were recorded is booted once now and its kernel.json completed; None for a kernel that
     is not in the cache (a bzImage of the user's: only the guest can tell)."""
     if not info.cached:
         return None
     meta_path = info.path / "kernel.json"
     meta = json.loads(meta_path.read_text())
-    if "drivers" in meta:
+    if "drivers" in meta and all("attributes" in d for d in meta["drivers"].values()):
         return meta["drivers"]
     from bench import vm
 
