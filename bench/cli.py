@@ -170,8 +170,32 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kernel", help="build and list test kernels")
     ksub = k.add_subparsers(dest="kernel_command", required=True, metavar="ACTION")
-    kb = ksub.add_parser("build", help="build a test kernel with null_blk and rnull (cached)")
-    kb.add_argument("version", help="6.12 or 7.2")
+    kb = ksub.add_parser(
+        "build",
+        help="build a test kernel with null_blk and rnull (cached): Debian's source, or your own tree",
+    )
+    kb.add_argument("version", nargs="?", help="Debian's linux-source-X.Y: 6.12 or 7.2 (or --source)")
+    kb.add_argument(
+        "--source",
+        metavar="DIR|TARBALL",
+        help="build this tree instead: a git checkout, a directory or a tarball",
+    )
+    kb.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="apply this patch (patch -p1) before building; repeat for several, in order",
+    )
+    kb.add_argument(
+        "--config-fragment",
+        metavar="FILE",
+        help="CONFIG_ lines added after blkcmp's own (yours win; null_blk, rnull and configfs must stay y)",
+    )
+    kb.add_argument(
+        "--label",
+        help="what --kernel and reports call it, and the -LABEL in its `uname -r` (default from the source)",
+    )
     kb.add_argument(
         "--no-overflow-checks", action="store_true", help="build with CONFIG_RUST_OVERFLOW_CHECKS off"
     )

@@ -252,13 +252,31 @@ def cmd_targets(args) -> int:
 
 
 def cmd_kernel_build(args) -> int:
-    from bench import kernels
+    from bench import kernel_source, kernels
 
-    info = kernels.build(
-        args.version, progress=_say, overflow_checks=not args.no_overflow_checks, toolchain=args.toolchain
+    source = kernel_source.from_request(
+        args.version.strip() if args.version else None,
+        args.source,
+        args.patch,
+        args.config_fragment,
+        args.label,
     )
-    print(f"{info.release}: {info.path}")
+    info = kernels.build(
+        source.version,
+        progress=_say,
+        overflow_checks=not args.no_overflow_checks,
+        toolchain=args.toolchain,
+        source=source,
+    )
+    print(f"{info.label or info.release}: {info.release} {info.path}")
     return 0
+
+
+def _preempt(symbols) -> str:
+    for name in ("PREEMPT_DYNAMIC", "PREEMPT", "PREEMPT_VOLUNTARY", "PREEMPT_NONE"):
+        if symbols.get(f"CONFIG_{name}") == "y":
+            return name.removeprefix("PREEMPT_").lower() if name != "PREEMPT" else "full"
+    return "?"
 
 
 def cmd_kernel_list(args) -> int:
@@ -275,13 +293,18 @@ def cmd_kernel_list(args) -> int:
             if smoke.get("ok")
             else "no smoke boot recorded"
         )
+        source = k.source.get("description") or (k.source_package or "?")
+        patches = ", ".join(f"{p['name']} ({p['sha256'][:8]})" for p in k.source.get("patches", [])) or "none"
         print(
             f"{k.name}\n"
+            f"  label {k.label or '-'}, source {source}, patches {patches}\n"
             f"  release {k.release}, asked {k.version}, built with {k.suite or '?'}: "
             f"{kernels.toolchain_text(k.toolchain)}\n"
             f"  rust_overflow_checks={symbols.get('CONFIG_RUST_OVERFLOW_CHECKS', '?')} "
             f"null_blk={symbols.get('CONFIG_BLK_DEV_NULL_BLK', '?')} "
-            f"rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')}, {booted}, "
+            f"rnull={symbols.get('CONFIG_BLK_DEV_RUST_NULL', '?')} "
+            f"nvme={symbols.get('CONFIG_BLK_DEV_NVME', '?')} "
+            f"preempt={_preempt(symbols)}, {booted}, "
             f"{k.bzimage_size / 2**20:.1f} MiB\n  {k.path}"
         )
     return 0

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench import kernel_source
 from bench.errors import RunError, UsageError
 from bench.procs import signals_raise
 from bench.releases import parse_config, release_key
@@ -296,6 +297,18 @@ class KernelInfo:
     built_at: str | None = None
     build_seconds: float | None = None
     cached: bool = False  # True when it lives in blkcmp's cache
+    label: str | None = None  # what `--kernel` calls it: the version for Debian's own source
+    source: Mapping[str, object] = field(default_factory=dict)  # kernel_source.Source.to_dict()
+
+    @property
+    def plain(self) -> bool:
+        """Built from Debian's linux-source-X.Y as it is (entries from before sources were
+        recorded were all such builds): the ones a bare version like "7.2" names."""
+        return not self.source or (
+            self.source.get("kind") == "debian"
+            and not self.source.get("patches")
+            and not self.source.get("config_fragment")
+        )
 
     @property
     def path(self) -> Path:
@@ -316,6 +329,7 @@ class KernelInfo:
         d["config"] = dict(self.config)
         d["toolchain"] = dict(self.toolchain)
         d["smoke_boot"] = dict(self.smoke_boot)
+        d["source"] = dict(self.source)
         d["path"] = str(self.path)
         d["overflow_checks"] = self.overflow_checks
         return d
@@ -390,6 +404,8 @@ def _info_from_entry(entry: Path) -> KernelInfo | None:
         built_at=meta.get("built_at"),
         build_seconds=meta.get("build_seconds"),
         cached=True,
+        label=meta.get("label") or meta.get("version"),
+        source=dict(meta.get("source") or {}),
     )
 
 
@@ -408,19 +424,25 @@ def list_cached() -> list[KernelInfo]:
 
 def resolve(spec: str) -> KernelInfo:
     """A kernel from a version ("7.2"), a cache entry name ("7.2.13", "7.2.13-nooverflow",
-    "7.2-nooverflow") or a path to a bzImage (or to a directory holding one)."""
+    "7.2-nooverflow"), the label of a build from the user's source or with patches (the newest
+    build of that label), or a path to a bzImage (or to a directory holding one)."""
     spec = spec.strip()
     if not spec:
         raise UsageError("empty kernel name; give a version such as 7.2 or a path to a bzImage")
-    cached = list_cached()
-    for info in cached:
+    everything = list_cached()
+    for info in everything:
         if info.name == spec:
             return info
+    labelled = [i for i in everything if not i.plain and i.label == spec]
+    if labelled:
+        return max(labelled, key=lambda i: i.built_at or "")
+    cached = [i for i in everything if i.plain]
     want_overflow = not spec.endswith(NO_OVERFLOW_SUFFIX)
     base = spec[: -len(NO_OVERFLOW_SUFFIX)] if not want_overflow else spec
     matches = [i for i in cached if i.version == base and i.overflow_checks == want_overflow]
+    # A release names any build: a non-plain one carries its label in it (7.2.13-slow).
     matches += [
-        i for i in cached if i.release == base and i.overflow_checks == want_overflow and i not in matches
+        i for i in everything if i.release == base and i.overflow_checks == want_overflow and i not in matches
     ]
     if matches:
         # Several toolchains may have built the same version: the default one first.
@@ -438,12 +460,16 @@ def resolve(spec: str) -> KernelInfo:
     m = re.match(r"^(\d+\.\d+)(\.\d+)?$", base)
     if m:
         flag = "" if want_overflow else " --no-overflow-checks"
-        have = ", ".join(i.name for i in cached) or "none"
+        have = ", ".join(i.name for i in everything) or "none"
         raise UsageError(
             f"kernel {spec} is not built yet (cached: {have}); "
             f"`blkcmp kernel build {m.group(1)}{flag}` builds it"
         )
-    raise UsageError(f"unknown kernel {spec!r}: give a version such as 7.2 or a path to a bzImage")
+    labels = sorted({i.label for i in everything if not i.plain and i.label})
+    known = f" (built labels: {', '.join(labels)})" if labels else ""
+    raise UsageError(
+        f"unknown kernel {spec!r}: give a version such as 7.2, a built label{known} or a path to a bzImage"
+    )
 
 
 def _info_from_path(path: Path) -> KernelInfo:
@@ -1076,49 +1102,78 @@ def build_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def _cache_hit(version: str, overflow_checks: bool, suite: str, key: str | None) -> KernelInfo | None:
+def _cache_hit(version: str | None, overflow_checks: bool, suite: str, key: str | None) -> KernelInfo | None:
+    """The cached build with this key; `version` None for a source whose version is read from
+    its tree (the key covers the tree itself)."""
     if key is None:
         return None
     hits = [
         i
         for i in list_cached()
-        if i.version == version and i.overflow_checks == overflow_checks and i.suite == suite and i.key == key
+        if (version is None or i.version == version)
+        and i.overflow_checks == overflow_checks
+        and i.suite == suite
+        and i.key == key
     ]
     return max(hits, key=lambda i: release_key(i.release)) if hits else None
 
 
-def _current_key(suite: str, overflow_checks: bool) -> str | None:
-    """The cache key a build would get now; None while the chroot (its toolchain) is missing."""
+def _current_key(suite: str, overflow_checks: bool, extra: str = "") -> str | None:
+    """The cache key a build would get now; None while the chroot (its toolchain) is missing.
+    `extra`: what the source adds (kernel_source.Source.key_extra / base_extra)."""
     toolchain = chroot_toolchain(suite)
     if not toolchain:
         return None
-    return build_key(suite, toolchain, _virtme_fragment(), overflow_checks)
+    return build_key(suite, toolchain, _virtme_fragment(), overflow_checks, extra)
+
+
+def _source_version(source: kernel_source.Source) -> str | None:
+    """X.Y of the source before it is unpacked: asked (Debian) or read from a tree's Makefile;
+    None for a tarball (read after unpacking)."""
+    if source.version is not None:
+        return source.version
+    if source.kind in ("git", "dir"):
+        major, minor, _ = kernel_source.tree_version(Path(source.location))
+        return f"{major}.{minor}"
+    return None
 
 
 def build(
-    version: str,
+    version: str | None,
     *,
     progress: Progress = print,
     overflow_checks: bool = True,
     jobs: int | None = None,
     toolchain: str | None = None,
+    source: kernel_source.Source | None = None,
 ) -> KernelInfo:
-    """Build (or find in the cache) a test kernel from Debian's linux-source-<version>.
+    """Build (or find in the cache) a test kernel from Debian's linux-source-<version>, or from
+    `source` (the user's tree, a tarball, or Debian's source with patches and a fragment).
 
     `toolchain` is the Debian suite whose compilers build it (default per version, see
     DEFAULT_TOOLCHAIN). `overflow_checks=False` builds the variant without
     CONFIG_RUST_OVERFLOW_CHECKS. A kernel is cached only after a smoke boot showed both drivers
     at the expected interface. Raises UsageError for a malformed version or toolchain or one
-    Debian does not ship, RunError (one line, with the log path) when a step fails.
+    Debian does not ship, a tree without rnull or a patch that does not apply, RunError (one
+    line, with the log path) when a step fails.
     """
-    version = version.strip()
-    if not _VERSION_RE.match(version):
-        raise UsageError(f"kernel version must look like 7.2 or 6.12, not {version!r}")
-    suite = toolchain or default_toolchain(version)
+    if source is None:
+        if version is None or not _VERSION_RE.match(version.strip()):
+            raise UsageError(f"kernel version must look like 7.2 or 6.12, not {version!r}")
+        source = kernel_source.from_request(version.strip(), None)
+    if source.kind == "debian":
+        assert source.version is not None
+        if not _VERSION_RE.match(source.version):
+            raise UsageError(f"kernel version must look like 7.2 or 6.12, not {source.version!r}")
+    version = _source_version(source)
+    suite = toolchain or (default_toolchain(version) if version else FALLBACK_TOOLCHAIN)
     if suite not in TOOLCHAIN_SUITES:
         raise UsageError(f"toolchain must be one of {', '.join(TOOLCHAIN_SUITES)}, not {suite!r}")
-    label = version + ("" if overflow_checks else NO_OVERFLOW_SUFFIX)
-    hit = _cache_hit(version, overflow_checks, suite, _current_key(suite, overflow_checks))
+    label = (source.label or version or "kernel") + ("" if overflow_checks else NO_OVERFLOW_SUFFIX)
+    hit_version = version if source.plain else None
+    hit = _cache_hit(
+        hit_version, overflow_checks, suite, _current_key(suite, overflow_checks, source.key_extra())
+    )
     if hit is not None:
         progress(f"kernel {label}: cached ({hit.name}, {hit.path}); nothing to build")
         return hit
@@ -1126,19 +1181,21 @@ def build(
     with _locked(kernels_dir() / ".build.lock", f"kernel {label}", progress):
         guest_root = ensure_chroot(progress, GUEST_SUITE)  # the smoke boot needs it too
         root = ensure_chroot(progress, suite)
-        key = _current_key(suite, overflow_checks)
-        hit = _cache_hit(version, overflow_checks, suite, key)  # built while we waited
+        key = _current_key(suite, overflow_checks, source.key_extra())
+        base_key = _current_key(suite, overflow_checks, source.base_extra())
+        hit = _cache_hit(hit_version, overflow_checks, suite, key)  # built while we waited
         if hit is not None:
             progress(f"kernel {label}: cached ({hit.name}, {hit.path}); nothing to build")
             return hit
-        assert key is not None and guest_root.is_dir()
+        assert key is not None and base_key is not None and guest_root.is_dir()
         with _locked(root.parent / f".{suite}.lock", f"chroot {suite}", progress), terminate_cleanly():
             return _build_locked(
-                version,
+                source,
                 label,
                 root,
                 suite,
                 key,
+                base_key,
                 progress,
                 overflow_checks,
                 jobs or len(os.sched_getaffinity(0)),
@@ -1146,11 +1203,12 @@ def build(
 
 
 def _build_locked(
-    version: str,
+    source: kernel_source.Source,
     label: str,
     root: Path,
     suite: str,
     key: str,
+    base_key: str,
     progress: Progress,
     overflow_checks: bool,
     jobs: int,
@@ -1164,43 +1222,59 @@ def _build_locked(
     step = _Step(log, progress, f"kernel build {label}")
     work_rel = f"/var/tmp/blkcmp-build-{label}-{os.getpid()}"
     work = root / work_rel.lstrip("/")
+    trees_dir = root / "var" / "tmp" / "blkcmp-trees"
+    trees_dir.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}
     started = time.monotonic()
+    tree: Path | None = None
     try:
         t = time.monotonic()
-        source_version = _install_source(step, root, version, label, progress)
-        stages["source"] = time.monotonic() - t
-        package = f"linux-source-{version}"
-        tarball = f"/usr/src/{package}.tar.xz"
-        if not (root / tarball.lstrip("/")).exists():
-            raise RunError(f"kernel build {label}: {package} {source_version} has no {tarball} (log: {log})")
-
-        t = time.monotonic()
-        progress(f"kernel {label}: unpacking {package} {source_version} (~15 s)")
         work.mkdir(parents=True)
-        step.run("unpack", _in_chroot(root, ["tar", "-xf", tarball, "-C", work_rel]))
-        trees = [p for p in work.iterdir() if p.is_dir()]
-        if len(trees) != 1:
-            raise RunError(f"kernel build {label}: unexpected layout of {tarball} (log: {log})")
-        tree_rel = f"{work_rel}/{trees[0].name}"
-        tree = trees[0]
-        stages["unpack"] = time.monotonic() - t
-
-        t = time.monotonic()
-        base = config_base()
-        progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng + blkcmp fragment)")
+        source_version = None
+        tree = _reuse_tree(step, root, trees_dir, base_key, work, label, progress)
+        reused = tree is not None
+        if tree is None:
+            tree, source_version = _fresh_tree(step, root, source, work, work_rel, label, progress)
+        elif source.kind == "debian":
+            source_version = _installed_version(step, root, f"linux-source-{source.version}")
+        tree_rel = "/" + str(tree.relative_to(root))
+        stages["source"] = time.monotonic() - t
+        major, minor, sub = kernel_source.tree_version(tree)
+        version = f"{major}.{minor}"
+        if source.kind == "debian" and version != source.version:
+            raise RunError(
+                f"kernel build {label}: linux-source-{source.version} unpacked as {major}.{minor}.{sub}"
+            )
+        if not kernel_source.has_rnull(tree):
+            raise UsageError(
+                f"kernel build {label}: {source.describe()} is Linux {major}.{minor}.{sub} without rnull "
+                "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
+            )
 
         def in_tree(cmd: str) -> list[str]:
             return _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])
 
-        step.run(f"make {base}", in_tree(f"make ARCH=x86_64 {base}"))
-        fragment = GUEST_FRAGMENT + _virtme_fragment() + CONFIG_FRAGMENT
-        if not overflow_checks:
-            fragment += "# CONFIG_RUST_OVERFLOW_CHECKS is not set\n"
-        step.note("config fragment appended:\n" + fragment)
-        with open(tree / ".config", "a") as f:
-            f.write("\n" + fragment)
-        step.run("make olddefconfig", in_tree("make ARCH=x86_64 olddefconfig"))
+        if source.patches:
+            t = time.monotonic()
+            _apply_patches(step, root, source, tree, label, progress)
+            stages["patch"] = time.monotonic() - t
+
+        t = time.monotonic()
+        base = config_base()
+        if reused:
+            progress(f"kernel {label}: configuration kept with the build tree (same base and fragment)")
+        else:
+            progress(f"kernel {label}: configuring ({base} + guest needs + virtme-ng + blkcmp fragment)")
+            step.run(f"make {base}", in_tree(f"make ARCH=x86_64 {base}"))
+            fragment = GUEST_FRAGMENT + _virtme_fragment() + CONFIG_FRAGMENT
+            if not overflow_checks:
+                fragment += "# CONFIG_RUST_OVERFLOW_CHECKS is not set\n"
+            if source.fragment:
+                fragment += f"# from {source.fragment_path}\n" + source.fragment.rstrip("\n") + "\n"
+            step.note("config fragment appended:\n" + fragment)
+            with open(tree / ".config", "a") as f:
+                f.write("\n" + fragment)
+            step.run("make olddefconfig", in_tree("make ARCH=x86_64 olddefconfig"))
         config_text = (tree / ".config").read_text(errors="replace")
         config = parse_config(config_text, RECORDED_SYMBOLS)
         guest_config = parse_config(config_text, GUEST_SYMBOLS)
@@ -1215,14 +1289,7 @@ def _build_locked(
             if config.get(sym) != "y":
                 detail = ""
                 if sym == "CONFIG_RUST" or config.get("CONFIG_RUST") != "y":
-                    try:
-                        out = step.run("make rustavailable", in_tree("make rustavailable"), capture=True)
-                    except RunError:
-                        out = _tail(log, 6)
-                    detail = (
-                        "; make rustavailable: "
-                        + " / ".join(ln.strip() for ln in out.splitlines() if ln.strip())[-300:]
-                    )
+                    detail = "; " + _rust_wanted(step, root, suite, in_tree, log)
                 raise RunError(
                     f"kernel build {label}: {sym} came out "
                     f"{config.get(sym, 'missing')}, not y{detail} (log: {log})"
@@ -1234,8 +1301,11 @@ def _build_locked(
                 f"{config.get('CONFIG_RUST_OVERFLOW_CHECKS', 'missing')}, "
                 f"not {want_oc} (log: {log})"
             )
+        # A build that is not Debian's plain source carries its label in `uname -r`, so its
+        # runs never share a kernel release with the plain build of the same version.
+        localversion = "" if source.plain else f" LOCALVERSION=-{source.label}"
         release = (
-            step.run("make kernelrelease", in_tree("make -s kernelrelease"), capture=True)
+            step.run("make kernelrelease", in_tree(f"make -s kernelrelease{localversion}"), capture=True)
             .strip()
             .splitlines()[-1]
             .strip()
@@ -1255,10 +1325,11 @@ def _build_locked(
                 counter["last"] = m.group(2)
 
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        progress(f"kernel {label}: make -j{jobs} bzImage (~6 min on 2 cores; log {log})")
+        expect = "only what the patches touched" if reused else "~6 min on 2 cores"
+        progress(f"kernel {label}: make -j{jobs} bzImage ({expect}; log {log})")
         step.run(
             f"make -j{jobs} bzImage",
-            in_tree(f"make ARCH=x86_64 -j{jobs} bzImage"),
+            in_tree(f"make ARCH=x86_64 -j{jobs} bzImage{localversion}"),
             tick=tick,
             ticker=lambda s: (
                 f"kernel {label}: make {s / 60:.1f} min, "
@@ -1281,11 +1352,14 @@ def _build_locked(
         meta = {
             "format": 2,
             "name": name,
+            "label": source.label or version,
             "release": release,
             "version": version,
             "overflow_checks": overflow_checks,
-            "source_package": package,
+            "source_package": f"linux-source-{version}" if source.kind == "debian" else None,
             "source_version": source_version,
+            "source": source.to_dict(),
+            "reused_build_tree": reused,
             "toolchain_suite": suite,
             "toolchain": toolchain,
             "key": key,
@@ -1319,20 +1393,165 @@ def _build_locked(
             _remove_tree(old)
         else:
             staging.rename(final)
+        # The tree stays for the next build of the same base (2.6 GiB; MAX_KEPT_TREES of them).
+        kernel_source.keep(trees_dir, base_key, tree, source.patches, source)
     except BaseException:
         for partial in kdir.glob(f".partial-*-{os.getpid()}"):
             _remove_tree(partial)
         raise
     finally:
         step.close()
-        _remove_tree(work)  # the tree is 2.6 GiB; the log says everything worth keeping
+        _remove_tree(work)  # a tree not kept is in an unknown state: the log says what happened
     info = _info_from_entry(final)
     assert info is not None
+    how = " (from the kept build tree)" if reused else ""
     progress(
-        f"kernel {label}: built {name} in {meta['build_seconds'] / 60:.1f} min "
-        f"({info.bzimage_size / 2**20:.1f} MiB) -> {final}"
+        f"kernel {label}: built {name} in {meta['build_seconds'] / 60:.1f} min{how} "
+        f"({info.bzimage_size / 2**20:.1f} MiB, {counter['n']} files compiled) -> {final}"
     )
     return info
+
+
+def _installed_version(step: _Step, root: Path, package: str) -> str | None:
+    out = step.run(
+        "dpkg-query", _in_chroot(root, ["dpkg-query", "-W", "-f=${Version}", package]), capture=True
+    )
+    return out.strip().splitlines()[-1] if out.strip() else None
+
+
+def _fresh_tree(
+    step: _Step,
+    root: Path,
+    source: kernel_source.Source,
+    work: Path,
+    work_rel: str,
+    label: str,
+    progress: Progress,
+) -> tuple[Path, str | None]:
+    """Unpack Debian's source, or copy/unpack the user's, into the work folder: (tree, Debian
+    version of the source package or None)."""
+    if source.kind != "debian":
+        progress(f"kernel {label}: copying {source.describe()} into the {root.name} chroot")
+        return kernel_source.place(source, work / "src"), None
+    assert source.version is not None
+    source_version = _install_source(step, root, source.version, label, progress)
+    package = f"linux-source-{source.version}"
+    tarball = f"/usr/src/{package}.tar.xz"
+    if not (root / tarball.lstrip("/")).exists():
+        raise RunError(f"kernel build {label}: {package} {source_version} has no {tarball} (log: {step.log})")
+    progress(f"kernel {label}: unpacking {package} {source_version} (~15 s)")
+    step.run("unpack", _in_chroot(root, ["tar", "-xf", tarball, "-C", work_rel]))
+    trees = [p for p in work.iterdir() if p.is_dir()]
+    if len(trees) != 1:
+        raise RunError(f"kernel build {label}: unexpected layout of {tarball} (log: {step.log})")
+    return trees[0], source_version
+
+
+def _reuse_tree(
+    step: _Step, root: Path, trees_dir: Path, base_key: str, work: Path, label: str, progress: Progress
+) -> Path | None:
+    """The kept build tree of this base, moved into the work folder with its patches reverted;
+    None when there is none (or it cannot be brought back to the base: it is dropped)."""
+    kept = kernel_source.kept_tree(trees_dir, base_key)
+    if not kept.usable():
+        if kept.root.exists():
+            _remove_tree(kept.root)
+        return None
+    tree = work / "tree"
+    kept.tree.rename(tree)
+    applied = kept.applied()
+    progress(
+        f"kernel {label}: reusing the kept build tree {base_key}"
+        + (f" (reverting {len(applied)} patch(es) first)" if applied else "")
+    )
+    work_rel = "/" + str(work.relative_to(root))
+    try:
+        for patch in reversed(applied):
+            copy = work / f"revert-{patch.name}"
+            shutil.copy2(patch, copy)
+            step.run(
+                f"revert {patch.name}",
+                _in_chroot(
+                    root,
+                    [
+                        "patch",
+                        "-d",
+                        f"{work_rel}/tree",
+                        "-p1",
+                        "-R",
+                        "--batch",
+                        "-i",
+                        f"{work_rel}/{copy.name}",
+                    ],
+                ),
+            )
+    except RunError:
+        progress(f"kernel {label}: the kept tree does not revert cleanly; starting from the source")
+        _remove_tree(tree)
+        _remove_tree(kept.root)
+        return None
+    _remove_tree(kept.root)
+    return tree
+
+
+def _apply_patches(
+    step: _Step,
+    root: Path,
+    source: kernel_source.Source,
+    tree: Path,
+    label: str,
+    progress: Progress,
+) -> None:
+    tree_rel = "/" + str(tree.relative_to(root))
+    for i, patch in enumerate(source.patches):
+        copy = tree.parent / f"patch-{i:02d}-{patch.name}"
+        shutil.copy2(patch.path, copy)
+        progress(f"kernel {label}: applying {patch.name}")
+        try:
+            step.run(
+                f"patch {patch.name}",
+                _in_chroot(
+                    root,
+                    [
+                        "patch",
+                        "-d",
+                        tree_rel,
+                        "-p1",
+                        "--forward",
+                        "--batch",
+                        "-i",
+                        "/" + str(copy.relative_to(root)),
+                    ],
+                ),
+            )
+        except RunError:
+            raise UsageError(
+                f"--patch {patch.path}: does not apply to {source.location} "
+                f"(patch -p1 failed; log: {step.log})"
+            ) from None
+
+
+def _rust_wanted(step: _Step, root: Path, suite: str, in_tree, log: Path) -> str:
+    """Why Rust came out off: what the tree wants of rustc and bindgen, what the chroot has, and
+    `make rustavailable`'s own words."""
+    wanted = {}
+    for tool in ("rustc", "bindgen"):
+        try:
+            out = step.run(f"min {tool}", in_tree(f"scripts/min-tool-version.sh {tool}"), capture=True)
+            wanted[tool] = out.strip().splitlines()[-1] if out.strip() else "?"
+        except RunError:
+            wanted[tool] = "?"
+    have = chroot_toolchain(suite)
+    try:
+        out = step.run("make rustavailable", in_tree("make rustavailable"), capture=True)
+    except RunError:
+        out = _tail(log, 6)
+    said = " / ".join(ln.strip() for ln in out.splitlines() if ln.strip())[-300:]
+    return (
+        f"the tree wants rustc >= {wanted['rustc']} and bindgen >= {wanted['bindgen']}, the {suite} "
+        f"chroot has rustc {have.get('rustc', '?')} and bindgen {have.get('bindgen', '?')}; "
+        f"make rustavailable: {said}"
+    )
 
 
 def rnull_interface(version: str) -> str:
