@@ -1165,6 +1165,8 @@ def build(
         assert source.version is not None
         if not _VERSION_RE.match(source.version):
             raise UsageError(f"kernel version must look like 7.2 or 6.12, not {source.version!r}")
+    elif source.kind in ("git", "dir") and not kernel_source.has_rnull(Path(source.location)):
+        raise UsageError(_no_rnull(source, kernel_source.tree_version(Path(source.location))))
     version = _source_version(source)
     suite = toolchain or (default_toolchain(version) if version else FALLBACK_TOOLCHAIN)
     if suite not in TOOLCHAIN_SUITES:
@@ -1246,17 +1248,19 @@ def _build_locked(
                 f"kernel build {label}: linux-source-{source.version} unpacked as {major}.{minor}.{sub}"
             )
         if not kernel_source.has_rnull(tree):
-            raise UsageError(
-                f"kernel build {label}: {source.describe()} is Linux {major}.{minor}.{sub} without rnull "
-                "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
-            )
+            raise UsageError(_no_rnull(source, (major, minor, sub)))
 
         def in_tree(cmd: str) -> list[str]:
             return _in_chroot(root, ["sh", "-c", f"cd {tree_rel} && {cmd}"])
 
         if source.patches:
             t = time.monotonic()
-            _apply_patches(step, root, source, tree, label, progress)
+            try:
+                _apply_patches(step, root, source, tree, label, progress)
+            except UsageError:
+                if reused:  # back at its base: the next build still starts from its objects
+                    kernel_source.keep(trees_dir, base_key, tree, (), source)
+                raise
             stages["patch"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -1412,6 +1416,13 @@ def _build_locked(
     return info
 
 
+def _no_rnull(source: kernel_source.Source, version: tuple[int, int, int]) -> str:
+    return (
+        f"--source {source.location}: Linux {'.'.join(map(str, version))} without rnull "
+        "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
+    )
+
+
 def _installed_version(step: _Step, root: Path, package: str) -> str | None:
     out = step.run(
         "dpkg-query", _in_chroot(root, ["dpkg-query", "-W", "-f=${Version}", package]), capture=True
@@ -1502,33 +1513,32 @@ def _apply_patches(
     label: str,
     progress: Progress,
 ) -> None:
+    """Apply the patches in order; one that does not apply is a UsageError, with the ones before
+    it reverted (so the tree is back at its base). Each is tried with --dry-run first: a
+    half-applied patch is never left behind."""
     tree_rel = "/" + str(tree.relative_to(root))
-    for i, patch in enumerate(source.patches):
-        copy = tree.parent / f"patch-{i:02d}-{patch.name}"
-        shutil.copy2(patch.path, copy)
-        progress(f"kernel {label}: applying {patch.name}")
+    applied: list[str] = []
+
+    def patch(args: list[str], copy: str, what: str) -> None:
+        step.run(what, _in_chroot(root, ["patch", "-d", tree_rel, "-p1", "--batch", *args, "-i", copy]))
+
+    for i, p in enumerate(source.patches):
+        copy = tree.parent / f"patch-{i:02d}-{p.name}"
+        shutil.copy2(p.path, copy)
+        in_root = "/" + str(copy.relative_to(root))
+        progress(f"kernel {label}: applying {p.name}")
         try:
-            step.run(
-                f"patch {patch.name}",
-                _in_chroot(
-                    root,
-                    [
-                        "patch",
-                        "-d",
-                        tree_rel,
-                        "-p1",
-                        "--forward",
-                        "--batch",
-                        "-i",
-                        "/" + str(copy.relative_to(root)),
-                    ],
-                ),
-            )
+            patch(["--forward", "--dry-run"], in_root, f"patch --dry-run {p.name}")
         except RunError:
+            for done in reversed(applied):
+                patch(["-R"], done, f"revert {Path(done).name}")
+            before = f" after {', '.join(x.name for x in source.patches[:i])}" if i else ""
             raise UsageError(
-                f"--patch {patch.path}: does not apply to {source.location} "
-                f"(patch -p1 failed; log: {step.log})"
+                f"--patch {p.path}: does not apply to {source.location}{before} "
+                f"(patch -p1 --dry-run failed; log: {step.log})"
             ) from None
+        patch(["--forward"], in_root, f"patch {p.name}")
+        applied.append(in_root)
 
 
 def _rust_wanted(step: _Step, root: Path, suite: str, in_tree, log: Path) -> str:

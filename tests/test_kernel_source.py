@@ -268,3 +268,15 @@ def test_kernel_build_bad_input_exits_2(env, tmp_path):
     proc = run_cli("kernel", "build", "7.2", "--patch", str(tmp_path / "missing.patch"), env=env)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("missing.patch: no such file")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_tree_without_rnull_is_refused_before_any_work(tmp_path, env):
+    old = _tree(tmp_path / "linux-6.6", kconfig="config BLK_DEV_NULL_BLK\n\ttristate\n")
+    (old / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 6\nSUBLEVEL = 1\n")
+    proc = run_cli("kernel", "build", "--source", str(old), env=env | {"BLKCMP_CACHE": str(tmp_path / "c")})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"blkcmp: error: --source {old}: Linux 6.6.1 without rnull "
+        "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
+    )
+    assert not (tmp_path / "c").exists()  # no chroot, no cache: refused before any work
