@@ -332,13 +332,16 @@ def tree_version(tree: Path) -> tuple[int, int, int]:
 
 
 def has_rnull(tree: Path) -> bool:
-    """Whether the tree's Kconfig offers rnull (CONFIG_BLK_DEV_RUST_NULL, mainline since 6.11)."""
-    try:
-        return "config BLK_DEV_RUST_NULL" in (tree / "drivers" / "block" / "Kconfig").read_text(
-            errors="replace"
-        )
-    except OSError:
-        return False
+    """Whether the tree's Kconfig offers rnull (CONFIG_BLK_DEV_RUST_NULL, mainline since 6.11;
+    in drivers/block/Kconfig until 6.17, drivers/block/rnull/Kconfig since)."""
+    block = tree / "drivers" / "block"
+    for kconfig in [block / "Kconfig", *block.glob("*/Kconfig")]:
+        try:
+            if re.search(r"^config BLK_DEV_RUST_NULL\b", kconfig.read_text(errors="replace"), re.M):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # ----------------------------------------------------------------------------------------------

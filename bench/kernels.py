@@ -1419,7 +1419,7 @@ def _build_locked(
 def _no_rnull(source: kernel_source.Source, version: tuple[int, int, int]) -> str:
     return (
         f"--source {source.location}: Linux {'.'.join(map(str, version))} without rnull "
-        "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
+        "(no BLK_DEV_RUST_NULL in drivers/block/**/Kconfig; mainline has it since 6.11)"
     )
 
 

@@ -365,3 +365,20 @@ def check_golden(name: str, text: str) -> None:
     assert text == path.read_text(), (
         f"{name} differs from its golden output (BLKCMP_UPDATE_GOLDEN=1 rewrites it)"
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Test kernels (VM tier)
+
+SLOW_PATCH = REPO / "tests" / "data" / "kernels" / "null_blk-slow.patch"
+
+
+@pytest.fixture(scope="session")
+def kernel_7_2_slow():
+    """Debian's 7.2 with a fixed 100 µs delay in null_blk's queue_rq (the known truth of the
+    multi-kernel tests), labelled `slow`: built after the plain 7.2, from its kept build tree."""
+    from bench import kernel_source, kernels
+
+    kernels.build("7.2", progress=print)  # first, so the patched build reuses its tree
+    source = kernel_source.from_request("7.2", None, [str(SLOW_PATCH)], label="slow")
+    return kernels.build("7.2", progress=print, source=source)

@@ -130,7 +130,9 @@ def test_directory_identity_is_its_content_without_build_output(tmp_path):
 
 
 def test_tarball_identity_and_unpacking(tmp_path):
-    tree = _tree(tmp_path / "linux-7.2.13")
+    tree = _tree(tmp_path / "linux-7.2.13", kconfig="source drivers/block/rnull/Kconfig\n")
+    (tree / "drivers" / "block" / "rnull").mkdir()
+    (tree / "drivers" / "block" / "rnull" / "Kconfig").write_text(KCONFIG)  # 6.18+: its own Kconfig
     ball = tmp_path / "linux-7.2.13.tar.xz"
     with tarfile.open(ball, "w:xz") as t:
         t.add(tree, arcname="linux-7.2.13")
@@ -277,6 +279,6 @@ def test_a_tree_without_rnull_is_refused_before_any_work(tmp_path, env):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == (
         f"blkcmp: error: --source {old}: Linux 6.6.1 without rnull "
-        "(no BLK_DEV_RUST_NULL in drivers/block/Kconfig; mainline has it since 6.11)"
+        "(no BLK_DEV_RUST_NULL in drivers/block/**/Kconfig; mainline has it since 6.11)"
     )
     assert not (tmp_path / "c").exists()  # no chroot, no cache: refused before any work

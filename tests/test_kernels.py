@@ -358,9 +358,36 @@ def test_build_7_2_entry(kernel_7_2):
     # The recorded symbols are the .config's.
     real = parse_config((info.path / ".config").read_text(), kernels.RECORDED_SYMBOLS)
     assert real == meta["config"]
-    # No build tree or half entry left behind.
+    # No work folder or half entry left behind; the build tree is kept for patched rebuilds.
     assert not list((kernels.chroot_dir() / "var" / "tmp").glob(f"blkcmp-build-{info.version}-*"))
     assert not list(info.path.parent.glob(".partial-*"))
+    assert meta["source"]["kind"] == "debian" and info.plain and info.label == "7.2"
+    assert "attributes" in meta["drivers"]["rnull"] and "power" in meta["drivers"]["rnull"]["attributes"]
+
+
+@pytest.mark.vm
+def test_patched_build_is_labelled_and_cheap(kernel_7_2, kernel_7_2_slow):
+    # Debian's 7.2 plus a one-file patch: its own entry, release and label, built from the kept
+    # tree of the plain 7.2 (only what the patch touched recompiled), and never what "7.2" names.
+    from conftest import SLOW_PATCH
+
+    from bench import kernel_source
+
+    slow = kernel_7_2_slow
+    assert slow.label == "slow" and slow.release == f"{kernel_7_2.release}-slow" and not slow.plain
+    assert kernels.bzimage_release(slow.bzimage) == slow.release
+    assert slow.key != kernel_7_2.key and slow.path != kernel_7_2.path
+    meta = json.loads((slow.path / "kernel.json").read_text())
+    [patch] = meta["source"]["patches"]
+    assert patch["name"] == SLOW_PATCH.name and patch["sha256"] == kernel_source._sha256_file(SLOW_PATCH)
+    assert meta["reused_build_tree"] is True
+    # A one-file patch: a handful of files (the patched one, version/uts bits), not ~1,500.
+    assert 0 < meta["files_compiled"] < 40, meta["files_compiled"]
+    assert meta["smoke_boot"]["ok"] is True
+    assert kernels.resolve("slow") == slow and kernels.resolve("7.2") == kernel_7_2
+    assert kernels.resolve(slow.release) == slow
+    listing = run_cli("kernel", "list").stdout
+    assert f"label slow, source linux-source-7.2 + {SLOW_PATCH.name} ({patch['sha256'][:8]})" in listing
 
 
 @pytest.mark.vm
