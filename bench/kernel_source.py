@@ -350,7 +350,8 @@ def has_rnull(tree: Path) -> bool:
 
 @dataclass(frozen=True)
 class KeptTree:
-    """A built kernel tree kept for the next build of the same base: <trees>/<base key>/."""
+    """A kernel tree kept, and always built, at <trees>/<base key>/tree (the kernel's host tools
+    record absolute paths: a tree that moved would be rebuilt whole)."""
 
     root: Path
 
@@ -371,33 +372,37 @@ class KeptTree:
         return [self.root / "patches" / n for n in state.get("patches", [])]
 
     def usable(self) -> bool:
+        """Built, with the patches it holds on record; a tree whose build was cut off is not."""
         return self.tree.is_dir() and self.state_path.is_file() and all(p.is_file() for p in self.applied())
+
+    def unmark(self) -> None:
+        """In use by a build: not usable until `mark` says what it holds."""
+        self.state_path.unlink(missing_ok=True)
+
+    def mark(self, patches: tuple[Patch, ...], source: Source) -> None:
+        """The tree is built (or back at its base) with these patches applied."""
+        folder = self.root / "patches"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        names = []
+        for i, p in enumerate(patches):
+            name = f"{i:02d}-{p.name}"
+            shutil.copy2(p.path, folder / name)
+            names.append(name)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"patches": names, "source": source.to_dict()}, indent=1) + "\n")
+        tmp.rename(self.state_path)
 
 
 def kept_tree(trees_dir: Path, base_key: str) -> KeptTree:
     return KeptTree(trees_dir / base_key)
 
 
-def keep(trees_dir: Path, base_key: str, tree: Path, patches: tuple[Patch, ...], source: Source) -> KeptTree:
-    """Keep a freshly built tree (renamed, not copied) with the patches applied to it, and drop
-    the least recently used others beyond MAX_KEPT_TREES."""
-    kept = kept_tree(trees_dir, base_key)
-    if kept.root.exists():
-        shutil.rmtree(kept.root)
-    (kept.root / "patches").mkdir(parents=True)
-    names = []
-    for i, p in enumerate(patches):
-        name = f"{i:02d}-{p.name}"
-        shutil.copy2(p.path, kept.root / "patches" / name)
-        names.append(name)
-    tree.rename(kept.tree)
-    tmp = kept.state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"patches": names, "source": source.to_dict()}, indent=1) + "\n")
-    tmp.rename(kept.state_path)
+def least_recently_used(trees_dir: Path, keep: KeptTree) -> list[Path]:
+    """The kept trees to drop so that at most MAX_KEPT_TREES stay (`keep` always stays)."""
     others = sorted(
-        (d for d in trees_dir.iterdir() if d.is_dir() and d != kept.root),
+        (d for d in trees_dir.iterdir() if d.is_dir() and d != keep.root),
         key=lambda d: (d / "state.json").stat().st_mtime if (d / "state.json").exists() else 0,
     )
-    for old in others[: max(0, len(others) - (MAX_KEPT_TREES - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-    return kept
+    return others[: max(0, len(others) - (MAX_KEPT_TREES - 1))]

@@ -1222,21 +1222,21 @@ def _build_locked(
         _remove_tree(stale)
     log = logs_dir() / f"build-{label}-{_now()}.log"
     step = _Step(log, progress, f"kernel build {label}")
-    work_rel = f"/var/tmp/blkcmp-build-{label}-{os.getpid()}"
-    work = root / work_rel.lstrip("/")
+    # Every build of one base happens at the same path, <trees>/<base key>/tree: the kernel's
+    # host tools (objtool) record absolute paths, and a moved tree rebuilds everything.
     trees_dir = root / "var" / "tmp" / "blkcmp-trees"
     trees_dir.mkdir(parents=True, exist_ok=True)
+    kept = kernel_source.kept_tree(trees_dir, base_key)
+    tree = kept.tree
     stages: dict[str, float] = {}
     started = time.monotonic()
-    tree: Path | None = None
+    patches_failed = False
     try:
         t = time.monotonic()
-        work.mkdir(parents=True)
         source_version = None
-        tree = _reuse_tree(step, root, trees_dir, base_key, work, label, progress)
-        reused = tree is not None
-        if tree is None:
-            tree, source_version = _fresh_tree(step, root, source, work, work_rel, label, progress)
+        reused = _reuse_tree(step, root, kept, label, progress)
+        if not reused:
+            source_version = _fresh_tree(step, root, source, kept, label, progress)
         elif source.kind == "debian":
             source_version = _installed_version(step, root, f"linux-source-{source.version}")
         tree_rel = "/" + str(tree.relative_to(root))
@@ -1258,8 +1258,8 @@ def _build_locked(
             try:
                 _apply_patches(step, root, source, tree, label, progress)
             except UsageError:
-                if reused:  # back at its base: the next build still starts from its objects
-                    kernel_source.keep(trees_dir, base_key, tree, (), source)
+                # back at its base: a built tree still serves the next build of it
+                patches_failed = reused
                 raise
             stages["patch"] = time.monotonic() - t
 
@@ -1398,14 +1398,19 @@ def _build_locked(
         else:
             staging.rename(final)
         # The tree stays for the next build of the same base (2.6 GiB; MAX_KEPT_TREES of them).
-        kernel_source.keep(trees_dir, base_key, tree, source.patches, source)
+        kept.mark(source.patches, source)
+        for old in kernel_source.least_recently_used(trees_dir, keep=kept):
+            _remove_tree(old)
     except BaseException:
         for partial in kdir.glob(f".partial-*-{os.getpid()}"):
             _remove_tree(partial)
+        if patches_failed:
+            kept.mark((), source)
+        else:  # a tree in an unknown state: the log says what happened
+            _remove_tree(kept.root)
         raise
     finally:
         step.close()
-        _remove_tree(work)  # a tree not kept is in an unknown state: the log says what happened
     info = _info_from_entry(final)
     assert info is not None
     how = " (from the kept build tree)" if reused else ""
@@ -1434,16 +1439,21 @@ def _fresh_tree(
     step: _Step,
     root: Path,
     source: kernel_source.Source,
-    work: Path,
-    work_rel: str,
+    kept: kernel_source.KeptTree,
     label: str,
     progress: Progress,
-) -> tuple[Path, str | None]:
-    """Unpack Debian's source, or copy/unpack the user's, into the work folder: (tree, Debian
-    version of the source package or None)."""
+) -> str | None:
+    """Unpack Debian's source, or copy/unpack the user's, as the kept tree's `tree` (not marked
+    usable until a build succeeds); the Debian version of the source package or None."""
+    if kept.root.exists():
+        _remove_tree(kept.root)
+    incoming = kept.root / "incoming"
+    incoming.mkdir(parents=True)
     if source.kind != "debian":
         progress(f"kernel {label}: copying {source.describe()} into the {root.name} chroot")
-        return kernel_source.place(source, work / "src"), None
+        kernel_source.place(source, incoming).rename(kept.tree)
+        _remove_tree(incoming)
+        return None
     assert source.version is not None
     source_version = _install_source(step, root, source.version, label, progress)
     package = f"linux-source-{source.version}"
@@ -1451,35 +1461,31 @@ def _fresh_tree(
     if not (root / tarball.lstrip("/")).exists():
         raise RunError(f"kernel build {label}: {package} {source_version} has no {tarball} (log: {step.log})")
     progress(f"kernel {label}: unpacking {package} {source_version} (~15 s)")
-    step.run("unpack", _in_chroot(root, ["tar", "-xf", tarball, "-C", work_rel]))
-    trees = [p for p in work.iterdir() if p.is_dir()]
+    step.run("unpack", _in_chroot(root, ["tar", "-xf", tarball, "-C", "/" + str(incoming.relative_to(root))]))
+    trees = [p for p in incoming.iterdir() if p.is_dir()]
     if len(trees) != 1:
         raise RunError(f"kernel build {label}: unexpected layout of {tarball} (log: {step.log})")
-    return trees[0], source_version
+    trees[0].rename(kept.tree)
+    _remove_tree(incoming)
+    return source_version
 
 
 def _reuse_tree(
-    step: _Step, root: Path, trees_dir: Path, base_key: str, work: Path, label: str, progress: Progress
-) -> Path | None:
-    """The kept build tree of this base, moved into the work folder with its patches reverted;
-    None when there is none (or it cannot be brought back to the base: it is dropped)."""
-    kept = kernel_source.kept_tree(trees_dir, base_key)
+    step: _Step, root: Path, kept: kernel_source.KeptTree, label: str, progress: Progress
+) -> bool:
+    """Whether the kept build tree of this base can be built again: its patches are reverted in
+    place and it is marked in use (unusable until this build succeeds). False when there is none
+    or it does not revert cleanly (then it is dropped)."""
     if not kept.usable():
-        if kept.root.exists():
-            _remove_tree(kept.root)
-        return None
-    tree = work / "tree"
-    kept.tree.rename(tree)
+        return False
     applied = kept.applied()
     progress(
-        f"kernel {label}: reusing the kept build tree {base_key}"
+        f"kernel {label}: reusing the kept build tree {kept.root.name}"
         + (f" (reverting {len(applied)} patch(es) first)" if applied else "")
     )
-    work_rel = "/" + str(work.relative_to(root))
+    tree_rel = "/" + str(kept.tree.relative_to(root))
     try:
         for patch in reversed(applied):
-            copy = work / f"revert-{patch.name}"
-            shutil.copy2(patch, copy)
             step.run(
                 f"revert {patch.name}",
                 _in_chroot(
@@ -1487,22 +1493,21 @@ def _reuse_tree(
                     [
                         "patch",
                         "-d",
-                        f"{work_rel}/tree",
+                        tree_rel,
                         "-p1",
                         "-R",
                         "--batch",
                         "-i",
-                        f"{work_rel}/{copy.name}",
+                        "/" + str(patch.relative_to(root)),
                     ],
                 ),
             )
     except RunError:
         progress(f"kernel {label}: the kept tree does not revert cleanly; starting from the source")
-        _remove_tree(tree)
         _remove_tree(kept.root)
-        return None
-    _remove_tree(kept.root)
-    return tree
+        return False
+    kept.unmark()
+    return True
 
 
 def _apply_patches(
@@ -1523,7 +1528,7 @@ def _apply_patches(
         step.run(what, _in_chroot(root, ["patch", "-d", tree_rel, "-p1", "--batch", *args, "-i", copy]))
 
     for i, p in enumerate(source.patches):
-        copy = tree.parent / f"patch-{i:02d}-{p.name}"
+        copy = tree.parent / f"incoming-{i:02d}-{p.name}"
         shutil.copy2(p.path, copy)
         in_root = "/" + str(copy.relative_to(root))
         progress(f"kernel {label}: applying {p.name}")

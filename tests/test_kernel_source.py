@@ -8,6 +8,7 @@ patch, reusing the kept tree) are in the `vm` tier (tests/test_kernels.py).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -194,20 +195,27 @@ def test_kept_trees_record_patches_and_stay_bounded(tmp_path):
     src = kernel_source.from_request("7.2", None, [str(patch)], label="slow")
     kept = []
     for i in range(kernel_source.MAX_KEPT_TREES + 1):
-        built = tmp_path / f"built{i}"
-        built.mkdir()
-        (built / "Makefile").write_text(MAKEFILE)
-        kept.append(kernel_source.keep(trees, f"key{i}", built, src.patches, src))
-        assert not built.exists()  # renamed into place, not copied
-    assert kept[-1].usable() and [p.name for p in kept[-1].applied()] == ["00-slow.patch"]
-    assert (kept[-1].applied()[0]).read_text() == "p\n"
+        tree = kernel_source.kept_tree(trees, f"key{i}")
+        tree.tree.mkdir(parents=True)
+        assert not tree.usable()  # unpacked, not built: never reused
+        tree.mark(src.patches, src)
+        assert tree.usable()
+        for old in kernel_source.least_recently_used(trees, keep=tree):
+            shutil.rmtree(old)
+        kept.append(tree)
+    assert [p.name for p in kept[-1].applied()] == ["00-slow.patch"]
+    assert kept[-1].applied()[0].read_text() == "p\n"
     state = json.loads(kept[-1].state_path.read_text())
     assert state["source"]["patches"][0]["sha256"] == src.patches[0].sha256
     # The oldest is dropped: at most MAX_KEPT_TREES stay.
     assert sorted(d.name for d in trees.iterdir()) == [
         f"key{i}" for i in range(1, kernel_source.MAX_KEPT_TREES + 1)
     ]
-    assert not kernel_source.kept_tree(trees, "key0").usable()
+    # In use by a build: not usable until marked again (a build cut off leaves it unusable).
+    kept[-1].unmark()
+    assert not kept[-1].usable()
+    kept[-1].mark((), src)
+    assert kept[-1].usable() and kept[-1].applied() == []
 
 
 def _fake_entry(cache: Path, name: str, release: str, version: str) -> Path:
