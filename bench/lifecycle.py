@@ -97,6 +97,15 @@ def prefill(target: Target) -> dict[str, Any]:
     }
 
 
+def with_audit(target: Target, described: dict[str, Any]) -> dict[str, Any]:
+    """A target's description with its device lifecycle added to the fairness audit (the
+    workload refuses a difference at load unless allow_differences names it)."""
+    if "audit" not in described:
+        return described
+    lifecycle = {"recreate": target.recreate, "prefill": str(int(target.prefill))}
+    return described | {"audit": described["audit"] | lifecycle}
+
+
 class Lifecycle:
     """One target's set-ups and prefills in a session, and the record each run gets."""
 

@@ -66,7 +66,7 @@ def execute_run(
     spec = fio.job_spec(workload, run, target, device.filename, device.fio_options, campaign.name)
     staged.job.write_text(fio.job_text(spec))
     target.check_before_run(job_writes(workload.fio | run.point))
-    described = target.describe()
+    described = lifecycle.with_audit(target, target.describe())
     before = env.cpu_counters()
     invocation = fio.run(
         staged.job, staged.fio_output, timeout_s=workload.runtime + workload.ramp_time + FIO_GRACE_S
@@ -196,11 +196,7 @@ def setup_targets(
             raise RunError(f"target {name} ({target.driver}) is not available here: {avail.reason}")
         lifecycles[name] = lifecycle.Lifecycle(target)
         lifecycles[name].set_up()
-        described[name] = target.describe() | {"interface": avail.interface}
-        if "audit" in described[name]:
-            # The device lifecycle is audited with the settings (the workload refuses a
-            # difference at load unless allow_differences names it).
-            described[name]["audit"] |= {"recreate": target.recreate, "prefill": str(int(target.prefill))}
+        described[name] = lifecycle.with_audit(target, target.describe()) | {"interface": avail.interface}
         reporter.message(f"target {name}: {target.driver} at {target.device.filename or '(no file)'}")
         if target.prefill:
             fill = lifecycles[name].record["prefill"]
