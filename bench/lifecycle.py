@@ -59,7 +59,7 @@ def device_bytes(target: Target) -> int | None:
 
 
 def prefill(target: Target) -> dict[str, Any]:
-    """Write the whole of the target's device once; returns what run.json records. A fio that
+    """Write the whole of the target's device once; returns the prefill's record. A fio that
     fails, or writes less than the whole device, is a RunError (nothing is measured after it)."""
     device = target.device
     if device is None or device.filename is None:
@@ -125,6 +125,21 @@ class Lifecycle:
         self.target.setup()
         self.setups += 1
         self.fresh = True
+        audit = self.target.describe().get("audit")
+        if self.setups == 1:
+            self.first_audit = audit
+        elif audit != self.first_audit:
+            # The session's fairness audit was made on the first device; a re-created one that
+            # came out otherwise (a clamped value, another scheduler) would compare another device.
+            changed = sorted(
+                k
+                for k in set(audit or {}) | set(self.first_audit or {})
+                if (audit or {}).get(k) != (self.first_audit or {}).get(k)
+            )
+            raise RunError(
+                f"target {self.target.name}: the device re-created for the next run differs from the "
+                f"first set-up in {', '.join(changed)}; finished runs are kept"
+            )
         self.record = {
             "recreate": self.target.recreate,
             "setup": {

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench.targets.configfs import Tree
-
 if TYPE_CHECKING:
+    from bench.targets.configfs import Tree
     from bench.workload import QueueSettings, TargetSpec
 
 
@@ -42,7 +41,7 @@ class Context:
 
     campaign_id: str  # short, unique per campaign directory
     source: str = ""  # the workload file, for refusals that name it
-    configfs: Tree = field(default_factory=Tree)
+    configfs: Tree | None = None  # None: the kernel's (bench.targets.configfs.Tree())
 
 
 class Target(abc.ABC):

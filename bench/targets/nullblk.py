@@ -84,7 +84,7 @@ class NullBlkTarget(Target):
 
     @property
     def tree(self) -> configfs.Tree:
-        return self.context.configfs
+        return self.context.configfs or configfs.Tree()
 
     def probe(self) -> Availability:
         return host_available(self.tree)

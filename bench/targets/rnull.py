@@ -151,7 +151,7 @@ class RnullTarget(Target):
 
     @property
     def tree(self) -> configfs.Tree:
-        return self.context.configfs
+        return self.context.configfs or configfs.Tree()
 
     def probe(self) -> Availability:
         return host_available(self.tree)
