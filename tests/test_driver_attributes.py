@@ -330,3 +330,31 @@ def test_mainline_rnull_is_compared_on_its_five_attributes(tmp_path, state):
     }
     assert set(audits["rust"]) == {"attr.blocksize", "attr.size", "attr.rotational", "attr.irqmode"}
     assert blockdev.audit_differences(audits, []) == ([], [])
+
+
+def test_the_report_lists_attribute_rows_and_marks_those_of_one_driver_as_information():
+    from bench import report, store
+
+    described = {
+        "c": {
+            "driver": "null_blk",
+            "audit": {
+                "scheduler": "none",
+                "attr.irqmode": "1",
+                "attr.completion_nsec": "10000",
+                "attr.queue_mode": "2",
+            },
+        },
+        "rust": {
+            "driver": "rnull",
+            "audit": {"scheduler": "none", "attr.irqmode": "0", "attr.completion_nsec": "0"},
+        },
+    }
+    session = store.TargetSession("2026-12-07T00:00:00Z", 1, described, [])
+    shown = report.CampaignReport(Path("c"), "c", {}, {}, {}, [session], ["attr.completion_nsec"], [])
+    _, rows = report.audit_table(shown)
+    states = {key: (values, state) for key, values, state in rows}
+    assert states["scheduler"] == (["none", "none"], "same")
+    assert states["attr.irqmode"] == (["1", "0"], "differs")
+    assert states["attr.completion_nsec"] == (["10000", "0"], "allowed")
+    assert states["attr.queue_mode"] == (["2", "-"], "info")
