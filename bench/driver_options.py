@@ -56,13 +56,49 @@ NULL_BLK_OPTIONS: dict[str, OptionSpec] = {
     "zone_max_active": _int("max active zones"),
     "zone_append_max_sectors": _int("zone append limit"),
     "zone_full": _bool("start sequential zones full"),
+    "badblocks": OptionSpec(str, "bad sector range to add, +START-END (or -START-END to clear)"),
     "badblocks_once": _bool("clear a bad range after one failure (6.15+)"),
     "badblocks_partial_io": _bool("transfer up to the first bad block (6.15+)"),
 }
 
-# rnull takes null_blk's names (so one `common:` block can serve both); which of them a kernel's
+# Options the two drivers name differently: null_blk's name -> the out-of-tree rnull's name (the
+# feature-parity series, 79/83 patches, 2026). The one home of this mapping: a workload may use
+# either name for either driver, and each driver gets the name its running kernel offers.
+RENAMED = {"cache_size": "cache_size_mib"}
+
+# Every name some known version of either driver has, so that a typo is caught when the workload
+# is loaded; whether the *running* driver offers it is decided by probing its configfs attribute
+# files (bench.targets.configfs.probe_attributes).
+KNOWN_CONFIGFS_OPTIONS: dict[str, OptionSpec] = NULL_BLK_OPTIONS | {
+    "cache_size_mib": _int("volatile write cache in MiB (out-of-tree rnull's name of cache_size)"),
+}
+NULL_BLK_OPTIONS = KNOWN_CONFIGFS_OPTIONS
+# rnull takes the same names (so one `common:` block can serve both); which of them a kernel's
 # rnull honours, or fixes at a value, is decided by bench.targets.rnull against the kernel.
-RNULL_OPTIONS = NULL_BLK_OPTIONS
+RNULL_OPTIONS = KNOWN_CONFIGFS_OPTIONS
+
+# Attributes that name or drive a device rather than configure it: never compared between targets.
+NOT_SETTINGS = frozenset({"power", "index", "badblocks", "zone_readonly", "zone_offline", "features"})
+
+
+def name_for(option: str, offered: set[str] | frozenset[str]) -> str:
+    """The name under which a driver offering these attribute files takes `option` (either
+    driver's spelling): the option itself when offered, else its other spelling when that is."""
+    if option in offered:
+        return option
+    partner = RENAMED.get(option) or next((a for a, b in RENAMED.items() if b == option), None)
+    return partner if partner is not None and partner in offered else option
+
+
+def canonical(option: str) -> str:
+    """null_blk's name of an option (how the fairness audit keys it)."""
+    return next((a for a, b in RENAMED.items() if b == option), option)
+
+
+def spelled_twice(options) -> list[str]:
+    """Options given under both drivers' names (cache_size and cache_size_mib): ambiguous."""
+    return [f"{a} and {b}" for a, b in RENAMED.items() if a in options and b in options]
+
 
 _SIZE = _int("size of the backing file or region in MiB")
 _DIRECTORY = OptionSpec(str, "directory for the backing file (default /dev/shm)")

@@ -154,6 +154,7 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
             rows.append((key, values, "info"))
     # An existing device (driver blockdev): what it is, and any write refusal the workload overrode.
     from bench.targets.blockdev import identity_summary
+    from bench.targets.configfs import ATTRIBUTE_AUDIT_PREFIX
 
     identities = [identity_summary(described[t].get("identity") or {}) for t in targets]
     if any(identities):
@@ -165,8 +166,13 @@ def audit_table(campaign: CampaignReport) -> tuple[list[str], list[tuple[str, li
     for key in keys:
         values = [str((described[t].get("audit") or {}).get(key, "-")) for t in targets]
         audited = [v for t, v in zip(targets, values) if "audit" in described[t]]
+        # A driver attribute only some targets have (null_blk's queue_mode, the out-of-tree
+        # rnull's completion_nsec against mainline rnull) is shown, not compared.
+        only_some = key.startswith(ATTRIBUTE_AUDIT_PREFIX) and "-" in audited
         state = (
-            "same"
+            "info"
+            if only_some
+            else "same"
             if len(set(audited)) <= 1
             else ("allowed" if key in campaign.allow_differences else "differs")
         )

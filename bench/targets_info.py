@@ -26,7 +26,9 @@ def available_here() -> list[dict]:
             }
         )
     avail = nullblk.host_available()
-    features = sorted(configfs.read_features(nullblk.subsystem()))
+    tree = configfs.Tree()
+    # What a loaded driver offers is read from a device directory's attribute files.
+    features = sorted(nullblk.offered_here(tree)[0]) if nullblk.subsystem(tree).is_dir() else []
     rows.append(
         {
             "driver": "null_blk",
@@ -44,7 +46,8 @@ def available_here() -> list[dict]:
     )
     options = []
     if kind:
-        for key, fixed in sorted(rnull.honoured(kind, configfs.read_features(rnull.subsystem())).items()):
+        offered = rnull.offered_here(tree)[0] if kind == "configfs" else set()
+        for key, fixed in sorted(rnull.honoured(kind, offered).items()):
             options.append(key if fixed is None else f"{key} (fixed {fixed})")
     rows.append(
         {

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench import fio_options, stopping
-from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS
+from bench.driver_options import BLOCK_DRIVERS, DRIVER_OPTIONS, spelled_twice
 from bench.errors import UsageError, quoted
 from bench.names import MAX_CAMPAIGN_NAME, name_problem
 from bench.stats.defaults import DEFAULT_MARGIN
@@ -76,6 +76,12 @@ class CommonSpec(_Strict):
         default_factory=lambda: QueueSettings(scheduler="none"),
         description="queue settings for every block device (scheduler none by default)",
     )
+    recreate: Literal["session", "run"] = Field(
+        "session", description="set each device up once per session, or afresh before every run"
+    )
+    prefill: bool = Field(
+        False, description="write the whole device once, sequentially, before measuring (after each set-up)"
+    )
 
 
 class DeviceIdentity(_Strict):
@@ -95,6 +101,12 @@ class TargetSpec(_Strict):
     options: dict[str, Scalar] = Field(default_factory=dict, description="driver options")
     queue: QueueSettings = Field(
         default_factory=QueueSettings, description="queue settings for this target only (over common.queue)"
+    )
+    recreate: Literal["session", "run"] | None = Field(
+        None, description="over common.recreate: session or run (re-create the device before every run)"
+    )
+    prefill: bool | None = Field(
+        None, description="over common.prefill: write the whole device before measuring"
     )
     # driver blockdev only: an existing whole block device (README, Existing block devices)
     device: str | None = Field(None, description="blockdev: the device, e.g. /dev/disk/by-id/…")
@@ -238,6 +250,14 @@ class Workload(_Strict):
     def effective_queue(self, target: str) -> QueueSettings:
         return self.targets.named()[target].queue.merged_over(self.targets.common.queue)
 
+    def lifecycle(self, target: str) -> dict[str, Any]:
+        """{"recreate": "session"|"run", "prefill": bool} of a target (its own over common)."""
+        spec, common = self.targets.named()[target], self.targets.common
+        return {
+            "recreate": spec.recreate if spec.recreate is not None else common.recreate,
+            "prefill": spec.prefill if spec.prefill is not None else common.prefill,
+        }
+
     def points(self) -> list[dict[str, Scalar]]:
         """Every matrix point (an ordered dict of fio options), in matrix order."""
         axes = self.matrix.axes()
@@ -337,6 +357,35 @@ def _blockdev_problems(spec: TargetSpec, base: tuple):
         )
 
 
+def _lifecycle_problems(workload: Workload):
+    """Device lifecycle (recreate, prefill) is refused at load when targets differ in it: the
+    difference is known before anything runs and would make every comparison unfair (one device
+    measured freshly prefilled, the other not), so refusing costs nothing and writes nothing;
+    `allow_differences: [recreate]` / `[prefill]` lets it through, and the audit shows it."""
+    named = workload.targets.named()
+    lifecycles = {name: workload.lifecycle(name) for name in named}
+    for name, spec in named.items():
+        base = ("targets", name)
+        if lifecycles[name]["prefill"] and spec.driver == "fio-null":
+            yield base + ("prefill",), "driver fio-null has no device to prefill; remove prefill"
+        if lifecycles[name]["recreate"] == "run" and spec.driver == "blockdev":
+            yield (
+                base + ("recreate",),
+                "driver blockdev is an existing device blkcmp cannot re-create; use recreate: session",
+            )
+        if lifecycles[name]["prefill"] and spec.driver == "blockdev" and not spec.destructive:
+            yield base + ("prefill",), "prefill writes the whole device: it needs destructive: true"
+    for key in ("recreate", "prefill"):
+        values = {name: lc[key] for name, lc in lifecycles.items() if named[name].driver != "fio-null"}
+        if len(set(values.values())) > 1 and key not in workload.allow_differences:
+            yield (
+                ("targets",),
+                f"targets differ in {key} ("
+                + ", ".join(f"{n}={str(v).lower()}" for n, v in values.items())
+                + f"): give it once under common:, or list {key} under allow_differences:",
+            )
+
+
 def semantic_problems(workload: Workload):
     """Checks across fields, each yielding (path, message) so errors point at the exact line."""
     named = workload.targets.named()
@@ -350,6 +399,8 @@ def semantic_problems(workload: Workload):
         if text := name_problem(name):
             yield base, text
         yield from _option_problems(spec.driver, spec.options, base + ("options",))
+        for pair in spelled_twice(workload.effective_options(name)):
+            yield base + ("options",), f"options {pair} are one option under two names; give one"
         if spec.driver not in BLOCK_DRIVERS and spec.queue.model_dump(exclude_none=True):
             yield base + ("queue",), f"driver {spec.driver} has no block queue; remove `queue`"
         yield from _blockdev_problems(spec, base)
@@ -357,6 +408,7 @@ def semantic_problems(workload: Workload):
             spec.driver, workload.targets.common.options, ("targets", "common", "options")
         ):
             yield where, f"{text} (applies to target {name})"
+    yield from _lifecycle_problems(workload)
     if workload.baseline is not None and workload.baseline not in named:
         yield (
             ("baseline",),

@@ -2,7 +2,9 @@
 
 Order of a session: lock the campaign → remove what SIGKILLed sessions left behind → drop scraps
 of runs cut off mid-way → re-index runs that finished but were not indexed → probe and set up
-every target → fairness audit (refuse before any fio run) → each pending run in plan order →
+every target (and prefill it, if asked) → fairness audit (refuse before any fio run) → each
+pending run in plan order (a target with recreate: run torn down, set up and prefilled again
+first) →
 (adaptive: add rounds while the stopping rule says so) → teardown of every target, on every exit
 path (Ctrl-C and SIGTERM included).
 """
@@ -15,7 +17,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bench import env, fio, ledger, stopping, store
+from bench import env, fio, ledger, lifecycle, stopping, store
 from bench.driver_options import BLOCK_DRIVERS
 from bench.errors import RunError, UsageError
 from bench.fio_options import job_writes
@@ -49,15 +51,22 @@ def signals_as_interrupts():
 # One run
 
 
-def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, target: Target) -> str:
-    """Run fio once; the run directory appears complete or not at all. Returns the status."""
+def execute_run(
+    campaign: store.Campaign,
+    workload: Workload,
+    run: PlannedRun,
+    target: Target,
+    device_lifecycle: dict | None = None,
+) -> str:
+    """Run fio once; the run directory appears complete or not at all. Returns the status.
+    `device_lifecycle`: how the target's device was set up and prefilled for this run."""
     staged = campaign.staging(run.run_id)
     tmp = staged.dir
     device = target.device
     spec = fio.job_spec(workload, run, target, device.filename, device.fio_options, campaign.name)
     staged.job.write_text(fio.job_text(spec))
     target.check_before_run(job_writes(workload.fio | run.point))
-    described = target.describe()
+    described = lifecycle.with_audit(target, target.describe())
     before = env.cpu_counters()
     invocation = fio.run(
         staged.job, staged.fio_output, timeout_s=workload.runtime + workload.ramp_time + FIO_GRACE_S
@@ -89,6 +98,7 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
             "kernel": platform.release(),
             "fio_version": version,
             "target": described,
+            "lifecycle": device_lifecycle or {"recreate": target.recreate, "prefill": {"done": False}},
             "executor": env.executor_info(),
         }
     )
@@ -170,16 +180,27 @@ def recover(campaign: store.Campaign, reporter: Reporter) -> None:
             store.index_run_dir(campaign, run_dir.name, run_dir)
 
 
-def setup_targets(targets: dict[str, Target], workload: Workload, reporter: Reporter) -> store.TargetSession:
-    """Set up every target and return what each really is; refuse unfair comparisons."""
+def setup_targets(
+    targets: dict[str, Target],
+    workload: Workload,
+    reporter: Reporter,
+    lifecycles: dict[str, lifecycle.Lifecycle] | None = None,
+) -> store.TargetSession:
+    """Set up (and prefill, if asked) every target and return what each really is; refuse
+    unfair comparisons."""
     described: dict[str, dict] = {}
+    lifecycles = {} if lifecycles is None else lifecycles
     for name, target in targets.items():
         avail = target.probe()
         if not avail.ok:
             raise RunError(f"target {name} ({target.driver}) is not available here: {avail.reason}")
-        target.setup()
-        described[name] = target.describe() | {"interface": avail.interface}
+        lifecycles[name] = lifecycle.Lifecycle(target)
+        lifecycles[name].set_up()
+        described[name] = lifecycle.with_audit(target, target.describe()) | {"interface": avail.interface}
         reporter.message(f"target {name}: {target.driver} at {target.device.filename or '(no file)'}")
+        if target.prefill:
+            fill = lifecycles[name].record["prefill"]
+            reporter.message(f"target {name}: prefilled {fill['bytes']} bytes in {fill['seconds']:.1f} s")
     audits = {
         n: d["audit"] for n, d in described.items() if targets[n].driver in BLOCK_DRIVERS and "audit" in d
     }
@@ -221,8 +242,9 @@ def execute(
         targets = build_targets(
             workload, Context(campaign_id(campaign), campaign.info().get("source", "")), names
         )
+        lifecycles: dict[str, lifecycle.Lifecycle] = {}
         try:
-            campaign.add_session(setup_targets(targets, workload, reporter))
+            campaign.add_session(setup_targets(targets, workload, reporter, lifecycles))
             counts = {"done": 0, "failed": 0}
             while True:
                 pending = pending_runs(campaign, plan)
@@ -230,7 +252,8 @@ def execute(
                 reporter.start(total - len(pending), total)
                 for i, run in enumerate(pending):
                     reporter.before_run(run, total - len(pending) + i, total)
-                    status = execute_run(campaign, workload, run, targets[run.target])
+                    record = lifecycles[run.target].before_run()
+                    status = execute_run(campaign, workload, run, targets[run.target], record)
                     counts[status] = counts.get(status, 0) + 1
                     reporter.after_run(run, status)
                     if status == "failed":

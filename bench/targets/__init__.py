@@ -59,6 +59,8 @@ def build_targets(workload: Workload, context: Context, names: list[str] | None 
     }
     for name, target in targets.items():
         target.accept_spec(named[name], writes)
+        lifecycle = workload.lifecycle(name)
+        target.recreate, target.prefill = lifecycle["recreate"], lifecycle["prefill"]
     return targets
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from bench.targets.configfs import Tree
     from bench.workload import QueueSettings, TargetSpec
 
 
@@ -35,14 +36,20 @@ class Device:
 
 @dataclass(frozen=True)
 class Context:
-    """Per-campaign facts a target needs to name its resources uniquely."""
+    """Per-campaign facts a target needs to name its resources uniquely, and where the configfs
+    drivers live (the kernel's /sys/kernel/config; a stand-in tree in tests)."""
 
     campaign_id: str  # short, unique per campaign directory
     source: str = ""  # the workload file, for refusals that name it
+    configfs: Tree | None = None  # None: the kernel's (bench.targets.configfs.Tree())
 
 
 class Target(abc.ABC):
     driver: ClassVar[str]
+    # Device lifecycle (the workload's recreate/prefill, set by build_targets): set up once per
+    # session or afresh before every run; write the whole device once after each set-up.
+    recreate: str = "session"
+    prefill: bool = False
 
     def __init__(self, name: str, options: dict[str, Any], queue: QueueSettings, context: Context):
         self.name = name

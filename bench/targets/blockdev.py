@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import RunError, shorten
+from bench.targets.configfs import ATTRIBUTE_AUDIT_PREFIX
 
 if TYPE_CHECKING:
     from bench.workload import QueueSettings
@@ -38,7 +39,11 @@ AUDIT_KEYS = (
     "max_sectors_kb",
     "rotational",
     "completion",
+    "recreate",
+    "prefill",
 )
+# Driver attributes read back from configfs (bench.targets.configfs.attribute_audit, keys
+# prefixed ATTRIBUTE_AUDIT_PREFIX) are compared too, wherever every audited target has them.
 
 
 def disk_name(dev: str) -> str:
@@ -112,6 +117,10 @@ def audit_differences(audits: dict[str, dict[str, Any]], allowed: list[str]) -> 
     refused, tolerated = [], []
     names = list(audits)
     keys = [k for k in AUDIT_KEYS if any(k in a for a in audits.values())]
+    keys += sorted(
+        {k for a in audits.values() for k in a if k.startswith(ATTRIBUTE_AUDIT_PREFIX)}
+        & set.intersection(*(set(a) for a in audits.values()))
+    )
     for key in keys:
         values = {n: audits[n].get(key) for n in names}
         if len(set(map(str, values.values()))) > 1:

@@ -176,6 +176,9 @@ class LoopTarget(Target):
             "driver": self.driver,
             "device": dev,
             "backing_file": _read(loop / "backing_file"),
+            # Which incarnation of the backing file: a target re-created before every run
+            # (recreate: run) shows a new one per run.
+            "backing_inode": _inode(_backing_path(self)),
             "direct_io": _read(loop / "dio"),
             "audit": blockdev.audit(dev) | {"completion": "loop worker"},
         }
@@ -195,6 +198,13 @@ def settle() -> None:
     """Wait for udev to create device nodes, where there is a udev."""
     if shutil.which("udevadm"):
         subprocess.run(["udevadm", "settle", "--timeout=10"], capture_output=True)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> str | None:
