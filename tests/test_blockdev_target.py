@@ -51,6 +51,7 @@ def _release(dev: str) -> None:
             subprocess.run(["swapoff", line.split()[0]], capture_output=True, check=False)
     for line in Path("/proc/self/mounts").read_text().splitlines():
         if line.split()[0].startswith(dev):
+            subprocess.run(["fsfreeze", "--unfreeze", line.split()[1]], capture_output=True, check=False)
             subprocess.run(["umount", line.split()[1]], capture_output=True, check=False)
     subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
 
@@ -68,6 +69,14 @@ def user_disk(tmp_path: Path, *losetup_flags: str, size_mib: int = 8, prepare=No
         yield dev, backing
     finally:
         _release(dev)
+
+
+def mount_frozen(dev: str, mnt: Path) -> None:
+    """Mount, then freeze: a mounted ext4 writes on its own (journal commits, lazy init), which
+    would change the disk image the tests check for "nothing written"; frozen, it stays mounted
+    (what the refusal is about) and still."""
+    _sh("mount", dev, str(mnt))
+    _sh("fsfreeze", "--freeze", str(mnt))
 
 
 def digest(path: Path) -> str:
@@ -199,7 +208,7 @@ def test_mounted_partition_refused_even_with_its_signatures_allowed(tmp_path, en
     with user_disk(tmp_path, "--partscan", prepare=write_mbr) as (dev, backing):
         part = partition(dev)
         _sh("mkfs.ext4", "-q", part)
-        _sh("mount", part, str(mnt))
+        mount_frozen(part, mnt)
         found = codes(dev, {"dos", "ext4"})
         assert {"mounted", "partitions", "exclusive"} <= found and "signature" not in found
         w = disk_workload(
@@ -221,7 +230,7 @@ def test_mounted_device_refused(tmp_path, env):
     mnt.mkdir()
     with user_disk(tmp_path) as (dev, backing):
         _sh("mkfs.ext4", "-q", dev)
-        _sh("mount", dev, str(mnt))
+        mount_frozen(dev, mnt)
         assert {"mounted", "exclusive"} <= codes(dev, {"ext4"})
         w = disk_workload(
             tmp_path, dev, identity={"backing_file": str(backing)}, extra="    allow_signatures: [ext4]"
