@@ -86,12 +86,15 @@ class DeviceIdentity(_Strict):
     model: str | None = Field(None, description="model, as sysfs `device/model` spells it")
     size_bytes: int | None = Field(None, ge=1, description="capacity in bytes")
     backing_file: str | None = Field(None, description="a loop device's backing file")
+    nsid: int | None = Field(None, ge=1, description="NVMe namespace id")
+    eui: str | None = Field(None, description="NVMe namespace EUI-64, as sysfs `eui` spells it")
+    nguid: str | None = Field(None, description="NVMe namespace NGUID, as sysfs `nguid` spells it")
 
 
 class TargetSpec(_Strict):
     """One device under test: a driver and its options."""
 
-    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev"]
+    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev", "nvme"]
     options: dict[str, Scalar] = Field(default_factory=dict, description="driver options")
     queue: QueueSettings = Field(
         default_factory=QueueSettings, description="queue settings for this target only (over common.queue)"
@@ -104,6 +107,11 @@ class TargetSpec(_Strict):
         default_factory=list,
         max_length=32,
         description="blockdev: signature types (blkid TYPE) writing may overwrite",
+    )
+    bind: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="nvme: the PCI driver to bind the controller to before this target's runs",
     )
 
 
@@ -300,7 +308,8 @@ def _option_problems(driver: str, options: dict[str, Any], path: tuple):
             yield where, f"expected a string, found {value!r}"
 
 
-BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures")
+BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures", "bind")
+EXISTING_DRIVERS = ("blockdev", "nvme")
 
 
 def _blockdev_problems(spec: TargetSpec, base: tuple):
@@ -311,11 +320,16 @@ def _blockdev_problems(spec: TargetSpec, base: tuple):
         for f in BLOCKDEV_FIELDS
         if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)
     ]
-    if spec.driver != "blockdev":
+    if spec.driver not in EXISTING_DRIVERS:
         for field in given:
-            yield base + (field,), f"only driver blockdev has `{field}`; remove it"
+            yield base + (field,), f"only drivers blockdev and nvme have `{field}`; remove it"
         return
     identity = spec.identity.model_dump(exclude_none=True) if spec.identity else {}
+    if spec.driver == "nvme":
+        yield from _nvme_problems(spec, identity, base)
+        return
+    if spec.bind is not None:
+        yield base + ("bind",), "only driver nvme has `bind`; remove it"
     if spec.device is None and not identity:
         yield (
             base,
@@ -335,6 +349,23 @@ def _blockdev_problems(spec: TargetSpec, base: tuple):
                 "blkcmp never writes to another disk; found none"
             ),
         )
+
+
+def _nvme_problems(spec: TargetSpec, identity: dict, base: tuple):
+    if spec.device is not None:
+        yield (
+            base + ("device",),
+            "driver nvme is named by identity only (device names move between boots); "
+            "remove `device:` and give identity: {serial: …, nsid: …} or eui/nguid/wwn",
+        )
+    if not any(k in identity for k in ("serial", "eui", "nguid", "wwn")):
+        yield (
+            base + ("identity",),
+            "driver nvme needs identity: with the controller's serial (and nsid), or the "
+            "namespace's eui, nguid or wwn (`blkcmp targets` shows them); found none",
+        )
+    if "backing_file" in identity:
+        yield base + ("identity", "backing_file"), "an NVMe namespace has no backing_file; remove it"
 
 
 def semantic_problems(workload: Workload):
@@ -1102,7 +1133,7 @@ def dump(workload: Workload) -> str:
     """The resolved workload as YAML (what a campaign directory keeps)."""
     data = workload.model_dump(mode="json", exclude_none=False)
     for name, spec in workload.targets.named().items():
-        if spec.driver != "blockdev":  # fields only blockdev has stay out of the others' record
+        if spec.driver not in EXISTING_DRIVERS:  # fields only they have stay out of the others' record
             for field in BLOCKDEV_FIELDS:
                 data["targets"][name].pop(field, None)
     return yaml.safe_dump(data, sort_keys=False)

@@ -502,7 +502,7 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
         (
             "{driver: loop, destructive: true}",
             "targets.t.destructive",
-            "only driver blockdev has `destructive`",
+            "only drivers blockdev and nvme have `destructive`",
         ),
         ("{driver: blockdev}", "targets.t", "needs `device:`"),
         ("{driver: blockdev, device: sdb}", "targets.t.device", "a path under /dev/"),
@@ -511,6 +511,14 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
             "targets.t.identity",
             "wwn, serial",
         ),
+        ("{driver: nvme, identity: {model: X}}", "targets.t.identity", "driver nvme needs identity:"),
+        (
+            "{driver: nvme, device: /dev/nvme0n1, identity: {serial: S}}",
+            "targets.t.device",
+            "named by identity only",
+        ),
+        ("{driver: blockdev, device: /dev/sdb, bind: nvme}", "targets.t.bind", "only driver nvme has `bind`"),
+        ("{driver: nvme, identity: {serial: S}, bind: 'a b'}", "targets.t.bind", "pattern"),
     ],
 )
 def test_blockdev_fields_are_checked_with_the_workload(tmp_path, env, target, field, says):

@@ -53,10 +53,12 @@ def execute_run(campaign: store.Campaign, workload: Workload, run: PlannedRun, t
     """Run fio once; the run directory appears complete or not at all. Returns the status."""
     staged = campaign.staging(run.run_id)
     tmp = staged.dir
+    # Checked first: an nvme target may re-bind its controller here, and the namespace it finds
+    # again (perhaps under another name) is the one the job must name.
+    target.check_before_run(job_writes(workload.fio | run.point))
     device = target.device
     spec = fio.job_spec(workload, run, target, device.filename, device.fio_options, campaign.name)
     staged.job.write_text(fio.job_text(spec))
-    target.check_before_run(job_writes(workload.fio | run.point))
     described = target.describe()
     before = env.cpu_counters()
     invocation = fio.run(

@@ -24,6 +24,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "null_blk": ("bench.targets.nullblk", "NullBlkTarget"),
     "rnull": ("bench.targets.rnull", "RnullTarget"),
     "blockdev": ("bench.targets.existing", "ExistingBlockDevice"),
+    "nvme": ("bench.targets.existing", "NvmeNamespace"),
 }
 
 
