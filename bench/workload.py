@@ -173,6 +173,35 @@ class Matrix(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+class SteadyStateSpec(_Strict):
+    """SNIA PTS steady state (bench.stats.steady_state): rounds of the tracked job until a window
+    of `window` rounds is steady; thresholds are fractions of the window's average."""
+
+    metric: Literal["iops", "bw_bytes"] = Field("iops", description="what each round tracks")
+    point: int = Field(0, ge=0, description="the matrix point (0-based, matrix order) each round runs")
+    window: int = Field(5, ge=3, le=100, description="rounds a steady window spans")
+    max_rounds: int = Field(25, ge=3, le=1000, description="rounds before giving up (exit 1)")
+    max_excursion: float = Field(0.20, gt=0, le=1, description="max - min within the window")
+    max_slope_change: float = Field(0.10, gt=0, le=1, description="least-squares line's change across it")
+    band: float = Field(0.05, gt=0, le=1, description="every round this close to the line")
+
+    @model_validator(mode="after")
+    def _enough(self) -> SteadyStateSpec:
+        if self.max_rounds < self.window:
+            raise ValueError(f"expected max_rounds >= window, found {self.max_rounds} < {self.window}")
+        return self
+
+
+class PreconditionSpec(_Strict):
+    """Before the first session's runs, per block-device target: purge, fill, steady state."""
+
+    purge: bool = Field(
+        False, description="nvme format (an nvme target that supports it), else blkdiscard, first"
+    )
+    fills: int = Field(1, ge=0, le=16, description="sequential writes of the whole device")
+    steady_state: SteadyStateSpec | None = Field(None, description="rounds until steady (SNIA PTS)")
+
+
 class Workload(_Strict):
     """A benchmark campaign: targets × matrix points × repetitions."""
 
@@ -209,6 +238,9 @@ class Workload(_Strict):
         None,
         description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
         "500ms; a number is seconds), into each run's directory",
+    )
+    precondition: PreconditionSpec | None = Field(
+        None, description="purge, fill and reach steady state before measuring (block devices; writes)"
     )
 
     @field_validator("repetitions")
@@ -388,6 +420,12 @@ def semantic_problems(workload: Workload):
             spec.driver, workload.targets.common.options, ("targets", "common", "options")
         ):
             yield where, f"{text} (applies to target {name})"
+    steady = workload.precondition.steady_state if workload.precondition else None
+    if steady is not None and steady.point >= len(workload.points()):
+        yield (
+            ("precondition", "steady_state", "point"),
+            f"expected a matrix point index below {len(workload.points())}, found {steady.point}",
+        )
     if workload.baseline is not None and workload.baseline not in named:
         yield (
             ("baseline",),

@@ -20,6 +20,7 @@ from bench.driver_options import BLOCK_DRIVERS
 from bench.errors import RunError, UsageError
 from bench.fio_options import job_writes
 from bench.plan import Plan, PlannedRun, add_rounds
+from bench.precondition import precondition_all
 from bench.procs import signals_raise
 from bench.progress import Reporter
 from bench.results import load_runs
@@ -225,6 +226,7 @@ def execute(
         )
         try:
             campaign.add_session(setup_targets(targets, workload, reporter))
+            precondition_all(campaign, workload, targets, reporter)
             counts = {"done": 0, "failed": 0}
             while True:
                 pending = pending_runs(campaign, plan)
