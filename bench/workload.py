@@ -202,6 +202,25 @@ class PreconditionSpec(_Strict):
     steady_state: SteadyStateSpec | None = Field(None, description="rounds until steady (SNIA PTS)")
 
 
+class QemuNvme(_Strict):
+    """One QEMU-emulated NVMe controller for `run --kernel` (bench.vm_nvme), each namespace
+    backed by a sparse file in the host's /dev/shm."""
+
+    serial: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,20}$", description="the controller's serial (what identity: names)"
+    )
+    size: str = Field(
+        pattern=r"^[1-9][0-9]{0,5}(MiB|GiB)$", description="each namespace's size, e.g. 256MiB or 1GiB"
+    )
+    namespaces: int = Field(1, ge=1, le=8, description="namespaces on the controller (nsid 1..N)")
+
+
+class VmSpec(_Strict):
+    """What a `run --kernel` guest gets besides the test kernel (ignored on the host)."""
+
+    nvme: list[QemuNvme] = Field(default_factory=list, max_length=4, description="emulated NVMe controllers")
+
+
 class Workload(_Strict):
     """A benchmark campaign: targets × matrix points × repetitions."""
 
@@ -239,6 +258,7 @@ class Workload(_Strict):
         description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
         "500ms; a number is seconds), into each run's directory",
     )
+    vm: VmSpec | None = Field(None, description="devices a `run --kernel` guest gets")
     precondition: PreconditionSpec | None = Field(
         None, description="purge, fill and reach steady state before measuring (block devices; writes)"
     )

@@ -21,8 +21,9 @@ import socket
 from pathlib import Path
 
 import bench
-from bench import env, fio, store
+from bench import env, fio, store, vm_nvme
 from bench.errors import RunError, UsageError
+from bench.executors.local import campaign_id
 
 BOOT_ALLOWANCE_S = 300  # a TCG boot takes ~20 s; slack for a loaded machine
 PER_RUN_SLACK_S = 20
@@ -116,6 +117,7 @@ def _boot(
     timeout_s: float,
     console_log: Path,
     boot_attempts: int | None = None,
+    qemu_args: tuple[str, ...] | list[str] = (),
 ):
     from bench import vm
 
@@ -131,6 +133,7 @@ def _boot(
         console_log=console_log,
         accel=accel,
         boot_attempts=boot_attempts,
+        qemu_args=qemu_args,
     )
     return result, accel
 
@@ -195,14 +198,18 @@ def execute_in_vm(
             if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
             else "python3 -m bench run --resume /campaign{quiet}"
         )
-        result, accel = _boot(
-            kernel,
-            command.format(quiet=" --quiet" if quiet else ""),
-            rw_dirs={"/campaign": campaign.path},
-            timeout_s=timeout,
-            console_log=console,
-            boot_attempts=boot_attempts,
-        )
+        # emulated NVMe controllers (workload `vm: {nvme: …}`): files exist for this boot only
+        vm_spec = campaign.workload().vm
+        with vm_nvme.attached(vm_spec.nvme if vm_spec else [], campaign_id(campaign)) as qemu_args:
+            result, accel = _boot(
+                kernel,
+                command.format(quiet=" --quiet" if quiet else ""),
+                rw_dirs={"/campaign": campaign.path},
+                timeout_s=timeout,
+                console_log=console,
+                boot_attempts=boot_attempts,
+                qemu_args=qemu_args,
+            )
     except vm.BootFailed as exc:
         campaign.add_vm_boot(boot | {"outcome": "no boot", "failed_boots": _failed(campaign, exc.failures)})
         raise

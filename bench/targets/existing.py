@@ -323,6 +323,8 @@ class NvmeNamespace(ExistingBlockDevice):
         out = super().describe()
         if self.device:
             out |= {"nvme": self.facts, "bind": self.bind_driver}
+            if self.bind_driver is not None and self._address in _BINDERS:
+                out["rebinds"] = _BINDERS[self._address].rebinds  # so far, on this controller
         return out
 
     def teardown(self) -> None:
