@@ -132,6 +132,8 @@ binding > $w/during
 kill -9 $pid; wait $pid 2>/dev/null; sleep 1
 python3 -m bench cleanup > $w/cleanup.txt 2>&1; echo $? > $w/rc_cleanup
 binding > $w/after_cleanup
+# the C driver scans namespaces asynchronously after a bind
+for i in $(seq 1 150); do ls /sys/block | grep -q '^nvme' && break; sleep 0.2; done
 ls /sys/block | grep -c '^nvme' > $w/namespaces_after
 """
 
