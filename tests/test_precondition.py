@@ -11,8 +11,16 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import campaign_dir, done_count, needs_root, no_traceback, run_cli
-from tests.test_blockdev_target import MIB, disk_workload, user_disk
+from tests.conftest import (
+    MIB,
+    campaign_dir,
+    disk_workload,
+    done_count,
+    needs_root,
+    no_traceback,
+    run_cli,
+    user_disk,
+)
 
 pytestmark = needs_root
 

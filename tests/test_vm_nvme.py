@@ -16,9 +16,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, only_campaign, run_cli
 
-from bench import kernels, vm, vm_nvme
+from bench import vm, vm_nvme
 from bench.executors import vm as vm_executor
 from bench.workload import QemuNvme
 
@@ -70,17 +70,6 @@ def nvme_workload(tmp: Path, name: str, targets: str, *, reps=2, runtime=1, extr
         )
     )
     return path
-
-
-@pytest.fixture(scope="session")
-def kernel_7_2() -> kernels.KernelInfo:
-    return kernels.build("7.2", progress=print)
-
-
-def only_campaign(results: Path) -> Path:
-    dirs = [d for d in results.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
 
 
 def test_nvme_campaign_with_preconditioning_on_an_emulated_namespace(kernel_7_2, tmp_path):

@@ -449,7 +449,6 @@ IDENTITY_SHOWN = (
     "nguid",
     "address",
     "transport",
-    "lba_format",
 )
 
 
