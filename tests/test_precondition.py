@@ -44,7 +44,7 @@ def test_purge_discards_and_fills_write_the_whole_device_then_the_rounds_reach_s
         offsets = [0, 3 * MIB, 8 * MIB - 4096]
         _write_sentinel(backing, offsets)
         steady = (
-            "  steady_state: {window: 3, max_rounds: 8, max_excursion: 1.0, max_slope_change: 1.0, band: 1.0}"
+            "  steady_state: {window: 3, max_rounds: 20, max_excursion: 1.0, max_slope_change: 1.0, band: 1.0}"
         )
         w = disk_workload(
             tmp_path,
