@@ -43,9 +43,7 @@ def test_purge_discards_and_fills_write_the_whole_device_then_the_rounds_reach_s
     with user_disk(tmp_path, size_mib=8) as (dev, backing):
         offsets = [0, 3 * MIB, 8 * MIB - 4096]
         _write_sentinel(backing, offsets)
-        steady = (
-            "  steady_state: {window: 3, max_rounds: 20, max_excursion: 1.0, max_slope_change: 1.0, band: 1.0}"
-        )
+        steady = "  steady_state: {window: 3, max_rounds: 20, max_excursion: 1.0, max_slope_change: 1.0, band: 1.0}"
         w = disk_workload(
             tmp_path,
             None,
