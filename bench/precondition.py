@@ -31,6 +31,26 @@ FILL_BLOCKSIZE = "128k"  # SNIA PTS's workload-independent preconditioning: 128 
 FILL_TIMEOUT_S = 6 * 3600
 
 
+# The slowest write rate assumed when budgeting a guest's time for fills (an emulated NVMe
+# namespace under TCG on a loaded host), and the time allowed for one purge.
+SLOWEST_FILL_BYTES_S = 10 << 20
+PURGE_ALLOWANCE_S = 120
+
+
+def allowance_s(workload: Workload, n_targets: int, per_round_s: float, device_bytes: int) -> float:
+    """Seconds a campaign's preconditioning may take, for a VM's timeout: purge, fills of
+    `device_bytes` at the slowest assumed rate, and every steady-state round allowed."""
+    spec = workload.precondition
+    if spec is None:
+        return 0.0
+    rounds = spec.steady_state.max_rounds if spec.steady_state else 0
+    return n_targets * (
+        (PURGE_ALLOWANCE_S if spec.purge else 0)
+        + spec.fills * device_bytes / SLOWEST_FILL_BYTES_S
+        + rounds * per_round_s
+    )
+
+
 def purge_command(target: Target) -> list[str]:
     """`nvme format` for an nvme target whose controller supports Format NVM (nvme-cli said so at
     setup), else blkdiscard (-f: blkcmp's own refusal policy has already decided)."""

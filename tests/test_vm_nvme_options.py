@@ -64,3 +64,25 @@ def test_cleanup_removes_backing_files_a_killed_run_left(tmp_path, monkeypatch):
     ledger.register("nvme-backing-file", {"path": str(other)})
     [(kind, _, outcome)] = ledger.cleanup(force=True)
     assert outcome.startswith("failed: ") and "not a blkcmp NVMe backing file" in outcome and other.exists()
+
+
+def test_a_guest_is_given_time_for_preconditioning(tmp_path):
+    from bench import precondition
+    from bench.workload import load
+    from tests.conftest import write_workload
+
+    w = load(
+        write_workload(
+            tmp_path,
+            "targets: {t: {driver: loop}}\nruntime: 1\nprecondition: {purge: true, fills: 2, "
+            "steady_state: {max_rounds: 10}}\n",
+        )
+    )
+    # per target: purge 120 s + 2 fills of 100 MiB at 10 MiB/s + 10 rounds of 21 s
+    assert precondition.allowance_s(w, 2, 21, 100 << 20) == 2 * (120 + 20 + 210)
+    assert (
+        precondition.allowance_s(
+            load(write_workload(tmp_path, "targets: {t: {driver: loop}}\n", "b.yaml")), 2, 21, 1
+        )
+        == 0
+    )

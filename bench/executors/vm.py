@@ -21,7 +21,7 @@ import socket
 from pathlib import Path
 
 import bench
-from bench import env, fio, store, vm_nvme
+from bench import env, fio, precondition, store, vm_nvme
 from bench.errors import RunError, UsageError
 from bench.executors.local import campaign_id
 
@@ -186,6 +186,15 @@ def execute_in_vm(
     max_runs = len(plan.targets) * len(plan.points) * max(plan.max_rounds, plan.rounds)
     per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
     timeout = timeout_s or BOOT_ALLOWANCE_S + max(max_runs - done, 1) * per_run
+    workload = campaign.workload()
+    if (
+        timeout_s is None
+        and workload.precondition
+        and not (campaign.precondition_record() or {}).get("complete")
+    ):
+        emulated = workload.vm.nvme if workload.vm else []
+        largest = max((vm_nvme.size_bytes(c.size) for c in emulated), default=1 << 30)
+        timeout += precondition.allowance_s(workload, len(plan.targets), per_run, largest)
     console = campaign.new_console_log()
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
@@ -199,7 +208,7 @@ def execute_in_vm(
             else "python3 -m bench run --resume /campaign{quiet}"
         )
         # emulated NVMe controllers (workload `vm: {nvme: …}`): files exist for this boot only
-        vm_spec = campaign.workload().vm
+        vm_spec = workload.vm
         with vm_nvme.attached(vm_spec.nvme if vm_spec else [], campaign_id(campaign)) as qemu_args:
             result, accel = _boot(
                 kernel,
