@@ -119,7 +119,8 @@ DRIVER_OPTIONS: dict[str, dict[str, OptionSpec]] = {
     "loop": LOOP_OPTIONS,
     "fio-null": FIO_NULL_OPTIONS,
     "blockdev": {},  # an existing device: named by `device`/`identity`, nothing to configure
+    "nvme": {},  # an NVMe namespace: named by `identity`, nothing to configure
 }
 
 # Drivers whose devices are block devices with a sysfs queue (queue settings and audit apply).
-BLOCK_DRIVERS = frozenset({"null_blk", "rnull", "loop", "blockdev"})
+BLOCK_DRIVERS = frozenset({"null_blk", "rnull", "loop", "blockdev", "nvme"})

@@ -149,6 +149,7 @@ def cleanup(force: bool = False) -> list[tuple[str, str, str]]:
     """Remove leftovers; returns (kind, description, outcome) per resource considered."""
     # Every kind's cleaner must be known before anything is removed: the device families
     # register theirs when imported.
+    from bench import vm_nvme  # noqa: F401 — registers the cleaner of QEMU NVMe backing files
     from bench.targets import load_families
 
     load_families()

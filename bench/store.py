@@ -69,6 +69,8 @@ _HOST_ENVIRONMENT = "host-environment.json"
 _KERNEL_CONFIG = "kernel-config.txt"
 _SESSIONS = "targets.json"
 _ADAPTIVE = "adaptive.json"
+_PRECONDITION = "precondition.json"
+_PRECONDITION_DIR = "precondition"
 _INDEX = "index.sqlite"
 _RUNS = "runs"
 _LOGS = "logs"
@@ -531,6 +533,18 @@ class Campaign:
         """Audited settings that differed between targets and that the workload allowed."""
         sessions = self.sessions()
         return sessions[-1].allowed if sessions else []
+
+    # -- preconditioning (bench.precondition) ------------------------------------------------
+    def precondition_dir(self, target: str) -> Path:
+        """precondition/<target>/: the fio jobs and outputs of its purge, fills and rounds."""
+        return self.path / _PRECONDITION_DIR / target
+
+    def precondition_record(self) -> dict | None:
+        path = self.path / _PRECONDITION
+        return read_json(path, dict) if path.exists() else None
+
+    def save_precondition(self, record: dict) -> None:
+        atomic_write_json(self.path / _PRECONDITION, record)
 
     # -- adaptive campaigns --------------------------------------------------------------------
     def adaptive_state(self) -> dict | None:

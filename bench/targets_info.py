@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 from bench.driver_options import DRIVER_OPTIONS
-from bench.targets import blockdev, configfs, nullblk, rnull
+from bench.targets import blockdev, configfs, nullblk, nvme, rnull
 from bench.targets.base import Context
 from bench.targets.host import FileTarget, FioNullTarget, LoopTarget
 from bench.workload import QueueSettings
@@ -64,10 +64,19 @@ def available_here() -> list[dict]:
 def existing_devices() -> list[dict]:
     """Every whole block device here: its identity, and whether blkcmp would refuse to write
     to it (the policy of driver blockdev, without overrides) and why."""
+    namespaces = set(nvme.namespaces())
+
+    def ident(dev: str) -> dict:
+        found = blockdev.identity(dev)
+        name = blockdev.disk_name(dev)
+        if name in namespaces:  # its controller's identity too: what driver nvme names it by
+            found |= {k: v for k, v in nvme.namespace_identity(name).items() if v}
+        return found
+
     return [
         {
             "device": dev,
-            "identity": blockdev.identity(dev),
+            "identity": ident(dev),
             "refusals": [r.line() for r in blockdev.write_refusals(dev)],
         }
         for dev in blockdev.whole_disks()
@@ -75,7 +84,7 @@ def existing_devices() -> list[dict]:
 
 
 def render_devices(devices: list[dict]) -> str:
-    lines = ["existing block devices (driver blockdev):"]
+    lines = ["existing block devices (driver blockdev; NVMe namespaces also driver nvme):"]
     for row in devices:
         ident = row["identity"]
         lines.append(f"  {row['device']}: {blockdev.identity_summary(ident)}")

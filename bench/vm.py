@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -446,8 +446,13 @@ def run_in_guest(
     console_log: Path,
     accel: str | None = None,
     boot_attempts: int | None = None,
+    qemu_args: Sequence[str] = (),
 ) -> GuestResult:
     """Boot `kernel` with the sid chroot as root and run `command` (bash) as root in it.
+
+    `qemu_args`: extra QEMU options (emulated NVMe controllers, bench.vm_nvme), given to
+    virtme-ng one by one as --qemu-opts; the guest is then a PC machine (--disable-microvm:
+    microvm has no PCI bus).
 
     rw_dirs/ro_dirs map guest paths to host folders. Returns the command's exit code. A boot
     that fails before the command starts is tried again, `boot_attempts` times in all (default
@@ -498,6 +503,7 @@ def run_in_guest(
                 console_log=console_log,
                 accel=accel,
                 failures=tuple(failures),
+                qemu_args=qemu_args,
             )
         except _EarlyFailure as early:
             kept = console_log.with_name(
@@ -551,6 +557,7 @@ def _boot_once(
     console_log: Path,
     accel: str,
     failures: tuple[FailedBoot, ...],
+    qemu_args: Sequence[str] = (),
 ) -> GuestResult:
     _remove_stale_init_scripts(root)
     token = secrets.token_hex(8)
@@ -571,6 +578,7 @@ def _boot_once(
             console_log=console_log,
             accel=accel,
             failures=failures,
+            qemu_args=qemu_args,
         )
 
 
@@ -590,6 +598,7 @@ def _boot_in(
     console_log: Path,
     accel: str,
     failures: tuple[FailedBoot, ...],
+    qemu_args: Sequence[str] = (),
 ) -> GuestResult:
     nonce_files = [host / f".blkcmp-mount-{token}" for host in [*rw.values(), *ro.values()]]
     rw_marks = [host / f".blkcmp-mount-{token}.rw" for host in rw.values()]
@@ -631,6 +640,8 @@ def _boot_in(
             *[f"--rwdir={g}={h}" for g, h in rw.items()],
             *[f"--rodir={g}={h}" for g, h in ro.items()],
             *(["--disable-kvm"] if accel == "tcg" else []),
+            # vng joins these into a shell command line: bench.vm_nvme's are plain words
+            *(["--disable-microvm", *(f"--qemu-opts={arg}" for arg in qemu_args)] if qemu_args else []),
             "--exec",
             bootstrap,
         ]

@@ -92,12 +92,15 @@ class DeviceIdentity(_Strict):
     model: str | None = Field(None, description="model, as sysfs `device/model` spells it")
     size_bytes: int | None = Field(None, ge=1, description="capacity in bytes")
     backing_file: str | None = Field(None, description="a loop device's backing file")
+    nsid: int | None = Field(None, ge=1, description="NVMe namespace id")
+    eui: str | None = Field(None, description="NVMe namespace EUI-64, as sysfs `eui` spells it")
+    nguid: str | None = Field(None, description="NVMe namespace NGUID, as sysfs `nguid` spells it")
 
 
 class TargetSpec(_Strict):
     """One device under test: a driver and its options."""
 
-    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev"]
+    driver: Literal["null_blk", "rnull", "file", "loop", "fio-null", "blockdev", "nvme"]
     options: dict[str, Scalar] = Field(default_factory=dict, description="driver options")
     queue: QueueSettings = Field(
         default_factory=QueueSettings, description="queue settings for this target only (over common.queue)"
@@ -116,6 +119,11 @@ class TargetSpec(_Strict):
         default_factory=list,
         max_length=32,
         description="blockdev: signature types (blkid TYPE) writing may overwrite",
+    )
+    bind: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="nvme: the PCI driver to bind the controller to before this target's runs",
     )
 
 
@@ -177,6 +185,54 @@ class Matrix(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+class SteadyStateSpec(_Strict):
+    """SNIA PTS steady state (bench.stats.steady_state): rounds of the tracked job until a window
+    of `window` rounds is steady; thresholds are fractions of the window's average."""
+
+    metric: Literal["iops", "bw_bytes"] = Field("iops", description="what each round tracks")
+    point: int = Field(0, ge=0, description="the matrix point (0-based, matrix order) each round runs")
+    window: int = Field(5, ge=3, le=100, description="rounds a steady window spans")
+    max_rounds: int = Field(25, ge=3, le=1000, description="rounds before giving up (exit 1)")
+    max_excursion: float = Field(0.20, gt=0, le=1, description="max - min within the window")
+    max_slope_change: float = Field(0.10, gt=0, le=1, description="least-squares line's change across it")
+    band: float = Field(0.05, gt=0, le=1, description="every round this close to the line")
+
+    @model_validator(mode="after")
+    def _enough(self) -> SteadyStateSpec:
+        if self.max_rounds < self.window:
+            raise ValueError(f"expected max_rounds >= window, found {self.max_rounds} < {self.window}")
+        return self
+
+
+class PreconditionSpec(_Strict):
+    """Before the first session's runs, per block-device target: purge, fill, steady state."""
+
+    purge: bool = Field(
+        False, description="nvme format (an nvme target that supports it), else blkdiscard, first"
+    )
+    fills: int = Field(1, ge=0, le=16, description="sequential writes of the whole device")
+    steady_state: SteadyStateSpec | None = Field(None, description="rounds until steady (SNIA PTS)")
+
+
+class QemuNvme(_Strict):
+    """One QEMU-emulated NVMe controller for `run --kernel` (bench.vm_nvme), each namespace
+    backed by a sparse file in the host's /dev/shm."""
+
+    serial: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{1,20}$", description="the controller's serial (what identity: names)"
+    )
+    size: str = Field(
+        pattern=r"^[1-9][0-9]{0,5}(MiB|GiB)$", description="each namespace's size, e.g. 256MiB or 1GiB"
+    )
+    namespaces: int = Field(1, ge=1, le=8, description="namespaces on the controller (nsid 1..N)")
+
+
+class VmSpec(_Strict):
+    """What a `run --kernel` guest gets besides the test kernel (ignored on the host)."""
+
+    nvme: list[QemuNvme] = Field(default_factory=list, max_length=4, description="emulated NVMe controllers")
+
+
 class Workload(_Strict):
     """A benchmark campaign: targets × matrix points × repetitions."""
 
@@ -213,6 +269,10 @@ class Workload(_Strict):
         None,
         description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
         "500ms; a number is seconds), into each run's directory",
+    )
+    vm: VmSpec | None = Field(None, description="devices a `run --kernel` guest gets")
+    precondition: PreconditionSpec | None = Field(
+        None, description="purge, fill and reach steady state before measuring (block devices; writes)"
     )
 
     @field_validator("repetitions")
@@ -320,7 +380,8 @@ def _option_problems(driver: str, options: dict[str, Any], path: tuple):
             yield where, f"expected a string, found {value!r}"
 
 
-BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures")
+BLOCKDEV_FIELDS = ("device", "identity", "destructive", "allow_signatures", "bind")
+EXISTING_DRIVERS = ("blockdev", "nvme")
 
 
 def _blockdev_problems(spec: TargetSpec, base: tuple):
@@ -331,11 +392,16 @@ def _blockdev_problems(spec: TargetSpec, base: tuple):
         for f in BLOCKDEV_FIELDS
         if getattr(spec, f) != TargetSpec.model_fields[f].get_default(call_default_factory=True)
     ]
-    if spec.driver != "blockdev":
+    if spec.driver not in EXISTING_DRIVERS:
         for field in given:
-            yield base + (field,), f"only driver blockdev has `{field}`; remove it"
+            yield base + (field,), f"only drivers blockdev and nvme have `{field}`; remove it"
         return
     identity = spec.identity.model_dump(exclude_none=True) if spec.identity else {}
+    if spec.driver == "nvme":
+        yield from _nvme_problems(spec, identity, base)
+        return
+    if spec.bind is not None:
+        yield base + ("bind",), "only driver nvme has `bind`; remove it"
     if spec.device is None and not identity:
         yield (
             base,
@@ -368,12 +434,12 @@ def _lifecycle_problems(workload: Workload):
         base = ("targets", name)
         if lifecycles[name]["prefill"] and spec.driver == "fio-null":
             yield base + ("prefill",), "driver fio-null has no device to prefill; remove prefill"
-        if lifecycles[name]["recreate"] == "run" and spec.driver == "blockdev":
+        if lifecycles[name]["recreate"] == "run" and spec.driver in ("blockdev", "nvme"):
             yield (
                 base + ("recreate",),
-                "driver blockdev is an existing device blkcmp cannot re-create; use recreate: session",
+                f"driver {spec.driver} is an existing device blkcmp cannot re-create; use recreate: session",
             )
-        if lifecycles[name]["prefill"] and spec.driver == "blockdev" and not spec.destructive:
+        if lifecycles[name]["prefill"] and spec.driver in ("blockdev", "nvme") and not spec.destructive:
             yield base + ("prefill",), "prefill writes the whole device: it needs destructive: true"
     for key in ("recreate", "prefill"):
         values = {name: lc[key] for name, lc in lifecycles.items() if named[name].driver != "fio-null"}
@@ -384,6 +450,23 @@ def _lifecycle_problems(workload: Workload):
                 + ", ".join(f"{n}={str(v).lower()}" for n, v in values.items())
                 + f"): give it once under common:, or list {key} under allow_differences:",
             )
+
+
+def _nvme_problems(spec: TargetSpec, identity: dict, base: tuple):
+    if spec.device is not None:
+        yield (
+            base + ("device",),
+            "driver nvme is named by identity only (device names move between boots); "
+            "remove `device:` and give identity: {serial: …, nsid: …} or eui/nguid/wwn",
+        )
+    if not any(k in identity for k in ("serial", "eui", "nguid", "wwn")):
+        yield (
+            base + ("identity",),
+            "driver nvme needs identity: with the controller's serial (and nsid), or the "
+            "namespace's eui, nguid or wwn (`blkcmp targets` shows them); found none",
+        )
+    if "backing_file" in identity:
+        yield base + ("identity", "backing_file"), "an NVMe namespace has no backing_file; remove it"
 
 
 def semantic_problems(workload: Workload):
@@ -409,6 +492,12 @@ def semantic_problems(workload: Workload):
         ):
             yield where, f"{text} (applies to target {name})"
     yield from _lifecycle_problems(workload)
+    steady = workload.precondition.steady_state if workload.precondition else None
+    if steady is not None and steady.point >= len(workload.points()):
+        yield (
+            ("precondition", "steady_state", "point"),
+            f"expected a matrix point index below {len(workload.points())}, found {steady.point}",
+        )
     if workload.baseline is not None and workload.baseline not in named:
         yield (
             ("baseline",),
@@ -1154,7 +1243,7 @@ def dump(workload: Workload) -> str:
     """The resolved workload as YAML (what a campaign directory keeps)."""
     data = workload.model_dump(mode="json", exclude_none=False)
     for name, spec in workload.targets.named().items():
-        if spec.driver != "blockdev":  # fields only blockdev has stay out of the others' record
+        if spec.driver not in EXISTING_DRIVERS:  # fields only they have stay out of the others' record
             for field in BLOCKDEV_FIELDS:
                 data["targets"][name].pop(field, None)
     return yaml.safe_dump(data, sort_keys=False)

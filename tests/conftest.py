@@ -368,6 +368,92 @@ def check_golden(name: str, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# A loop device standing in for a user's disk (driver blockdev, preconditioning)
+
+MIB = 1 << 20
+
+
+def sh(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=True)
+
+
+def _release(dev: str) -> None:
+    """Undo what a test did to its loop device: swap, mounts (partitions too), the loop itself."""
+    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
+        if line.split() and line.split()[0].startswith(dev):
+            subprocess.run(["swapoff", line.split()[0]], capture_output=True, check=False)
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        if line.split()[0].startswith(dev):
+            subprocess.run(["fsfreeze", "--unfreeze", line.split()[1]], capture_output=True, check=False)
+            subprocess.run(["umount", line.split()[1]], capture_output=True, check=False)
+    subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def user_disk(tmp_path: Path, *losetup_flags: str, size_mib: int = 8, prepare=None):
+    """A loop device standing in for a user's disk; `prepare(backing)` runs before attaching."""
+    backing = tmp_path / "user-disk.img"
+    with open(backing, "wb") as fh:
+        fh.truncate(size_mib * MIB)
+    if prepare:
+        prepare(backing)
+    dev = sh("losetup", "--find", "--show", *losetup_flags, str(backing)).stdout.strip()
+    try:
+        yield dev, backing
+    finally:
+        _release(dev)
+
+
+def disk_workload(
+    tmp_path: Path,
+    dev: str | None,
+    *,
+    identity: dict | None = None,
+    destructive: bool = True,
+    rw: str = "randwrite",
+    extra: str = "",
+    fio_extra: str = "",
+    repetitions: int = 1,
+) -> Path:
+    lines = ["name: disk", "targets:", "  disk:", "    driver: blockdev"]
+    if dev:
+        lines.append(f"    device: {dev}")
+    if identity:
+        lines.append(f"    identity: {json.dumps(identity)}")
+    if destructive:
+        lines.append("    destructive: true")
+    if extra:
+        lines.append(extra)
+    lines += [
+        f"fio: {{ioengine: psync, direct: 1, bs: 4k{fio_extra}}}",
+        f"matrix: {{rw: [{rw}]}}",
+        f"repetitions: {repetitions}",
+        "runtime: 1",
+        "ramp_time: 0",
+        "",
+    ]
+    return write_workload(tmp_path, "\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------
+# The VM tier
+
+
+@pytest.fixture(scope="session")
+def kernel_7_2():
+    """The 7.2 test kernel, built or taken from the cache."""
+    from bench import kernels
+
+    return kernels.build("7.2", progress=print)
+
+
+def only_campaign(results: Path) -> Path:
+    dirs = [d for d in results.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+# ------------------------------------------------------------------------------------------
 # Test kernels (VM tier)
 
 SLOW_PATCH = REPO / "tests" / "data" / "kernels" / "null_blk-slow.patch"

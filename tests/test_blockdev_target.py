@@ -11,7 +11,6 @@ after).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -25,58 +24,29 @@ import pytest
 
 from bench.targets import blockdev
 from tests.conftest import (
+    MIB,
     campaign_dir,
+    disk_workload,
     done_count,
     needs_root,
     no_traceback,
     run_cli,
+    sh,
     start_cli,
+    user_disk,
     wait_for,
     write_workload,
 )
 
 pytestmark = needs_root
 
-MIB = 1 << 20
-
-
-def _sh(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, check=True)
-
-
-def _release(dev: str) -> None:
-    """Undo what a test did to its loop device: swap, mounts (partitions too), the loop itself."""
-    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        if line.split() and line.split()[0].startswith(dev):
-            subprocess.run(["swapoff", line.split()[0]], capture_output=True, check=False)
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        if line.split()[0].startswith(dev):
-            subprocess.run(["fsfreeze", "--unfreeze", line.split()[1]], capture_output=True, check=False)
-            subprocess.run(["umount", line.split()[1]], capture_output=True, check=False)
-    subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
-
-
-@contextlib.contextmanager
-def user_disk(tmp_path: Path, *losetup_flags: str, size_mib: int = 8, prepare=None):
-    """A loop device standing in for a user's disk; `prepare(backing)` runs before attaching."""
-    backing = tmp_path / "user-disk.img"
-    with open(backing, "wb") as fh:
-        fh.truncate(size_mib * MIB)
-    if prepare:
-        prepare(backing)
-    dev = _sh("losetup", "--find", "--show", *losetup_flags, str(backing)).stdout.strip()
-    try:
-        yield dev, backing
-    finally:
-        _release(dev)
-
 
 def mount_frozen(dev: str, mnt: Path) -> None:
     """Mount, then freeze: a mounted ext4 writes on its own (journal commits, lazy init), which
     would change the disk image the tests check for "nothing written"; frozen, it stays mounted
     (what the refusal is about) and still."""
-    _sh("mount", dev, str(mnt))
-    _sh("fsfreeze", "--freeze", str(mnt))
+    sh("mount", dev, str(mnt))
+    sh("fsfreeze", "--freeze", str(mnt))
 
 
 def digest(path: Path) -> str:
@@ -101,40 +71,9 @@ def partition(dev: str) -> str:
     name = Path(dev).name
     if not Path(f"/sys/block/{name}/{name}p1").exists():
         sectors = int(Path(f"/sys/block/{name}/size").read_text())
-        _sh("addpart", dev, "1", "2048", str(sectors - 2048))
+        sh("addpart", dev, "1", "2048", str(sectors - 2048))
     assert Path(f"/sys/block/{name}/{name}p1/partition").exists()
     return f"{dev}p1"
-
-
-def disk_workload(
-    tmp_path: Path,
-    dev: str | None,
-    *,
-    identity: dict | None = None,
-    destructive: bool = True,
-    rw: str = "randwrite",
-    extra: str = "",
-    fio_extra: str = "",
-    repetitions: int = 1,
-) -> Path:
-    lines = ["name: disk", "targets:", "  disk:", "    driver: blockdev"]
-    if dev:
-        lines.append(f"    device: {dev}")
-    if identity:
-        lines.append(f"    identity: {json.dumps(identity)}")
-    if destructive:
-        lines.append("    destructive: true")
-    if extra:
-        lines.append(extra)
-    lines += [
-        f"fio: {{ioengine: psync, direct: 1, bs: 4k{fio_extra}}}",
-        f"matrix: {{rw: [{rw}]}}",
-        f"repetitions: {repetitions}",
-        "runtime: 1",
-        "ramp_time: 0",
-        "",
-    ]
-    return write_workload(tmp_path, "\n".join(lines))
 
 
 def assert_refused(tmp_path: Path, env, workload: Path, backing: Path, *fragments: str) -> str:
@@ -161,7 +100,7 @@ def write_swap_header(dev: str, scratch: Path) -> None:
     image = scratch / "swap-header.img"
     with open(image, "wb") as fh:
         fh.truncate(MIB)
-    _sh("mkswap", str(image))
+    sh("mkswap", str(image))
     fd = os.open(dev, os.O_WRONLY)
     try:
         os.pwrite(fd, image.read_bytes()[:4096], 0)
@@ -186,7 +125,7 @@ def codes(dev: str, allow=frozenset()) -> set[str]:
 
 def test_ext4_signature_refused_and_only_the_named_override_lets_it_through(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         assert codes(dev) == {"signature"}
         assert codes(dev, {"ext4"}) == set()
         assert codes(dev, {"xfs"}) == {"signature"}
@@ -207,7 +146,7 @@ def test_mounted_partition_refused_even_with_its_signatures_allowed(tmp_path, en
     mnt.mkdir()
     with user_disk(tmp_path, "--partscan", prepare=write_mbr) as (dev, backing):
         part = partition(dev)
-        _sh("mkfs.ext4", "-q", part)
+        sh("mkfs.ext4", "-q", part)
         mount_frozen(part, mnt)
         found = codes(dev, {"dos", "ext4"})
         assert {"mounted", "partitions", "exclusive"} <= found and "signature" not in found
@@ -229,7 +168,7 @@ def test_mounted_device_refused(tmp_path, env):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     with user_disk(tmp_path) as (dev, backing):
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         mount_frozen(dev, mnt)
         assert {"mounted", "exclusive"} <= codes(dev, {"ext4"})
         w = disk_workload(
@@ -240,8 +179,8 @@ def test_mounted_device_refused(tmp_path, env):
 
 def test_swap_refused(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
-        _sh("mkswap", dev)
-        _sh("swapon", dev)
+        sh("mkswap", dev)
+        sh("swapon", dev)
         assert {"swap", "signature", "exclusive"} <= codes(dev)
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)})
         assert_refused(tmp_path, env, w, backing, "it is in use as swap", "swapoff it", "swap signature")
@@ -329,7 +268,7 @@ def test_missing_destructive_refused_with_every_other_reason_in_the_same_line(tm
     with user_disk(tmp_path) as (dev, backing):
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)}, destructive=False)
         assert_refused(tmp_path, env, w, backing, "without destructive: true", "add destructive: true")
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         w = disk_workload(tmp_path, dev, identity={"backing_file": str(backing)}, destructive=False)
         assert_refused(tmp_path, env, w, backing, "without destructive: true", "ext4 signature")
 
@@ -355,7 +294,7 @@ def test_destructive_without_identity_is_a_workload_error(tmp_path, env):
 
 def test_read_only_workload_on_a_device_with_a_signature_runs_and_changes_nothing(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         before = digest(backing)
         w = disk_workload(tmp_path, dev, destructive=False, rw="randread")
         out = run_cli("run", w, "--results", tmp_path / "results", env=env)
@@ -363,7 +302,7 @@ def test_read_only_workload_on_a_device_with_a_signature_runs_and_changes_nothin
         assert out.returncode == 0, out.stdout + out.stderr
         assert done_count(campaign_dir(tmp_path / "results")) == 1
         assert digest(backing) == before
-        assert "ext4" in _sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev).stdout
+        assert "ext4" in sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev).stdout
 
 
 def test_clean_device_with_destructive_and_identity_runs_a_campaign_and_records_the_identity(tmp_path, env):
@@ -390,7 +329,7 @@ def test_clean_device_with_destructive_and_identity_runs_a_campaign_and_records_
 
 def test_an_allowed_signature_is_overwritten_and_the_override_recorded(tmp_path, env):
     with user_disk(tmp_path) as (dev, backing):
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         w = disk_workload(
             tmp_path, dev, identity={"backing_file": str(backing)}, extra="    allow_signatures: [ext4]"
         )
@@ -443,7 +382,7 @@ def test_a_device_that_becomes_unsafe_mid_campaign_stops_it_before_the_next_run(
         assert "target disk" in refusal[0] and str(w) in refusal[0]
         campaign = campaign_dir(tmp_path / "results")
         assert 1 <= done_count(campaign) < 40
-        assert "swap" in _sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev).stdout
+        assert "swap" in sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev).stdout
 
 
 # ------------------------------------------------------------------------------------------
@@ -458,7 +397,7 @@ def test_targets_lists_devices_with_identity_and_refusals(tmp_path, env):
         at = next(i for i, line in enumerate(lines) if line.startswith(f"  {dev}: "))
         assert f"backing_file={backing}" in lines[at] and "driver=loop" in lines[at]
         assert lines[at + 1] == "    write: allowed with destructive: true and a matching identity"
-        _sh("mkfs.ext4", "-q", dev)
+        sh("mkfs.ext4", "-q", dev)
         out = run_cli("targets", env=env)
         lines = out.stdout.splitlines()
         at = next(i for i, line in enumerate(lines) if line.startswith(f"  {dev}: "))
@@ -511,7 +450,7 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
         (
             "{driver: loop, destructive: true}",
             "targets.t.destructive",
-            "only driver blockdev has `destructive`",
+            "only drivers blockdev and nvme have `destructive`",
         ),
         ("{driver: blockdev}", "targets.t", "needs `device:`"),
         ("{driver: blockdev, device: sdb}", "targets.t.device", "a path under /dev/"),
@@ -520,6 +459,14 @@ def test_a_device_blkcmp_created_that_gains_a_signature_is_refused_at_the_next_r
             "targets.t.identity",
             "wwn, serial",
         ),
+        ("{driver: nvme, identity: {model: X}}", "targets.t.identity", "driver nvme needs identity:"),
+        (
+            "{driver: nvme, device: /dev/nvme0n1, identity: {serial: S}}",
+            "targets.t.device",
+            "named by identity only",
+        ),
+        ("{driver: blockdev, device: /dev/sdb, bind: nvme}", "targets.t.bind", "only driver nvme has `bind`"),
+        ("{driver: nvme, identity: {serial: S}, bind: 'a b'}", "targets.t.bind", "pattern"),
     ],
 )
 def test_blockdev_fields_are_checked_with_the_workload(tmp_path, env, target, field, says):

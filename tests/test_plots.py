@@ -84,7 +84,7 @@ def test_every_figure_type_from_a_real_campaign(host_campaign, host_catalogue, t
         "cpu-cost",
     }
     skipped = {s.name: s.reason for s in host_catalogue.skipped}
-    assert set(skipped) == {"throughput-bw", "kernel-trend"}
+    assert set(skipped) == {"throughput-bw", "kernel-trend", "steady-state"}
     assert "bs >= 64k" in skipped["throughput-bw"] and "one kernel" in skipped["kernel-trend"]
     for fig in host_catalogue.figures:
         assert fig.data, fig.name
@@ -217,6 +217,7 @@ def test_figures_that_do_not_apply_are_skipped_with_a_reason(tmp_path):
         "scaling-numjobs",
         "kernel-trend",
         "iops-over-time",
+        "steady-state",
     }
     assert all("\n" not in s.reason for s in cat.skipped)
 
@@ -264,3 +265,28 @@ def test_block_sizes_and_releases_sort_as_people_expect():
     assert data.block_size_bytes("512") == 512 and math.isnan(data.block_size_bytes("big"))
     releases = ["7.2.13", "6.12.8", "6.9", "7.2-rc3", "6.12.10"]
     assert sorted(releases, key=release_key) == ["6.9", "6.12.8", "6.12.10", "7.2-rc3", "7.2.13"]
+
+
+def test_steady_state_figure_draws_the_rounds_the_window_its_line_and_band():
+    # a write cliff whose steady window starts at round 8 (solved by hand in
+    # tests/test_stats_steady_state.py), and a still-falling device judged not steady
+    import math
+
+    from bench.plots import steady
+    from bench.stats.steady_state import steady_state
+
+    cliff = steady_state([50_000 + 150_000 * math.exp(-t / 2) for t in range(25)]).record()
+    falling = steady_state([80_000 * (1 - 0.03 * i) for i in range(10)]).record()
+    fig = steady.steady_state_rounds([("ssd", cliff), ("falling", falling)], "emulated (TCG)", "kernel 7.2")
+    by_panel = {d["panel"]: d for d in fig.data}
+    ssd = by_panel["ssd"]
+    assert ssd["steady"] and ssd["window"] == [8, 12] and len(ssd["rounds"]) == 25
+    check = cliff["check"]
+    assert ssd["line"] == pytest.approx([check["intercept"], check["intercept"] + 4 * check["slope"]])
+    assert ssd["band"] == pytest.approx(0.05 * check["mean"])
+    assert not by_panel["falling"]["steady"] and by_panel["falling"]["window"] == [6, 10]
+    titles = [ax.get_title() for ax in fig.figure.axes]
+    assert "ssd — steady" in titles and "falling — not steady" in titles
+    texts = " ".join(t.get_text() for t in fig.figure.texts)
+    assert "EMULATED (TCG)" in texts and "within ±5% of the line" in texts
+    assert steady.steady_state_rounds([]).reason.startswith("steady state: no preconditioning rounds")

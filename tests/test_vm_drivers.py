@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, only_campaign, run_cli
 
 from bench import kernels, vm
 from bench.executors import vm as vm_executor
@@ -76,17 +76,6 @@ def workload(
 @pytest.fixture(scope="session", params=VERSIONS)
 def kernel(request) -> kernels.KernelInfo:
     return kernels.build(request.param, progress=print)
-
-
-@pytest.fixture(scope="session")
-def kernel_7_2() -> kernels.KernelInfo:
-    return kernels.build("7.2", progress=print)
-
-
-def only_campaign(results: Path) -> Path:
-    dirs = [d for d in results.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
 
 
 def check_driver_campaign(camp: Path, kernel: kernels.KernelInfo, runs: int) -> dict:

@@ -22,6 +22,7 @@ from bench.driver_options import BLOCK_DRIVERS
 from bench.errors import RunError, UsageError
 from bench.fio_options import job_writes
 from bench.plan import Plan, PlannedRun, add_rounds
+from bench.precondition import precondition_all
 from bench.procs import signals_raise
 from bench.progress import Reporter
 from bench.results import load_runs
@@ -62,10 +63,12 @@ def execute_run(
     `device_lifecycle`: how the target's device was set up and prefilled for this run."""
     staged = campaign.staging(run.run_id)
     tmp = staged.dir
+    # Checked first: an nvme target may re-bind its controller here, and the namespace it finds
+    # again (perhaps under another name) is the one the job must name.
+    target.check_before_run(job_writes(workload.fio | run.point))
     device = target.device
     spec = fio.job_spec(workload, run, target, device.filename, device.fio_options, campaign.name)
     staged.job.write_text(fio.job_text(spec))
-    target.check_before_run(job_writes(workload.fio | run.point))
     described = lifecycle.with_audit(target, target.describe())
     before = env.cpu_counters()
     invocation = fio.run(
@@ -245,6 +248,7 @@ def execute(
         lifecycles: dict[str, lifecycle.Lifecycle] = {}
         try:
             campaign.add_session(setup_targets(targets, workload, reporter, lifecycles))
+            precondition_all(campaign, workload, targets, reporter)
             counts = {"done": 0, "failed": 0}
             while True:
                 pending = pending_runs(campaign, plan)

@@ -21,8 +21,9 @@ import socket
 from pathlib import Path
 
 import bench
-from bench import env, fio, store
+from bench import env, fio, precondition, store, vm_nvme
 from bench.errors import RunError, UsageError
+from bench.executors.local import campaign_id
 
 BOOT_ALLOWANCE_S = 300  # a TCG boot takes ~20 s; slack for a loaded machine
 PER_RUN_SLACK_S = 20
@@ -116,6 +117,7 @@ def _boot(
     timeout_s: float,
     console_log: Path,
     boot_attempts: int | None = None,
+    qemu_args: tuple[str, ...] | list[str] = (),
 ):
     from bench import vm
 
@@ -131,6 +133,7 @@ def _boot(
         console_log=console_log,
         accel=accel,
         boot_attempts=boot_attempts,
+        qemu_args=qemu_args,
     )
     return result, accel
 
@@ -183,6 +186,15 @@ def execute_in_vm(
     max_runs = len(plan.targets) * len(plan.points) * max(plan.max_rounds, plan.rounds)
     per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
     timeout = timeout_s or BOOT_ALLOWANCE_S + max(max_runs - done, 1) * per_run
+    workload = campaign.workload()
+    if (
+        timeout_s is None
+        and workload.precondition
+        and not (campaign.precondition_record() or {}).get("complete")
+    ):
+        emulated = workload.vm.nvme if workload.vm else []
+        largest = max((vm_nvme.size_bytes(c.size) for c in emulated), default=1 << 30)
+        timeout += precondition.allowance_s(workload, len(plan.targets), per_run, largest)
     console = campaign.new_console_log()
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
@@ -195,14 +207,18 @@ def execute_in_vm(
             if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
             else "python3 -m bench run --resume /campaign{quiet}"
         )
-        result, accel = _boot(
-            kernel,
-            command.format(quiet=" --quiet" if quiet else ""),
-            rw_dirs={"/campaign": campaign.path},
-            timeout_s=timeout,
-            console_log=console,
-            boot_attempts=boot_attempts,
-        )
+        # emulated NVMe controllers (workload `vm: {nvme: …}`): files exist for this boot only
+        vm_spec = workload.vm
+        with vm_nvme.attached(vm_spec.nvme if vm_spec else [], campaign_id(campaign)) as qemu_args:
+            result, accel = _boot(
+                kernel,
+                command.format(quiet=" --quiet" if quiet else ""),
+                rw_dirs={"/campaign": campaign.path},
+                timeout_s=timeout,
+                console_log=console,
+                boot_attempts=boot_attempts,
+                qemu_args=qemu_args,
+            )
     except vm.BootFailed as exc:
         campaign.add_vm_boot(boot | {"outcome": "no boot", "failed_boots": _failed(campaign, exc.failures)})
         raise

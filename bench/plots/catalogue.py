@@ -30,6 +30,7 @@ from bench.plots import (
     overtime,
     samples,
     scaling,
+    steady,
     style,
     throughput,
     trend,
@@ -122,6 +123,12 @@ def group_makers(group: KernelGroup) -> list[Maker]:
         overtime.PANELS_PER_PAGE,
     )
     out += _paged("cpu-cost", lambda pts, page: cpu.cpu_cost(ds, pts, page), ds.points, cpu.POINTS_PER_PAGE)
+    out.append(
+        (
+            "steady-state",
+            lambda: steady.steady_state_rounds(steady.records(ds), ds.emulated_label, ds.facts()),
+        )
+    )
     return out
 
 

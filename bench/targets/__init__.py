@@ -24,6 +24,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "null_blk": ("bench.targets.nullblk", "NullBlkTarget"),
     "rnull": ("bench.targets.rnull", "RnullTarget"),
     "blockdev": ("bench.targets.existing", "ExistingBlockDevice"),
+    "nvme": ("bench.targets.existing", "NvmeNamespace"),
 }
 
 
@@ -46,7 +47,10 @@ def build_targets(workload: Workload, context: Context, names: list[str] | None 
     from bench.fio_options import job_writes
 
     named = workload.targets.named()
-    writes = any(job_writes(workload.fio | point) for point in workload.points())
+    # preconditioning (purge, fills, steady-state rounds) writes whatever the matrix says
+    writes = workload.precondition is not None or any(
+        job_writes(workload.fio | point) for point in workload.points()
+    )
     targets = {
         name: make_target(
             name,

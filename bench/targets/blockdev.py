@@ -352,8 +352,8 @@ def restore_queue(dev: str, saved: dict[str, str]) -> None:
 # The identity keys a workload may give, and those that single out one device (model and size
 # do not: two disks of a batch share them). A loop device, the tests' stand-in for a user's
 # disk, has no serial or WWN; its backing file is what names it.
-IDENTITY_KEYS = ("wwn", "serial", "model", "size_bytes", "backing_file")
-UNIQUE_IDENTITY_KEYS = ("wwn", "serial", "backing_file")
+IDENTITY_KEYS = ("wwn", "serial", "model", "size_bytes", "backing_file", "nsid", "eui", "nguid")
+UNIQUE_IDENTITY_KEYS = ("wwn", "serial", "backing_file", "eui", "nguid")
 
 
 def _vpd_serial(path: Path) -> str | None:
@@ -404,13 +404,29 @@ def by_id_links(name: str) -> list[str]:
     return sorted(str(p) for p in directory.iterdir() if disk_name(str(p)) == name)
 
 
+def disk_facts(base: Path) -> dict[str, Any]:
+    """What a disk's own sysfs directory (`base`, /sys/block/NAME or a stand-in) says of it:
+    NVMe namespace ids (None elsewhere), size, block sizes, read-only, hardware queues."""
+    sectors = _read(base / "size")
+    return {
+        "nsid": _read(base / "nsid"),
+        "eui": _read(base / "eui"),
+        "nguid": _read(base / "nguid"),
+        "size_bytes": str(int(sectors) * 512) if sectors and sectors.isdigit() else None,
+        "logical_block_size": _read(base / "queue" / "logical_block_size"),
+        "physical_block_size": _read(base / "queue" / "physical_block_size"),
+        "rotational": _read(base / "queue" / "rotational"),
+        "read_only": _read(base / "ro"),
+        "nr_hw_queues": str(len(list((base / "mq").glob("*")))) if (base / "mq").is_dir() else None,
+    }
+
+
 def identity(dev: str) -> dict[str, Any]:
     """A whole block device's identity and shape, read back from sysfs: model, serial, firmware,
     WWN, size, block sizes, the driver bound, queue counts (None where the device has none)."""
     name = disk_name(dev)
     base = SYS_BLOCK / name
     device = base / "device"
-    sectors = _read(base / "size")
     return {
         "name": name,
         "model": _first(device / "model", base / "model"),
@@ -418,14 +434,8 @@ def identity(dev: str) -> dict[str, Any]:
         "serial": _first(device / "serial", base / "serial") or _vpd_serial(device / "vpd_pg80"),
         "firmware": _first(device / "firmware_rev", device / "rev"),
         "wwn": _first(base / "wwid", device / "wwid"),
-        "nsid": _read(base / "nsid"),
-        "size_bytes": str(int(sectors) * 512) if sectors and sectors.isdigit() else None,
-        "logical_block_size": _read(base / "queue" / "logical_block_size"),
-        "physical_block_size": _read(base / "queue" / "physical_block_size"),
-        "rotational": _read(base / "queue" / "rotational"),
-        "read_only": _read(base / "ro"),
+        **disk_facts(base),
         "driver": _driver(name),
-        "nr_hw_queues": str(len(list((base / "mq").glob("*")))) if (base / "mq").is_dir() else None,
         "backing_file": _read(base / "loop" / "backing_file"),
         "by_id": by_id_links(name),
     }
@@ -443,6 +453,11 @@ IDENTITY_SHOWN = (
     "driver",
     "nr_hw_queues",
     "backing_file",
+    "nsid",
+    "eui",
+    "nguid",
+    "address",
+    "transport",
 )
 
 
@@ -451,11 +466,13 @@ def identity_summary(found: dict[str, Any]) -> str:
     return ", ".join(f"{k}={found[k]}" for k in IDENTITY_SHOWN if found.get(k))
 
 
-def identity_mismatches(wanted: dict[str, str], found: dict[str, Any]) -> list[str]:
+def identity_mismatches(
+    wanted: dict[str, str], found: dict[str, Any], keys: tuple[str, ...] = IDENTITY_KEYS
+) -> list[str]:
     """Each identity key the workload gives that the device does not have, as `key: wanted X, found Y`."""
     return [
         f"{key}: wanted {shorten(repr(wanted[key]))}, found {shorten(repr(found.get(key)))}"
-        for key in IDENTITY_KEYS
+        for key in keys
         if key in wanted and str(found.get(key)) != str(wanted[key])
     ]
 

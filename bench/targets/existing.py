@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from bench import ledger
 from bench.errors import RunError, UsageError, shorten
-from bench.targets import blockdev
+from bench.targets import blockdev, nvme
 from bench.targets.base import Availability, Device, Target
 from bench.targets.blockdev import Refusal
 
@@ -72,11 +72,7 @@ class ExistingBlockDevice(Target):
                     "name the whole disk"
                 )
             return f"/dev/{name}"
-        matching = [
-            dev
-            for dev in blockdev.whole_disks()
-            if not blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))
-        ]
+        matching = self.candidates()
         given = ", ".join(f"{k}={shorten(v)}" for k, v in self.wanted.items())
         if not matching:
             raise UsageError(
@@ -86,14 +82,27 @@ class ExistingBlockDevice(Target):
         if len(matching) > 1:
             raise UsageError(
                 f"{self._where()}: {len(matching)} block devices match identity {given} "
-                f"({', '.join(matching)}); add serial or wwn"
+                f"({', '.join(matching)}); add {self.singling_keys}"
             )
         return matching[0]
+
+    # -- what identifies a device: overridden by driver nvme ----------------------------------
+    singling_keys = "serial or wwn"
+
+    def identity_of(self, dev: str) -> dict[str, Any]:
+        return blockdev.identity(dev)
+
+    def mismatches(self, dev: str) -> list[str]:
+        return blockdev.identity_mismatches(self.wanted, self.identity_of(dev))
+
+    def candidates(self) -> list[str]:
+        """The devices whose identity has every key the workload gives."""
+        return [dev for dev in blockdev.whole_disks() if not self.mismatches(dev)]
 
     def refusals(self, dev: str, writes: bool) -> list[Refusal]:
         """Why blkcmp will not run this target's jobs on `dev` now (empty: it may)."""
         found: list[Refusal] = []
-        mismatches = blockdev.identity_mismatches(self.wanted, blockdev.identity(dev))
+        mismatches = self.mismatches(dev)
         if mismatches:
             found.append(
                 Refusal(
@@ -118,7 +127,7 @@ class ExistingBlockDevice(Target):
                 Refusal(
                     "no-identity",
                     "writing needs the device's identity",
-                    "add identity: with its wwn or serial (backing_file for a loop device)",
+                    f"add identity: with its {self.singling_keys} (backing_file for a loop device)",
                 )
             )
         return found + blockdev.write_refusals(dev, self.allow_signatures)
@@ -162,7 +171,7 @@ class ExistingBlockDevice(Target):
         refusals = self.refusals(dev, self.writes)
         if refusals:
             raise UsageError(self.refusal_line(dev, refusals))
-        self.found_identity = blockdev.identity(dev)
+        self.found_identity = self.identity_of(dev)
         self.overridden = sorted(set(blockdev.signatures(dev)[0]) & self.allow_signatures)
         # The device outlives blkcmp: its queue settings are restored on teardown (and by
         # `blkcmp cleanup` after a SIGKILL, through the ledger's queue-restore entry).
@@ -197,7 +206,7 @@ class ExistingBlockDevice(Target):
             "device": dev,
             "named": self.device_path,
             "identity_wanted": self.wanted,
-            "identity": blockdev.identity(dev),
+            "identity": self.identity_of(dev),
             "destructive": self.destructive,
             "writes": self.writes,
             "allowed_signatures": sorted(self.allow_signatures),
@@ -214,3 +223,123 @@ class ExistingBlockDevice(Target):
         ledger.forget(self._rid)
         self._rid = None
         self.device = None
+
+
+class NvmeNamespace(ExistingBlockDevice):
+    """`driver: nvme`: an NVMe namespace named by identity only (controller serial/model and
+    nsid, or the namespace's EUI-64/NGUID/WWID): the block device is found from the identity at
+    setup and after every re-binding (nvme0n1 and nvme1n1 swap between boots), never from a
+    path. The same refusal policy as driver blockdev; the provenance adds the controller (PCI
+    address, transport, firmware), the LBA format in use (nvme-cli) and the driver bound.
+
+    With `bind: DRIVER`, the controller's PCI device is bound to DRIVER before each run of this
+    target whose previous run on that controller was another target's (the interleaved order
+    decides the binding each run gets); the original binding is saved first (ledger kind
+    nvme-binding) and restored at teardown and by `blkcmp cleanup`."""
+
+    driver = "nvme"
+    singling_keys = "serial (and nsid), eui, nguid or wwn"
+    sysfs: Path = nvme.SYSFS
+    bind_driver: str | None = None
+    facts: ClassVar[dict[str, Any]] = {}  # replaced per instance at setup
+
+    def accept_spec(self, spec, writes: bool) -> None:
+        super().accept_spec(spec, writes)
+        self.bind_driver = spec.bind
+
+    def identity_of(self, dev: str) -> dict[str, Any]:
+        name = blockdev.disk_name(dev)
+        return nvme.namespace_identity(name, self.sysfs) | {"by_id": blockdev.by_id_links(name)}
+
+    def mismatches(self, dev: str) -> list[str]:
+        return blockdev.identity_mismatches(self.wanted, self.identity_of(dev), nvme.NVME_IDENTITY_KEYS)
+
+    def candidates(self) -> list[str]:
+        return [f"/dev/{ns}" for ns in nvme.matching(self.wanted, self.sysfs)]
+
+    def probe(self) -> Availability:
+        avail = super().probe()
+        if avail.ok and not (self.sysfs / "class" / "nvme").is_dir():
+            return Availability(False, "no NVMe controller here (/sys/class/nvme is missing)")
+        return Availability(avail.ok, avail.reason, "NVMe namespace" if avail.ok else "")
+
+    def kernel_problems(self) -> list[str]:
+        # A target that re-binds its controller may not be visible until bound: checked at setup.
+        return [] if self.bind_driver else super().kernel_problems()
+
+    def recorded_kernel_problems(self, drivers, release: str) -> list[str]:
+        return []  # inside a test kernel's VM the namespace is a QEMU one: checked at setup there
+
+    def planned_filename(self) -> str:
+        return self.device.filename if self.device else "${BLKCMP_FILENAME}"
+
+    def _bind(self) -> bool:
+        """Bind the controller for this target (True if it was re-bound), then find the
+        namespace again from its identity."""
+        binder = _BINDERS[self._address]
+        if not binder.bind_for(self.name, self.bind_driver):
+            return False
+        if not nvme.wait_for(self.wanted, sysfs=self.sysfs):
+            raise RunError(
+                f"{self._where()}: no namespace with the identity given reappeared within 30 s "
+                f"of binding {self._address} to {self.bind_driver}"
+            )
+        return True
+
+    def _find(self) -> Device:
+        dev = self.resolve()
+        refusals = self.refusals(dev, self.writes)
+        if refusals:
+            raise UsageError(self.refusal_line(dev, refusals))
+        self.facts = nvme.cli_facts(dev)
+        self.applied_queue = blockdev.apply_queue(dev, self.queue)
+        self.device = Device(dev, {}, block_device=dev)
+        return self.device
+
+    def setup(self) -> Device:
+        if self.bind_driver is None:
+            device = super().setup()
+            self.facts = nvme.cli_facts(device.block_device)
+            return device
+        # The controller is named by identity, so it must be found (bound to some driver) first.
+        ident = self.identity_of(self.resolve())
+        self._address = ident["address"]
+        if self._address not in _BINDERS:
+            _BINDERS[self._address] = nvme.Binder(self._address, self.sysfs)
+        _USERS.setdefault(self._address, set()).add(self.name)
+        self._bind()
+        self.found_identity = self.identity_of(self.resolve())
+        self.overridden = []
+        # No queue settings to save: re-binding makes a new block device with the driver's
+        # defaults, and restoring the original binding at teardown does the same.
+        return self._find()
+
+    def check_before_run(self, writes: bool) -> None:
+        if self.bind_driver is not None and self.device and self._bind():
+            self._find()
+        super().check_before_run(writes)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.device:
+            out |= {"nvme": self.facts, "bind": self.bind_driver}
+            if self.bind_driver is not None and self._address in _BINDERS:
+                out["rebinds"] = _BINDERS[self._address].rebinds  # so far, on this controller
+        return out
+
+    def teardown(self) -> None:
+        if self.bind_driver is None or getattr(self, "_address", None) is None:
+            super().teardown()
+            return
+        users = _USERS.get(self._address, set())
+        users.discard(self.name)
+        if not users:
+            _BINDERS.pop(self._address).close()
+            _USERS.pop(self._address, None)
+        self._address = None
+        self.device = None
+
+
+# One binder per controller address, shared by the targets of this process that re-bind it.
+_BINDERS: dict[str, nvme.Binder] = {}
+_USERS: dict[str, set[str]] = {}
