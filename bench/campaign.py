@@ -57,8 +57,16 @@ def _imposed_options(target: Target) -> dict:
 
 
 def prepare(
-    path: Path, *, seed: int | None = None, probe: bool = True, message=lambda text: None
+    path: Path,
+    *,
+    seed: int | None = None,
+    probe: bool = True,
+    message=lambda text: None,
+    kernels: list[str] | None = None,
+    boots: int = 1,
 ) -> Prepared:
+    """The checked workload and its plan; `kernels` (labels) and `boots`: a VM campaign of
+    several kernels or boots (bench.multikernel chose them)."""
     table = fio_options.table()
     try:
         workload = workload_mod.load(path, fio_table=table)
@@ -82,7 +90,7 @@ def prepare(
                 + "; ".join(f"{n}: {r}" for n, r in unavailable.items())
             )
         check_kernel(workload, [n for n in targets if n not in unavailable], path)
-    plan = make_plan(workload, name, seed)
+    plan = make_plan(workload, name, seed, kernels, boots)
     if unavailable:
         plan.targets = [t for t in plan.targets if t not in unavailable]
         plan.runs = [r for r in plan.runs if r.target not in unavailable]
@@ -193,12 +201,19 @@ def load_campaign_workload(campaign: store.Campaign) -> Workload:
 def plan_summary(plan: Plan) -> str:
     lines = [
         f"campaign {plan.campaign}: {len(plan.runs)} runs = {len(plan.targets)} targets × "
-        f"{len(plan.points)} points × {plan.rounds} rounds ({plan.order}, seed {plan.seed})"
+        f"{len(plan.points)} points × {plan.rounds} rounds"
+        + (f" × {len(plan.kernels)} kernels" if plan.slots else "")
+        + f" ({plan.order}, seed {plan.seed})"
     ]
     if plan.max_rounds > plan.rounds:
         lines.append(
             f"adaptive: up to {plan.max_rounds} rounds "
             f"({len(plan.targets) * len(plan.points) * plan.max_rounds} runs at most)"
+        )
+    if plan.slots:
+        lines.append(
+            f"kernels: {', '.join(plan.kernels)}; {plan.boots} boot(s) each, {len(plan.slots)} boots in "
+            f"this order: {' '.join(plan.slots)}"
         )
     lines.append(f"each run: ramp_time {plan.ramp_time:g} s + runtime {plan.runtime:g} s")
     est = plan.estimated_seconds()
