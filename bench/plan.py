@@ -194,7 +194,7 @@ def make_plan(
     )
     kernels = list(kernels or [])
     if len(kernels) > 1 or boots > 1:
-        return _multi_boot(plan, workload.min_rounds(), kernels, boots)
+        return add_boots(plan, workload.min_rounds(), kernels, boots)
     if workload.order == "sequential":
         reps = workload.min_rounds()
         plan.runs = [
@@ -232,7 +232,9 @@ def add_rounds(plan: Plan, count: int, points: set[str] | None = None) -> Plan:
     return plan
 
 
-def _multi_boot(plan: Plan, rounds: int, kernels: list[str], boots: int) -> Plan:
+def add_boots(plan: Plan, rounds: int, kernels: list[str], boots: int) -> Plan:
+    """The runs of a plan of several kernels or boots (its points and targets set, no runs yet):
+    boot slots in a seeded, balanced order, each kernel's `rounds` spread over its boots."""
     if plan.adaptive or plan.order != "interleaved":  # refused with the workload (bench.multikernel)
         raise ValueError("several kernels or boots need fixed repetitions and order: interleaved")
     plan.kernels, plan.boots = kernels, boots
