@@ -181,6 +181,9 @@ def analyse(
                 sides.append(side)
     if not records:
         raise NothingToCompare("no finished runs in " + ", ".join(str(d) for d in dirs))
+    if by == "kernel":  # the kernels of a campaign of several: in the order of its `kernels:`
+        order = {label: i for c in campaigns for i, label in enumerate(c.plan().kernels)}
+        sides.sort(key=lambda side: order.get(side, len(order)))
     wanted = options.baseline
     if wanted is None:
         wanted = baseline_target(campaigns[0], sides) if by == "target" else sides[0]
