@@ -28,7 +28,19 @@ def cmd_plan(args) -> int:
 
     # --pilot's options are checked before anything else is done
     pilot_options = AnalysisOptions.parse(margin=args.margin, alpha=args.alpha) if args.pilot else None
-    prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
+    from bench import multikernel
+    from bench import workload as workload_mod
+
+    # a workload's kernels: and boots: plan as `run` will (no host here: nothing is probed)
+    kernels, boots = multikernel.choose(workload_mod.load(args.workload), args.workload, None, None)
+    several = multikernel.multi(kernels, boots)
+    prepared = camp.prepare(
+        args.workload,
+        seed=args.seed,
+        probe=False,
+        kernels=[k.label for k in kernels] if several else None,
+        boots=boots,
+    )
     camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
     if args.export_fio:
