@@ -253,12 +253,11 @@ def _execute_slots(campaign: store.Campaign, plan, *, quiet, timeout_s, boot_att
     kernels = campaign.vm_kernels()
     done = {r["run_id"] for r in store.run_rows(campaign) if r["status"] == "done"}
     per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
-    todo = [(slot, label) for slot, label in enumerate(plan.slots)]
     if all(r.run_id in done for r in plan.runs):
         if not quiet:
             print("blkcmp: every planned run is done; nothing to boot", flush=True)
         return
-    for slot, label in todo:
+    for slot, label in enumerate(plan.slots):
         pending = [r for r in plan.slot_runs(slot) if r.run_id not in done]
         if not pending:
             continue
