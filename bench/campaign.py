@@ -67,11 +67,7 @@ def prepare(
 ) -> Prepared:
     """The checked workload and its plan; `kernels` (labels) and `boots`: a VM campaign of
     several kernels or boots (bench.multikernel chose them)."""
-    table = fio_options.table()
-    try:
-        workload = workload_mod.load(path, fio_table=table)
-    finally:
-        table.save()  # what this workload made blkcmp ask fio, for next time
+    workload = load_workload(path)
     name = campaign_name(workload, path)
     targets = build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
@@ -104,6 +100,15 @@ def prepare(
                 f"{plan.baseline} is this campaign's baseline"
             )
     return Prepared(workload, path, plan, unavailable)
+
+
+def load_workload(path: Path) -> Workload:
+    """The workload, validated against this fio's option table (every problem said at once)."""
+    table = fio_options.table()
+    try:
+        return workload_mod.load(path, fio_table=table)
+    finally:
+        table.save()  # what this workload made blkcmp ask fio, for next time
 
 
 CHECK_BATCH = 256  # jobs per `fio --parse-only` (fio keeps every job of a file in memory)

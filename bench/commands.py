@@ -29,10 +29,9 @@ def cmd_plan(args) -> int:
     # --pilot's options are checked before anything else is done
     pilot_options = AnalysisOptions.parse(margin=args.margin, alpha=args.alpha) if args.pilot else None
     from bench import multikernel
-    from bench import workload as workload_mod
 
     # a workload's kernels: and boots: plan as `run` will (no host here: nothing is probed)
-    kernels, boots = multikernel.choose(workload_mod.load(args.workload), args.workload, None, None)
+    kernels, boots = multikernel.choose(camp.load_workload(args.workload), args.workload, None, None)
     several = multikernel.multi(kernels, boots)
     prepared = camp.prepare(
         args.workload,
@@ -70,7 +69,6 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     from bench import campaign as camp
     from bench import multikernel, store, summary
-    from bench import workload as workload_mod
 
     if args.resume and args.workload:
         raise UsageError("give either a workload file or --resume DIR, not both")
@@ -96,7 +94,7 @@ def cmd_run(args) -> int:
                 _same_kernel(campaign)
     else:
         kernels, boots = multikernel.choose(
-            workload_mod.load(args.workload), args.workload, args.kernel, args.boots, _say
+            camp.load_workload(args.workload), args.workload, args.kernel, args.boots, _say
         )
         if args.auto and not kernels:
             auto = _auto_kernel(args)
