@@ -5,12 +5,19 @@ Runs are grouped into *sides* by `by` (target, kernel, host, or any matrix key) 
 non-baseline side is compared with the baseline side point by point; p-values are corrected
 across the points of one side's comparison. Rounds pair runs only when both sides come from the
 same campaign (interleaved in the same rounds); across campaigns the comparison is unpaired.
+
+A campaign of several kernels (bench.plan: every run has a kernel label and a boot slot) is
+analysed per kernel: `kernel=LABEL` takes that kernel's runs only (their boots are its sessions);
+without it, `--by target` compares the targets within each kernel (the label joins the point) and
+`--by kernel` compares each target across the kernels with each boot's mean as one unit, since
+runs of different kernels ran in different boots: a boot-to-boot offset is never read as a kernel
+difference with more confidence than the boots allow.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import points as points_mod
@@ -108,7 +115,7 @@ def side_of(rec: RunRecord, by: str, kernel: str) -> str | None:
     if by == "target":
         return rec.target
     if by == "kernel":
-        return kernel
+        return rec.kernel_label or kernel
     if by == "host":
         return rec.host or "unknown"
     value = rec.point.get(by)
@@ -117,7 +124,7 @@ def side_of(rec: RunRecord, by: str, kernel: str) -> str | None:
 
 def point_of(rec: RunRecord, by: str) -> str:
     if by == "target":
-        return rec.point_key
+        return rec.point_key + (f" [{rec.kernel_label}]" if rec.kernel_label else "")
     rest = points_mod.key_of({k: v for k, v in rec.point.items() if k != by})
     return f"{rest} [{rec.target}]"
 
@@ -125,14 +132,21 @@ def point_of(rec: RunRecord, by: str) -> str:
 def label_of(rec: RunRecord, by: str) -> str:
     """The point as people read it: "randread 4k qd1", plus "[target]" when sides are not targets."""
     if by == "target":
-        return points_mod.label(rec.point)
+        return points_mod.label(rec.point) + (f" [{rec.kernel_label}]" if rec.kernel_label else "")
     return f"{points_mod.label({k: v for k, v in rec.point.items() if k != by})} [{rec.target}]"
 
 
-def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: int | None = None) -> Analysis:
+def analyse(
+    dirs: list[Path],
+    options: AnalysisOptions = DEFAULTS,
+    *,
+    n_boot: int | None = None,
+    kernel: str | None = None,
+) -> Analysis:
     """Compare every side with the baseline side, point by point, as `options` (already checked)
     say. `n_boot` (bootstrap resamples): default, an adaptive campaign's own (its plan's stopping
-    rule, so the intervals are the ones it stopped on), else stats.DEFAULT_N_BOOT."""
+    rule, so the intervals are the ones it stopped on), else stats.DEFAULT_N_BOOT. `kernel`: only
+    the runs of the kernel with that label (a campaign of several kernels)."""
     by, m, margin, alpha = options.by, options.metric, options.margin, options.alpha
     correction, seed = options.correction, options.seed
     campaigns = [store.open_campaign(d) for d in dirs]
@@ -149,10 +163,15 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
     sides: list[str] = []
     kernels = []
     for ci, campaign in enumerate(campaigns):
-        kernel = campaign.kernel_release()
-        kernels.append(kernel)
+        release = campaign.kernel_release()
+        labels_of_plan = campaign.plan().kernels
+        kernels += [kernel] if kernel else labels_of_plan or [release]
         for rec in load_runs(campaign):
-            side = side_of(rec, by, kernel)
+            if kernel is not None and rec.kernel_label != kernel:
+                continue
+            if kernel is not None:  # one kernel's runs: compared as a one-kernel campaign's
+                rec = replace(rec, kernel_label=None)
+            side = side_of(rec, by, release)
             if side is None:
                 raise UsageError(
                     f"--by {shorten(by)}: campaign {campaign.path} has no matrix key {shorten(by)!r}"
@@ -162,6 +181,9 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
                 sides.append(side)
     if not records:
         raise NothingToCompare("no finished runs in " + ", ".join(str(d) for d in dirs))
+    if by == "kernel":  # the kernels of a campaign of several: in the order of its `kernels:`
+        order = {label: i for c in campaigns for i, label in enumerate(c.plan().kernels)}
+        sides.sort(key=lambda side: order.get(side, len(order)))
     wanted = options.baseline
     if wanted is None:
         wanted = baseline_target(campaigns[0], sides) if by == "target" else sides[0]
@@ -174,11 +196,17 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
             rw_order.setdefault(str(points_mod.normalise(p.options).get("rw", "")), len(rw_order))
     point_order: dict[str, tuple] = {}
     labels: dict[str, str] = {}
+    kernel_order = {label: i for c in campaigns for i, label in enumerate(c.plan().kernels)}
     for rec, _, _ in records:
         labels.setdefault(point_of(rec, by), label_of(rec, by))
         options = {k: v for k, v in rec.point.items() if k != by}
         point_order.setdefault(
-            point_of(rec, by), (points_mod.sort_key(options, rw_order), rec.target if by != "target" else "")
+            point_of(rec, by),
+            (
+                points_mod.sort_key(options, rw_order),
+                rec.target if by != "target" else "",
+                kernel_order.get(rec.kernel_label or "", -1) if by == "target" else -1,
+            ),
         )
     if len(sides) < 2:
         raise NothingToCompare(
@@ -196,7 +224,11 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 empty.setdefault((point_of(rec, by), side), {})[rec.run_id] = rec
                 continue
-            slot[side].append((value, rec.round, rec.position, ci, rec.run_id))
+            unit = rec.round
+            if by == "kernel" and rec.kernel_label:  # kernels of one campaign: each boot is a unit
+                boot = sessions[ci].get(rec.run_id, rec.boot_slot)
+                unit = -1 - (boot if boot is not None else 0)
+            slot[side].append((value, unit, rec.position, ci, rec.run_id))
         results: dict[str, PointResult] = {}
         runs: dict[str, stats.PointRuns] = {}
         for key, slot in sorted(points.items(), key=lambda kv: point_order[kv[0]]):
@@ -204,8 +236,10 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
             if not b or not c:
                 continue
             same_campaign = {x[3] for x in b} == {x[3] for x in c} and len({x[3] for x in b}) == 1
+            # kernels of one campaign ran in different boots: their rounds do not pair
+            paired = same_campaign and not (by == "kernel" and min(x[1] for x in b + c) < 0)
             round_sessions = None
-            if same_campaign and sessions[b[0][3]]:  # runs from several sessions: a level of the design
+            if paired and sessions[b[0][3]]:  # runs from several sessions: a level of the design
                 of_run = sessions[b[0][3]]
                 round_sessions = {}
                 for x in b + c:
@@ -242,7 +276,7 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
                 [x[0] for x in c],
                 [x[3] * 1_000_000 + x[1] for x in b],
                 [x[3] * 1_000_000 + x[1] for x in c],
-                paired=same_campaign,
+                paired=paired,
             )
             results[key].runs = runs[key]
         if results:
@@ -282,6 +316,11 @@ def analyse(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, n_boot: in
         notes.append(
             f"{len(single)} of {len(compared)} points have one run per target (no confidence "
             "interval there): ingest or run repetitions"
+        )
+    if by == "kernel" and any(rec.kernel_label for rec, _, _ in records):
+        notes.append(
+            "kernels of one campaign ran in different boots: each boot's mean is one unit, so a "
+            "boot-to-boot difference is not taken for a kernel difference (plan boots: 2 or more)"
         )
     if failed:
         notes.append(

@@ -57,13 +57,17 @@ def _imposed_options(target: Target) -> dict:
 
 
 def prepare(
-    path: Path, *, seed: int | None = None, probe: bool = True, message=lambda text: None
+    path: Path,
+    *,
+    seed: int | None = None,
+    probe: bool = True,
+    message=lambda text: None,
+    kernels: list[str] | None = None,
+    boots: int = 1,
 ) -> Prepared:
-    table = fio_options.table()
-    try:
-        workload = workload_mod.load(path, fio_table=table)
-    finally:
-        table.save()  # what this workload made blkcmp ask fio, for next time
+    """The checked workload and its plan; `kernels` (labels) and `boots`: a VM campaign of
+    several kernels or boots (bench.multikernel chose them)."""
+    workload = load_workload(path)
     name = campaign_name(workload, path)
     targets = build_targets(workload, Context("plan"))
     unavailable: dict[str, str] = {}
@@ -82,7 +86,7 @@ def prepare(
                 + "; ".join(f"{n}: {r}" for n, r in unavailable.items())
             )
         check_kernel(workload, [n for n in targets if n not in unavailable], path)
-    plan = make_plan(workload, name, seed)
+    plan = make_plan(workload, name, seed, kernels, boots)
     if unavailable:
         plan.targets = [t for t in plan.targets if t not in unavailable]
         plan.runs = [r for r in plan.runs if r.target not in unavailable]
@@ -96,6 +100,15 @@ def prepare(
                 f"{plan.baseline} is this campaign's baseline"
             )
     return Prepared(workload, path, plan, unavailable)
+
+
+def load_workload(path: Path) -> Workload:
+    """The workload, validated against this fio's option table (every problem said at once)."""
+    table = fio_options.table()
+    try:
+        return workload_mod.load(path, fio_table=table)
+    finally:
+        table.save()  # what this workload made blkcmp ask fio, for next time
 
 
 CHECK_BATCH = 256  # jobs per `fio --parse-only` (fio keeps every job of a file in memory)
@@ -193,12 +206,19 @@ def load_campaign_workload(campaign: store.Campaign) -> Workload:
 def plan_summary(plan: Plan) -> str:
     lines = [
         f"campaign {plan.campaign}: {len(plan.runs)} runs = {len(plan.targets)} targets × "
-        f"{len(plan.points)} points × {plan.rounds} rounds ({plan.order}, seed {plan.seed})"
+        f"{len(plan.points)} points × {plan.rounds} rounds"
+        + (f" × {len(plan.kernels)} kernels" if plan.slots else "")
+        + f" ({plan.order}, seed {plan.seed})"
     ]
     if plan.max_rounds > plan.rounds:
         lines.append(
             f"adaptive: up to {plan.max_rounds} rounds "
             f"({len(plan.targets) * len(plan.points) * plan.max_rounds} runs at most)"
+        )
+    if plan.slots:
+        lines.append(
+            f"kernels: {', '.join(plan.kernels)}; {plan.boots} boot(s) each, {len(plan.slots)} boots in "
+            f"this order: {' '.join(plan.slots)}"
         )
     lines.append(f"each run: ramp_time {plan.ramp_time:g} s + runtime {plan.runtime:g} s")
     est = plan.estimated_seconds()

@@ -75,7 +75,21 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue an interrupted campaign")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where campaign directories go")
     p.add_argument("--seed", type=int, help="seed of the run order (overrides the workload's)")
-    p.add_argument("--kernel", help="run inside a VM booted on this kernel (a cached version or a bzImage)")
+    p.add_argument(
+        "--kernel",
+        action="append",
+        metavar="[LABEL=]SPEC",
+        help="run inside a VM booted on this kernel (a cached version, a cached kernel's name or label, "
+        "or a bzImage); repeat it for a campaign of several kernels (replaces the workload's kernels:)",
+    )
+    p.add_argument(
+        "--boots",
+        type=int,
+        metavar="N",
+        help="VM campaigns: separate boots per kernel (replaces the workload's boots:; default 1)",
+    )
+    # internal: the guest of one boot slot runs only that slot's runs (bench.executors.vm)
+    p.add_argument("--boot-slot", type=int, help=argparse.SUPPRESS)
     p.add_argument(
         "--auto",
         action="store_true",

@@ -28,7 +28,18 @@ def cmd_plan(args) -> int:
 
     # --pilot's options are checked before anything else is done
     pilot_options = AnalysisOptions.parse(margin=args.margin, alpha=args.alpha) if args.pilot else None
-    prepared = camp.prepare(args.workload, seed=args.seed, probe=False)
+    from bench import multikernel
+
+    # a workload's kernels: and boots: plan as `run` will (no host here: nothing is probed)
+    kernels, boots = multikernel.choose(camp.load_workload(args.workload), args.workload, None, None)
+    several = multikernel.multi(kernels, boots)
+    prepared = camp.prepare(
+        args.workload,
+        seed=args.seed,
+        probe=False,
+        kernels=[k.label for k in kernels] if several else None,
+        boots=boots,
+    )
     camp.check_with_fio(prepared)
     print(camp.plan_summary(prepared.plan))
     if args.export_fio:
@@ -57,42 +68,64 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     from bench import campaign as camp
-    from bench import store, summary
+    from bench import multikernel, store, summary
 
     if args.resume and args.workload:
         raise UsageError("give either a workload file or --resume DIR, not both")
     if not args.resume and not args.workload:
         raise UsageError("give a workload file (or --resume DIR)")
-    kernel = args.kernel
-    if args.auto and not kernel and not args.resume:
-        kernel = _auto_kernel(args)
+    in_guest = bool(os.environ.get("BLKCMP_VM_ACCEL"))  # the host that booted it says the rest
+    kernel = None  # the one VM kernel of a campaign of one kernel and one boot
     if args.resume:
+        if args.boots is not None:
+            raise UsageError("--boots: a resumed campaign keeps the boots it was planned with")
         campaign = store.open_campaign(args.resume)
         info = campaign.info()
         workload = camp.load_campaign_workload(campaign)
-        if os.environ.get("BLKCMP_VM_ACCEL"):  # inside the guest of a VM campaign
+        if in_guest:  # inside the guest of a VM campaign
             from bench.executors import vm
 
-            vm.record_guest_environment(campaign)
+            vm.record_guest_environment(campaign, args.boot_slot)
+        elif campaign.plan().multi_boot:
+            kernel = _single(args.kernel)  # refused by the VM executor when given
         else:
-            kernel = kernel or info.get("vm_kernel")
+            kernel = _single(args.kernel) or info.get("vm_kernel")
             if not kernel:
                 _same_kernel(campaign)
     else:
-        prepared = camp.prepare(args.workload, seed=args.seed, probe=kernel is None, message=_say)
+        kernels, boots = multikernel.choose(
+            camp.load_workload(args.workload), args.workload, args.kernel, args.boots, _say
+        )
+        if args.auto and not kernels:
+            auto = _auto_kernel(args)
+            kernels = [multikernel.KernelChoice(auto, auto)] if auto else []
+        several = multikernel.multi(kernels, boots)
+        prepared = camp.prepare(
+            args.workload,
+            seed=args.seed,
+            probe=not kernels,
+            message=_say,
+            kernels=[k.label for k in kernels] if several else None,
+            boots=boots,
+        )
         camp.check_with_fio(prepared)
         workload = prepared.workload
-        if kernel:
+        if kernels:
             from bench.executors import vm
 
-            vm.check_guest_kernel(prepared, kernel, progress=_say)
-            campaign = vm.create_vm_campaign(prepared, args.results, kernel)
+            for choice in kernels:  # every kernel resolved and checked before anything is written
+                vm.check_guest_kernel(prepared, choice.spec, progress=_say)
+            if several:
+                campaign = vm.create_vm_campaign(prepared, args.results, None, kernels)
+            else:
+                kernel = kernels[0].spec
+                campaign = vm.create_vm_campaign(prepared, args.results, kernel)
         else:
             campaign = camp.create_campaign(prepared, args.results)
         _say(f"campaign directory: {campaign.path}")
     plan = campaign.plan()
     try:
-        _execute(campaign, workload, plan, kernel, args)
+        _execute(campaign, workload, plan, kernel, args, in_guest)
     except KeyboardInterrupt:
         raise RunError(f"interrupted; finished runs are kept: blkcmp run --resume {campaign.path}") from None
     except (StorageError, OSError, sqlite3.OperationalError) as exc:
@@ -103,7 +136,6 @@ def cmd_run(args) -> int:
         if isinstance(exc, StorageError):
             raise StorageError(f"{exc}; {hint}") from None
         raise storage_error(exc, hint=hint) from None
-    in_guest = bool(os.environ.get("BLKCMP_VM_ACCEL"))  # the host that booted it says the rest
     if not args.quiet:
         summary.render(campaign)
         if not in_guest:
@@ -114,19 +146,32 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _execute(campaign, workload, plan, kernel, args) -> None:
+def _single(kernels: list[str] | None) -> str | None:
+    """The one --kernel of a resumed campaign (a resume cannot change its kernels)."""
+    if kernels and len(kernels) > 1:
+        raise UsageError(
+            "--resume: give at most one --kernel (a campaign keeps the kernels it was planned with)"
+        )
+    return kernels[0] if kernels else None
+
+
+def _execute(campaign, workload, plan, kernel, args, in_guest: bool = False) -> None:
     from bench.executors import local
     from bench.progress import reporter_for
 
-    if kernel:
+    if (kernel or plan.multi_boot) and not in_guest:
         from bench.executors import vm
 
         vm.execute_in_vm(
             campaign, kernel, quiet=args.quiet, timeout_s=args.vm_timeout, boot_attempts=args.boot_attempts
         )
     else:
+        if plan.multi_boot and args.boot_slot is None:
+            raise UsageError(
+                f"{campaign.path}: a campaign of several kernels or boots runs one boot slot per guest"
+            )
         reporter = reporter_for(plan.runtime + plan.ramp_time + 1.0, quiet=args.quiet)
-        counts = local.execute(campaign, workload, reporter)
+        counts = local.execute(campaign, workload, reporter, slot=args.boot_slot if plan.multi_boot else None)
         _say(f"{counts.get('done', 0)} runs finished in this session")
 
 

@@ -153,6 +153,14 @@ def memory() -> dict[str, int]:
     return {"total_bytes": vm.total, "available_bytes": vm.available, "swap_total_bytes": swap.total}
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This boot's random id (the kernel draws one per boot): which boot a run ran in."""
+    return _read(BOOT_ID)
+
+
 def boot_time() -> str:
     """When the kernel booted (UTC), so runs of one boot can be told from another's."""
     booted = datetime.fromtimestamp(require_psutil().boot_time(), UTC)

@@ -7,6 +7,10 @@ design), which gives each point's gap on that kernel: the candidate/baseline rat
 and verdict.  Then every later kernel is compared with the reference kernel (the first, or
 `--baseline kernel=X`): per candidate and point the ratio of the two gaps with its CI and a
 verdict (stats.gap), corrected across the points of that comparison like any other family.
+
+One campaign of several kernels (one DIR; bench.plan) is analysed the same way, kernel by kernel
+(`analyse(..., kernel=LABEL)`), each kernel's boots being its sessions, in the order of its
+`kernels:` list; the first is the reference unless `--baseline kernel=LABEL`.
 """
 
 from __future__ import annotations
@@ -75,6 +79,14 @@ def _by_kernel(dirs: list[Path]) -> dict[str, list[Path]]:
 
 def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
     """The change of the candidate/baseline gap between the kernels of these campaigns."""
+    several = [d for d in dirs if len(store.open_campaign(d).plan().kernels) > 1]
+    if several and len(dirs) == 1:
+        return _within(store.open_campaign(dirs[0]), options)
+    if several:
+        raise UsageError(
+            f"--by gap: {several[0]} holds several kernels; compare it on its own "
+            "(`blkcmp compare --by gap DIR`)"
+        )
     groups = _by_kernel(dirs)
     kernels = list(groups)
     if len(kernels) < 2:
@@ -94,6 +106,25 @@ def analyse_gap(dirs: list[Path], options: AnalysisOptions) -> GapAnalysis:
             per_kernel.append((kernel, analyse(paths, per_target)))
         except NothingToCompare as exc:  # the same fact, said of the kernel it is about
             raise NothingToCompare(f"kernel {kernel} ({', '.join(str(p) for p in paths)}): {exc}") from exc
+    return gaps_between(per_kernel, options, reference)
+
+
+def _within(campaign: store.Campaign, options: AnalysisOptions) -> GapAnalysis:
+    """The gap per kernel of one campaign of several kernels, in its kernels' order."""
+    labels = campaign.plan().kernels
+    reference = options.baseline or labels[0]
+    if reference not in labels:
+        raise UsageError(
+            f"--baseline kernel={shorten(reference)}: no such kernel in {campaign.path} "
+            f"(kernels: {', '.join(labels)})"
+        )
+    per_target = replace(options, by="target", baseline=None)
+    per_kernel = []
+    for label in labels:
+        try:
+            per_kernel.append((label, analyse([campaign.path], per_target, kernel=label)))
+        except NothingToCompare as exc:
+            raise NothingToCompare(f"kernel {label} ({campaign.path}): {exc}") from exc
     return gaps_between(per_kernel, options, reference)
 
 

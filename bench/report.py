@@ -41,6 +41,7 @@ class CampaignReport:
     audit_sessions: list[store.TargetSession]
     allow_differences: list[str]
     jobs: list[tuple[str, str, str]]  # (point key, target, fio job text), in matrix order
+    kernel_environments: dict[str, dict] = field(default_factory=dict)  # label -> record (several kernels)
 
 
 @dataclass
@@ -110,6 +111,7 @@ def campaign_report(path: Path) -> CampaignReport:
         audit_sessions=campaign.sessions(),
         allow_differences=allow,
         jobs=_jobs(campaign, plan),
+        kernel_environments=campaign.kernel_environments(),
     )
 
 
@@ -200,6 +202,18 @@ def environment_rows(campaign: CampaignReport) -> list[tuple[str, str]]:
         ("host", env.get("hostname") or ""),
     ]
     rows.insert(1, ("VM boots", vm_boots_text(env.get("vm_boots") or [])))
+    if campaign.kernel_environments:  # several kernels: each its own release, in kernels: order
+        rows = [(k, v) for k, v in rows if k not in ("kernel", "kernel build")]
+        rows.insert(
+            2,
+            (
+                "kernels",
+                ", ".join(
+                    f"{label} {(e.get('kernel') or {}).get('release') or 'unknown'}"
+                    for label, e in campaign.kernel_environments.items()
+                ),
+            ),
+        )
     if "ingested" in env:  # what the fio files said; the machine itself is not in fio's output
         facts = env["ingested"]
         rows = [(k, v) for k, v in rows if k in ("executor", "fio", "host")] + ingested_rows(facts)

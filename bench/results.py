@@ -33,6 +33,10 @@ class RunRecord:
     # index (indexed before it kept them) or not asked for.  Decoded on each use, not kept:
     # 9,600 runs' bins as dicts would take hundreds of MB, as text a few tens.
     bins_text: str | None = field(default=None, repr=False)
+    # a campaign of several kernels or boots: the run's kernel label and planned boot slot
+    kernel_label: str | None = None
+    boot_slot: int | None = None
+    boot_id: str | None = None  # the boot it ran in (/proc/sys/kernel/random/boot_id)
 
     @property
     def bins(self) -> dict[int, int]:
@@ -78,6 +82,9 @@ def load_runs(campaign: store.Campaign, *, with_bins: bool = False) -> list[RunR
             row["kernel"] or "",
             metrics,
             row["clat_bins"] if with_bins else None,
+            row["kernel_label"],
+            row["boot_slot"],
+            row["boot_id"],
         )
         records.append(rec)
     return records

@@ -1,12 +1,14 @@
 """Campaign directories: the one owner of everything in them (no other module names a file here).
 
-Layout of `results/<campaign>-<UTC timestamp>/` (format 2):
+Layout of `results/<campaign>-<UTC timestamp>/` (format 3):
     campaign.json          name, creation time, source workload path, blkcmp version, format
     workload.yaml          the resolved workload (workload.source.yaml: the file as written)
     plan.json              every planned run, in order (grows when adaptive rounds are added), the
                            baseline and, for an adaptive campaign, its stopping rule
     environment.json       where it ran (kernel-config.txt beside it when readable; a VM campaign
                            also keeps the host's in host-environment.json)
+    environments/LABEL.json  a campaign of several kernels: each kernel's own environment record,
+                           written by its guest (LABEL.kernel-config.txt beside it)
     targets.json           one entry per set-up session: what each target really was, its
                            fairness audit and the differences the workload allowed
     adaptive.json          the stopping rule's last decision (adaptive campaigns)
@@ -26,7 +28,11 @@ disk, read-only filesystem) is a one-line error naming the path (exit 1).
 Format versions: 1 had no baseline or stopping rule in plan.json and no allowed differences in
 targets.json; a format-1 campaign is read as it is (the baseline and the rule from its
 workload, the allowed differences from its audits) and migrated to format 2 when blkcmp next
-writes its plan. A format newer than this blkcmp knows is refused with a one-line error.
+writes its plan. Format 3 added the kernel label, planned boot slot and boot id of every run
+(plan.json of a campaign of several kernels or boots, and three columns of the index's `runs`);
+a format-2 campaign is one kernel, one boot per session: its index gains the columns (empty) when
+opened and campaign.json says 3 at the next plan write. A format newer than this blkcmp knows is
+refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
     from bench.stats.adaptive import Decision
     from bench.workload import Workload
 
-FORMAT = 2  # of the campaign directory; campaign.json records the one it was written in
+FORMAT = 3  # of the campaign directory; campaign.json records the one it was written in
 
 # The names of everything in a campaign directory: spelled here and nowhere else in bench/.
 _CAMPAIGN = "campaign.json"
@@ -67,6 +73,7 @@ _PLAN = "plan.json"
 _ENVIRONMENT = "environment.json"
 _HOST_ENVIRONMENT = "host-environment.json"
 _KERNEL_CONFIG = "kernel-config.txt"
+_KERNEL_ENVIRONMENTS = "environments"
 _SESSIONS = "targets.json"
 _ADAPTIVE = "adaptive.json"
 _PRECONDITION = "precondition.json"
@@ -113,7 +120,8 @@ CREATE TABLE IF NOT EXISTS runs (
     clat_mean_ns REAL, clat_p50_ns REAL, clat_p99_ns REAL, clat_p999_ns REAL,
     usr_cpu REAL, sys_cpu REAL, ctx INTEGER, total_ios INTEGER,
     cpu_softirq_s REAL, cpu_system_s REAL, cpu_user_s REAL, cpu_irq_s REAL, block_softirqs INTEGER,
-    fio_version TEXT, fio_cpu_s REAL, runtime_s REAL, clat_bins TEXT
+    fio_version TEXT, fio_cpu_s REAL, runtime_s REAL, clat_bins TEXT,
+    kernel_label TEXT, boot_slot INTEGER, boot_id TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT, {", ".join(f"{c} {_JOB_SQL_TYPES.get(c, 'TEXT')}" for c in JOB_COLUMNS)},
@@ -143,7 +151,15 @@ RUN_METRIC_COLUMNS = (
     "runtime_s",
 )
 # Columns added to `runs` after format 1 was first written: indexes that predate them get them.
-_ADDED_RUN_COLUMNS = {"fio_cpu_s": "REAL", "runtime_s": "REAL", "clat_bins": "TEXT"}
+_ADDED_RUN_COLUMNS = {
+    "fio_cpu_s": "REAL",
+    "runtime_s": "REAL",
+    "clat_bins": "TEXT",
+    # format 3: the kernel label and planned boot slot (from the plan), the boot id (from run.json)
+    "kernel_label": "TEXT",
+    "boot_slot": "INTEGER",
+    "boot_id": "TEXT",
+}
 
 
 def utc_stamp() -> str:
@@ -477,6 +493,37 @@ class Campaign:
         environment.setdefault("vm_boots", []).append(boot)
         atomic_write_json(self.path / _ENVIRONMENT, environment)
 
+    def vm_kernels(self) -> dict[str, dict]:
+        """A VM campaign of several kernels or boots: label -> {label, spec, release}, one per
+        kernel of its plan (damaged when the plan names a kernel campaign.json does not)."""
+        kernels = {
+            k["label"]: k for k in self.info().get("vm_kernels", []) if isinstance(k, dict) and "label" in k
+        }
+        for label in self.plan().kernels:
+            if label not in kernels or not {"spec", "release"} <= set(kernels[label]):
+                raise damaged(self.info_path, f"kernel {shorten(label)} of plan.json is not in vm_kernels")
+        return kernels
+
+    def kernel_environment(self, label: str) -> dict:
+        """The environment record one kernel's guest wrote (campaigns of several kernels)."""
+        path = self.path / _KERNEL_ENVIRONMENTS / f"{label}.json"
+        return read_json(path, dict) if path.exists() else {}
+
+    def kernel_environments(self) -> dict[str, dict]:
+        """label -> that kernel's environment record, in the plan's kernel order."""
+        return {label: env for label in self.plan().kernels if (env := self.kernel_environment(label))}
+
+    def save_kernel_environment(
+        self, label: str, environment: dict, kernel_config: str | None = None
+    ) -> None:
+        require_safe_name(label, "kernel label", "kernel label")
+        folder = self.path / _KERNEL_ENVIRONMENTS
+        with writing(folder):
+            folder.mkdir(exist_ok=True)
+        atomic_write_json(folder / f"{label}.json", environment)
+        if kernel_config:
+            atomic_write_text(folder / f"{label}.{_KERNEL_CONFIG}", kernel_config)
+
     def kernel_release(self) -> str:
         """The release the runs ran on: the environment's, else the VM kernel asked for."""
         return (
@@ -660,7 +707,7 @@ def connect(path: Path) -> sqlite3.Connection:
 def add_planned(db: sqlite3.Connection, plan: Plan, campaign: str) -> None:
     db.executemany(
         "INSERT OR IGNORE INTO runs (run_id, campaign, target, point_key, point_json, repetition,"
-        " round, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " round, position, kernel_label, boot_slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 r.run_id,
@@ -671,6 +718,8 @@ def add_planned(db: sqlite3.Connection, plan: Plan, campaign: str) -> None:
                 r.repetition,
                 r.round,
                 r.position,
+                r.kernel,
+                r.boot,
             )
             for r in plan.runs
         ],
@@ -1068,6 +1117,7 @@ def index_run_dir(campaign: Campaign, run_id: str, run_dir: Path, db=None) -> st
             cpu=cpu,
             fio_version=version,
             job_rows=rows,
+            boot_id=meta.get("boot_id"),
         )
         record_timeseries(index, run_id, samples)
     return status
@@ -1087,6 +1137,7 @@ def record_run(
     cpu: dict | None,
     fio_version: str | None,
     job_rows: list[dict],
+    boot_id: str | None = None,
 ) -> None:
     seconds = (cpu or {}).get("seconds", {})
     values = {c: metrics.get(c) for c in RUN_METRIC_COLUMNS}
@@ -1095,7 +1146,7 @@ def record_run(
         "UPDATE runs SET status=?, started=?, ended=?, host=?, kernel=?, error=?, "
         + ", ".join(f"{c}=?" for c in values)
         + ", cpu_softirq_s=?, cpu_system_s=?, cpu_user_s=?, cpu_irq_s=?, block_softirqs=?, fio_version=?,"
-        " clat_bins=? WHERE run_id=?",
+        " clat_bins=?, boot_id=? WHERE run_id=?",
         (
             status,
             started,
@@ -1111,6 +1162,7 @@ def record_run(
             (cpu or {}).get("block_softirqs"),
             fio_version,
             encode_bins(bins) if isinstance(bins, dict) else bins,
+            boot_id,
             run_id,
         ),
     )

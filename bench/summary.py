@@ -15,15 +15,19 @@ from bench.units import si
 
 
 def summary_rows(campaign: store.Campaign) -> list[dict]:
+    """One row per point x target (x kernel, in a campaign of several: the kernel's label joins
+    the point's, in the order of `kernels:`)."""
     records = load_runs(campaign, with_bins=True)
     plan = campaign.plan()
     order = {p.key: p.index for p in plan.points}
+    kernels = {label: i for i, label in enumerate(plan.kernels)}
     rows = []
-    for (point_key, target), recs in sorted(
-        group(records, "point_key", "target").items(),
+    for (kernel, point_key, target), recs in sorted(
+        group(records, "kernel_label", "point_key", "target").items(),
         key=lambda kv: (
-            order.get(kv[0][0], 0),
-            plan.targets.index(kv[0][1]) if kv[0][1] in plan.targets else 0,
+            kernels.get(kv[0][0] or "", 0),
+            order.get(kv[0][1], 0),
+            plan.targets.index(kv[0][2]) if kv[0][2] in plan.targets else 0,
         ),
     ):
         iops = [r.metrics["iops"] for r in recs if r.metrics["iops"] is not None]
@@ -32,7 +36,7 @@ def summary_rows(campaign: store.Campaign) -> list[dict]:
         rows.append(
             {
                 "point": point_key,
-                "label": points.label(recs[0].point),
+                "label": points.label(recs[0].point) + (f" [{kernel}]" if kernel else ""),
                 "target": target,
                 "n": len(recs),
                 "iops_mean": statistics.fmean(iops) if iops else None,

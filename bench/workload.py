@@ -44,6 +44,8 @@ MAX_SECONDS = 86_400  # runtime and ramp_time
 MAX_INT = 2**63 - 1  # what fio, SQLite and the kernel's attributes can hold
 TIMESERIES_MSEC = (10, 3_600_000)
 MAX_SAMPLES = 100_000  # time-series samples per log and run
+MAX_KERNELS = 16  # kernels of one campaign (`kernels:`)
+MAX_BOOTS = 100  # boots per kernel
 
 
 # Campaign and target names become directory, device and file names: a safe file-name pattern.
@@ -173,6 +175,15 @@ class AdaptiveRepetitions(_Strict):
         return self
 
 
+class KernelSpec(_Strict):
+    """One kernel of a VM campaign of several kernels."""
+
+    label: str = Field(description="name of this kernel in results (letters, digits, _ - .)")
+    kernel: str = Field(
+        description="a cached version (7.2), a cached kernel's name or label, or a bzImage path"
+    )
+
+
 class Matrix(BaseModel):
     """fio options to sweep (cartesian product), minus `exclude` combinations."""
 
@@ -265,6 +276,12 @@ class Workload(_Strict):
         description="fio options that name paths or run programs, allowed anyway (see README, Write "
         "safety); `ioengine=NAME` allows an engine that does more than I/O on the target",
     )
+    kernels: list[KernelSpec] = Field(
+        default_factory=list,
+        max_length=MAX_KERNELS,
+        description="VM campaigns: the kernels, each getting every target, point and round",
+    )
+    boots: int = Field(1, ge=1, le=MAX_BOOTS, description="VM campaigns: separate boots per kernel")
     timeseries: str | float | None = Field(
         None,
         description="log IOPS, bandwidth and latency over time at this interval (e.g. 1s, "
@@ -550,6 +567,7 @@ def semantic_problems(workload: Workload):
     reps = workload.repetitions
     if isinstance(reps, AdaptiveRepetitions) and workload.order != "interleaved":
         yield ("order",), f"adaptive repetitions need order: interleaved, found {workload.order!r}"
+    yield from _kernel_problems(workload, runs)
     if workload.timeseries is not None:
         msec = workload.timeseries_msec()
         low, high = TIMESERIES_MSEC
@@ -568,6 +586,44 @@ def semantic_problems(workload: Workload):
                     f"expected at most {MAX_SAMPLES} samples per run, found "
                     f"{int(samples)} ({msec} ms over ramp_time + runtime)"
                 ),
+            )
+
+
+def _kernel_problems(workload: Workload, runs: int):
+    """`kernels:` and `boots:`: labels that are names and unique, and what a campaign of
+    several kernels or boots cannot be (adaptive, sequential, beyond the run bound)."""
+    seen: set[str] = set()
+    for i, entry in enumerate(workload.kernels):
+        if text := name_problem(entry.label, "kernel label"):
+            yield ("kernels", i, "label"), text
+        elif entry.label in seen:
+            yield (
+                ("kernels", i, "label"),
+                f"expected a label not used above, found {quoted(entry.label)} again",
+            )
+        seen.add(entry.label)
+        if not entry.kernel.strip():
+            yield ("kernels", i, "kernel"), "expected a kernel version, name or bzImage path, found ''"
+    if len(workload.kernels) > 1 or workload.boots > 1:
+        if isinstance(workload.repetitions, AdaptiveRepetitions):
+            yield (
+                ("repetitions",),
+                "adaptive repetitions are not supported with several kernels or boots: give a number "
+                "of rounds",
+            )
+        if workload.order != "interleaved":
+            yield ("order",), f"several kernels or boots need order: interleaved, found {workload.order!r}"
+        if workload.boots > workload.min_rounds():
+            yield (
+                ("boots",),
+                f"expected at most one boot per round ({workload.min_rounds()}), found {workload.boots}",
+            )
+        total = runs * max(len(workload.kernels), 1)
+        if runs <= MAX_RUNS < total:
+            yield (
+                ("kernels",),
+                f"expected at most {MAX_RUNS} runs in all, found {runs} per kernel x "
+                f"{len(workload.kernels)} kernels = {total}",
             )
 
 

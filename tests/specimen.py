@@ -69,6 +69,12 @@ class Specimen:
     # target's IOPS in session s are multiplied by session_factor(target, s)
     sessions: int = 1
     session_factor: Callable[[str, int], float] = lambda target, session: 1.0
+    # several kernels in one campaign (bench.plan.add_boots): labels, boots per kernel; each
+    # target's IOPS on a kernel times kernel_factor(label, target), and in boot slot k (one session
+    # each, in slot order) times session_factor(target, k) as above
+    kernels: Sequence[str] = ()
+    boots: int = 1
+    kernel_factor: Callable[[str, str], float] = lambda kernel, target: 1.0
 
 
 def iops_log(spec: Specimen, target: str, iops: float, point: dict) -> list[tuple[int, int, int]]:
@@ -159,7 +165,10 @@ def create(root: Path, spec: Specimen) -> Path:
         max_rounds=spec.rounds,
         baseline=names[0],
     )
-    plan = plan_mod.add_rounds(plan, spec.rounds)
+    if spec.kernels:
+        plan = plan_mod.add_boots(plan, spec.rounds, list(spec.kernels), spec.boots)
+    else:
+        plan = plan_mod.add_rounds(plan, spec.rounds)
     workload = {
         "name": spec.name,
         "targets": {t: {"driver": d} for t, d in spec.targets},
@@ -199,10 +208,11 @@ def create(root: Path, spec: Specimen) -> Path:
     audits = spec.audits or {t: dict(AUDIT) for t, d in spec.targets if d in ("null_blk", "rnull")}
     # as the runner records a session: the differences found, each allowed by the workload
     _, allowed = audit_differences(audits, list(spec.allow_differences)) if len(audits) > 1 else ([], [])
-    for s in range(spec.sessions):
+    sessions = len(plan.slots) if spec.kernels else spec.sessions
+    for s in range(sessions):
         campaign.add_session(
             store.TargetSession(
-                f"2026-01-0{1 + s}T00:00:00Z",
+                f"2026-01-01T{s:02d}:00:00Z",
                 s,
                 {
                     t: {"driver": d, "device": f"/dev/{t}0"} | ({"audit": audits[t]} if t in audits else {})
@@ -214,16 +224,20 @@ def create(root: Path, spec: Specimen) -> Path:
     rng = np.random.default_rng(spec.seed)
     # one shared disturbance per round and point: what pairing by round is meant to cancel
     round_noise = {
-        (r, p.index): rng.normal(0, spec.cv) for r in range(1, spec.rounds + 1) for p in plan.points
+        (k, r, p.index): rng.normal(0, spec.cv)
+        for k in (spec.kernels or [None])
+        for r in range(1, spec.rounds + 1)
+        for p in plan.points
     }
     for run in plan.runs:
         point = run.point
-        session = (run.round - 1) * spec.sessions // spec.rounds
+        session = run.boot if spec.kernels else (run.round - 1) * spec.sessions // spec.rounds
         iops = (
             spec.base_iops(point)
             * spec.factor(run.target, point)
+            * (spec.kernel_factor(run.kernel, run.target) if spec.kernels else 1.0)
             * spec.session_factor(run.target, session)
-            * (1 + round_noise[(run.round, run.point_index)])
+            * (1 + round_noise[(run.kernel, run.round, run.point_index)])
             * (1 + rng.normal(0, spec.cv / 4))
         )
         median = spec.latency_ns * int(point.get("iodepth", 1)) / spec.factor(run.target, point)
@@ -267,10 +281,13 @@ def create(root: Path, spec: Specimen) -> Path:
                 "run": run.__dict__,
                 "status": "done",
                 "error": None,
-                "started": f"2026-01-0{1 + session}T01:00:00Z" if spec.sessions > 1 else None,
+                "started": f"2026-01-01T{session:02d}:30:00Z" if sessions > 1 else None,
                 "ended": None,
                 "host": "specimen",
                 "kernel": spec.kernel,
+                "kernel_label": run.kernel,
+                "boot_slot": run.boot,
+                "boot_id": f"specimen-boot-{session}",
                 "fio_version": "fio-3.33",
             }
         )

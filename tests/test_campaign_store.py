@@ -145,16 +145,16 @@ def _rewrite(path: Path, change) -> None:
 
 
 def test_a_newer_format_is_refused_in_one_line(campaign, env):
-    assert campaign.info()["format"] == store.FORMAT == 2
-    _rewrite(campaign.info_path, lambda d: d | {"format": 3})
+    assert campaign.info()["format"] == store.FORMAT == 3
+    _rewrite(campaign.info_path, lambda d: d | {"format": 4})
     with pytest.raises(
-        UsageError, match=r"campaign\.json: format 3 is newer than this blkcmp reads \(format 2\)"
+        UsageError, match=r"campaign\.json: format 4 is newer than this blkcmp reads \(format 3\)"
     ):
         store.open_campaign(campaign.path)
     for command in (("compare", campaign.path), ("export", campaign.path), ("ls", campaign.path.parent)):
         out = run_cli(*command, env=env)
         lines = (out.stderr + out.stdout).strip().splitlines()
-        assert "format 3 is newer" in lines[-1] and "Traceback" not in out.stderr
+        assert "format 4 is newer" in lines[-1] and "Traceback" not in out.stderr
         assert out.returncode == (0 if command[0] == "ls" else 2), out.stderr
     _rewrite(campaign.info_path, lambda d: d | {"format": "two"})
     with pytest.raises(UsageError, match="format 'two' is not a format number"):
@@ -205,9 +205,10 @@ def test_a_format_1_campaign_is_read_and_migrated(campaign):
     )
     (line,) = fresh.allowed_differences()
     assert line.startswith("rotational: ") and line.endswith("loop=1")
-    # the next plan write migrates: format 2 on disk, the same facts read back without the workload
+    # the next plan write migrates: the current format on disk, the same facts read back without
+    # the workload
     fresh.save_plan(plan)
-    assert json.loads(fresh.info_path.read_text())["format"] == 2
+    assert json.loads(fresh.info_path.read_text())["format"] == store.FORMAT
     on_disk = json.loads((fresh.path / "plan.json").read_text())
     assert on_disk["baseline"] == "rnull" and on_disk["stopping"]["target_ci"] == 0.02
     (fresh.path / "workload.yaml").write_text("not: [a, valid workload")

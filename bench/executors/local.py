@@ -99,6 +99,9 @@ def execute_run(
             "returncode": invocation.returncode,
             "host": socket.gethostname(),
             "kernel": platform.release(),
+            "kernel_label": run.kernel,
+            "boot_slot": run.boot,
+            "boot_id": env.boot_id(),
             "fio_version": version,
             "target": described,
             "lifecycle": device_lifecycle or {"recreate": target.recreate, "prefill": {"done": False}},
@@ -121,6 +124,7 @@ def execute_run(
                 cpu=cpu,
                 fio_version=version,
                 job_rows=[],
+                boot_id=env.boot_id(),
             )
         return "failed"
     return store.index_run_dir(campaign, run.run_id, final.dir)
@@ -139,9 +143,10 @@ def _first_error_line(invocation: fio.Invocation) -> str | None:
 # A session
 
 
-def pending_runs(campaign: store.Campaign, plan: Plan) -> list[PlannedRun]:
+def pending_runs(campaign: store.Campaign, plan: Plan, slot: int | None = None) -> list[PlannedRun]:
+    """The runs not done yet, in plan order; `slot`: only those of that boot slot."""
     done = {r["run_id"] for r in store.run_rows(campaign) if r["status"] == "done"}
-    return [r for r in plan.runs if r.run_id not in done]
+    return [r for r in plan.runs if r.run_id not in done and (slot is None or r.boot == slot)]
 
 
 def reclaim_leftovers(reporter: Reporter) -> None:
@@ -232,11 +237,13 @@ def execute(
     workload: Workload,
     reporter: Reporter,
     decide: Callable[[store.Campaign, Plan], Decision] = stopping_decision,
+    slot: int | None = None,
 ) -> dict:
     """Run every pending run of the campaign. Returns counts; raises RunError on failure.
 
     An adaptive campaign (its plan has a stopping rule) asks `decide` after every round whether
-    to add one, and for which points; each decision is saved in the campaign."""
+    to add one, and for which points; each decision is saved in the campaign.  `slot`: only the
+    runs of that boot slot (a VM campaign of several kernels or boots: one guest boot)."""
     with store.lock(campaign), signals_as_interrupts():
         reclaim_leftovers(reporter)
         recover(campaign, reporter)
@@ -251,8 +258,8 @@ def execute(
             precondition_all(campaign, workload, targets, reporter)
             counts = {"done": 0, "failed": 0}
             while True:
-                pending = pending_runs(campaign, plan)
-                total = len(plan.runs)
+                pending = pending_runs(campaign, plan, slot)
+                total = len(plan.runs) if slot is None else len(plan.slot_runs(slot))
                 reporter.start(total - len(pending), total)
                 for i, run in enumerate(pending):
                     reporter.before_run(run, total - len(pending) + i, total)

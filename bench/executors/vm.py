@@ -7,6 +7,11 @@ rnull. Everything a run writes lands in the host's campaign directory as it happ
 that dies loses nothing already measured and `--resume` continues it (in a new guest). The
 guest's console log of every boot is kept under logs/.
 
+A campaign of several kernels or boots (bench.multikernel, bench.plan) is booted slot by slot in
+the plan's order, skipping slots whose runs are all done: each boot runs `blkcmp run --resume
+/campaign --boot-slot K`, which runs only that slot's runs.  The boot itself is a function the
+executor takes (`boot=`, default the real VM boot), so the slot loop can be exercised on a host.
+
 A boot that fails before blkcmp's command starts is retried (bench.vm); every boot, with the
 failed attempts it took, is recorded in the environment record (`vm_boots`). A guest kernel that
 dies *during* a run is a finding, not a chance: the run in flight is recorded as failed with the
@@ -53,11 +58,21 @@ def check_guest_kernel(prepared, kernel_spec: str, progress=print) -> None:
         )
 
 
-def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campaign:
-    """Like a host campaign, but the environment is written by the guest when it starts."""
+def create_vm_campaign(prepared, results: Path, kernel_spec: str | None, kernels=None) -> store.Campaign:
+    """Like a host campaign, but the environment is written by the guest when it starts.
+    `kernels` (multikernel.KernelChoice, with their resolved releases): a campaign of several
+    kernels or boots, recorded as the campaign's `vm_kernels`."""
     from bench import workload as workload_mod
 
-    kernel = _kernel(kernel_spec)
+    if kernels:
+        extra = {
+            "vm_kernels": [
+                {"label": k.label, "spec": k.spec, "release": _kernel(k.spec).release} for k in kernels
+            ]
+        }
+    else:
+        assert kernel_spec is not None
+        extra = {"vm_kernel": kernel_spec, "vm_kernel_release": _kernel(kernel_spec).release}
     store.require_writable(results)
     host_env, _ = env.snapshot()
     campaign = store.create(
@@ -69,7 +84,7 @@ def create_vm_campaign(prepared, results: Path, kernel_spec: str) -> store.Campa
         plan=prepared.plan,
         environment={"pending": "written by the guest when it starts"},
         kernel_config=None,
-        extra={"vm_kernel": kernel_spec, "vm_kernel_release": kernel.release},
+        extra=extra,
     )
     campaign.save_host_environment(host_env)
     return campaign
@@ -107,6 +122,29 @@ def _accel(kernel) -> str:
 
     # With the kernel itself: a host whose KVM runs a boot sector can still hang a kernel.
     return vm.detect_accel(probe_kernel=kernel.bzimage)
+
+
+def vm_boot(
+    kernel_spec: str,
+    command: str,
+    *,
+    rw_dirs: dict,
+    timeout_s: float,
+    console_log: Path,
+    boot_attempts: int | None = None,
+    qemu_args: tuple[str, ...] | list[str] = (),
+):
+    """The real boot: the kernel `kernel_spec` names, in a VM, running `command` (inside the
+    guest, the campaign directory is /campaign). Returns (vm.GuestResult, accel)."""
+    return _boot(
+        _kernel(kernel_spec),
+        command,
+        rw_dirs=rw_dirs,
+        timeout_s=timeout_s,
+        console_log=console_log,
+        boot_attempts=boot_attempts,
+        qemu_args=qemu_args,
+    )
 
 
 def _boot(
@@ -155,8 +193,9 @@ def _guest_error(console_log: Path, exit_code: int) -> str:
 # Test-only: when set, the guest crashes its own kernel (sysrq) while the first run of the
 # session is in flight, the case of a kernel or driver bug that kills the guest mid-campaign.
 TEST_CRASH_DURING_RUN_ENV = "BLKCMP_TEST_CRASH_DURING_RUN"
+GUEST_RUN = "python3 -m bench run --resume /campaign{slot}{quiet}"
 _CRASH_WATCHER = (
-    "python3 -m bench run --resume /campaign{quiet} & "
+    GUEST_RUN + " & "
     "while ! ls -d /campaign/runs/.tmp-* >/dev/null 2>&1; do sleep 0.2; done; "
     "sleep 1; echo c > /proc/sysrq-trigger; wait"
 )
@@ -164,17 +203,29 @@ _CRASH_WATCHER = (
 
 def execute_in_vm(
     campaign: store.Campaign,
-    kernel_spec: str,
+    kernel_spec: str | None = None,
     *,
     quiet: bool = False,
     timeout_s: float | None = None,
     boot_attempts: int | None = None,
+    boot=vm_boot,
 ) -> None:
+    plan = campaign.plan()
+    if plan.multi_boot:
+        if kernel_spec:
+            raise UsageError(
+                f"{campaign.path}: a campaign of several kernels or boots resumes on its own kernels "
+                f"({', '.join(plan.kernels)}); drop --kernel"
+            )
+        _execute_slots(
+            campaign, plan, quiet=quiet, timeout_s=timeout_s, boot_attempts=boot_attempts, boot=boot
+        )
+        return
+    assert kernel_spec is not None
     kernel = _kernel(kernel_spec)
     recorded = campaign.info().get("vm_kernel_release")
     if recorded and recorded != kernel.release:
         raise UsageError(f"{campaign.path}: campaign runs on kernel {recorded}, not {kernel.release}")
-    plan = campaign.plan()
     done = sum(1 for r in store.run_rows(campaign) if r["status"] == "done")
     state = campaign.adaptive_state()
     # an adaptive campaign whose rule has not said stop yet may still add rounds
@@ -198,36 +249,95 @@ def execute_in_vm(
     console = campaign.new_console_log()
     if not quiet:
         print(f"blkcmp: booting kernel {kernel.release} in a VM (console log: {console})", flush=True)
+    boot_once(
+        campaign,
+        kernel_spec,
+        {"kernel": kernel.release},
+        GUEST_RUN.format(slot="", quiet=" --quiet" if quiet else ""),
+        console=console,
+        timeout_s=timeout,
+        boot_attempts=boot_attempts,
+        quiet=quiet,
+        boot=boot,
+    )
+
+
+def _execute_slots(campaign: store.Campaign, plan, *, quiet, timeout_s, boot_attempts, boot) -> None:
+    """Boot every slot that still has runs to do, in plan order: each boot runs that slot's runs."""
+    kernels = campaign.vm_kernels()
+    done = {r["run_id"] for r in store.run_rows(campaign) if r["status"] == "done"}
+    per_run = plan.runtime + plan.ramp_time + PER_RUN_SLACK_S
+    if all(r.run_id in done for r in plan.runs):
+        if not quiet:
+            print("blkcmp: every planned run is done; nothing to boot", flush=True)
+        return
+    for slot, label in enumerate(plan.slots):
+        pending = [r for r in plan.slot_runs(slot) if r.run_id not in done]
+        if not pending:
+            continue
+        kernel = kernels[label]
+        console = campaign.new_console_log()
+        if not quiet:
+            print(
+                f"blkcmp: boot {slot + 1} of {len(plan.slots)}: kernel {label} ({kernel['release']}), "
+                f"{len(pending)} runs (console log: {console})",
+                flush=True,
+            )
+        boot_once(
+            campaign,
+            kernel["spec"],
+            {"kernel": kernel["release"], "kernel_label": label, "slot": slot},
+            GUEST_RUN.format(slot=f" --boot-slot {slot}", quiet=" --quiet" if quiet else ""),
+            console=console,
+            timeout_s=timeout_s or BOOT_ALLOWANCE_S + len(pending) * per_run,
+            boot_attempts=boot_attempts,
+            quiet=quiet,
+            boot=boot,
+        )
+
+
+def boot_once(
+    campaign: store.Campaign,
+    kernel_spec: str,
+    record: dict,
+    command: str,
+    *,
+    console: Path,
+    timeout_s: float,
+    boot_attempts: int | None,
+    quiet: bool,
+    boot=vm_boot,
+) -> None:
+    """One guest boot running `command`, with its retries, recorded in `vm_boots` (`record`: the
+    kernel and, for a campaign of several kernels or boots, its label and slot); a crash during
+    a run records the run failed and stops the campaign with a one-line error."""
     from bench import vm
 
-    boot = {"started": fio.utc_now(), "kernel": kernel.release, "console_log": campaign.relative(console)}
+    entry = {"started": fio.utc_now()} | record | {"console_log": campaign.relative(console)}
+    if os.environ.get(TEST_CRASH_DURING_RUN_ENV):
+        command = _CRASH_WATCHER.replace(GUEST_RUN, command)
+    # emulated NVMe controllers (workload `vm: {nvme: …}`): files exist for this boot only
+    vm_spec = campaign.workload().vm
     try:
-        command = (
-            _CRASH_WATCHER
-            if os.environ.get(TEST_CRASH_DURING_RUN_ENV)
-            else "python3 -m bench run --resume /campaign{quiet}"
-        )
-        # emulated NVMe controllers (workload `vm: {nvme: …}`): files exist for this boot only
-        vm_spec = workload.vm
         with vm_nvme.attached(vm_spec.nvme if vm_spec else [], campaign_id(campaign)) as qemu_args:
-            result, accel = _boot(
-                kernel,
-                command.format(quiet=" --quiet" if quiet else ""),
+            result, accel = boot(
+                kernel_spec,
+                command,
                 rw_dirs={"/campaign": campaign.path},
-                timeout_s=timeout,
+                timeout_s=timeout_s,
                 console_log=console,
                 boot_attempts=boot_attempts,
                 qemu_args=qemu_args,
             )
     except vm.BootFailed as exc:
-        campaign.add_vm_boot(boot | {"outcome": "no boot", "failed_boots": _failed(campaign, exc.failures)})
+        campaign.add_vm_boot(entry | {"outcome": "no boot", "failed_boots": _failed(campaign, exc.failures)})
         raise
     except vm.GuestCrashed as exc:
         crashed = record_crashed_runs(
-            campaign, exc.oops_line or "guest kernel died", campaign.relative(console)
+            campaign, exc.oops_line or "guest kernel died", campaign.relative(console), record.get("kernel")
         )
         campaign.add_vm_boot(
-            boot
+            entry
             | {
                 "outcome": "crashed during a run",
                 "oops": exc.oops_line,
@@ -242,7 +352,7 @@ def execute_in_vm(
             f"`blkcmp run --resume {campaign.path}` continues"
         ) from None
     campaign.add_vm_boot(
-        boot
+        entry
         | {
             "outcome": f"exit {result.exit_code}",
             "accel": accel,
@@ -264,11 +374,16 @@ def _failed(campaign: store.Campaign, failures) -> list[dict]:
     return [f.to_dict() | {"console_log": campaign.relative(f.console_log)} for f in failures]
 
 
-def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -> list[str]:
+def record_crashed_runs(
+    campaign: store.Campaign, oops: str, console_log: str, release: str | None = None
+) -> list[str]:
     """Runs cut off by a guest kernel crash become failed runs (kept, with the oops line), so
     the crash is in the results; `--resume` runs them again under their real names."""
     crashed = []
+    release = release or campaign.info().get("vm_kernel_release", "")
+    planned = {r.run_id: r for r in campaign.plan().runs}
     for run_id, staged in campaign.staged():
+        run = planned.get(run_id)
         error = f"guest kernel crashed during this run: {oops}"
         staged.write_meta(
             {
@@ -278,7 +393,9 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
                 "started": None,
                 "ended": fio.utc_now(),
                 "host": socket.gethostname(),
-                "kernel": campaign.info().get("vm_kernel_release", ""),
+                "kernel": release,
+                "kernel_label": run.kernel if run else None,
+                "boot_slot": run.boot if run else None,
                 "guest_crash": {"oops": oops, "console_log": console_log},
             }
         )
@@ -291,7 +408,7 @@ def record_crashed_runs(campaign: store.Campaign, oops: str, console_log: str) -
                 started=None,
                 ended=fio.utc_now(),
                 host=socket.gethostname(),
-                kernel=campaign.info().get("vm_kernel_release", ""),
+                kernel=release,
                 error=error,
                 metrics={},
                 cpu=None,
@@ -323,15 +440,32 @@ def targets_in_vm(kernel_spec: str) -> str:
         return text.rstrip()
 
 
-def record_guest_environment(campaign: store.Campaign) -> None:
-    """Called inside the guest: the environment record is the guest's, labelled with the accel."""
+def record_guest_environment(campaign: store.Campaign, slot: int | None = None) -> None:
+    """Called inside the guest: the environment record is the guest's, labelled with the accel.
+    In a campaign of several kernels each kernel has its own record (the first guest's is also
+    the campaign's environment record); a guest whose release differs from its label's is refused."""
     environment, config = env.snapshot()
     previous = campaign.environment()
-    if previous and "pending" not in previous:
-        if previous.get("kernel", {}).get("release") != environment["kernel"]["release"]:
+    release = environment["kernel"]["release"]
+    plan = campaign.plan()
+    if plan.multi_boot:
+        if slot is None or not 0 <= slot < len(plan.slots):
+            raise UsageError(f"{campaign.path}: give --boot-slot 0 to {len(plan.slots) - 1}")
+        label = plan.slots[slot]
+        recorded = campaign.kernel_environment(label).get("kernel", {}).get("release")
+        if recorded and recorded != release:
+            raise UsageError(
+                f"{campaign.path}: kernel {label} ran on {recorded} in an earlier boot, this guest runs {release}"
+            )
+        if not recorded:
+            campaign.save_kernel_environment(label, environment, config)
+        if "pending" not in previous:
+            return
+    elif previous and "pending" not in previous:
+        if previous.get("kernel", {}).get("release") != release:
             raise UsageError(
                 f"{campaign.path}: campaign started on kernel "
-                f"{previous['kernel']['release']}, this guest runs {environment['kernel']['release']}"
+                f"{previous['kernel']['release']}, this guest runs {release}"
             )
         return
     if previous.get("vm_boots"):  # boots that failed before this one wrote the record

@@ -164,7 +164,9 @@ def build(dirs: list[Path], options: AnalysisOptions = DEFAULTS, *, as_svg: bool
     groups = []
     for kernel, ds in data.by_kernel(everything):
         try:
-            a = analysis_mod.analyse([c.path for c in ds.campaigns], options.with_baseline(ds.baseline))
+            a = analysis_mod.analyse(
+                [c.path for c in ds.campaigns], options.with_baseline(ds.baseline), kernel=ds.kernel_label
+            )
             groups.append(KernelGroup(kernel, ds, a))
         except analysis_mod.NothingToCompare as exc:  # said in place of this kernel's verdicts
             groups.append(KernelGroup(kernel, ds, None, str(exc)))

@@ -82,6 +82,7 @@ class CampaignFacts:
     fio_version: str
     rounds: int
     point_keys: tuple[str, ...] = ()  # the plan's points, in matrix order
+    kernel_labels: tuple[str, ...] = ()  # a campaign of several kernels: its labels, in `kernels:` order
 
 
 @dataclass
@@ -95,6 +96,14 @@ class Dataset:
     points: list[Point] = field(default_factory=list)
     _pooled: dict = field(default_factory=dict, repr=False)
     _by_cell: dict | None = field(default=None, repr=False)
+    kernel_label: str | None = None  # the one kernel of a campaign of several this dataset holds
+
+    @property
+    def labelled_kernels(self) -> list[str]:
+        """One campaign of several kernels: its kernel labels, in its `kernels:` order."""
+        if len(self.campaigns) == 1 and self.kernel_label is None:
+            return list(self.campaigns[0].kernel_labels)
+        return []
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -103,6 +112,10 @@ class Dataset:
     # -- facts ------------------------------------------------------------------------------
     @property
     def kernels(self) -> list[str]:
+        if self.kernel_label is not None:
+            return [self.kernel_label]
+        if self.labelled_kernels:
+            return self.labelled_kernels
         return sorted({c.kernel for c in self.campaigns}, key=release_key)
 
     @property
@@ -201,6 +214,7 @@ def campaign_facts(campaign: store.Campaign) -> CampaignFacts:
         fio_version=str(env.get("fio_version") or ""),
         rounds=int(plan.rounds),
         point_keys=tuple(points_mod.key_of(p.options) for p in plan.points),
+        kernel_labels=tuple(plan.kernels),
     )
 
 
@@ -243,8 +257,29 @@ def load(dirs: Iterable[Path], *, baseline: str | None = None, with_bins: bool =
 
 
 def by_kernel(dataset: Dataset) -> list[tuple[str, Dataset]]:
-    """One Dataset per kernel release, in version order; colours and baseline kept."""
+    """One Dataset per kernel release, in version order; colours and baseline kept. One campaign
+    of several kernels: one Dataset per kernel label, in its `kernels:` order."""
     groups = []
+    for label in dataset.labelled_kernels:
+        records = [r for r in dataset.records if r.kernel_label == label]
+        present = {r.target for r in records}
+        targets = [t for t in dataset.targets if t in present]
+        groups.append(
+            (
+                label,
+                Dataset(
+                    records,
+                    dataset.campaigns,
+                    targets,
+                    dataset.drivers,
+                    dataset.colours,
+                    dataset.baseline,
+                    kernel_label=label,
+                ),
+            )
+        )
+    if groups:
+        return groups
     for kernel in dataset.kernels:
         facts = [c for c in dataset.campaigns if c.kernel == kernel]
         paths = {c.path for c in facts}
