@@ -108,7 +108,7 @@ def test_nvme_campaign_with_preconditioning_on_an_emulated_namespace(kernel_7_2,
 GUEST_REBIND = r"""
 set -u
 w=/work
-ctrl=$(grep -l '^blkcmp0001$' /sys/class/nvme/nvme*/serial | head -1 | xargs dirname)
+ctrl=$(grep -l '^blkcmp0001 *$' /sys/class/nvme/nvme*/serial | head -1 | xargs dirname)
 addr=$(cat $ctrl/address)
 binding() { basename "$(readlink /sys/bus/pci/devices/$addr/driver)"; cat /sys/bus/pci/devices/$addr/driver_override; }
 binding > $w/before
