@@ -156,19 +156,38 @@ def stop_signals_held() -> Iterator[set]:
 
 
 @contextmanager
-def signals_raise(make_exception: Callable[[int], BaseException]) -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP raise `make_exception(signum)` (main thread only:
-    Python delivers signals there, and other threads cannot install handlers)."""
+def signals_raise(
+    make_exception: Callable[[int], BaseException],
+    signals: frozenset[int] | tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP),
+) -> Iterator[None]:
+    """While inside, `signals` (default SIGTERM and SIGHUP) raise `make_exception(signum)` (main
+    thread only: Python delivers signals there, and other threads cannot install handlers).
+
+    The signal is also remembered (`raise_if_stopped`): an exception raised while Python runs
+    its at-fork handlers (any subprocess start not inside `stop_signals_held`) is printed and
+    dropped, and the campaign would run on; a loop that checks between steps stops anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: object) -> None:
+        _stopped.append(signum)
         raise make_exception(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    _stopped.clear()
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+# Stop signals that arrived inside `signals_raise`, kept even when their exception was lost.
+_stopped: list[int] = []
+
+
+def raise_if_stopped(make_exception: Callable[[int], BaseException]) -> None:
+    """Raise for a stop signal that arrived but whose exception was swallowed (see signals_raise)."""
+    if _stopped:
+        raise make_exception(_stopped[0])

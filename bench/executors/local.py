@@ -17,13 +17,12 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bench import env, fio, ledger, lifecycle, stopping, store
+from bench import env, fio, ledger, lifecycle, procs, stopping, store
 from bench.driver_options import BLOCK_DRIVERS
 from bench.errors import RunError, UsageError
 from bench.fio_options import job_writes
 from bench.plan import Plan, PlannedRun, add_rounds
 from bench.precondition import precondition_all
-from bench.procs import signals_raise
 from bench.progress import Reporter
 from bench.results import load_runs
 from bench.targets import Context, Target, build_targets
@@ -43,9 +42,15 @@ def campaign_id(campaign: store.Campaign) -> str:
     return hashlib.sha1(str(campaign.path.resolve()).encode()).hexdigest()[:8]
 
 
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt(f"signal {signum}")
+
+
 def signals_as_interrupts():
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so every `finally` (teardown) runs."""
-    return signals_raise(lambda signum: KeyboardInterrupt(f"signal {signum}"))
+    """Ctrl-C, SIGTERM and SIGHUP unwind as KeyboardInterrupt, so every `finally` (teardown)
+    runs; remembered, so one that lands inside a fork still stops the campaign before its next
+    run (procs.raise_if_stopped)."""
+    return procs.signals_raise(_interrupt, procs.STOP_SIGNALS)
 
 
 # ------------------------------------------------------------------------------------------
@@ -262,8 +267,10 @@ def execute(
                 total = len(plan.runs) if slot is None else len(plan.slot_runs(slot))
                 reporter.start(total - len(pending), total)
                 for i, run in enumerate(pending):
+                    procs.raise_if_stopped(_interrupt)
                     reporter.before_run(run, total - len(pending) + i, total)
                     record = lifecycles[run.target].before_run()
+                    procs.raise_if_stopped(_interrupt)
                     status = execute_run(campaign, workload, run, targets[run.target], record)
                     counts[status] = counts.get(status, 0) + 1
                     reporter.after_run(run, status)
