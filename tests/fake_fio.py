@@ -15,10 +15,14 @@ Set in the environment of the blkcmp under test:
                      anything, as a power cut or the OOM killer would in the middle of a run
   FAKE_FIO_OBSTRUCT  1: replace the job's `filename=` file with a non-empty directory, as
                      something else on the machine might while the run goes on
+  FAKE_FIO_SCALE     TARGET:F1,F2,…: that target's throughput in round k scaled by Fk (the
+                     round and target read from the run directory's name), so a test can set
+                     a ratio that is never settled and never precise
 """
 
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -59,6 +63,15 @@ def main(argv: list[str]) -> int:
             "fio: io_u error on file /dev/fake: Input/output error: read offset=0, buflen=4096",
             file=sys.stderr,
         )
+    if scale := os.environ.get("FAKE_FIO_SCALE"):
+        target, factors = scale.split(":", 1)
+        m = re.search(r"r(\d+)-p\d+-(.+)$", job.parent.name)
+        if m and m.group(2) == target:
+            factor = float(factors.split(",")[(int(m.group(1)) - 1) % len(factors.split(","))])
+            for side in ("read", "write"):
+                for key in ("iops", "iops_mean", "bw", "bw_bytes", "bw_mean"):
+                    if key in doc["jobs"][0].get(side, {}):
+                        doc["jobs"][0][side][key] *= factor
     output.write_text(json.dumps(doc))
     return 1 if failing else 0
 

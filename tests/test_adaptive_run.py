@@ -26,8 +26,16 @@ seed: 5
 """
 
 
-def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2, margin: float = 1e-6) -> Path:
-    # margin 1e-6: no verdict can be settled, so only the width rule and the cap stop the campaign
+def run(
+    tmp_path: Path,
+    target_ci: float,
+    max_rounds: int,
+    min_rounds: int = 2,
+    margin: float = 1e-6,
+    extra_env: dict | None = None,
+) -> Path:
+    # margin 1e-6: no equivalence can be settled, so only the width rule, a significant
+    # difference and the cap stop the campaign
     w = tmp_path / "w.yaml"
     w.write_text(WORKLOAD.format(min=min_rounds, max=max_rounds, target=target_ci, margin=margin))
     out = run_cli(
@@ -37,7 +45,8 @@ def run(tmp_path: Path, target_ci: float, max_rounds: int, min_rounds: int = 2, 
         tmp_path / "res",
         "--quiet",
         timeout=600,
-        env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+        env={"BLKCMP_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
+        | (extra_env or {}),
     )
     assert out.returncode == 0, out.stderr
     return next((tmp_path / "res").iterdir())
@@ -51,7 +60,14 @@ def rounds_done(camp: Path) -> int:
 
 
 def test_unreachable_precision_runs_to_the_cap(tmp_path):
-    camp = run(tmp_path, target_ci=1e-9, max_rounds=4)
+    # Real fio-null A/A pairs differ by ~1 % by position now and then, and two tight rounds can
+    # then settle a verdict (seen once: stopped at round 2). The fake fio sets b/a to 1.1, 0.9,
+    # 1.1, 0.9: never significant, never precise, so only the cap can stop it.
+    fake = {
+        "BLKCMP_TEST_FAKE_FIO": str(Path(__file__).parent / "fake_fio.py"),
+        "FAKE_FIO_SCALE": "b:1.1,0.9",
+    }
+    camp = run(tmp_path, target_ci=1e-9, max_rounds=4, extra_env=fake)
     assert rounds_done(camp) == 4
     plan = json.loads((camp / "plan.json").read_text())
     assert plan["rounds"] == 4 and len(plan["runs"]) == 8

@@ -385,6 +385,43 @@ def test_a_device_that_becomes_unsafe_mid_campaign_stops_it_before_the_next_run(
         assert "swap" in sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev).stdout
 
 
+def test_a_device_mounted_mid_campaign_stops_it_before_the_next_run(tmp_path, env):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with user_disk(tmp_path) as (dev, backing):
+        # An ext4 in the first 4 MiB (its signature allowed by name), fio writing from 5 MiB on:
+        # mounting it between runs is what the next run's check must find.
+        sh("mkfs.ext4", "-q", dev, "4M")
+        w = disk_workload(
+            tmp_path,
+            dev,
+            identity={"backing_file": str(backing)},
+            extra="    allow_signatures: [ext4]",
+            fio_extra=", offset: 5m",
+            repetitions=40,
+        )
+        proc = start_cli("run", w, "--results", tmp_path / "results", env=env)
+        try:
+            wait_for(lambda: runs_done(tmp_path / "results") >= 1, "the first run")
+            # blkcmp's own O_EXCL probe may hold the device for an instant: try again then
+            wait_for(
+                lambda: subprocess.run(["mount", dev, str(mnt)], capture_output=True).returncode == 0,
+                "the mount",
+                timeout=30,
+                interval=0.05,
+            )
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 1, stdout + stderr
+        refusal = [line for line in stderr.splitlines() if "refusing to write" in line]
+        assert refusal and f"it is mounted: {Path(dev).name} on {mnt}" in refusal[0], stderr
+        assert "--resume" in refusal[0] and "Traceback" not in stderr
+        assert 1 <= done_count(campaign_dir(tmp_path / "results")) < 40
+
+
 # ------------------------------------------------------------------------------------------
 # blkcmp targets
 
