@@ -26,7 +26,19 @@ COLUMNS = (
     *store.JOB_MEASURES,
     "fio_version",
 )
-EXTRA = ("point_key", "position", "job_index", "kernel", "started", "ended", "error")
+# kernel_label, boot_slot, boot_id: a campaign of several kernels (empty otherwise)
+EXTRA = (
+    "point_key",
+    "position",
+    "job_index",
+    "kernel",
+    "kernel_label",
+    "boot_slot",
+    "boot_id",
+    "started",
+    "ended",
+    "error",
+)
 # `--timeseries`: job is fio's job number (1 … numjobs); time_ms since the job started; metric is
 # iops, bw_bytes (bytes/s), clat_ns, lat_ns or slat_ns, each averaged over its logging window.
 TIMESERIES_COLUMNS = (

@@ -13,6 +13,8 @@ by the VM test (tests/test_vm_multikernel.py).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
@@ -162,6 +164,17 @@ def test_the_slot_loop_runs_every_kernel_and_boot_and_resumes_after_a_crash(tmp_
     assert "base" in json.dumps(doc) and "slow" in json.dumps(doc)
     out = run_cli("compare", "--by", "kernel", campaign.path, "--format", "csv")
     assert out.returncode == 0, out.stderr
+    # export carries each run's kernel label, planned boot slot and boot id
+    out = run_cli("export", campaign.path, "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    exported = list(csv.DictReader(io.StringIO(out.stdout)))
+    planned = {r.run_id: r for r in campaign.plan().runs}
+    assert exported and all(
+        (row["kernel_label"], int(row["boot_slot"]))
+        == (planned[row["run_id"]].kernel, planned[row["run_id"]].boot)
+        and len(row["boot_id"]) == 36
+        for row in exported
+    ), exported[:2]
 
     # a guest whose release is not the one its label ran on before is refused
     record = campaign.kernel_environment("base")
