@@ -23,8 +23,8 @@ pytestmark = pytest.mark.vm
 
 VM_TIMEOUT = 2400  # four TCG boots and their runs
 
-WORKLOAD = """
-name: twokernels
+# null_blk and rnull set up alike, the fio job both run: shared by the two campaigns below
+MATCHED_PAIR = """
 targets:
   common:
     options: {blocksize: 4096, size: 4096, irqmode: 0, hw_queue_depth: 256, submit_queues: 1, poll_queues: 0}
@@ -32,6 +32,12 @@ targets:
   null_blk: {driver: null_blk}
   rnull: {driver: rnull}
 fio: {ioengine: io_uring, direct: 1, norandommap: 1, random_generator: lfsr}
+"""
+
+WORKLOAD = (
+    "name: twokernels"
+    + MATCHED_PAIR
+    + """
 matrix:
   rw: [randread]
   bs: [4k]
@@ -45,6 +51,7 @@ kernels:
   - {label: v7.2, kernel: "7.2"}
 boots: 2
 """
+)
 
 
 @pytest.fixture(scope="session")
@@ -112,15 +119,10 @@ def test_one_campaign_over_two_kernels_with_two_boots_each(both_kernels, tmp_pat
     assert again.returncode == 0 and "nothing to boot" in again.stdout, again.stderr
 
 
-TRUTH = """
-name: knowntruth
-targets:
-  common:
-    options: {blocksize: 4096, size: 4096, irqmode: 0, hw_queue_depth: 256, submit_queues: 1, poll_queues: 0}
-    queue: {scheduler: none, nomerges: 0, rq_affinity: 1}
-  null_blk: {driver: null_blk}
-  rnull: {driver: rnull}
-fio: {ioengine: io_uring, direct: 1, norandommap: 1, random_generator: lfsr}
+TRUTH = (
+    "name: knowntruth"
+    + MATCHED_PAIR
+    + """
 baseline: null_blk
 matrix:
   rw: [randread]
@@ -135,6 +137,7 @@ kernels:
   - {label: slow, kernel: slow}
 boots: 4
 """
+)
 
 
 def _csv(text: str) -> list[dict]:
